@@ -1,0 +1,242 @@
+"""The ``ocimerge`` command line: ``create``, ``inspect``, ``verify``.
+
+Results go to stdout, notes and errors to stderr. Every deliberate failure is one line,
+``ocimerge: error: …``, and an exit code from :data:`EXIT_CODES`; no traceback unless
+``OCIMERGE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn, TextIO
+
+from ocimerge import __version__
+from ocimerge.errors import (
+    InputError,
+    ModelError,
+    OcimergeError,
+    OutputError,
+    RemoteError,
+    UsageError,
+)
+from ocimerge.model.assemble import Annotation, AttestationPolicy, IndexFormat
+from ocimerge.operations import create, inspect, verify
+
+__all__ = ["EXIT_CODES", "main"]
+
+#: The one table from error class to exit code (the first matching class wins).
+EXIT_CODES: tuple[tuple[type[OcimergeError], int], ...] = (
+    (UsageError, 2),
+    (InputError, 3),
+    (ModelError, 3),
+    (RemoteError, 4),
+    (OutputError, 5),
+)
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def exit_code(error: OcimergeError) -> int:
+    for cls, code in EXIT_CODES:
+        if isinstance(error, cls):
+            return code
+    return EXIT_INTERNAL
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"ocimerge: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ocimerge",
+        description="Merge per-architecture container images into one multi-platform image.",
+    )
+    parser.add_argument("--version", action="version", version=f"ocimerge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = commands.add_parser(
+        "create",
+        help="merge images into one multi-platform OCI layout or archive",
+        description="Merge single-platform images (OCI layouts, OCI archives, docker-save "
+        "archives) into one image index. SRC is [oci:|oci-archive:|docker-archive:]PATH"
+        "[:TAG|@DIGEST][=PLATFORM].",
+    )
+    c.add_argument("sources", nargs="+", metavar="SRC[=PLATFORM]")
+    c.add_argument("-o", "--output", help="OUT.tar writes an OCI archive, OUT/ a layout directory")
+    c.add_argument("--format", choices=[f.value for f in IndexFormat], default="auto",
+                   help="index type: auto (Docker list only when nothing is lost), oci, docker")
+    c.add_argument("--attestations", choices=[p.value for p in AttestationPolicy], default="keep",
+                   help="keep or drop BuildKit attestation manifests (default keep)")
+    c.add_argument("--annotation", action="append", default=[], metavar="[manifest-descriptor:]KEY=VALUE",
+                   help="annotation on the index, or on its entries with manifest-descriptor:")
+    c.add_argument("--compress", choices=["none", "gzip"], default="none",
+                   help="gzip uncompressed (docker-save) layers, deterministically")
+    c.add_argument("--tag-name", default="latest", help="the tag written in index.json (default latest)")
+    c.add_argument("--dry-run", action="store_true", help="print the index and its digest, write nothing")
+    c.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    c.add_argument("--json", action="store_true", help="print the result as JSON")
+    c.add_argument("-q", "--quiet", action="store_true", help="no notes on stderr")
+
+    i = commands.add_parser("inspect", help="show the platforms, digests and sizes of a source")
+    i.add_argument("source", metavar="SRC")
+    i.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    v = commands.add_parser("verify", help="re-hash every blob of a source and report every problem")
+    v.add_argument("source", metavar="SRC")
+    v.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return parser
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover
+
+
+def _table(rows: Sequence[Sequence[str]], out: TextIO, indent: str = "  ") -> None:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        out.write(indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _print_inspect(report: dict[str, Any], out: TextIO) -> None:
+    for entry in report["entries"]:
+        if "error" in entry:
+            out.write(f"{entry['error']}\n\n")
+            continue
+        names = f"  [{', '.join(entry['names'])}]" if entry["names"] else ""
+        out.write(f"{entry['source']}{names}\n")
+        root = entry["root"]
+        if root:
+            out.write(f"  {root['mediaType']}  {root['digest']}  {_human(root['size'])}\n")
+        rows = [["PLATFORM", "DIGEST", "MEDIA TYPE", "SIZE", "LAYERS", "ATTESTATIONS"]]
+        for image in entry["images"]:
+            rows.append([
+                image["platform"], image["digest"], image["mediaType"],
+                _human(image["contentSize"]), str(len(image["layers"])),
+                str(len(image["attestations"])),
+            ])
+        for absent in entry["absent"]:
+            rows.append([absent["platform"] or "?", absent["digest"], absent["mediaType"], "absent", "-", "-"])
+        _table(rows, out)
+        for note in entry["notes"]:
+            out.write(f"  note: {note}\n")
+        out.write("\n")
+
+
+def _notes(notes: Sequence[str], quiet: bool) -> None:
+    if not quiet:
+        for note in notes:
+            sys.stderr.write(f"ocimerge: note: {note}\n")
+
+
+def _run_create(args: argparse.Namespace) -> int:
+    result = create(
+        args.sources,
+        args.output,
+        format=IndexFormat(args.format),
+        attestations=AttestationPolicy(args.attestations),
+        annotations=[Annotation.parse(a) for a in args.annotation],
+        compress=args.compress == "gzip",
+        tag_name=args.tag_name,
+        dry_run=args.dry_run,
+        force=args.force,
+    )
+    _notes(result.notes, args.quiet)
+    index = result.index
+    if args.json:
+        payload: dict[str, Any] = {
+            "digest": str(index.descriptor.digest),
+            "mediaType": index.descriptor.media_type,
+            "size": index.descriptor.size,
+            "output": result.output,
+            "manifests": [
+                {"platform": str(i.platform), "digest": str(m.descriptor.digest), "source": i.source}
+                for i, m in zip(result.images, result.assembly.manifests, strict=True)
+            ],
+        }
+        if args.dry_run:
+            payload["index"] = json.loads(index.raw)
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return EXIT_OK
+    if args.dry_run:
+        sys.stdout.write(index.raw.decode("utf-8") + "\n")
+        sys.stdout.write(f"Digest: {index.descriptor.digest}\n")
+        return EXIT_OK
+    rows = [["PLATFORM", "DIGEST", "SOURCE"]]
+    pairs = sorted(zip(result.images, result.assembly.manifests, strict=True), key=lambda p: p[0].platform.key)
+    for image, manifest in pairs:
+        rows.append([str(image.platform), str(manifest.descriptor.digest), image.source])
+    sys.stdout.write(f"Wrote {result.output}\n")
+    sys.stdout.write(f"  {index.descriptor.media_type}  {index.descriptor.digest}\n")
+    _table(rows, sys.stdout)
+    return EXIT_OK
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    report = inspect(args.source)
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        _print_inspect(report, sys.stdout)
+    return EXIT_OK
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    report = verify(args.source)
+    if args.json:
+        sys.stdout.write(json.dumps({
+            "source": report.source, "ok": report.ok, "problems": list(report.problems),
+            "blobsChecked": report.blobs_checked, "bytesChecked": report.bytes_checked,
+            "notes": list(report.notes),
+        }, indent=2) + "\n")
+    else:
+        for problem in report.problems:
+            sys.stdout.write(f"problem: {problem}\n")
+        for note in report.notes:
+            sys.stdout.write(f"note: {note}\n")
+        verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+        sys.stdout.write(
+            f"{report.source}: {verdict}; {report.blobs_checked} blobs, "
+            f"{_human(report.bytes_checked)} checked\n"
+        )
+    return EXIT_OK if report.ok else 3
+
+
+_COMMANDS = {"create": _run_create, "inspect": _run_inspect, "verify": _run_verify}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except OcimergeError as exc:
+        sys.stderr.write(f"ocimerge: error: {exc}\n")
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        sys.stderr.write("ocimerge: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:
+        if os.environ.get("OCIMERGE_DEBUG"):
+            traceback.print_exc()
+        sys.stderr.write(
+            f"ocimerge: internal error: {type(exc).__name__}: {exc} "
+            "(set OCIMERGE_DEBUG=1 for a traceback, and please report it)\n"
+        )
+        return EXIT_INTERNAL

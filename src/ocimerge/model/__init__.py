@@ -1,0 +1,1 @@
+"""The pure model: value types for everything on the wire, with no I/O (layer 0)."""

@@ -1,0 +1,285 @@
+"""Assembly: N single-platform images in, one OCI image index or Docker manifest list out.
+
+A pure, total function ([INDEX-1] .. [INDEX-6], [ATTEST-1] .. [ATTEST-3], [CONVERT-1] ..
+[CONVERT-3]): no I/O, the same inputs in any order give the same bytes and digest.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from ocimerge.errors import ConversionError, ModelError, PlatformConflictError, UsageError
+from ocimerge.model import mediatype as mt
+from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.manifest import Document, ImageIndex, ImageManifest
+from ocimerge.model.platform import Platform
+
+__all__ = [
+    "Annotation",
+    "Assembly",
+    "AttestationPolicy",
+    "Child",
+    "IndexFormat",
+    "assemble",
+    "to_docker_manifest",
+]
+
+REFERENCE_TYPE = "vnd.docker.reference.type"
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
+
+
+class IndexFormat(enum.Enum):
+    """The output document: decided from the inputs (AUTO), or forced."""
+
+    AUTO = "auto"
+    OCI = "oci"
+    DOCKER = "docker"
+
+
+class AttestationPolicy(enum.Enum):
+    """Whether attestation manifests travel with their images."""
+
+    KEEP = "keep"
+    DROP = "drop"
+
+
+_ANNOTATION = re.compile(r"(?:(?P<scope>index|manifest-descriptor)(?:\[(?P<platform>[^\]]+)\])?:)?(?P<key>[^=]+)=(?P<value>.*)", re.S)
+
+
+@attrs.frozen
+class Annotation:
+    """An annotation to add: on the index, or on its entries (all, or one platform's).
+
+    Spelled as buildx spells them: ``KEY=VALUE`` and ``index:KEY=VALUE`` for the index,
+    ``manifest-descriptor[:|[PLATFORM]:]KEY=VALUE`` for entries.
+
+    >>> Annotation.parse("manifest-descriptor[linux/arm64]:org.example=1").platform
+    Platform(os='linux', architecture='arm64', variant='', os_version='', os_features=(), features=())
+    """
+
+    key: str
+    value: str
+    on_index: bool = True
+    platform: Platform | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Annotation:
+        match = _ANNOTATION.fullmatch(text)
+        if match is None or not match["key"].strip():
+            raise UsageError(
+                f"invalid annotation {text!r}: expected [index:|manifest-descriptor:]KEY=VALUE"
+            )
+        scope = match["scope"] or "index"
+        platform = Platform.parse(match["platform"]) if match["platform"] else None
+        if scope == "index" and platform is not None:
+            raise UsageError(f"invalid annotation {text!r}: a platform applies to entries only")
+        return cls(match["key"], match["value"], scope == "index", platform)
+
+
+@attrs.frozen
+class Child:
+    """One image as assembly sees it: its manifest document, platform and attestations."""
+
+    source: str
+    manifest: Document[ImageManifest]
+    platform: Platform
+    attestations: tuple[tuple[Descriptor, Document[ImageManifest]], ...] = ()
+
+
+@attrs.frozen
+class Assembly:
+    """The result: the index document, and each child's manifest as the index names it.
+
+    ``manifests[i]`` is the (possibly converted) manifest of ``children[i]`` of the call;
+    ``attestations`` are the attestation manifests the index lists.
+    """
+
+    index: Document[ImageIndex]
+    manifests: tuple[Document[ImageManifest], ...]
+    attestations: tuple[Document[ImageManifest], ...]
+    notes: tuple[str, ...] = ()
+
+
+_TO_DOCKER_LAYER = {
+    mt.OCI_LAYER_GZIP: mt.DOCKER_LAYER_GZIP,
+    mt.DOCKER_LAYER_GZIP: mt.DOCKER_LAYER_GZIP,
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": mt.DOCKER_FOREIGN_LAYER_GZIP,
+    mt.DOCKER_FOREIGN_LAYER_GZIP: mt.DOCKER_FOREIGN_LAYER_GZIP,
+}
+
+
+def to_docker_manifest(doc: Document[ImageManifest], source: str) -> Document[ImageManifest]:
+    """[CONVERT-1] The Docker schema 2 form of an OCI manifest, when nothing would be lost.
+
+    Docker manifests are returned unchanged (same bytes). An OCI manifest converts only when
+    its config is an image config and every layer is gzip; annotations, ``subject`` and
+    ``artifactType`` have no Docker form, so their presence is a :class:`ConversionError`.
+    """
+    manifest = doc.value
+    if manifest.is_docker:
+        return doc
+    where = f"{source}: manifest {doc.descriptor.digest.short}"
+    if manifest.annotations or manifest.subject or manifest.artifact_type:
+        raise ConversionError(
+            f"{where}: has annotations, a subject or an artifactType that a Docker manifest "
+            "cannot carry; use --format oci"
+        )
+    if manifest.config.media_type not in (mt.OCI_CONFIG, mt.DOCKER_CONFIG):
+        raise ConversionError(f"{where}: config type {manifest.config.media_type} has no Docker form")
+    layers = []
+    for i, layer in enumerate(manifest.layers):
+        compression = mt.layer_compression(layer.media_type)
+        if compression is mt.Compression.NONE:
+            raise ConversionError(
+                f"{where}: layer {i} is uncompressed, which a Docker manifest list cannot "
+                "carry; add --compress gzip or use --format oci"
+            )
+        if compression is mt.Compression.ZSTD:
+            raise ConversionError(
+                f"{where}: layer {i} is zstd-compressed, which Docker schema 2 does not "
+                "define; use --format oci"
+            )
+        if layer.media_type not in _TO_DOCKER_LAYER:
+            raise ConversionError(f"{where}: layer {i} type {layer.media_type} has no Docker form")
+        if layer.annotations:
+            raise ConversionError(
+                f"{where}: layer {i} has annotations (e.g. eStargz) that a Docker manifest "
+                "would drop; use --format oci"
+            )
+        layers.append(attrs.evolve(layer, media_type=_TO_DOCKER_LAYER[layer.media_type]))
+    config = attrs.evolve(manifest.config, media_type=mt.DOCKER_CONFIG)
+    if config.annotations:
+        raise ConversionError(f"{where}: the config descriptor has annotations; use --format oci")
+    converted = ImageManifest(config=config, layers=tuple(layers), media_type=mt.DOCKER_MANIFEST)
+    return Document.author(converted)
+
+
+def _check_platforms(children: Sequence[Child]) -> None:
+    """[INDEX-3] Every child has a real platform, and no two share a normalised one."""
+    seen: dict[Platform, Child] = {}
+    for child in children:
+        if child.platform.is_unknown or not child.platform.os or not child.platform.architecture:
+            raise ModelError(
+                f"{child.source}: image {child.manifest.descriptor.digest.short} has no platform "
+                f"({child.platform}); it cannot be an entry of a multi-platform index"
+            )
+        other = seen.get(child.platform)
+        if other is not None:
+            raise PlatformConflictError(
+                f"two sources are {child.platform.normalized()}: {other.source} "
+                f"({other.manifest.descriptor.digest.short}) and {child.source} "
+                f"({child.manifest.descriptor.digest.short}); give one image per platform"
+            )
+        seen[child.platform] = child
+
+
+def _wants_docker(
+    format: IndexFormat,
+    children: Sequence[Child],
+    keep_attestations: bool,
+    annotations: Sequence[Annotation],
+) -> bool:
+    """[INDEX-4] AUTO picks a Docker list only when every child is Docker and nothing is lost."""
+    has_attestations = keep_attestations and any(c.attestations for c in children)
+    if format is IndexFormat.OCI:
+        return False
+    if format is IndexFormat.DOCKER:
+        if annotations:
+            raise ConversionError(
+                "a Docker manifest list cannot carry annotations; drop --annotation or use "
+                "--format oci"
+            )
+        if has_attestations:
+            raise ConversionError(
+                "a Docker manifest list cannot carry attestations; use --attestations drop "
+                "or --format oci"
+            )
+        return True
+    return (
+        not annotations
+        and not has_attestations
+        and all(c.manifest.value.is_docker for c in children)
+    )
+
+
+def _entry_annotations(child: Child, annotations: Iterable[Annotation]) -> dict[str, str]:
+    return {
+        a.key: a.value
+        for a in annotations
+        if not a.on_index and (a.platform is None or a.platform == child.platform)
+    }
+
+
+def assemble(
+    children: Sequence[Child],
+    *,
+    format: IndexFormat = IndexFormat.AUTO,
+    attestations: AttestationPolicy = AttestationPolicy.KEEP,
+    annotations: Sequence[Annotation] = (),
+) -> Assembly:
+    """Build the index over ``children``.
+
+    [INDEX-2] Entries are ordered by normalised platform (os, architecture, variant,
+    os.version, os.features), then attestation entries in the order of their images; so the
+    same images in any order give identical bytes. Raises :class:`PlatformConflictError`,
+    :class:`ConversionError` or :class:`ModelError` when the inputs cannot be merged as asked.
+    """
+    if not children:
+        raise UsageError("no images to assemble")
+    _check_platforms(children)
+    keep = attestations is AttestationPolicy.KEEP
+    docker = _wants_docker(format, children, keep, annotations)
+    notes: list[str] = []
+    manifests = tuple(
+        to_docker_manifest(c.manifest, c.source) if docker else c.manifest for c in children
+    )
+    order = sorted(range(len(children)), key=lambda i: (children[i].platform.key, str(manifests[i].descriptor.digest)))
+    entries: list[Descriptor] = []
+    attestation_entries: list[Descriptor] = []
+    attestation_docs: list[Document[ImageManifest]] = []
+    for i in order:
+        child, manifest = children[i], manifests[i]
+        entries.append(
+            Descriptor(
+                media_type=manifest.descriptor.media_type,
+                digest=manifest.descriptor.digest,
+                size=manifest.descriptor.size,
+                annotations=_entry_annotations(child, annotations),
+                platform=child.platform,
+            )
+        )
+        if not keep:
+            continue
+        for entry, doc in sorted(child.attestations, key=lambda a: str(a[0].digest)):
+            # [ATTEST-2] an attestation is valid only while it names the manifest we list.
+            if entry.annotation(REFERENCE_DIGEST) != str(manifest.descriptor.digest):
+                notes.append(
+                    f"dropped attestation {entry.digest.short} of {child.source}: its image "
+                    "manifest was rewritten"
+                )
+                continue
+            attestation_entries.append(
+                Descriptor(
+                    media_type=doc.descriptor.media_type,
+                    digest=doc.descriptor.digest,
+                    size=doc.descriptor.size,
+                    annotations=entry.annotations,
+                    platform=entry.platform or Platform("unknown", "unknown"),
+                )
+            )
+            attestation_docs.append(doc)
+    index = ImageIndex(
+        manifests=(*entries, *attestation_entries),
+        media_type=mt.DOCKER_MANIFEST_LIST if docker else mt.OCI_INDEX,
+        annotations={a.key: a.value for a in annotations if a.on_index},
+    )
+    return Assembly(
+        index=Document.author(index),
+        manifests=manifests,
+        attestations=tuple(attestation_docs),
+        notes=tuple(notes),
+    )

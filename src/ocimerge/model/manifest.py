@@ -1,0 +1,276 @@
+"""Image manifests, image indexes, image configs and the raw-bytes documents that carry them.
+
+[DOC-1] A document is its raw bytes, the value parsed from them and the descriptor of those
+bytes. Documents we read are never re-encoded; documents we author are encoded once by
+:func:`ocimerge.model.codec.encode_json` and those exact bytes are written or sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from ocimerge.errors import DocumentError, UnsupportedMediaTypeError
+from ocimerge.model import mediatype as mt
+from ocimerge.model.codec import decode_json, encode_json
+from ocimerge.model.descriptor import (
+    Annotations,
+    Descriptor,
+    annotations_from_json,
+    to_annotations,
+)
+from ocimerge.model.digest import Digest
+from ocimerge.model.platform import Platform
+
+__all__ = [
+    "Document",
+    "ImageConfig",
+    "ImageIndex",
+    "ImageManifest",
+    "decode_config",
+    "decode_index",
+    "decode_manifest",
+    "decode_manifest_or_index",
+    "sniff_document_type",
+]
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class ImageManifest:
+    """[MANIFEST-1] An OCI image manifest or a Docker schema 2 manifest.
+
+    ``media_type`` is None when the document omits it (allowed by OCI; seen in the wild).
+    """
+
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    media_type: str | None = mt.OCI_MANIFEST
+    schema_version: int = 2
+    artifact_type: str | None = None
+    subject: Descriptor | None = None
+    annotations: Annotations = attrs.field(default=(), converter=to_annotations)
+
+    @property
+    def effective_media_type(self) -> str:
+        """The media type to address this manifest by: its own, else OCI's."""
+        return self.media_type or mt.OCI_MANIFEST
+
+    @property
+    def is_docker(self) -> bool:
+        return self.media_type == mt.DOCKER_MANIFEST
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"schemaVersion": self.schema_version}
+        if self.media_type:
+            out["mediaType"] = self.media_type
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
+        out["config"] = self.config.to_json()
+        out["layers"] = [layer.to_json() for layer in self.layers]
+        if self.subject is not None:
+            out["subject"] = self.subject.to_json()
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+
+@attrs.frozen
+class ImageIndex:
+    """[INDEX-1] An OCI image index or a Docker manifest list."""
+
+    manifests: tuple[Descriptor, ...]
+    media_type: str | None = mt.OCI_INDEX
+    schema_version: int = 2
+    artifact_type: str | None = None
+    subject: Descriptor | None = None
+    annotations: Annotations = attrs.field(default=(), converter=to_annotations)
+
+    @property
+    def effective_media_type(self) -> str:
+        return self.media_type or mt.OCI_INDEX
+
+    @property
+    def is_docker(self) -> bool:
+        return self.media_type == mt.DOCKER_MANIFEST_LIST
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"schemaVersion": self.schema_version}
+        if self.media_type:
+            out["mediaType"] = self.media_type
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
+        out["manifests"] = [m.to_json() for m in self.manifests]
+        if self.subject is not None:
+            out["subject"] = self.subject.to_json()
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+
+@attrs.frozen
+class ImageConfig:
+    """[CONFIG-1] The fields of an image config that assembly needs: platform and diff IDs."""
+
+    platform: Platform
+    diff_ids: tuple[Digest, ...]
+
+
+@attrs.frozen
+class Document(Generic[T]):
+    """[DOC-1] Raw bytes, the value parsed from them, and the descriptor of those bytes.
+
+    >>> doc = Document.author(ImageIndex(manifests=()))
+    >>> doc.raw
+    b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
+    >>> doc.descriptor.size == len(doc.raw)
+    True
+    """
+
+    raw: bytes
+    value: T
+    descriptor: Descriptor
+
+    @classmethod
+    def author(cls, value: ImageManifest | ImageIndex) -> Document[Any]:
+        """Encode a manifest or index we author, once, with the canonical encoder."""
+        raw = encode_json(value.to_json())
+        descriptor = Descriptor(value.effective_media_type, Digest.of(raw), len(raw))
+        return Document(raw, value, descriptor)
+
+
+def _require_object(raw: bytes, where: str) -> dict[str, Any]:
+    value = decode_json(raw, where=where)
+    if not isinstance(value, dict):
+        raise DocumentError(f"{where}: expected a JSON object")
+    return value
+
+
+def _check_schema(value: dict[str, Any], where: str) -> None:
+    version = value.get("schemaVersion")
+    if version == 1 or value.get("mediaType") in (mt.DOCKER_SCHEMA1_MANIFEST, mt.DOCKER_SCHEMA1_SIGNED):
+        raise UnsupportedMediaTypeError(
+            f"{where}: schema 1 is not supported; re-push the image with a current client"
+        )
+    if version != 2:
+        raise DocumentError(f"{where}: 'schemaVersion' must be 2, found {version!r}")
+
+
+def _optional_descriptor(value: dict[str, Any], key: str, where: str) -> Descriptor | None:
+    item = value.get(key)
+    return None if item is None else Descriptor.from_json(item, where=f"{where}.{key}")
+
+
+def sniff_document_type(value: dict[str, Any]) -> str | None:
+    """[MANIFEST-2] Manifest or index, for documents that omit ``mediaType``."""
+    media_type = value.get("mediaType")
+    if isinstance(media_type, str):
+        return media_type
+    if "manifests" in value:
+        return mt.OCI_INDEX
+    if "config" in value or "layers" in value:
+        return mt.OCI_MANIFEST
+    return None
+
+
+def decode_manifest(raw: bytes, *, where: str = "manifest") -> ImageManifest:
+    """Parse an OCI or Docker schema 2 image manifest; raise on anything else."""
+    value = _require_object(raw, where)
+    return _manifest_from(value, where)
+
+
+def _manifest_from(value: dict[str, Any], where: str) -> ImageManifest:
+    _check_schema(value, where)
+    media_type = value.get("mediaType")
+    if media_type is not None and media_type not in mt.MANIFEST_TYPES:
+        raise UnsupportedMediaTypeError(f"{where}: {media_type!r} is not an image manifest")
+    if "config" not in value:
+        raise DocumentError(f"{where}: an image manifest needs 'config'")
+    layers = value.get("layers") or []
+    if not isinstance(layers, list):
+        raise DocumentError(f"{where}: 'layers' must be a list")
+    artifact_type = value.get("artifactType")
+    return ImageManifest(
+        config=Descriptor.from_json(value["config"], where=f"{where}.config"),
+        layers=tuple(
+            Descriptor.from_json(layer, where=f"{where}.layers[{i}]")
+            for i, layer in enumerate(layers)
+        ),
+        media_type=media_type,
+        artifact_type=artifact_type if isinstance(artifact_type, str) else None,
+        subject=_optional_descriptor(value, "subject", where),
+        annotations=annotations_from_json(value.get("annotations"), where),
+    )
+
+
+def decode_index(raw: bytes, *, where: str = "index") -> ImageIndex:
+    """Parse an OCI image index or a Docker manifest list; ``"manifests": null`` is empty."""
+    value = _require_object(raw, where)
+    return _index_from(value, where)
+
+
+def _index_from(value: dict[str, Any], where: str) -> ImageIndex:
+    _check_schema(value, where)
+    media_type = value.get("mediaType")
+    if media_type is not None and media_type not in mt.INDEX_TYPES:
+        raise UnsupportedMediaTypeError(f"{where}: {media_type!r} is not an image index")
+    manifests = value.get("manifests")
+    if manifests is None:
+        manifests = []  # docker 25 writes "manifests": null for an empty layout
+    if not isinstance(manifests, list):
+        raise DocumentError(f"{where}: 'manifests' must be a list")
+    artifact_type = value.get("artifactType")
+    return ImageIndex(
+        manifests=tuple(
+            Descriptor.from_json(m, where=f"{where}.manifests[{i}]")
+            for i, m in enumerate(manifests)
+        ),
+        media_type=media_type,
+        artifact_type=artifact_type if isinstance(artifact_type, str) else None,
+        subject=_optional_descriptor(value, "subject", where),
+        annotations=annotations_from_json(value.get("annotations"), where),
+    )
+
+
+def decode_manifest_or_index(
+    raw: bytes, *, media_type: str | None = None, where: str = "document"
+) -> ImageManifest | ImageIndex:
+    """Parse a manifest or an index; the document's own ``mediaType`` wins over the hint.
+
+    [MANIFEST-2] A document without ``mediaType`` is told apart by its fields, else by the
+    media type of the descriptor that named it.
+    """
+    value = _require_object(raw, where)
+    _check_schema(value, where)
+    # The bytes verified against the digest, so their own mediaType is the truth; a
+    # descriptor that says otherwise is trusted only where the document is silent.
+    kind = sniff_document_type(value)
+    kind = kind or media_type
+    if kind in mt.INDEX_TYPES:
+        return _index_from(value, where)
+    if kind in mt.MANIFEST_TYPES:
+        return _manifest_from(value, where)
+    raise UnsupportedMediaTypeError(
+        f"{where}: unknown media type {kind!r}; expected an image manifest or index"
+    )
+
+
+def decode_config(raw: bytes, *, where: str = "config") -> ImageConfig:
+    """[CONFIG-1] Parse the platform fields and ``rootfs.diff_ids`` of an image config."""
+    value = _require_object(raw, where)
+    if not isinstance(value.get("os"), str) or not isinstance(value.get("architecture"), str):
+        raise DocumentError(f"{where}: not an image config (no 'os' and 'architecture')")
+    platform = Platform.from_json(value, where=where)
+    rootfs = value.get("rootfs") or {}
+    if not isinstance(rootfs, dict):
+        raise DocumentError(f"{where}: 'rootfs' must be an object")
+    diff_ids = rootfs.get("diff_ids") or []
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
+        raise DocumentError(f"{where}: 'rootfs.diff_ids' must be a list of digests")
+    try:
+        parsed = tuple(Digest.parse(d) for d in diff_ids)
+    except DocumentError as exc:
+        raise DocumentError(f"{where}: rootfs.diff_ids: {exc}") from None
+    return ImageConfig(platform=platform, diff_ids=parsed)

@@ -1,0 +1,187 @@
+"""Write an OCI image layout, as a directory or as a tar, atomically ([SINK-1] .. [SINK-4]).
+
+[SINK-1] Everything is written under a temporary name beside the destination and renamed
+into place only when complete, so a failed run leaves nothing behind.
+[SINK-2] Blobs are deduplicated by digest and streamed through their verifying readers: a
+blob that does not match its descriptor aborts the write.
+[SINK-3] Order: ``oci-layout``, blobs (layers and configs, then manifests, then the index),
+``index.json`` last, naming the index with ``org.opencontainers.image.ref.name``.
+[SINK-4] Tar members are deterministic: mode 0444, mtime 0, uid/gid 0, no user names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+from ocimerge.content import Blob, copy_verified
+from ocimerge.errors import OutputError
+from ocimerge.model import mediatype as mt
+from ocimerge.model.codec import encode_json
+from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.manifest import Document
+
+__all__ = ["LAYOUT_HEADER", "index_json", "write_layout"]
+
+LAYOUT_HEADER = encode_json({"imageLayoutVersion": "1.0.0"})
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+def index_json(roots: Iterable[tuple[Descriptor, str | None]]) -> bytes:
+    """The ``index.json`` naming each root descriptor with its tag (or none)."""
+    manifests = []
+    for descriptor, tag in roots:
+        plain = Descriptor(descriptor.media_type, descriptor.digest, descriptor.size)
+        if tag:
+            plain = plain.with_annotations({REF_NAME: tag})
+        manifests.append(plain.to_json())
+    return encode_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": manifests})
+
+
+def _unique(blobs: Iterable[Blob]) -> Iterator[Blob]:
+    seen: set[str] = set()
+    for blob in blobs:
+        key = str(blob.digest)
+        if key not in seen:
+            seen.add(key)
+            yield blob
+
+
+def _document_blobs(documents: Iterable[Document[object]]) -> Iterator[Blob]:
+    for doc in documents:
+        yield Blob.from_bytes(doc.descriptor, doc.raw, f"document {doc.descriptor.digest.short}")
+
+
+def write_layout(
+    destination: str,
+    *,
+    blobs: Iterable[Blob],
+    documents: Iterable[Document[object]],
+    roots: Iterable[tuple[Descriptor, str | None]],
+    archive: bool,
+    force: bool = False,
+) -> int:
+    """Write a layout holding ``blobs`` and ``documents``, ``roots`` listed in ``index.json``.
+
+    ``documents`` are written after ``blobs`` in the order given (children before the index).
+    Returns the number of bytes of blob content written. Raises :class:`OutputError` when
+    ``destination`` exists and ``force`` is false, or cannot be written.
+    """
+    destination = os.path.abspath(destination)
+    if os.path.lexists(destination) and not force and not _is_empty_dir(destination):
+        raise OutputError(
+            f"{destination}: already exists; remove it, choose another path, or pass --force"
+        )
+    parent = os.path.dirname(destination)
+    if not os.path.isdir(parent):
+        raise OutputError(f"{destination}: the directory {parent} does not exist")
+    content = list(_unique([*blobs, *_document_blobs(documents)]))
+    index = index_json(roots)
+    try:
+        if archive:
+            return _write_tar(destination, content, index)
+        return _write_dir(destination, content, index)
+    except OSError as exc:
+        raise OutputError(f"{destination}: cannot write ({exc.strerror or exc})") from None
+
+
+def _is_empty_dir(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
+
+
+def _blob_name(blob: Blob) -> str:
+    return f"blobs/{blob.digest.algorithm}/{blob.digest.encoded}"
+
+
+def _write_dir(destination: str, content: list[Blob], index: bytes) -> int:
+    temp = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.", dir=os.path.dirname(destination))
+    try:
+        total = 0
+        with open(os.path.join(temp, "oci-layout"), "wb") as f:
+            f.write(LAYOUT_HEADER)
+        for blob in content:
+            path = os.path.join(temp, _blob_name(blob))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                total += copy_verified(blob, f.write)
+        with open(os.path.join(temp, "index.json"), "wb") as f:
+            f.write(index)
+        _replace(temp, destination)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return total
+
+
+def _replace(temp: str, destination: str) -> None:
+    """Move a finished ``temp`` into place; an existing destination is removed only after."""
+    if not os.path.lexists(destination):
+        os.replace(temp, destination)
+        return
+    if os.path.isdir(destination) and not os.path.islink(destination):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.old.", dir=os.path.dirname(destination))
+        os.rmdir(old)
+        os.rename(destination, old)
+        os.replace(temp, destination)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.unlink(destination)
+        os.replace(temp, destination)
+
+
+def _tar_header(name: str, size: int, *, directory: bool = False) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = 0 if directory else size
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    info.mode = 0o755 if directory else 0o444
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info.tobuf(format=tarfile.PAX_FORMAT)
+
+
+def _write_member(out: BinaryIO, name: str, blob: Blob) -> int:
+    out.write(_tar_header(name, blob.descriptor.size))
+    written = copy_verified(blob, out.write)
+    padding = -written % tarfile.BLOCKSIZE
+    if padding:
+        out.write(b"\0" * padding)
+    return written
+
+
+def _write_tar(destination: str, content: list[Blob], index: bytes) -> int:
+    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(destination)}.", dir=os.path.dirname(destination))
+    try:
+        total = 0
+        with os.fdopen(fd, "wb") as out:
+            _write_member(out, "oci-layout", _bytes_blob(LAYOUT_HEADER))
+            for directory in sorted({"blobs/", *(os.path.dirname(_blob_name(b)) + "/" for b in content)}):
+                out.write(_tar_header(directory, 0, directory=True))
+            for blob in content:
+                total += _write_member(out, _blob_name(blob), blob)
+            _write_member(out, "index.json", _bytes_blob(index))
+            out.write(b"\0" * (tarfile.BLOCKSIZE * 2))  # end-of-archive marker
+        os.chmod(temp, 0o644 & ~_umask())
+        _replace(temp, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    return total
+
+
+def _bytes_blob(data: bytes) -> Blob:
+    from ocimerge.model.digest import Digest
+
+    return Blob.from_bytes(Descriptor(mt.OCI_EMPTY, Digest.of(data), len(data)), data, "layout file")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

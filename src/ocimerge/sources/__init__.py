@@ -1,0 +1,206 @@
+"""Local image sources: OCI layouts (directories and tars) and docker-save archives.
+
+[SOURCE-1] A source is detected from its content, never from its file name: a directory or a
+tar (compressed as a whole or not) holding ``index.json`` is an OCI layout; one holding only
+``manifest.json`` is a docker-save archive. Docker 25+ archives hold both: the OCI half is
+used when its manifest lists the layers in ``rootfs.diff_ids`` order, else ``manifest.json``.
+
+[SOURCE-2] A source spec is ``[PREFIX:]PATH[:TAG|@DIGEST][=PLATFORM]`` with prefixes
+``oci:``, ``oci-archive:`` and ``docker-archive:``. An existing path is always taken whole,
+so a file whose name contains ``:`` or ``=`` still works.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+import attrs
+
+from ocimerge.content import ImageSet
+from ocimerge.errors import (
+    DocumentError,
+    NotAnImageError,
+    OcimergeError,
+    PlatformMismatchError,
+    UsageError,
+)
+from ocimerge.model import mediatype as mt
+from ocimerge.model.digest import Digest
+from ocimerge.model.platform import Platform
+from ocimerge.sources._tarfs import FileSystem, open_filesystem
+from ocimerge.sources.docker_archive import DockerArchive
+from ocimerge.sources.oci_layout import OciLayout
+from ocimerge.sources.selector import Selector
+
+__all__ = ["Selector", "Source", "SourceSpec", "load", "open_source", "parse_source"]
+
+_PREFIXES = ("oci-archive:", "docker-archive:", "oci:")
+
+
+@attrs.frozen
+class SourceSpec:
+    """A parsed source argument: where, which entry, and the platform the user says it is."""
+
+    text: str
+    path: str
+    kind: str = "auto"
+    selector: Selector = Selector()
+    platform: Platform | None = None
+
+
+def parse_source(text: str) -> SourceSpec:
+    """[SOURCE-2] Parse ``[PREFIX:]PATH[:TAG|@DIGEST][=PLATFORM]``."""
+    rest = text
+    platform: Platform | None = None
+    if not os.path.exists(rest) and "=" in rest:
+        head, _, tail = rest.rpartition("=")
+        if "/" in tail:
+            platform = Platform.parse(tail)
+            rest = head
+    if rest.startswith("docker://"):
+        raise UsageError(
+            f"{text}: registry sources (docker://) are not supported yet; export the image "
+            "with 'skopeo copy docker://… oci-archive:FILE' and pass the file"
+        )
+    kind = "auto"
+    for prefix in _PREFIXES:
+        if rest.startswith(prefix) and not os.path.exists(rest):
+            kind, rest = prefix[:-1], rest[len(prefix) :]
+            break
+    selector = Selector()
+    if not os.path.exists(rest):
+        if "@" in rest:
+            path, _, digest = rest.rpartition("@")
+            try:
+                selector = Selector(digest=Digest.parse(digest))
+            except DocumentError as exc:
+                raise UsageError(f"{text}: {exc}") from None
+            rest = path
+        elif ":" in rest and "/" not in rest.rpartition(":")[2]:
+            path, _, tag = rest.rpartition(":")
+            if path and os.path.exists(path):
+                selector, rest = Selector(tag=tag), path
+    if not rest:
+        raise UsageError(f"{text!r}: no path given")
+    return SourceSpec(text=text, path=rest, kind=kind, selector=selector, platform=platform)
+
+
+class Source(Protocol):
+    """An opened local source; close it when its blobs are no longer needed."""
+
+    name: str
+
+    def load(self, selector: Selector) -> ImageSet: ...
+
+    def load_all(self) -> list[ImageSet | OcimergeError]: ...
+
+    def close(self) -> None: ...
+
+
+class _Layout:
+    """An OCI layout, with the docker-save ``manifest.json`` of Docker 25+ as a fallback."""
+
+    def __init__(self, fs: FileSystem) -> None:
+        self.fs = fs
+        self.name = fs.name
+        self.layout = OciLayout(fs)
+        self.archive = DockerArchive(fs) if fs.exists("manifest.json") else None
+
+    def load(self, selector: Selector) -> ImageSet:
+        if self.archive is not None and not self.layout.roots():
+            return self.archive.load(selector)  # docker 25 writes "manifests": null
+        loaded = self.layout.load(selector)
+        if self.archive is not None and not all(_layers_in_order(i) for i in loaded.images):
+            # [DOCKER-5] Docker 25.0.0 could write the OCI manifest's layers out of order.
+            return self.archive.load(selector)
+        return loaded
+
+    def load_all(self) -> list[ImageSet | OcimergeError]:
+        if self.archive is not None and not self.layout.roots():
+            return _load_each(self.archive)
+        out: list[ImageSet | OcimergeError] = []
+        for root in self.layout.roots():
+            try:
+                out.append(self.layout.load_entry(root))
+            except OcimergeError as exc:
+                out.append(exc)
+        return out
+
+    def close(self) -> None:
+        self.fs.close()
+
+
+class _Archive:
+    def __init__(self, fs: FileSystem) -> None:
+        self.fs = fs
+        self.name = fs.name
+        self.archive = DockerArchive(fs)
+
+    def load(self, selector: Selector) -> ImageSet:
+        return self.archive.load(selector)
+
+    def load_all(self) -> list[ImageSet | OcimergeError]:
+        return _load_each(self.archive)
+
+    def close(self) -> None:
+        self.fs.close()
+
+
+def _load_each(archive: DockerArchive) -> list[ImageSet | OcimergeError]:
+    out: list[ImageSet | OcimergeError] = []
+    for entry in archive.entries:
+        try:
+            out.append(archive.load_entry(entry))
+        except OcimergeError as exc:
+            out.append(exc)
+    return out
+
+
+def _layers_in_order(image: object) -> bool:
+    from ocimerge.content import Image
+
+    assert isinstance(image, Image)
+    layers = image.manifest.value.layers
+    if not all(mt.layer_compression(d.media_type) is mt.Compression.NONE for d in layers):
+        return True
+    return tuple(d.digest for d in layers) == image.config.value.diff_ids
+
+
+def open_source(spec: SourceSpec) -> Source:
+    """[SOURCE-1] Open the directory or archive ``spec`` names, detected from its content."""
+    fs = open_filesystem(spec.path, name=spec.path)
+    try:
+        if spec.kind == "docker-archive" or not fs.exists("index.json"):
+            if not fs.exists("manifest.json") and not fs.exists("repositories"):
+                raise NotAnImageError(
+                    f"{spec.path}: not an OCI layout, an OCI archive or a docker-save archive "
+                    "(no index.json, no manifest.json)"
+                )
+            return _Archive(fs)
+        return _Layout(fs)
+    except BaseException:
+        fs.close()
+        raise
+
+
+def load(spec: SourceSpec, source: Source) -> ImageSet:
+    """The images ``spec`` selects from ``source``, filtered or checked by its platform.
+
+    [PLATFORM-5] ``SRC=PLATFORM`` picks that platform out of a multi-platform source; for a
+    single image it must agree with the image's config, or it is an error naming both.
+    """
+    loaded = source.load(spec.selector)
+    if spec.platform is None:
+        return loaded
+    wanted = spec.platform
+    matching = tuple(i for i in loaded.images if i.platform == wanted)
+    if matching:
+        return attrs.evolve(loaded, images=matching)
+    found = ", ".join(str(i.platform) for i in loaded.images)
+    if len(loaded.images) == 1:
+        raise PlatformMismatchError(
+            f"{spec.text}: given as {wanted}, but its config says {found}; "
+            "check which image is which architecture"
+        )
+    raise PlatformMismatchError(f"{spec.text}: no {wanted} image in the source (it has {found})")

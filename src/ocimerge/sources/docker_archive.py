@@ -1,0 +1,201 @@
+"""``docker save`` archives (classic and Docker 25+) and other docker-load tarballs.
+
+[DOCKER-1] .. [DOCKER-4]. ``manifest.json`` lists each image's config and layer paths; we
+author an OCI manifest for it. An uncompressed layer's digest is its DiffID, verified when
+the layer streams; a compressed layer (kaniko, Jib) is hashed once here and its
+decompressed stream checked against ``rootfs.diff_ids``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import attrs
+
+from ocimerge.content import Blob, Image, ImageSet
+from ocimerge.errors import BlobMissingError, DigestMismatchError, DocumentError, NotAnImageError, SelectionError
+from ocimerge.model import mediatype as mt
+from ocimerge.model.codec import MAX_DOCUMENT_SIZE, decode_json
+from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.digest import Digest
+from ocimerge.model.manifest import Document, ImageConfig, ImageManifest, decode_config
+from ocimerge.sources._tarfs import FileSystem, clean_member_name, read_small
+from ocimerge.sources.selector import Selector, matches_name
+
+__all__ = ["DockerArchive", "sniff_compression"]
+
+_GZIP = b"\x1f\x8b"
+_ZSTD = b"\x28\xb5\x2f\xfd"
+_CHUNK = 1024 * 1024
+
+
+def sniff_compression(head: bytes) -> mt.Compression:
+    """[DOCKER-3] A layer's compression from its leading bytes (not from its name)."""
+    if head.startswith(_GZIP):
+        return mt.Compression.GZIP
+    if head.startswith(_ZSTD):
+        return mt.Compression.ZSTD
+    return mt.Compression.NONE
+
+
+@attrs.frozen
+class _Entry:
+    config: str
+    repo_tags: tuple[str, ...]
+    layers: tuple[str, ...]
+    layer_sources: dict[str, Any] = attrs.field(eq=False)
+
+
+def _get(item: dict[str, Any], key: str) -> Any:
+    """[DOCKER-1] manifest.json keys are matched case-insensitively, as ``docker load`` does."""
+    for k, v in item.items():
+        if k.lower() == key.lower():
+            return v
+    return None
+
+
+class DockerArchive:
+    """A docker-load tarball: ``manifest.json`` plus config and layer files."""
+
+    def __init__(self, fs: FileSystem) -> None:
+        self.fs = fs
+        self.name = fs.name
+        if not fs.exists("manifest.json"):
+            if fs.exists("repositories"):
+                raise NotAnImageError(
+                    f"{self.name}: a pre-Docker-1.10 'docker save' archive (no manifest.json); "
+                    "re-save the image with a current docker"
+                )
+            raise NotAnImageError(f"{self.name}: no manifest.json and no OCI layout")
+        raw = read_small(fs, "manifest.json", MAX_DOCUMENT_SIZE)
+        value = decode_json(raw, where=f"{self.name}: manifest.json")
+        if not isinstance(value, list):
+            raise DocumentError(f"{self.name}: manifest.json: expected a JSON array")
+        self.entries = tuple(self._entry(item, i) for i, item in enumerate(value))
+
+    def _entry(self, item: object, i: int) -> _Entry:
+        where = f"{self.name}: manifest.json[{i}]"
+        if not isinstance(item, dict):
+            raise DocumentError(f"{where}: expected an object")
+        config = _get(item, "Config")
+        layers = _get(item, "Layers") or []
+        tags = _get(item, "RepoTags") or []
+        sources = _get(item, "LayerSources") or {}
+        if not isinstance(config, str) or not config:
+            raise DocumentError(f"{where}: 'Config' must be a path")
+        if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+            raise DocumentError(f"{where}: 'Layers' must be a list of paths")
+        if not isinstance(tags, list) or not all(isinstance(x, str) for x in tags):
+            raise DocumentError(f"{where}: 'RepoTags' must be a list of strings")
+        return _Entry(
+            config=clean_member_name(config, self.name),
+            repo_tags=tuple(tags),
+            layers=tuple(clean_member_name(x, self.name) for x in layers),
+            layer_sources=sources if isinstance(sources, dict) else {},
+        )
+
+    def select(self, selector: Selector) -> _Entry:
+        """[DOCKER-2] The entry ``selector`` names by RepoTags (or by config digest)."""
+        entries = self.entries
+        if selector.digest is not None:
+            found = [e for e in entries if e.config.rsplit("/", 1)[-1].endswith(selector.digest.encoded)]
+        elif selector.tag is not None:
+            found = [e for e in entries if matches_name(selector.tag, e.repo_tags)]
+        else:
+            found = list(entries)
+        if len(found) == 1:
+            return found[0]
+        choices = "; ".join(", ".join(e.repo_tags) or f"untagged ({e.config})" for e in entries)
+        if not found:
+            if not entries:
+                raise SelectionError(f"{self.name}: manifest.json lists no image")
+            raise SelectionError(f"{self.name}: no image matches {selector}; choices: {choices}")
+        raise SelectionError(
+            f"{self.name}: the archive holds several images; choose one with "
+            f"{self.name}:TAG; choices: {choices}"
+        )
+
+    def load(self, selector: Selector) -> ImageSet:
+        return self.load_entry(self.select(selector))
+
+    def load_entry(self, entry: _Entry) -> ImageSet:
+        """The one image a ``manifest.json`` entry describes."""
+        label = f"{self.name}" + (f" ({entry.repo_tags[0]})" if entry.repo_tags else "")
+        return ImageSet(label, (self._image(entry, label),), names=entry.repo_tags)
+
+    def _image(self, entry: _Entry, label: str) -> Image:
+        config_raw = read_small(self.fs, entry.config, MAX_DOCUMENT_SIZE)
+        config = decode_config(config_raw, where=f"{self.name}: {entry.config}")
+        if len(config.diff_ids) != len(entry.layers):
+            raise DocumentError(
+                f"{self.name}: {entry.config}: {len(entry.layers)} layers in manifest.json but "
+                f"{len(config.diff_ids)} rootfs.diff_ids in the config"
+            )
+        config_descriptor = Descriptor(mt.OCI_CONFIG, Digest.of(config_raw), len(config_raw))
+        layers = tuple(
+            self._layer(path, diff_id, entry)
+            for path, diff_id in zip(entry.layers, config.diff_ids, strict=True)
+        )
+        manifest = ImageManifest(
+            config=config_descriptor, layers=tuple(b.descriptor for b in layers)
+        )
+        return Image(
+            source=label,
+            manifest=Document.author(manifest),
+            config=Document[ImageConfig](config_raw, config, config_descriptor),
+            layers=layers,
+            config_blob=Blob.from_bytes(config_descriptor, config_raw, f"{label}: {entry.config}"),
+        )
+
+    def _layer(self, path: str, diff_id: Digest, entry: _Entry) -> Blob:
+        where = f"{self.name}: {path}"
+        if not self.fs.exists(path):
+            foreign = entry.layer_sources.get(str(diff_id))
+            if isinstance(foreign, dict):
+                descriptor = Descriptor.from_json(foreign, where=f"{where} (LayerSources)")
+                return Blob(descriptor, None, where)
+            raise BlobMissingError(f"{where}: layer named in manifest.json is not in the archive")
+        size = self.fs.size(path)
+        fs = self.fs
+        with fs.open(path) as stream:
+            compression = sniff_compression(stream.read(4))
+        if compression is mt.Compression.NONE:
+            # [DOCKER-3] the DiffID is the digest of the uncompressed tar: VerifyingReader
+            # checks it when the layer streams.
+            descriptor = Descriptor(mt.OCI_LAYER_TAR, diff_id, size)
+        else:
+            digest = self._hash_compressed(path, compression, diff_id)
+            descriptor = Descriptor(mt.layer_media_type(compression, docker=False), digest, size)
+        return Blob(descriptor, lambda: fs.open(path), where)
+
+    def _hash_compressed(self, path: str, compression: mt.Compression, diff_id: Digest) -> Digest:
+        """[DOCKER-4] One pass: the stored digest, and the DiffID of the decompressed stream."""
+        stored = Digest.new_hasher()
+        uncompressed = diff_id.hasher()
+        if compression is mt.Compression.GZIP:
+            decompressor: Any = zlib.decompressobj(wbits=47)
+        else:
+            import zstandard
+
+            decompressor = zstandard.ZstdDecompressor().decompressobj()
+        with self.fs.open(path) as stream:
+            while chunk := stream.read(_CHUNK):
+                stored.update(chunk)
+                try:
+                    uncompressed.update(decompressor.decompress(chunk))
+                    # concatenated gzip members: keep going on the rest
+                    while compression is mt.Compression.GZIP and decompressor.eof and decompressor.unused_data:
+                        rest = decompressor.unused_data
+                        decompressor = zlib.decompressobj(wbits=47)
+                        uncompressed.update(decompressor.decompress(rest))
+                except Exception as exc:
+                    raise DigestMismatchError(
+                        f"{self.name}: {path}: cannot decompress the layer ({exc})"
+                    ) from None
+        if not diff_id.matches(uncompressed):
+            raise DigestMismatchError(
+                f"{self.name}: {path}: the uncompressed layer does not match rootfs.diff_ids "
+                f"entry {diff_id}"
+            )
+        return Digest("sha256", stored.hexdigest())

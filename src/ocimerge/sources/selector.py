@@ -1,0 +1,55 @@
+"""Choosing one image in a source that holds several: ``SRC:TAG`` and ``SRC@DIGEST``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import attrs
+
+from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.digest import Digest
+
+__all__ = ["Selector", "describe_choices", "matches_name"]
+
+_MAX_LISTED = 12
+
+
+@attrs.frozen
+class Selector:
+    """A tag or a digest naming one entry of a source; both None when none was given."""
+
+    tag: str | None = None
+    digest: Digest | None = None
+
+    def __str__(self) -> str:
+        if self.digest is not None:
+            return f"@{self.digest}"
+        return f":{self.tag}" if self.tag else ""
+
+
+def matches_name(wanted: str, names: Iterable[str]) -> bool:
+    """[LAYOUT-3] Whether ``wanted`` names an entry called ``names``.
+
+    A full name matches itself; a bare tag matches the tag part of a full name
+    (``1.0`` matches ``docker.io/acme/app:1.0``), and ``app:1.0`` matches its normalised
+    ``docker.io/library/app:1.0``.
+    """
+    for name in names:
+        if wanted == name:
+            return True
+        tail = name.rsplit("/", 1)[-1]
+        if ":" in tail and (tail.rsplit(":", 1)[1] == wanted or name.endswith("/" + wanted)):
+            return True
+    return False
+
+
+def describe_choices(entries: Iterable[Descriptor], names: Callable[[Descriptor], tuple[str, ...]]) -> str:
+    """``choices: a (sha256:…), b (sha256:…)``, for ambiguity and not-found errors."""
+    items: list[str] = []
+    for entry in entries:
+        label = ", ".join(names(entry)) or "untagged"
+        items.append(f"{label} ({entry.digest.short})")
+    if not items:
+        return "it holds no images"
+    more = f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+    return "choices: " + "; ".join(items[:_MAX_LISTED]) + more
