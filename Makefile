@@ -1,0 +1,49 @@
+# The Makefile is the contract: `make demo`, `make test`, `make lint`, `make bench`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Debian packages the tests drive as foreign clients and real servers.
+SYSTEM_PACKAGES := skopeo docker-registry
+
+.PHONY: demo test lint bench system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Install what the tests need from Debian when it is missing and apt-get is usable.
+system-deps:
+	@missing=""; \
+	command -v skopeo >/dev/null 2>&1 || missing="$$missing skopeo"; \
+	test -x /usr/bin/docker-registry || missing="$$missing docker-registry"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; \
+	  fi; \
+	fi
+
+demo: $(STAMP)
+	rm -rf demo/out && mkdir -p demo/out
+	$(BIN)/python demo/samples.py demo/in
+	$(BIN)/ocimerge create -o demo/out/multiarch.tar \
+	    demo/in/app-amd64.tar demo/in/app-arm64.tar demo/in/app-armv7.tar
+	$(BIN)/ocimerge inspect demo/out/multiarch.tar
+
+test: $(STAMP) system-deps
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench demo
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/merge_bench.py
+
+clean:
+	rm -rf $(VENV) demo/out demo/in bench/work .mypy_cache .ruff_cache .pytest_cache .hypothesis
