@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-from imagebuilder import Image, oci_layout, tar_bytes  # noqa: E402
+from imagebuilder import Image, oci_layout, tar_bytes
 
 PLATFORMS = [("amd64", None, "amd64"), ("arm64", "v8", "arm64"), ("arm", "v7", "armv7")]
 

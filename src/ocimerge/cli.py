@@ -73,14 +73,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("sources", nargs="+", metavar="SRC[=PLATFORM]")
     c.add_argument("-o", "--output", help="OUT.tar writes an OCI archive, OUT/ a layout directory")
-    c.add_argument("--format", choices=[f.value for f in IndexFormat], default="auto",
-                   help="index type: auto (Docker list only when nothing is lost), oci, docker")
-    c.add_argument("--attestations", choices=[p.value for p in AttestationPolicy], default="keep",
-                   help="keep or drop BuildKit attestation manifests (default keep)")
-    c.add_argument("--annotation", action="append", default=[], metavar="[manifest-descriptor:]KEY=VALUE",
-                   help="annotation on the index, or on its entries with manifest-descriptor:")
-    c.add_argument("--compress", choices=["none", "gzip"], default="none",
-                   help="gzip uncompressed (docker-save) layers, deterministically")
+    c.add_argument(
+        "--format",
+        choices=[f.value for f in IndexFormat],
+        default="auto",
+        help="index type: auto (Docker list only when nothing is lost), oci, docker",
+    )
+    c.add_argument(
+        "--attestations",
+        choices=[p.value for p in AttestationPolicy],
+        default="keep",
+        help="keep or drop BuildKit attestation manifests (default keep)",
+    )
+    c.add_argument(
+        "--annotation",
+        action="append",
+        default=[],
+        metavar="[manifest-descriptor:]KEY=VALUE",
+        help="annotation on the index, or on its entries with manifest-descriptor:",
+    )
+    c.add_argument(
+        "--compress",
+        choices=["none", "gzip"],
+        default="none",
+        help="gzip uncompressed (docker-save) layers, deterministically",
+    )
     c.add_argument("--tag-name", default="latest", help="the tag written in index.json (default latest)")
     c.add_argument("--dry-run", action="store_true", help="print the index and its digest, write nothing")
     c.add_argument("--force", action="store_true", help="replace OUT if it exists")
@@ -124,11 +141,16 @@ def _print_inspect(report: dict[str, Any], out: TextIO) -> None:
             out.write(f"  {root['mediaType']}  {root['digest']}  {_human(root['size'])}\n")
         rows = [["PLATFORM", "DIGEST", "MEDIA TYPE", "SIZE", "LAYERS", "ATTESTATIONS"]]
         for image in entry["images"]:
-            rows.append([
-                image["platform"], image["digest"], image["mediaType"],
-                _human(image["contentSize"]), str(len(image["layers"])),
-                str(len(image["attestations"])),
-            ])
+            rows.append(
+                [
+                    image["platform"],
+                    image["digest"],
+                    image["mediaType"],
+                    _human(image["contentSize"]),
+                    str(len(image["layers"])),
+                    str(len(image["attestations"])),
+                ]
+            )
         for absent in entry["absent"]:
             rows.append([absent["platform"] or "?", absent["digest"], absent["mediaType"], "absent", "-", "-"])
         _table(rows, out)
@@ -198,11 +220,20 @@ def _run_inspect(args: argparse.Namespace) -> int:
 def _run_verify(args: argparse.Namespace) -> int:
     report = verify(args.source)
     if args.json:
-        sys.stdout.write(json.dumps({
-            "source": report.source, "ok": report.ok, "problems": list(report.problems),
-            "blobsChecked": report.blobs_checked, "bytesChecked": report.bytes_checked,
-            "notes": list(report.notes),
-        }, indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "source": report.source,
+                    "ok": report.ok,
+                    "problems": list(report.problems),
+                    "blobsChecked": report.blobs_checked,
+                    "bytesChecked": report.bytes_checked,
+                    "notes": list(report.notes),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     else:
         for problem in report.problems:
             sys.stdout.write(f"problem: {problem}\n")
@@ -210,8 +241,7 @@ def _run_verify(args: argparse.Namespace) -> int:
             sys.stdout.write(f"note: {note}\n")
         verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
         sys.stdout.write(
-            f"{report.source}: {verdict}; {report.blobs_checked} blobs, "
-            f"{_human(report.bytes_checked)} checked\n"
+            f"{report.source}: {verdict}; {report.blobs_checked} blobs, {_human(report.bytes_checked)} checked\n"
         )
     return EXIT_OK if report.ok else 3
 

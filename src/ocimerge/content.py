@@ -7,6 +7,7 @@ been read. Nothing here reads a blob whole into memory.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
@@ -127,8 +128,6 @@ class Blob:
     @classmethod
     def from_bytes(cls, descriptor: Descriptor, data: bytes, where: str) -> Blob:
         """A blob whose (small, already read) bytes are in memory: documents and configs."""
-        import io
-
         return cls(descriptor, lambda: io.BytesIO(data), where)
 
     @property
@@ -142,9 +141,7 @@ class Blob:
     def open(self) -> VerifyingReader:
         """A fresh verifying stream; raise :class:`BlobMissingError` when the blob is absent."""
         if self.opener is None:
-            raise BlobMissingError(
-                f"{self.where}: blob {self.descriptor.digest} is not in the source"
-            )
+            raise BlobMissingError(f"{self.where}: blob {self.descriptor.digest} is not in the source")
         return VerifyingReader(self.opener(), self.descriptor, self.where)
 
 

@@ -81,7 +81,7 @@ class CreateResult:
 
 def _is_output_archive(output: str) -> bool:
     """``-o x.tar`` (or ``oci-archive:x``) writes an archive; anything else a directory."""
-    return output.startswith("oci-archive:") or output.endswith((".tar", ".tar.gz")) and not output.startswith("oci:")
+    return output.startswith("oci-archive:") or (output.endswith((".tar", ".tar.gz")) and not output.startswith("oci:"))
 
 
 def _strip_output_prefix(output: str) -> str:
@@ -152,9 +152,7 @@ def create(
             )
             for i in images
         ]
-        assembly = assemble(
-            children, format=format, attestations=attestations, annotations=annotations
-        )
+        assembly = assemble(children, format=format, attestations=attestations, annotations=annotations)
         notes.extend(assembly.notes)
         written = 0
         destination = None
@@ -194,9 +192,7 @@ def _image_json(image: Image) -> dict[str, Any]:
         "mediaType": image.manifest.descriptor.media_type,
         "size": image.manifest.descriptor.size,
         "configDigest": str(image.config.descriptor.digest),
-        "layers": [
-            {"mediaType": d.media_type, "digest": str(d.digest), "size": d.size} for d in layers
-        ],
+        "layers": [{"mediaType": d.media_type, "digest": str(d.digest), "size": d.size} for d in layers],
         "contentSize": image.config.descriptor.size + sum(d.size for d in layers),
         "attestations": [
             {

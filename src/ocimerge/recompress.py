@@ -58,7 +58,7 @@ def gzip_layer(blob: Blob, directory: str) -> Blob:
     try:
         with (
             blob.open() as reader,
-            gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=GZIP_LEVEL) as gz,  # type: ignore[arg-type]
+            gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=GZIP_LEVEL) as gz,
         ):
             buffer = bytearray(CHUNK_SIZE)
             view = memoryview(buffer)
@@ -86,9 +86,7 @@ def gzip_image(image: Image, directory: str) -> Image:
     if not any(mt.layer_compression(d.media_type) is mt.Compression.NONE for d in manifest.layers):
         return image
     layers = tuple(
-        gzip_layer(b, directory)
-        if mt.layer_compression(b.descriptor.media_type) is mt.Compression.NONE
-        else b
+        gzip_layer(b, directory) if mt.layer_compression(b.descriptor.media_type) is mt.Compression.NONE else b
         for b in image.layers
     )
     rewritten = attrs.evolve(manifest, layers=tuple(b.descriptor for b in layers))

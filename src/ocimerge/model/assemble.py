@@ -47,7 +47,10 @@ class AttestationPolicy(enum.Enum):
     DROP = "drop"
 
 
-_ANNOTATION = re.compile(r"(?:(?P<scope>index|manifest-descriptor)(?:\[(?P<platform>[^\]]+)\])?:)?(?P<key>[^=]+)=(?P<value>.*)", re.S)
+_ANNOTATION = re.compile(
+    r"(?:(?P<scope>index|manifest-descriptor)(?:\[(?P<platform>[^\]]+)\])?:)?(?P<key>[^=]+)=(?P<value>.*)",
+    re.S,
+)
 
 
 @attrs.frozen
@@ -70,9 +73,7 @@ class Annotation:
     def parse(cls, text: str) -> Annotation:
         match = _ANNOTATION.fullmatch(text)
         if match is None or not match["key"].strip():
-            raise UsageError(
-                f"invalid annotation {text!r}: expected [index:|manifest-descriptor:]KEY=VALUE"
-            )
+            raise UsageError(f"invalid annotation {text!r}: expected [index:|manifest-descriptor:]KEY=VALUE")
         scope = match["scope"] or "index"
         platform = Platform.parse(match["platform"]) if match["platform"] else None
         if scope == "index" and platform is not None:
@@ -140,15 +141,13 @@ def to_docker_manifest(doc: Document[ImageManifest], source: str) -> Document[Im
             )
         if compression is mt.Compression.ZSTD:
             raise ConversionError(
-                f"{where}: layer {i} is zstd-compressed, which Docker schema 2 does not "
-                "define; use --format oci"
+                f"{where}: layer {i} is zstd-compressed, which Docker schema 2 does not define; use --format oci"
             )
         if layer.media_type not in _TO_DOCKER_LAYER:
             raise ConversionError(f"{where}: layer {i} type {layer.media_type} has no Docker form")
         if layer.annotations:
             raise ConversionError(
-                f"{where}: layer {i} has annotations (e.g. eStargz) that a Docker manifest "
-                "would drop; use --format oci"
+                f"{where}: layer {i} has annotations (e.g. eStargz) that a Docker manifest would drop; use --format oci"
             )
         layers.append(attrs.evolve(layer, media_type=_TO_DOCKER_LAYER[layer.media_type]))
     config = attrs.evolve(manifest.config, media_type=mt.DOCKER_CONFIG)
@@ -190,27 +189,19 @@ def _wants_docker(
     if format is IndexFormat.DOCKER:
         if annotations:
             raise ConversionError(
-                "a Docker manifest list cannot carry annotations; drop --annotation or use "
-                "--format oci"
+                "a Docker manifest list cannot carry annotations; drop --annotation or use --format oci"
             )
         if has_attestations:
             raise ConversionError(
-                "a Docker manifest list cannot carry attestations; use --attestations drop "
-                "or --format oci"
+                "a Docker manifest list cannot carry attestations; use --attestations drop or --format oci"
             )
         return True
-    return (
-        not annotations
-        and not has_attestations
-        and all(c.manifest.value.is_docker for c in children)
-    )
+    return not annotations and not has_attestations and all(c.manifest.value.is_docker for c in children)
 
 
 def _entry_annotations(child: Child, annotations: Iterable[Annotation]) -> dict[str, str]:
     return {
-        a.key: a.value
-        for a in annotations
-        if not a.on_index and (a.platform is None or a.platform == child.platform)
+        a.key: a.value for a in annotations if not a.on_index and (a.platform is None or a.platform == child.platform)
     }
 
 
@@ -234,9 +225,7 @@ def assemble(
     keep = attestations is AttestationPolicy.KEEP
     docker = _wants_docker(format, children, keep, annotations)
     notes: list[str] = []
-    manifests = tuple(
-        to_docker_manifest(c.manifest, c.source) if docker else c.manifest for c in children
-    )
+    manifests = tuple(to_docker_manifest(c.manifest, c.source) if docker else c.manifest for c in children)
     order = sorted(range(len(children)), key=lambda i: (children[i].platform.key, str(manifests[i].descriptor.digest)))
     entries: list[Descriptor] = []
     attestation_entries: list[Descriptor] = []
@@ -258,8 +247,7 @@ def assemble(
             # [ATTEST-2] an attestation is valid only while it names the manifest we list.
             if entry.annotation(REFERENCE_DIGEST) != str(manifest.descriptor.digest):
                 notes.append(
-                    f"dropped attestation {entry.digest.short} of {child.source}: its image "
-                    "manifest was rewritten"
+                    f"dropped attestation {entry.digest.short} of {child.source}: its image manifest was rewritten"
                 )
                 continue
             attestation_entries.append(

@@ -33,17 +33,13 @@ def decode_json(raw: bytes, *, where: str) -> Any:
     ``where`` names the file or blob for the one-line error.
     """
     if len(raw) > MAX_DOCUMENT_SIZE:
-        raise DocumentError(
-            f"{where}: document is {len(raw)} bytes, over the {MAX_DOCUMENT_SIZE}-byte limit"
-        )
+        raise DocumentError(f"{where}: document is {len(raw)} bytes, over the {MAX_DOCUMENT_SIZE}-byte limit")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DocumentError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        return json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants
-        )
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except ValueError as exc:
         raise DocumentError(f"{where}: invalid JSON ({exc})") from None
 
@@ -58,6 +54,4 @@ def encode_json(value: Any) -> bytes:
     >>> encode_json({"schemaVersion": 2, "manifests": []})
     b'{"schemaVersion":2,"manifests":[]}'
     """
-    return json.dumps(
-        value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")

@@ -27,7 +27,7 @@ def to_annotations(value: Mapping[str, str] | Iterable[tuple[str, str]] | None) 
     return tuple(sorted((str(k), str(v)) for k, v in items))
 
 
-def _check_size(instance: Descriptor, attribute: attrs.Attribute[int], value: int) -> None:
+def _check_size(_instance: Descriptor, _attribute: attrs.Attribute[int], value: int) -> None:
     # [DESC-2] size is a non-negative int64.
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_SIZE:
         raise DocumentError(f"descriptor size {value!r} is not a non-negative int64")
@@ -37,9 +37,7 @@ def annotations_from_json(value: object, where: str) -> Annotations:
     """[DESC-3] Parse an ``annotations`` object: string keys to string values."""
     if value is None:
         return ()
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise DocumentError(f"{where}: 'annotations' must map strings to strings")
     return to_annotations(value)
 
@@ -93,9 +91,7 @@ class Descriptor:
             digest=parsed_digest,
             size=size,
             annotations=annotations_from_json(value.get("annotations"), where),
-            platform=None
-            if platform is None
-            else Platform.from_json(platform, where=f"{where}.platform"),
+            platform=None if platform is None else Platform.from_json(platform, where=f"{where}.platform"),
             urls=tuple(urls),
             artifact_type=artifact_type if isinstance(artifact_type, str) else None,
             data=data if isinstance(data, str) else None,

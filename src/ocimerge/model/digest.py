@@ -30,14 +30,11 @@ class Hasher(Protocol):
     def hexdigest(self) -> str: ...
 
 
-def _check_encoded(instance: Digest, attribute: attrs.Attribute[str], value: str) -> None:
+def _check_encoded(instance: Digest, _attribute: attrs.Attribute[str], value: str) -> None:
     pattern = _ENCODED.get(instance.algorithm)
     if pattern is None:
         supported = ", ".join(SUPPORTED_ALGORITHMS)
-        raise DocumentError(
-            f"unsupported digest algorithm {instance.algorithm!r}: ocimerge verifies "
-            f"{supported} only"
-        )
+        raise DocumentError(f"unsupported digest algorithm {instance.algorithm!r}: ocimerge verifies {supported} only")
     if not pattern.fullmatch(value):
         raise DocumentError(
             f"invalid {instance.algorithm} digest {instance.algorithm}:{value}: "

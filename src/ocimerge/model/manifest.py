@@ -151,9 +151,7 @@ def _require_object(raw: bytes, where: str) -> dict[str, Any]:
 def _check_schema(value: dict[str, Any], where: str) -> None:
     version = value.get("schemaVersion")
     if version == 1 or value.get("mediaType") in (mt.DOCKER_SCHEMA1_MANIFEST, mt.DOCKER_SCHEMA1_SIGNED):
-        raise UnsupportedMediaTypeError(
-            f"{where}: schema 1 is not supported; re-push the image with a current client"
-        )
+        raise UnsupportedMediaTypeError(f"{where}: schema 1 is not supported; re-push the image with a current client")
     if version != 2:
         raise DocumentError(f"{where}: 'schemaVersion' must be 2, found {version!r}")
 
@@ -194,10 +192,7 @@ def _manifest_from(value: dict[str, Any], where: str) -> ImageManifest:
     artifact_type = value.get("artifactType")
     return ImageManifest(
         config=Descriptor.from_json(value["config"], where=f"{where}.config"),
-        layers=tuple(
-            Descriptor.from_json(layer, where=f"{where}.layers[{i}]")
-            for i, layer in enumerate(layers)
-        ),
+        layers=tuple(Descriptor.from_json(layer, where=f"{where}.layers[{i}]") for i, layer in enumerate(layers)),
         media_type=media_type,
         artifact_type=artifact_type if isinstance(artifact_type, str) else None,
         subject=_optional_descriptor(value, "subject", where),
@@ -223,10 +218,7 @@ def _index_from(value: dict[str, Any], where: str) -> ImageIndex:
         raise DocumentError(f"{where}: 'manifests' must be a list")
     artifact_type = value.get("artifactType")
     return ImageIndex(
-        manifests=tuple(
-            Descriptor.from_json(m, where=f"{where}.manifests[{i}]")
-            for i, m in enumerate(manifests)
-        ),
+        manifests=tuple(Descriptor.from_json(m, where=f"{where}.manifests[{i}]") for i, m in enumerate(manifests)),
         media_type=media_type,
         artifact_type=artifact_type if isinstance(artifact_type, str) else None,
         subject=_optional_descriptor(value, "subject", where),
@@ -252,9 +244,7 @@ def decode_manifest_or_index(
         return _index_from(value, where)
     if kind in mt.MANIFEST_TYPES:
         return _manifest_from(value, where)
-    raise UnsupportedMediaTypeError(
-        f"{where}: unknown media type {kind!r}; expected an image manifest or index"
-    )
+    raise UnsupportedMediaTypeError(f"{where}: unknown media type {kind!r}; expected an image manifest or index")
 
 
 def decode_config(raw: bytes, *, where: str = "config") -> ImageConfig:

@@ -81,9 +81,7 @@ class Platform:
         """Parse ``os/arch[/variant]`` as given on a command line; raise :class:`UsageError`."""
         parts = text.strip().split("/")
         if not 2 <= len(parts) <= 3 or not all(_COMPONENT.fullmatch(p) for p in parts):
-            raise UsageError(
-                f"invalid platform {text!r}: expected os/arch[/variant], e.g. linux/arm64/v8"
-            )
+            raise UsageError(f"invalid platform {text!r}: expected os/arch[/variant], e.g. linux/arm64/v8")
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
 
     @classmethod

@@ -86,9 +86,11 @@ class Reference:
     def familiar(self) -> str:
         """[REF-3] The short form users type: Docker Hub and ``library/`` left out."""
         name = self.repository
-        if self.registry == DOCKER_HUB:
+        first = name.split("/", 1)[0]
+        looks_like_host = "." in first or ":" in first or first == "localhost"
+        if self.registry == DOCKER_HUB and not looks_like_host:
             name = name.removeprefix("library/")
-        else:
+        else:  # keep the registry where the short form would read as another host
             name = f"{self.registry}/{name}"
         return name + self._suffix()
 

@@ -24,6 +24,7 @@ from ocimerge.errors import OutputError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.codec import encode_json
 from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document
 
 __all__ = ["LAYOUT_HEADER", "index_json", "write_layout"]
@@ -74,9 +75,7 @@ def write_layout(
     """
     destination = os.path.abspath(destination)
     if os.path.lexists(destination) and not force and not _is_empty_dir(destination):
-        raise OutputError(
-            f"{destination}: already exists; remove it, choose another path, or pass --force"
-        )
+        raise OutputError(f"{destination}: already exists; remove it, choose another path, or pass --force")
     parent = os.path.dirname(destination)
     if not os.path.isdir(parent):
         raise OutputError(f"{destination}: the directory {parent} does not exist")
@@ -176,8 +175,6 @@ def _write_tar(destination: str, content: list[Blob], index: bytes) -> int:
 
 
 def _bytes_blob(data: bytes) -> Blob:
-    from ocimerge.model.digest import Digest
-
     return Blob.from_bytes(Descriptor(mt.OCI_EMPTY, Digest.of(data), len(data)), data, "layout file")
 
 

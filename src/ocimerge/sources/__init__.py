@@ -17,7 +17,7 @@ from typing import Protocol
 
 import attrs
 
-from ocimerge.content import ImageSet
+from ocimerge.content import Image, ImageSet
 from ocimerge.errors import (
     DocumentError,
     NotAnImageError,
@@ -45,7 +45,7 @@ class SourceSpec:
     text: str
     path: str
     kind: str = "auto"
-    selector: Selector = Selector()
+    selector: Selector = attrs.field(factory=Selector)
     platform: Platform | None = None
 
 
@@ -55,7 +55,7 @@ def parse_source(text: str) -> SourceSpec:
     platform: Platform | None = None
     if not os.path.exists(rest) and "=" in rest:
         head, _, tail = rest.rpartition("=")
-        if "/" in tail:
+        if "/" in tail or os.path.exists(head):
             platform = Platform.parse(tail)
             rest = head
     if rest.startswith("docker://"):
@@ -77,10 +77,14 @@ def parse_source(text: str) -> SourceSpec:
             except DocumentError as exc:
                 raise UsageError(f"{text}: {exc}") from None
             rest = path
-        elif ":" in rest and "/" not in rest.rpartition(":")[2]:
-            path, _, tag = rest.rpartition(":")
-            if path and os.path.exists(path):
-                selector, rest = Selector(tag=tag), path
+        else:
+            # the longest existing path before a ':' wins, so tags may hold ':' themselves
+            # (docker-save RepoTags such as app:1.0) and file names may too.
+            cuts = [i for i, c in enumerate(rest) if c == ":"]
+            for i in reversed(cuts):
+                if os.path.exists(rest[:i]):
+                    selector, rest = Selector(tag=rest[i + 1 :]), rest[:i]
+                    break
     if not rest:
         raise UsageError(f"{text!r}: no path given")
     return SourceSpec(text=text, path=rest, kind=kind, selector=selector, platform=platform)
@@ -157,10 +161,7 @@ def _load_each(archive: DockerArchive) -> list[ImageSet | OcimergeError]:
     return out
 
 
-def _layers_in_order(image: object) -> bool:
-    from ocimerge.content import Image
-
-    assert isinstance(image, Image)
+def _layers_in_order(image: Image) -> bool:
     layers = image.manifest.value.layers
     if not all(mt.layer_compression(d.media_type) is mt.Compression.NONE for d in layers):
         return True
@@ -200,7 +201,6 @@ def load(spec: SourceSpec, source: Source) -> ImageSet:
     found = ", ".join(str(i.platform) for i in loaded.images)
     if len(loaded.images) == 1:
         raise PlatformMismatchError(
-            f"{spec.text}: given as {wanted}, but its config says {found}; "
-            "check which image is which architecture"
+            f"{spec.text}: given as {wanted}, but its config says {found}; check which image is which architecture"
         )
     raise PlatformMismatchError(f"{spec.text}: no {wanted} image in the source (it has {found})")

@@ -11,6 +11,7 @@ decompressed once, streaming, into an anonymous temporary file that is deleted o
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import lzma
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import attrs
+import zstandard
 
 from ocimerge.errors import ArchiveError, BlobMissingError, DocumentError, NotAnImageError
 
@@ -53,9 +55,7 @@ def read_small(fs: FileSystem, path: str, limit: int) -> bytes:
     """Read a whole member of at most ``limit`` bytes (a JSON document, never a layer)."""
     size = fs.size(path)
     if size > limit:
-        raise DocumentError(
-            f"{fs.name}: {path} is {size} bytes, over the {limit}-byte limit for a document"
-        )
+        raise DocumentError(f"{fs.name}: {path} is {size} bytes, over the {limit}-byte limit for a document")
     with fs.open(path) as stream:
         data = stream.read(size)
     if len(data) != size:
@@ -119,9 +119,7 @@ def _link_target(member: tarfile.TarInfo, name: str, archive: str) -> str:
     """[TAR-1] The cleaned archive path a link points at; raise when it leaves the archive."""
     kind = "symlink" if member.issym() else "hard link"
     target = member.linkname
-    outside = ArchiveError(
-        f"{archive}: {kind} {member.name!r} points outside the archive ({target!r})"
-    )
+    outside = ArchiveError(f"{archive}: {kind} {member.name!r} points outside the archive ({target!r})")
     if target.startswith("/"):
         raise outside
     # A symlink is relative to its own directory; a hard link names an archive path.
@@ -208,10 +206,8 @@ class TarFS:
 
     def close(self) -> None:
         if self._temporary:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path)
-            except FileNotFoundError:
-                pass
 
 
 class DirFS:
@@ -245,7 +241,7 @@ class DirFS:
     def open(self, path: str) -> BinaryIO:
         full = self._path(path)
         try:
-            return open(full, "rb", buffering=0)  # noqa: SIM115 - caller closes
+            return open(full, "rb", buffering=0)
         except (FileNotFoundError, IsADirectoryError):
             raise BlobMissingError(f"{self._name}: {path} is missing") from None
 
@@ -263,10 +259,8 @@ def _decompressor(magic: bytes, path: str) -> BinaryIO | None:
     if magic.startswith(_GZIP):
         return gzip.open(path, "rb")  # type: ignore[return-value]
     if magic.startswith(_ZSTD):
-        import zstandard
-
         raw = open(path, "rb")  # noqa: SIM115 - closed with the reader
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[no-any-return]
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
     if magic.startswith(_BZIP2):
         return bz2.open(path, "rb")  # type: ignore[return-value]
     if magic.startswith(_XZ):
@@ -314,7 +308,5 @@ def open_filesystem(path: str, *, name: str | None = None) -> DirFS | TarFS:
             raise NotAnImageError(f"{label}: compressed, but not a tar archive inside")
         return TarFS(temp, name=label, temporary=True)
     if not _looks_like_tar(path):
-        raise NotAnImageError(
-            f"{label}: not an OCI layout, an OCI archive or a docker-save archive"
-        )
+        raise NotAnImageError(f"{label}: not an OCI layout, an OCI archive or a docker-save archive")
     return TarFS(path, name=label)

@@ -12,6 +12,7 @@ import zlib
 from typing import Any
 
 import attrs
+import zstandard
 
 from ocimerge.content import Blob, Image, ImageSet
 from ocimerge.errors import BlobMissingError, DigestMismatchError, DocumentError, NotAnImageError, SelectionError
@@ -112,8 +113,7 @@ class DockerArchive:
                 raise SelectionError(f"{self.name}: manifest.json lists no image")
             raise SelectionError(f"{self.name}: no image matches {selector}; choices: {choices}")
         raise SelectionError(
-            f"{self.name}: the archive holds several images; choose one with "
-            f"{self.name}:TAG; choices: {choices}"
+            f"{self.name}: the archive holds several images; choose one with {self.name}:TAG; choices: {choices}"
         )
 
     def load(self, selector: Selector) -> ImageSet:
@@ -134,12 +134,9 @@ class DockerArchive:
             )
         config_descriptor = Descriptor(mt.OCI_CONFIG, Digest.of(config_raw), len(config_raw))
         layers = tuple(
-            self._layer(path, diff_id, entry)
-            for path, diff_id in zip(entry.layers, config.diff_ids, strict=True)
+            self._layer(path, diff_id, entry) for path, diff_id in zip(entry.layers, config.diff_ids, strict=True)
         )
-        manifest = ImageManifest(
-            config=config_descriptor, layers=tuple(b.descriptor for b in layers)
-        )
+        manifest = ImageManifest(config=config_descriptor, layers=tuple(b.descriptor for b in layers))
         return Image(
             source=label,
             manifest=Document.author(manifest),
@@ -176,8 +173,6 @@ class DockerArchive:
         if compression is mt.Compression.GZIP:
             decompressor: Any = zlib.decompressobj(wbits=47)
         else:
-            import zstandard
-
             decompressor = zstandard.ZstdDecompressor().decompressobj()
         with self.fs.open(path) as stream:
             while chunk := stream.read(_CHUNK):
@@ -190,12 +185,9 @@ class DockerArchive:
                         decompressor = zlib.decompressobj(wbits=47)
                         uncompressed.update(decompressor.decompress(rest))
                 except Exception as exc:
-                    raise DigestMismatchError(
-                        f"{self.name}: {path}: cannot decompress the layer ({exc})"
-                    ) from None
+                    raise DigestMismatchError(f"{self.name}: {path}: cannot decompress the layer ({exc})") from None
         if not diff_id.matches(uncompressed):
             raise DigestMismatchError(
-                f"{self.name}: {path}: the uncompressed layer does not match rootfs.diff_ids "
-                f"entry {diff_id}"
+                f"{self.name}: {path}: the uncompressed layer does not match rootfs.diff_ids entry {diff_id}"
             )
         return Digest("sha256", stored.hexdigest())

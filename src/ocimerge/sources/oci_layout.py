@@ -11,6 +11,7 @@ import attrs
 from ocimerge.content import Attestation, Blob, Image, ImageSet
 from ocimerge.errors import (
     BlobMissingError,
+    DigestMismatchError,
     DocumentError,
     InputError,
     SelectionError,
@@ -31,7 +32,7 @@ from ocimerge.model.manifest import (
 from ocimerge.sources._tarfs import FileSystem, read_small
 from ocimerge.sources.selector import Selector, describe_choices, matches_name
 
-__all__ = ["REF_NAME", "CONTAINERD_NAME", "OciLayout"]
+__all__ = ["CONTAINERD_NAME", "REF_NAME", "OciLayout"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
@@ -48,9 +49,7 @@ def blob_path(digest: Digest) -> str:
 
 def entry_names(descriptor: Descriptor) -> tuple[str, ...]:
     """[LAYOUT-3] The names an ``index.json`` entry carries, in the order tools print them."""
-    return tuple(
-        v for v in (descriptor.annotation(CONTAINERD_NAME), descriptor.annotation(REF_NAME)) if v
-    )
+    return tuple(v for v in (descriptor.annotation(CONTAINERD_NAME), descriptor.annotation(REF_NAME)) if v)
 
 
 class OciLayout:
@@ -65,9 +64,7 @@ class OciLayout:
             header = decode_json(read_small(fs, "oci-layout", 64 * 1024), where=f"{self.name}: oci-layout")
             version = header.get("imageLayoutVersion") if isinstance(header, dict) else None
             if version != "1.0.0":
-                raise DocumentError(
-                    f"{self.name}: oci-layout: imageLayoutVersion {version!r} is not 1.0.0"
-                )
+                raise DocumentError(f"{self.name}: oci-layout: imageLayoutVersion {version!r} is not 1.0.0")
         raw = read_small(fs, "index.json", MAX_DOCUMENT_SIZE)
         self.index = decode_index(raw, where=f"{self.name}: index.json")
 
@@ -84,11 +81,7 @@ class OciLayout:
         def opener() -> object:
             size = fs.size(path)
             if size != descriptor.size:
-                from ocimerge.errors import DigestMismatchError
-
-                raise DigestMismatchError(
-                    f"{label}: {path} is {size} bytes but its descriptor says {descriptor.size}"
-                )
+                raise DigestMismatchError(f"{label}: {path} is {size} bytes but its descriptor says {descriptor.size}")
             return fs.open(path)
 
         return Blob(descriptor, opener, label)  # type: ignore[arg-type]
@@ -102,9 +95,7 @@ class OciLayout:
             )
         blob = self.blob(descriptor, where)
         if not blob.available:
-            raise BlobMissingError(
-                f"{self.name}: {where} names blob {descriptor.digest}, which is not in the layout"
-            )
+            raise BlobMissingError(f"{self.name}: {where} names blob {descriptor.digest}, which is not in the layout")
         with blob.open() as reader:
             return reader.read()
 
@@ -120,16 +111,13 @@ class OciLayout:
         With no selector the layout must hold exactly one image (several names for one digest
         count once); otherwise the error lists the choices.
         """
-        entries = [
-            e for e in self.roots() if e.media_type in mt.MANIFEST_TYPES | mt.INDEX_TYPES
-        ]
+        entries = [e for e in self.roots() if e.media_type in mt.MANIFEST_TYPES | mt.INDEX_TYPES]
         if selector.digest is not None:
             found = [e for e in entries if e.digest == selector.digest]
             if found:
                 return found[0]
             raise SelectionError(
-                f"{self.name}: no entry with digest {selector.digest}; "
-                + describe_choices(self.roots(), entry_names)
+                f"{self.name}: no entry with digest {selector.digest}; " + describe_choices(self.roots(), entry_names)
             )
         if selector.tag is not None:
             found = [e for e in entries if matches_name(selector.tag, entry_names(e))]
@@ -137,25 +125,20 @@ class OciLayout:
                 return found[0]
             if not found:
                 raise SelectionError(
-                    f"{self.name}: no image tagged {selector.tag!r}; "
-                    + describe_choices(self.roots(), entry_names)
+                    f"{self.name}: no image tagged {selector.tag!r}; " + describe_choices(self.roots(), entry_names)
                 )
             raise SelectionError(
-                f"{self.name}: {selector.tag!r} names several images; "
-                + describe_choices(found, entry_names)
+                f"{self.name}: {selector.tag!r} names several images; " + describe_choices(found, entry_names)
             )
         if not self.roots():
             raise SelectionError(f"{self.name}: the layout holds no image (index.json is empty)")
         if not entries:
             kinds = ", ".join(sorted({e.media_type for e in self.roots()}))
-            raise UnsupportedMediaTypeError(
-                f"{self.name}: index.json holds no image manifest or index (only {kinds})"
-            )
+            raise UnsupportedMediaTypeError(f"{self.name}: index.json holds no image manifest or index (only {kinds})")
         if len({e.digest for e in entries}) > 1:
             raise SelectionError(
                 f"{self.name}: the layout holds several images; choose one with "
-                f"{self.name}:TAG or {self.name}@DIGEST; "
-                + describe_choices(entries, entry_names)
+                f"{self.name}:TAG or {self.name}@DIGEST; " + describe_choices(entries, entry_names)
             )
         return entries[0]
 
@@ -179,14 +162,11 @@ class OciLayout:
             image = self._image(root, raw, value, label)
             return ImageSet(label, (image,), root=root, names=names)
         collector = _Flattened()
-        self._flatten(raw, value, root, collector, depth=0)
+        self._flatten(value, collector, depth=0)
         images = self._pair(collector, label)
         if not images:
             absent = ", ".join(_describe(d) for d in collector.absent) or "none"
-            raise InputError(
-                f"{label}: the index holds no image whose manifest is in the source "
-                f"(absent: {absent})"
-            )
+            raise InputError(f"{label}: the index holds no image whose manifest is in the source (absent: {absent})")
         return ImageSet(
             label,
             tuple(images),
@@ -198,20 +178,14 @@ class OciLayout:
 
     # -- reading images --------------------------------------------------------------------
 
-    def _image(
-        self, descriptor: Descriptor, raw: bytes, manifest: ImageManifest, label: str
-    ) -> Image:
+    def _image(self, descriptor: Descriptor, raw: bytes, manifest: ImageManifest, label: str) -> Image:
         where = f"{self.name}: manifest {descriptor.digest.short}"
         if manifest.config.media_type not in _IMAGE_CONFIGS:
             kind = manifest.artifact_type or manifest.config.media_type
-            raise UnsupportedMediaTypeError(
-                f"{where}: is an artifact ({kind}), not a container image"
-            )
+            raise UnsupportedMediaTypeError(f"{where}: is an artifact ({kind}), not a container image")
         config_raw = self.read_document(manifest.config, f"config of manifest {descriptor.digest.short}")
         config = decode_config(config_raw, where=f"{self.name}: config {manifest.config.digest.short}")
-        plain = Descriptor(
-            manifest.media_type or descriptor.media_type, descriptor.digest, descriptor.size
-        )
+        plain = Descriptor(manifest.media_type or descriptor.media_type, descriptor.digest, descriptor.size)
         layers = tuple(
             self.blob(layer, f"layer {i} ({layer.digest.short}) of manifest {descriptor.digest.short}")
             for i, layer in enumerate(manifest.layers)
@@ -241,14 +215,7 @@ class OciLayout:
         )
         return Attestation(entry=entry, manifest=Document(raw, value, plain), blobs=blobs)
 
-    def _flatten(
-        self,
-        raw: bytes,
-        index: ImageIndex,
-        descriptor: Descriptor,
-        out: _Flattened,
-        depth: int,
-    ) -> None:
+    def _flatten(self, index: ImageIndex, out: _Flattened, depth: int) -> None:
         """[LAYOUT-5] Images of an index; nested indexes followed, attestations collected."""
         if depth > _MAX_NESTING:
             raise DocumentError(f"{self.name}: indexes nested more than {_MAX_NESTING} deep")
@@ -260,19 +227,16 @@ class OciLayout:
                     continue
                 child_raw = self.read_document(entry, f"nested index {entry.digest.short}")
                 child = decode_index(child_raw, where=f"{self.name}: {blob_path(entry.digest)}")
-                self._flatten(child_raw, child, entry, out, depth + 1)
+                self._flatten(child, out, depth + 1)
             elif entry.media_type not in mt.MANIFEST_TYPES:
-                out.notes.append(
-                    f"skipped entry {entry.digest.short} of unknown media type {entry.media_type}"
-                )
+                out.notes.append(f"skipped entry {entry.digest.short} of unknown media type {entry.media_type}")
             elif reference_type == "attestation-manifest":
                 attestation = self._attestation(entry)
                 if attestation is not None:
                     out.attestations.append(attestation)
             elif reference_type is not None:
                 out.notes.append(
-                    f"skipped {reference_type} entry {entry.digest.short} "
-                    f"(vnd.docker.reference.type={reference_type})"
+                    f"skipped {reference_type} entry {entry.digest.short} (vnd.docker.reference.type={reference_type})"
                 )
             elif not self.blob(entry).available:
                 out.absent.append(entry)
@@ -284,9 +248,7 @@ class OciLayout:
                     where=f"{self.name}: {blob_path(entry.digest)}",
                 )
                 if not isinstance(manifest, ImageManifest):
-                    raise DocumentError(
-                        f"{self.name}: entry {entry.digest.short} says manifest, holds an index"
-                    )
+                    raise DocumentError(f"{self.name}: entry {entry.digest.short} says manifest, holds an index")
                 if manifest.config.media_type not in _IMAGE_CONFIGS:
                     out.notes.append(
                         f"skipped artifact {entry.digest.short} "
@@ -303,11 +265,7 @@ class OciLayout:
             if str(entry.digest) in seen:
                 continue
             seen.add(str(entry.digest))
-            mine = tuple(
-                a
-                for a in found.attestations
-                if a.entry.annotation(REFERENCE_DIGEST) == str(entry.digest)
-            )
+            mine = tuple(a for a in found.attestations if a.entry.annotation(REFERENCE_DIGEST) == str(entry.digest))
             image = self._image(entry, raw, manifest, label)
             images.append(attrs.evolve(image, attestations=mine))
         for a in found.attestations:

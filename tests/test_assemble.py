@@ -1,0 +1,191 @@
+"""Assembly: ordering, duplicates, output format choice, conversion and attestations."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ocimerge.errors import ConversionError, ModelError, PlatformConflictError, UsageError
+from ocimerge.model import mediatype as mt
+from ocimerge.model.assemble import (
+    Annotation,
+    AttestationPolicy,
+    Child,
+    IndexFormat,
+    assemble,
+)
+from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.digest import Digest
+from ocimerge.model.manifest import Document, ImageManifest, decode_index
+from ocimerge.model.platform import Platform
+
+PLATFORMS = ["linux/amd64", "linux/arm64/v8", "linux/arm/v7", "linux/arm/v6", "linux/ppc64le",
+             "linux/s390x", "linux/386", "linux/riscv64", "windows/amd64"]
+
+
+def manifest(seed: str, *, docker: bool = False, layer_type: str | None = None,
+             annotations: dict[str, str] | None = None) -> Document[ImageManifest]:
+    config_type = mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG
+    layer = layer_type or (mt.DOCKER_LAYER_GZIP if docker else mt.OCI_LAYER_GZIP)
+    value = ImageManifest(
+        config=Descriptor(config_type, Digest.of(seed.encode()), 10),
+        layers=(Descriptor(layer, Digest.of(b"layer" + seed.encode()), 20),),
+        media_type=mt.DOCKER_MANIFEST if docker else mt.OCI_MANIFEST,
+        annotations=annotations or {},
+    )
+    return Document.author(value)
+
+
+def child(platform: str, **kwargs: object) -> Child:
+    return Child(source=f"{platform}.tar", manifest=manifest(platform, **kwargs),  # type: ignore[arg-type]
+                 platform=Platform.parse(platform))
+
+
+def attested(platform: str) -> Child:
+    base = child(platform)
+    att = manifest("att-" + platform)
+    entry = Descriptor(
+        mt.OCI_MANIFEST, att.descriptor.digest, att.descriptor.size,
+        annotations={"vnd.docker.reference.type": "attestation-manifest",
+                     "vnd.docker.reference.digest": str(base.manifest.descriptor.digest)},
+        platform=Platform("unknown", "unknown"),
+    )
+    return Child(base.source, base.manifest, base.platform, attestations=((entry, att),))
+
+
+@given(st.permutations(PLATFORMS))
+def test_index_digest_does_not_depend_on_input_order(order: list[str]) -> None:
+    reference = assemble([child(p) for p in PLATFORMS])
+    shuffled = assemble([child(p) for p in order])
+    assert shuffled.index.raw == reference.index.raw
+    assert shuffled.index.descriptor.digest == reference.index.descriptor.digest
+
+
+@given(st.lists(st.sampled_from(PLATFORMS), min_size=1, max_size=6, unique=True), st.booleans())
+def test_every_entry_descriptor_matches_its_bytes(platforms: list[str], with_attestations: bool) -> None:
+    children = [attested(p) if with_attestations else child(p) for p in platforms]
+    result = assemble(children)
+    docs = {str(d.descriptor.digest): d for d in (*result.manifests, *result.attestations)}
+    index = decode_index(result.index.raw)
+    assert result.index.descriptor.digest == Digest.of(result.index.raw)
+    assert result.index.descriptor.size == len(result.index.raw)
+    for entry in index.manifests:
+        doc = docs[str(entry.digest)]
+        assert Digest.of(doc.raw) == entry.digest
+        assert len(doc.raw) == entry.size
+    assert len(index.manifests) == len(platforms) * (2 if with_attestations else 1)
+
+
+def test_entries_sorted_by_platform_and_attestations_follow() -> None:
+    result = assemble([attested("linux/arm64"), attested("linux/amd64")])
+    entries = json.loads(result.index.raw)["manifests"]
+    assert [e["platform"]["architecture"] for e in entries] == ["amd64", "arm64", "unknown", "unknown"]
+    image_digests = [e["digest"] for e in entries[:2]]
+    assert [e["annotations"]["vnd.docker.reference.digest"] for e in entries[2:]] == image_digests
+
+
+def test_platform_is_written_as_given() -> None:
+    result = assemble([child("linux/arm64"), child("linux/arm/v7")])
+    platforms = [e["platform"] for e in json.loads(result.index.raw)["manifests"]]
+    assert {"architecture": "arm64", "os": "linux"} in platforms
+    assert {"architecture": "arm", "os": "linux", "variant": "v7"} in platforms
+
+
+@pytest.mark.parametrize(("a", "b"), [("linux/arm64", "linux/arm64/v8"), ("linux/amd64", "linux/x86_64"),
+                                       ("linux/arm", "linux/arm/v7")])
+def test_same_normalised_platform_twice_is_a_conflict(a: str, b: str) -> None:
+    with pytest.raises(PlatformConflictError, match=r"linux/.*\.tar.*\.tar"):
+        assemble([child(a), Child("other.tar", manifest("other"), Platform.parse(b))])
+
+
+def test_unknown_platform_cannot_be_an_entry() -> None:
+    with pytest.raises(ModelError, match="no platform"):
+        assemble([Child("x.tar", manifest("x"), Platform("unknown", "unknown"))])
+
+
+def test_no_children_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
+        assemble([])
+
+
+def test_auto_picks_docker_only_when_all_children_are_docker() -> None:
+    docker = assemble([child("linux/amd64", docker=True), child("linux/arm64", docker=True)])
+    assert docker.index.descriptor.media_type == mt.DOCKER_MANIFEST_LIST
+    mixed = assemble([child("linux/amd64", docker=True), child("linux/arm64")])
+    assert mixed.index.descriptor.media_type == mt.OCI_INDEX
+    # children keep their bytes in an OCI index
+    assert mixed.manifests[0].raw == child("linux/amd64", docker=True).manifest.raw
+
+
+def test_auto_keeps_oci_when_annotations_or_attestations_would_be_lost() -> None:
+    annotated = assemble([child("linux/amd64", docker=True)], annotations=[Annotation.parse("org.x=1")])
+    assert annotated.index.descriptor.media_type == mt.OCI_INDEX
+    assert json.loads(annotated.index.raw)["annotations"] == {"org.x": "1"}
+
+
+def test_docker_format_converts_gzip_oci_children() -> None:
+    result = assemble([child("linux/amd64"), child("linux/arm64")], format=IndexFormat.DOCKER)
+    assert result.index.descriptor.media_type == mt.DOCKER_MANIFEST_LIST
+    for doc in result.manifests:
+        value = json.loads(doc.raw)
+        assert value["mediaType"] == mt.DOCKER_MANIFEST
+        assert value["config"]["mediaType"] == mt.DOCKER_CONFIG
+        assert value["layers"][0]["mediaType"] == mt.DOCKER_LAYER_GZIP
+        # the blobs are the same: only the labels changed
+    originals = [child("linux/amd64").manifest.value, child("linux/arm64").manifest.value]
+    for doc, original in zip(result.manifests, originals, strict=True):
+        assert doc.value.config.digest == original.config.digest
+        assert [d.digest for d in doc.value.layers] == [d.digest for d in original.layers]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"layer_type": mt.OCI_LAYER_ZSTD}, "zstd"),
+        ({"layer_type": mt.OCI_LAYER_TAR}, "--compress gzip"),
+        ({"annotations": {"a": "b"}}, "annotations"),
+    ],
+)
+def test_docker_format_refuses_lossy_conversion(kwargs: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConversionError, match=fragment):
+        assemble([child("linux/amd64", **kwargs)], format=IndexFormat.DOCKER)  # type: ignore[arg-type]
+
+
+def test_docker_format_refuses_attestations_unless_dropped() -> None:
+    with pytest.raises(ConversionError, match="--attestations drop"):
+        assemble([attested("linux/amd64")], format=IndexFormat.DOCKER)
+    result = assemble([attested("linux/amd64")], format=IndexFormat.DOCKER, attestations=AttestationPolicy.DROP)
+    assert len(json.loads(result.index.raw)["manifests"]) == 1
+
+
+def test_attestations_dropped_on_request() -> None:
+    result = assemble([attested("linux/amd64")], attestations=AttestationPolicy.DROP)
+    assert result.attestations == ()
+    assert len(json.loads(result.index.raw)["manifests"]) == 1
+
+
+def test_oci_format_is_forced() -> None:
+    result = assemble([child("linux/amd64", docker=True)], format=IndexFormat.OCI)
+    assert result.index.descriptor.media_type == mt.OCI_INDEX
+
+
+def test_entry_annotations_scoped_by_platform() -> None:
+    result = assemble(
+        [child("linux/amd64"), child("linux/arm64")],
+        annotations=[Annotation.parse("manifest-descriptor:org.all=1"),
+                     Annotation.parse("manifest-descriptor[linux/arm64/v8]:org.arm=2"),
+                     Annotation.parse("index:org.index=3")],
+    )
+    value = json.loads(result.index.raw)
+    assert value["annotations"] == {"org.index": "3"}
+    by_arch = {e["platform"]["architecture"]: e.get("annotations") for e in value["manifests"]}
+    assert by_arch == {"amd64": {"org.all": "1"}, "arm64": {"org.all": "1", "org.arm": "2"}}
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=x", "index[linux/amd64]:a=b", "manifest-descriptor[bad]:a=b"])
+def test_annotation_parse_rejects(bad: str) -> None:
+    with pytest.raises(UsageError):
+        Annotation.parse(bad)

@@ -1,0 +1,150 @@
+"""The command line: results, exit codes, one-line errors, and nothing left behind on failure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imagebuilder import Image, docker_save, oci_layout, sample_images, sha256
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ocimerge", *args], capture_output=True, text=True,
+                          cwd=cwd, check=False, timeout=120)
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> list[str]:
+    return [oci_layout([image]).write_tar(str(tmp_path / f"in-{i}.tar")) for i, image in enumerate(sample_images())]
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ocimerge: error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_create_writes_an_archive_and_inspect_reads_it(tmp_path: Path, inputs: list[str]) -> None:
+    out = tmp_path / "out.tar"
+    result = run("create", "-o", str(out), *inputs)
+    assert result.returncode == 0, result.stderr
+    assert "linux/arm64/v8" in result.stdout
+    inspected = run("inspect", "--json", str(out))
+    report = json.loads(inspected.stdout)
+    [entry] = report["entries"]
+    assert sorted(i["platform"] for i in entry["images"]) == ["linux/amd64", "linux/arm/v7", "linux/arm64/v8"]
+    assert {i["digest"] for i in entry["images"]} == {image.digest for image in sample_images()}
+    assert run("verify", str(out)).returncode == 0
+
+
+def test_create_writes_a_directory(tmp_path: Path, inputs: list[str]) -> None:
+    out = tmp_path / "layout"
+    assert run("create", "-o", str(out), "--tag-name", "1.0", *inputs).returncode == 0
+    index = json.loads((out / "index.json").read_text())
+    assert index["manifests"][0]["annotations"] == {"org.opencontainers.image.ref.name": "1.0"}
+    assert (out / "oci-layout").read_text() == '{"imageLayoutVersion":"1.0.0"}'
+
+
+def test_same_inputs_any_order_same_digest(tmp_path: Path, inputs: list[str]) -> None:
+    a = json.loads(run("create", "--dry-run", "--json", *inputs).stdout)
+    b = json.loads(run("create", "--dry-run", "--json", *reversed(inputs)).stdout)
+    assert a["digest"] == b["digest"]
+    assert a["index"] == b["index"]
+
+
+def test_dry_run_prints_the_index_and_its_digest_and_writes_nothing(tmp_path: Path, inputs: list[str]) -> None:
+    result = run("create", "--dry-run", "-o", str(tmp_path / "never.tar"), *inputs)
+    assert result.returncode == 0, result.stderr
+    raw, digest_line = result.stdout.rstrip("\n").split("\n")
+    assert digest_line == f"Digest: {sha256(raw.encode())}"
+    assert not (tmp_path / "never.tar").exists()
+
+
+def test_docker_save_gzipped_deterministically(tmp_path: Path) -> None:
+    saves = [docker_save([image_], repo_tags=[[f"app:{i}"]]).write_tar(str(tmp_path / f"s{i}.tar"))
+             for i, image_ in enumerate([Image(gzip_layers=False), Image(architecture="arm64", gzip_layers=False)])]
+    digests = set()
+    for n in range(2):
+        out = tmp_path / f"o{n}.tar"
+        result = run("create", "--json", "--compress", "gzip", "-o", str(out), *saves)
+        assert result.returncode == 0, result.stderr
+        digests.add(json.loads(result.stdout)["digest"])
+    assert len(digests) == 1
+    docker = json.loads(run("create", "--json", "--dry-run", "--format", "docker", *saves).stdout)
+    assert docker["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["create", "-o", "x.tar", "missing.tar"], 3, "missing.tar"),
+        (["create", "-o", "x.tar", "IN0=linux/arm64"], 3, "config says linux/amd64"),
+        (["create", "-o", "x.tar", "IN0", "IN0"], 3, "two sources are linux/amd64"),
+        (["create", "-o", "x.tar", "IN0=linux"], 2, "invalid platform"),
+        (["create", "--annotation", "nokey", "-o", "x.tar", "IN0"], 2, "invalid annotation"),
+        (["create", "IN0"], 2, "no output"),
+        (["inspect", "README-not-here"], 3, "README-not-here"),
+    ],
+)
+def test_errors_are_one_line_with_their_exit_code(tmp_path: Path, inputs: list[str], args: list[str],
+                                                   code: int, fragment: str) -> None:
+    args = [a.replace("IN0", inputs[0]) for a in args]
+    result = run(*args, cwd=tmp_path)
+    assert_one_line_error(result, code, fragment)
+    assert not (tmp_path / "x.tar").exists()
+
+
+def test_usage_error_exit_code() -> None:
+    result = run("create")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    image = Image()
+    layout = oci_layout([image])
+    layer = json.loads(image.manifest)["layers"][0]["digest"]
+    layout.files[f"blobs/sha256/{layer.split(':')[1]}"] = b"\0" * len(image.blobs[layer])
+    bad = layout.write_tar(str(tmp_path / "bad.tar"))
+    good = oci_layout([Image(architecture="arm64")]).write_tar(str(tmp_path / "good.tar"))
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    for target in ("x.tar", "x-layout"):
+        result = run("create", "-o", str(outdir / target), good, bad)
+        assert_one_line_error(result, 3, "bad.tar", "does not match its digest")
+    assert list(outdir.iterdir()) == []
+
+
+def test_existing_output_needs_force(tmp_path: Path, inputs: list[str]) -> None:
+    out = tmp_path / "o.tar"
+    out.write_bytes(b"precious")
+    assert_one_line_error(run("create", "-o", str(out), *inputs), 5, "--force")
+    assert out.read_bytes() == b"precious"
+    assert run("create", "--force", "-o", str(out), *inputs).returncode == 0
+    assert out.read_bytes() != b"precious"
+
+
+def test_verify_reports_every_problem(tmp_path: Path) -> None:
+    images = [Image(), Image(architecture="arm64")]
+    layout = oci_layout(images)
+    for image in images:
+        layer = json.loads(image.manifest)["layers"][0]["digest"]
+        layout.files[f"blobs/sha256/{layer.split(':')[1]}"] += b"!"
+    path = layout.write_tar(str(tmp_path / "two-bad.tar"))
+    result = run("verify", path)
+    assert result.returncode == 3
+    assert result.stdout.count("problem:") == 2
+
+
+def test_version_and_module_entry_point() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("ocimerge ")
