@@ -130,15 +130,17 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO, indent: str = "  ") -> No
 
 
 def _print_inspect(report: dict[str, Any], out: TextIO) -> None:
+    out.write(f"{report['source']}\n")
     for entry in report["entries"]:
         if "error" in entry:
-            out.write(f"{entry['error']}\n\n")
+            out.write(f"  not an image: {entry['error']}\n\n")
             continue
-        names = f"  [{', '.join(entry['names'])}]" if entry["names"] else ""
-        out.write(f"{entry['source']}{names}\n")
+        names = ", ".join(entry["names"]) or "untagged"
         root = entry["root"]
         if root:
-            out.write(f"  {root['mediaType']}  {root['digest']}  {_human(root['size'])}\n")
+            out.write(f"  {names}  {root['mediaType']}  {root['digest']}  {_human(root['size'])}\n")
+        else:
+            out.write(f"  {names}  (docker-save image; manifest authored on read)\n")
         rows = [["PLATFORM", "DIGEST", "MEDIA TYPE", "SIZE", "LAYERS", "ATTESTATIONS"]]
         for image in entry["images"]:
             rows.append(
@@ -153,9 +155,9 @@ def _print_inspect(report: dict[str, Any], out: TextIO) -> None:
             )
         for absent in entry["absent"]:
             rows.append([absent["platform"] or "?", absent["digest"], absent["mediaType"], "absent", "-", "-"])
-        _table(rows, out)
+        _table(rows, out, indent="    ")
         for note in entry["notes"]:
-            out.write(f"  note: {note}\n")
+            out.write(f"    note: {note}\n")
         out.write("\n")
 
 

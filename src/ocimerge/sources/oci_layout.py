@@ -165,8 +165,11 @@ class OciLayout:
         self._flatten(value, collector, depth=0)
         images = self._pair(collector, label)
         if not images:
-            absent = ", ".join(_describe(d) for d in collector.absent) or "none"
-            raise InputError(f"{label}: the index holds no image whose manifest is in the source (absent: {absent})")
+            if collector.absent:
+                absent = ", ".join(_describe(d) for d in collector.absent)
+                raise InputError(f"{label}: none of the index's images is in the source (absent: {absent})")
+            skipped = "; ".join(collector.notes) or "it is empty"
+            raise UnsupportedMediaTypeError(f"{label}: the index holds no container image ({skipped})")
         return ImageSet(
             label,
             tuple(images),
