@@ -18,6 +18,8 @@ from ocimerge.errors import (
     BlobMissingError,
     DigestMismatchError,
     OcimergeError,
+    PlatformMismatchError,
+    SelectionError,
     UnsupportedMediaTypeError,
     UsageError,
 )
@@ -137,8 +139,9 @@ def create(
             loaded = load_spec(spec, opened)
             images.extend(loaded.images)
             notes.extend(f"{loaded.source}: {n}" for n in loaded.notes)
-            if loaded.absent:
-                skipped = ", ".join(str(d.platform or d.digest.short) for d in loaded.absent)
+            images_absent = [d for d in loaded.absent if d.annotation("vnd.docker.reference.type") is None]
+            if images_absent:
+                skipped = ", ".join(str(d.platform or d.digest.short) for d in images_absent)
                 notes.append(f"{loaded.source}: not in the source, skipped: {skipped}")
         if compress or format is IndexFormat.DOCKER:
             spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="ocimerge-gzip-"))
@@ -310,8 +313,14 @@ def verify(source: str | SourceSpec) -> VerifyReport:
     seen: set[str] = set()
     count = size = 0
     try:
+        results: list[ImageSet | OcimergeError]
         if spec.selector.tag or spec.selector.digest or spec.platform:
-            results: list[ImageSet | OcimergeError] = [load_spec(spec, opened)]
+            try:
+                results = [load_spec(spec, opened)]
+            except (SelectionError, PlatformMismatchError):
+                raise  # the question was wrong, not the source
+            except OcimergeError as exc:
+                results = [exc]
         else:
             results = opened.load_all()
         for result in results:

@@ -251,7 +251,10 @@ def decode_config(raw: bytes, *, where: str = "config") -> ImageConfig:
     """[CONFIG-1] Parse the platform fields and ``rootfs.diff_ids`` of an image config."""
     value = _require_object(raw, where)
     if not isinstance(value.get("os"), str) or not isinstance(value.get("architecture"), str):
-        raise DocumentError(f"{where}: not an image config (no 'os' and 'architecture')")
+        raise UnsupportedMediaTypeError(f"{where}: not an image config (no 'os' and 'architecture')")
+    if not value["os"] or not value["architecture"]:
+        # cosign signatures and regctl builder entries carry such configs: not runnable images
+        raise UnsupportedMediaTypeError(f"{where}: not an image config (empty 'os' or 'architecture')")
     platform = Platform.from_json(value, where=where)
     rootfs = value.get("rootfs") or {}
     if not isinstance(rootfs, dict):

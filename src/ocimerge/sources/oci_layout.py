@@ -235,7 +235,9 @@ class OciLayout:
                 out.notes.append(f"skipped entry {entry.digest.short} of unknown media type {entry.media_type}")
             elif reference_type == "attestation-manifest":
                 attestation = self._attestation(entry)
-                if attestation is not None:
+                if attestation is None:
+                    out.absent.append(entry)
+                else:
                     out.attestations.append(attestation)
             elif reference_type is not None:
                 out.notes.append(
@@ -271,6 +273,12 @@ class OciLayout:
             mine = tuple(a for a in found.attestations if a.entry.annotation(REFERENCE_DIGEST) == str(entry.digest))
             image = self._image(entry, raw, manifest, label)
             images.append(attrs.evolve(image, attestations=mine))
+        for entry in found.absent:
+            if entry.annotation(REFERENCE_DIGEST) in seen:
+                found.notes.append(
+                    f"attestation {entry.digest.short} of image {entry.annotation(REFERENCE_DIGEST)} is not "
+                    "in the source; the image goes without it"
+                )
         for a in found.attestations:
             if a.entry.annotation(REFERENCE_DIGEST) not in seen:
                 found.notes.append(
