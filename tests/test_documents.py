@@ -148,5 +148,5 @@ def test_document_without_media_type_is_sniffed() -> None:
 
 
 def test_config_without_platform_is_not_an_image_config() -> None:
-    with pytest.raises(DocumentError, match="not an image config"):
+    with pytest.raises(UnsupportedMediaTypeError, match="not an image config"):
         decode_config(b"{}")
