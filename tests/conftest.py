@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+from registries import RegistryServer, cleanup, start_registry  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
@@ -15,3 +18,27 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 @pytest.fixture
 def corpus() -> Path:
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[RegistryServer]:
+    """Distribution, anonymous, plain HTTP on 127.0.0.1."""
+    server = start_registry("anonymous")
+    yield server
+    cleanup(server)
+
+
+@pytest.fixture(scope="session")
+def tls_registry() -> Iterator[RegistryServer]:
+    """Distribution with TLS (our own CA) and htpasswd Basic auth."""
+    server = start_registry("htpasswd")
+    yield server
+    cleanup(server)
+
+
+@pytest.fixture(scope="session")
+def token_registry() -> Iterator[RegistryServer]:
+    """Distribution with Bearer token auth from the test suite's token server."""
+    server = start_registry("token")
+    yield server
+    cleanup(server)

@@ -243,3 +243,18 @@ def test_attestation_dropped_when_its_image_is_absent(tmp_path: Path) -> None:
     with ocimerge.open_images(layout.write_dir(str(tmp_path / "l"))) as images:
         assert images.images[0].attestations == ()
         assert any("dropped attestation" in n for n in images.notes)
+
+
+def test_large_blob_hashed_on_a_second_thread_still_fails_on_mismatch(tmp_path: Path) -> None:
+    big = os.urandom(6 * 1024 * 1024)  # above the threaded-hashing threshold
+    image = Image(gzip_layers=False, layers=[big])
+    layout = oci_layout([image])
+    layer = json.loads(image.manifest)["layers"][0]["digest"]
+    layout.files[f"blobs/sha256/{layer.split(':')[1]}"] = big[:-1] + bytes([big[-1] ^ 1])
+    path = layout.write_tar(str(tmp_path / "big.tar"))
+    with pytest.raises(DigestMismatchError, match="big.tar"):
+        ocimerge.create([path], str(tmp_path / "out.tar"))
+    assert not (tmp_path / "out.tar").exists()
+    good = oci_layout([image]).write_tar(str(tmp_path / "good.tar"))
+    ocimerge.create([good], str(tmp_path / "ok.tar"))
+    assert ocimerge.verify(str(tmp_path / "ok.tar")).ok

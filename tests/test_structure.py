@@ -17,6 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "ocimerge"
 # DESIGN.md's table: each module's layer, and the layers each layer may import from.
 LAYERS: dict[str, int] = {
     "ocimerge.errors": 0,
+    "ocimerge._version": 0,
     "ocimerge.model": 0,
     "ocimerge.content": 1,
     "ocimerge.sources": 2,
@@ -27,7 +28,10 @@ LAYERS: dict[str, int] = {
     "ocimerge.registry": 3,
     "ocimerge.registry.api": 4,
     "ocimerge.push": 5,
+    "ocimerge.publish": 5,
+    "ocimerge.inspection": 5,
     "ocimerge.operations": 5,
+    "ocimerge.progress": 6,
     "ocimerge.cli": 6,
     "ocimerge.__main__": 6,
     "ocimerge": 6,  # the package facade re-exports everything
@@ -89,7 +93,9 @@ def test_imports_follow_the_layering(path: Path) -> None:
 
 PUBLIC_API = sorted([
     "Annotation", "ArchiveError", "Assembly", "Attestation", "AttestationPolicy", "AuthError", "Blob",
-    "BlobMissingError", "Child", "ConversionError", "CreateResult", "Descriptor", "Digest", "DigestMismatchError",
+    "BlobMissingError", "Child", "ConversionError", "CreateResult", "Credentials", "Descriptor", "Digest",
+    "DigestMismatchError", "PushEvent", "PushResult", "PushSourceResult", "Registry", "RegistryOptions",
+    "RetryPolicy", "TLSOptions", "inspect_remote", "push",
     "Document", "DocumentError", "Image", "ImageConfig", "ImageIndex", "ImageManifest", "ImageSet", "IndexFormat",
     "InputError", "ModelError", "NotAnImageError", "OcimergeError", "OutputError", "Platform",
     "PlatformConflictError", "PlatformMismatchError", "Reference", "RegistryError", "RemoteError",

@@ -6,12 +6,12 @@ The public API is ``__all__`` (pinned by ``tests/test_public_api.py``)::
 
     result = ocimerge.create(["amd64.tar", "arm64.tar"], "multiarch.tar")
     print(result.index.descriptor.digest)
+    ocimerge.push("multiarch.tar", ["registry.example:5000/team/app:1.0"])
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ocimerge._version import __version__
 from ocimerge.content import Attestation, Blob, Image, ImageSet
 from ocimerge.errors import (
     ArchiveError,
@@ -34,6 +34,7 @@ from ocimerge.errors import (
     UnsupportedMediaTypeError,
     UsageError,
 )
+from ocimerge.inspection import VerifyReport, inspect, inspect_remote, verify
 from ocimerge.model.assemble import (
     Annotation,
     Assembly,
@@ -47,7 +48,11 @@ from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document, ImageConfig, ImageIndex, ImageManifest
 from ocimerge.model.platform import Platform
 from ocimerge.model.reference import Reference
-from ocimerge.operations import CreateResult, VerifyReport, create, inspect, open_images, verify
+from ocimerge.operations import CreateResult, PushSourceResult, create, open_images, push
+from ocimerge.push import PushEvent, PushResult
+from ocimerge.registry.api import Registry, RegistryOptions
+from ocimerge.registry.credentials import Credentials
+from ocimerge.registry.transport import RetryPolicy, TLSOptions
 
 __all__ = [
     "Annotation",
@@ -61,6 +66,7 @@ __all__ = [
     "Child",
     "ConversionError",
     "CreateResult",
+    "Credentials",
     "Descriptor",
     "Digest",
     "DigestMismatchError",
@@ -80,10 +86,17 @@ __all__ = [
     "Platform",
     "PlatformConflictError",
     "PlatformMismatchError",
+    "PushEvent",
+    "PushResult",
+    "PushSourceResult",
     "Reference",
+    "Registry",
     "RegistryError",
+    "RegistryOptions",
     "RemoteError",
+    "RetryPolicy",
     "SelectionError",
+    "TLSOptions",
     "TransportError",
     "UnsupportedMediaTypeError",
     "UsageError",
@@ -92,6 +105,8 @@ __all__ = [
     "assemble",
     "create",
     "inspect",
+    "inspect_remote",
     "open_images",
+    "push",
     "verify",
 ]

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
-from ocimerge import __version__
+from ocimerge._version import __version__
 from ocimerge.errors import (
     InputError,
     ModelError,
@@ -24,8 +24,13 @@ from ocimerge.errors import (
     RemoteError,
     UsageError,
 )
+from ocimerge.inspection import inspect, inspect_remote, is_remote, verify
 from ocimerge.model.assemble import Annotation, AttestationPolicy, IndexFormat
-from ocimerge.operations import create, inspect, verify
+from ocimerge.operations import create, push
+from ocimerge.progress import ProgressView
+from ocimerge.push import PushResult
+from ocimerge.registry.api import RegistryOptions
+from ocimerge.registry.transport import TLSOptions
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -56,6 +61,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"ocimerge: error: {message}\n")
 
 
+def _registry_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("registry")
+    group.add_argument("--username", help="registry user (with --password-stdin)")
+    group.add_argument("--password-stdin", action="store_true", help="read the password or token from stdin")
+    group.add_argument("--ca-file", help="trust this CA bundle for registry TLS")
+    group.add_argument("--insecure", action="store_true", help="do not verify registry TLS certificates")
+    group.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
+    group.add_argument("--jobs", type=int, default=4, help="blobs uploaded at once (default 4)")
+    group.add_argument("--chunk-size", type=_size, help="upload in chunks of this size (e.g. 8M)")
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+    number, unit = text.rstrip("BbIi"), ""
+    if number and number[-1].upper() in units:
+        number, unit = number[:-1], number[-1].upper()
+    try:
+        value = int(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: e.g. 8388608, 8M, 1G") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the chunk size must be positive")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ocimerge",
@@ -73,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("sources", nargs="+", metavar="SRC[=PLATFORM]")
     c.add_argument("-o", "--output", help="OUT.tar writes an OCI archive, OUT/ a layout directory")
+    c.add_argument(
+        "-t",
+        "--tag",
+        action="append",
+        default=[],
+        metavar="REGISTRY/REPO:TAG",
+        help="push the result here (repeatable: several tags, repositories, registries)",
+    )
     c.add_argument(
         "--format",
         choices=[f.value for f in IndexFormat],
@@ -102,11 +140,27 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--dry-run", action="store_true", help="print the index and its digest, write nothing")
     c.add_argument("--force", action="store_true", help="replace OUT if it exists")
     c.add_argument("--json", action="store_true", help="print the result as JSON")
-    c.add_argument("-q", "--quiet", action="store_true", help="no notes on stderr")
+    c.add_argument("-q", "--quiet", action="store_true", help="no notes or progress on stderr")
+    _registry_flags(c)
 
-    i = commands.add_parser("inspect", help="show the platforms, digests and sizes of a source")
-    i.add_argument("source", metavar="SRC")
+    p = commands.add_parser(
+        "push",
+        help="upload a layout or archive to a registry as it is",
+        description="Upload an OCI layout, OCI archive or docker-save archive (single- or multi-platform) "
+        "to one or more registry references, digests preserved byte for byte.",
+    )
+    p.add_argument("source", metavar="SRC")
+    p.add_argument("targets", nargs="+", metavar="REGISTRY/REPO:TAG")
+    p.add_argument("--dry-run", action="store_true", help="ask the registry what it holds; upload nothing")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no notes or progress on stderr")
+    _registry_flags(p)
+
+    i = commands.add_parser("inspect", help="show the platforms, digests and sizes of a source or a registry image")
+    i.add_argument("source", metavar="SRC|REGISTRY/REPO:TAG")
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    i.add_argument("--raw", action="store_true", help="print the exact stored bytes of a registry image")
+    _registry_flags(i)
 
     v = commands.add_parser("verify", help="re-hash every blob of a source and report every problem")
     v.add_argument("source", metavar="SRC")
@@ -167,18 +221,61 @@ def _notes(notes: Sequence[str], quiet: bool) -> None:
             sys.stderr.write(f"ocimerge: note: {note}\n")
 
 
+def _options(args: argparse.Namespace) -> RegistryOptions:
+    password = None
+    if args.password_stdin:
+        if not args.username:
+            raise UsageError("--password-stdin needs --username")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: nothing on stdin")
+    elif args.username:
+        raise UsageError("--username needs --password-stdin (passwords never go on the command line)")
+    tls = TLSOptions(ca_file=args.ca_file, insecure=args.insecure, plain_http=args.plain_http)
+    return RegistryOptions(tls=tls, username=args.username, password=password, chunk_size=args.chunk_size)
+
+
+def _progress(args: argparse.Namespace) -> ProgressView | None:
+    if args.quiet or args.json or not sys.stderr.isatty():
+        return None
+    return ProgressView(sys.stderr)
+
+
+def _push_rows(results: Sequence[PushResult], out: TextIO) -> None:
+    for result in results:
+        verb = "Would push" if result.dry_run else "Pushed"
+        tags = ", ".join(result.tags) or "(no tag)"
+        out.write(
+            f"{verb} {result.registry}/{result.repository} [{tags}] {result.root.digest}: "
+            f"{result.count('upload')} blobs uploaded ({_human(result.bytes_uploaded)}), "
+            f"{result.count('mount')} mounted, {result.count('skip')} already there; "
+            f"{result.manifests_pushed} manifests pushed, {result.manifests_skipped} already there\n"
+        )
+
+
 def _run_create(args: argparse.Namespace) -> int:
-    result = create(
-        args.sources,
-        args.output,
-        format=IndexFormat(args.format),
-        attestations=AttestationPolicy(args.attestations),
-        annotations=[Annotation.parse(a) for a in args.annotation],
-        compress=args.compress == "gzip",
-        tag_name=args.tag_name,
-        dry_run=args.dry_run,
-        force=args.force,
-    )
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    view = _progress(args) if args.tag else None
+    try:
+        result = create(
+            args.sources,
+            args.output,
+            tags=args.tag,
+            registry_options=_options(args),
+            jobs=args.jobs,
+            on_event=view.on_event if view else None,
+            format=IndexFormat(args.format),
+            attestations=AttestationPolicy(args.attestations),
+            annotations=[Annotation.parse(a) for a in args.annotation],
+            compress=args.compress == "gzip",
+            tag_name=args.tag_name,
+            dry_run=args.dry_run,
+            force=args.force,
+        )
+    finally:
+        if view is not None:
+            view.finish()
     _notes(result.notes, args.quiet)
     index = result.index
     if args.json:
@@ -194,24 +291,67 @@ def _run_create(args: argparse.Namespace) -> int:
         }
         if args.dry_run:
             payload["index"] = json.loads(index.raw)
+        if result.pushed:
+            payload["pushed"] = [p.to_json() for p in result.pushed]
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return EXIT_OK
     if args.dry_run:
         sys.stdout.write(index.raw.decode("utf-8") + "\n")
         sys.stdout.write(f"Digest: {index.descriptor.digest}\n")
+        _push_rows(result.pushed, sys.stdout)
         return EXIT_OK
     rows = [["PLATFORM", "DIGEST", "SOURCE"]]
     pairs = sorted(zip(result.images, result.assembly.manifests, strict=True), key=lambda p: p[0].platform.key)
     for image, manifest in pairs:
         rows.append([str(image.platform), str(manifest.descriptor.digest), image.source])
-    sys.stdout.write(f"Wrote {result.output}\n")
+    if result.output:
+        sys.stdout.write(f"Wrote {result.output}\n")
     sys.stdout.write(f"  {index.descriptor.media_type}  {index.descriptor.digest}\n")
     _table(rows, sys.stdout)
+    _push_rows(result.pushed, sys.stdout)
+    return EXIT_OK
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    view = _progress(args)
+    try:
+        result = push(
+            args.source,
+            args.targets,
+            registry_options=_options(args),
+            jobs=args.jobs,
+            on_event=view.on_event if view else None,
+            dry_run=args.dry_run,
+        )
+    finally:
+        if view is not None:
+            view.finish()
+    _notes(result.notes, args.quiet)
+    if args.json:
+        payload = {
+            "digest": str(result.root.digest),
+            "mediaType": result.root.media_type,
+            "manifests": [{"platform": str(i.platform), "digest": str(i.digest)} for i in result.images],
+            "pushed": [p.to_json() for p in result.pushed],
+        }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        _push_rows(result.pushed, sys.stdout)
     return EXIT_OK
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    report = inspect(args.source)
+    if is_remote(args.source):
+        report = inspect_remote(args.source, _options(args), raw=args.raw)
+        if args.raw:
+            sys.stdout.write(report["raw"])
+            return EXIT_OK
+    elif args.raw:
+        raise UsageError("--raw applies to registry images")
+    else:
+        report = inspect(args.source)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -248,7 +388,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else 3
 
 
-_COMMANDS = {"create": _run_create, "inspect": _run_inspect, "verify": _run_verify}
+_COMMANDS = {"create": _run_create, "push": _run_push, "inspect": _run_inspect, "verify": _run_verify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

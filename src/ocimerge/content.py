@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import attrs
 
 from ocimerge.errors import BlobMissingError, DigestMismatchError
 from ocimerge.model.descriptor import Annotations, Descriptor
-from ocimerge.model.digest import Digest
+from ocimerge.model.digest import Digest, Hasher
 from ocimerge.model.manifest import Document, ImageConfig, ImageManifest
 from ocimerge.model.platform import Platform
 
@@ -45,12 +45,12 @@ class VerifyingReader:
     tar member bounded by its header.
     """
 
-    def __init__(self, stream: BinaryIO, descriptor: Descriptor, where: str) -> None:
+    def __init__(self, stream: BinaryIO, descriptor: Descriptor, where: str, hasher: Hasher | None = None) -> None:
         self._stream = stream
         self._descriptor = descriptor
         self._where = where
         self._remaining = descriptor.size
-        self._hasher = descriptor.digest.hasher()
+        self._hasher = hasher if hasher is not None else descriptor.digest.hasher()
         self._checked = False
         if descriptor.size == 0:
             self._finish()
@@ -138,11 +138,11 @@ class Blob:
     def available(self) -> bool:
         return self.opener is not None
 
-    def open(self) -> VerifyingReader:
+    def open(self, hasher: Hasher | None = None) -> VerifyingReader:
         """A fresh verifying stream; raise :class:`BlobMissingError` when the blob is absent."""
         if self.opener is None:
             raise BlobMissingError(f"{self.where}: blob {self.descriptor.digest} is not in the source")
-        return VerifyingReader(self.opener(), self.descriptor, self.where)
+        return VerifyingReader(self.opener(), self.descriptor, self.where, hasher)
 
 
 def copy_verified(blob: Blob, write: Callable[[memoryview], object]) -> int:
@@ -151,10 +151,7 @@ def copy_verified(blob: Blob, write: Callable[[memoryview], object]) -> int:
     view = memoryview(buffer)
     total = 0
     with blob.open() as reader:
-        while True:
-            n = reader.readinto(view)
-            if not n:
-                break
+        while n := reader.readinto(view):
             write(view[:n])
             total += n
     return total
@@ -216,6 +213,8 @@ class ImageSet:
     ``root`` is the descriptor of the entry as the source lists it (an index or a manifest;
     None for a docker-save image, which has no stored manifest), ``names`` its tags, and
     ``absent`` the index entries whose manifests the source does not hold (a partial export).
+    ``document`` is the root document as stored (an index, or the single image's manifest) and
+    ``indexes`` the nested indexes below it, children first: what a push "as is" re-sends.
     """
 
     source: str
@@ -224,3 +223,14 @@ class ImageSet:
     root: Descriptor | None = None
     names: tuple[str, ...] = ()
     absent: tuple[Descriptor, ...] = ()
+    document: Document[Any] | None = None
+    indexes: tuple[Document[Any], ...] = ()
+
+    @property
+    def root_document(self) -> Document[Any]:
+        """The document a tag should name: the stored root, or the one image's manifest."""
+        if self.document is not None:
+            return self.document
+        if len(self.images) != 1:
+            raise ValueError("an image set without a root document holds exactly one image")
+        return self.images[0].manifest

@@ -17,15 +17,16 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from ocimerge.content import Blob, copy_verified
+from ocimerge.content import Blob
 from ocimerge.errors import OutputError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.codec import encode_json
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document
+from ocimerge.sinks._copy import copy_verified
 
 __all__ = ["LAYOUT_HEADER", "index_json", "write_layout"]
 
@@ -53,7 +54,7 @@ def _unique(blobs: Iterable[Blob]) -> Iterator[Blob]:
             yield blob
 
 
-def _document_blobs(documents: Iterable[Document[object]]) -> Iterator[Blob]:
+def _document_blobs(documents: Iterable[Document[Any]]) -> Iterator[Blob]:
     for doc in documents:
         yield Blob.from_bytes(doc.descriptor, doc.raw, f"document {doc.descriptor.digest.short}")
 
@@ -62,7 +63,7 @@ def write_layout(
     destination: str,
     *,
     blobs: Iterable[Blob],
-    documents: Iterable[Document[object]],
+    documents: Iterable[Document[Any]],
     roots: Iterable[tuple[Descriptor, str | None]],
     archive: bool,
     force: bool = False,

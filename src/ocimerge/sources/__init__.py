@@ -33,7 +33,7 @@ from ocimerge.sources.docker_archive import DockerArchive
 from ocimerge.sources.oci_layout import OciLayout
 from ocimerge.sources.selector import Selector
 
-__all__ = ["Selector", "Source", "SourceSpec", "load", "open_source", "parse_source"]
+__all__ = ["Selector", "Source", "SourceSpec", "as_spec", "load", "open_source", "parse_source"]
 
 _PREFIXES = ("oci-archive:", "docker-archive:", "oci:")
 
@@ -88,6 +88,11 @@ def parse_source(text: str) -> SourceSpec:
     if not rest:
         raise UsageError(f"{text!r}: no path given")
     return SourceSpec(text=text, path=rest, kind=kind, selector=selector, platform=platform)
+
+
+def as_spec(source: str | SourceSpec) -> SourceSpec:
+    """A :class:`SourceSpec`, parsing a string with :func:`parse_source`."""
+    return source if isinstance(source, SourceSpec) else parse_source(source)
 
 
 class Source(Protocol):

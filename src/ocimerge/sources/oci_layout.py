@@ -160,7 +160,7 @@ class OciLayout:
         )
         if isinstance(value, ImageManifest):
             image = self._image(root, raw, value, label)
-            return ImageSet(label, (image,), root=root, names=names)
+            return ImageSet(label, (image,), root=root, names=names, document=image.manifest)
         collector = _Flattened()
         self._flatten(value, collector, depth=0)
         images = self._pair(collector, label)
@@ -177,6 +177,8 @@ class OciLayout:
             root=root,
             names=names,
             absent=tuple(collector.absent),
+            document=Document(raw, value, Descriptor(value.effective_media_type, root.digest, root.size)),
+            indexes=tuple(collector.indexes),
         )
 
     # -- reading images --------------------------------------------------------------------
@@ -231,6 +233,8 @@ class OciLayout:
                 child_raw = self.read_document(entry, f"nested index {entry.digest.short}")
                 child = decode_index(child_raw, where=f"{self.name}: {blob_path(entry.digest)}")
                 self._flatten(child, out, depth + 1)
+                plain = Descriptor(child.effective_media_type, entry.digest, entry.size)
+                out.indexes.append(Document(child_raw, child, plain))
             elif entry.media_type not in mt.MANIFEST_TYPES:
                 out.notes.append(f"skipped entry {entry.digest.short} of unknown media type {entry.media_type}")
             elif reference_type == "attestation-manifest":
@@ -301,3 +305,4 @@ class _Flattened:
     attestations: list[Attestation] = attrs.Factory(list)
     absent: list[Descriptor] = attrs.Factory(list)
     notes: list[str] = attrs.Factory(list)
+    indexes: list[Document[ImageIndex]] = attrs.Factory(list)

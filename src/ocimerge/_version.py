@@ -1,0 +1,3 @@
+"""The package version (layer 0: importable from anywhere)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,285 @@
+"""Describing images: ``inspect`` (local sources and registry references) and ``verify``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import attrs
+
+from ocimerge.content import Image, ImageSet, drain
+from ocimerge.errors import (
+    BlobMissingError,
+    DigestMismatchError,
+    DocumentError,
+    OcimergeError,
+    PlatformMismatchError,
+    SelectionError,
+    UnsupportedMediaTypeError,
+)
+from ocimerge.model import mediatype as mt
+from ocimerge.model.codec import MAX_DOCUMENT_SIZE
+from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.digest import Digest
+from ocimerge.model.manifest import ImageIndex, ImageManifest, decode_config, decode_manifest_or_index
+from ocimerge.model.reference import Reference
+from ocimerge.registry.api import Registry, RegistryOptions
+from ocimerge.sources import SourceSpec, as_spec, open_source
+from ocimerge.sources import load as load_spec
+
+__all__ = ["VerifyReport", "inspect", "inspect_remote", "is_remote", "verify"]
+
+
+# -- inspect ------------------------------------------------------------------------------
+
+
+def _image_json(image: Image) -> dict[str, Any]:
+    layers = image.manifest.value.layers
+    return {
+        "platform": str(image.platform),
+        "digest": str(image.digest),
+        "mediaType": image.manifest.descriptor.media_type,
+        "size": image.manifest.descriptor.size,
+        "configDigest": str(image.config.descriptor.digest),
+        "layers": [{"mediaType": d.media_type, "digest": str(d.digest), "size": d.size} for d in layers],
+        "contentSize": image.config.descriptor.size + sum(d.size for d in layers),
+        "attestations": [
+            {
+                "digest": str(a.entry.digest),
+                "size": a.entry.size,
+                "type": a.entry.annotation("vnd.docker.reference.type"),
+                "references": a.entry.annotation("vnd.docker.reference.digest"),
+            }
+            for a in image.attestations
+        ],
+    }
+
+
+def _root_json(root: Descriptor | None) -> dict[str, Any] | None:
+    if root is None:
+        return None
+    return {"mediaType": root.media_type, "digest": str(root.digest), "size": root.size}
+
+
+def inspect(source: str | SourceSpec) -> dict[str, Any]:
+    """A JSON-ready description of a source: its entries, their images, what is absent.
+
+    Without a selector every entry of the source is described; an entry that is not an image
+    (an artifact, a referrers index) is listed with the reason in ``error``.
+    """
+    spec = as_spec(source)
+    opened = open_source(spec)
+    try:
+        if spec.selector.tag or spec.selector.digest or spec.platform:
+            results: list[ImageSet | OcimergeError] = [load_spec(spec, opened)]
+        else:
+            results = opened.load_all()
+        entries: list[dict[str, Any]] = []
+        for result in results:
+            if isinstance(result, OcimergeError):
+                entries.append({"error": str(result)})
+                continue
+            entries.append(
+                {
+                    "source": result.source,
+                    "names": list(result.names),
+                    "root": _root_json(result.root),
+                    "images": [_image_json(i) for i in result.images],
+                    "absent": [
+                        {
+                            "platform": str(d.platform) if d.platform else None,
+                            "digest": str(d.digest),
+                            "mediaType": d.media_type,
+                        }
+                        for d in result.absent
+                    ],
+                    "notes": list(result.notes),
+                }
+            )
+        return {"source": spec.text, "entries": entries}
+    finally:
+        opened.close()
+
+
+# -- verify -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class VerifyReport:
+    """Every problem found (not only the first), and how much was checked."""
+
+    source: str
+    problems: tuple[str, ...]
+    blobs_checked: int
+    bytes_checked: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _check_image(image: Image, seen: set[str], problems: list[str]) -> tuple[int, int]:
+    count = size = 0
+    config = image.config.value
+    layers = image.manifest.value.layers
+    if len(config.diff_ids) != len(layers):
+        problems.append(
+            f"{image.source}: {image.platform}: manifest has {len(layers)} layers but the "
+            f"config lists {len(config.diff_ids)} rootfs.diff_ids"
+        )
+    for i, (layer, diff_id) in enumerate(zip(layers, config.diff_ids, strict=False)):
+        if mt.layer_compression(layer.media_type) is mt.Compression.NONE and layer.digest != diff_id:
+            problems.append(
+                f"{image.source}: {image.platform}: uncompressed layer {i} is {layer.digest} "
+                f"but rootfs.diff_ids[{i}] is {diff_id}"
+            )
+    blobs = [*image.layers, *(b for a in image.attestations for b in a.blobs)]
+    for blob in blobs:
+        key = str(blob.digest)
+        if key in seen:
+            continue
+        seen.add(key)
+        if not blob.available and mt.is_foreign_layer(blob.descriptor.media_type):
+            continue
+        try:
+            size += drain(blob)
+            count += 1
+        except (DigestMismatchError, BlobMissingError) as exc:
+            problems.append(str(exc))
+    return count, size
+
+
+def verify(source: str | SourceSpec) -> VerifyReport:
+    """Re-read and re-hash every blob of every image in a source; collect every problem."""
+    spec = as_spec(source)
+    opened = open_source(spec)
+    problems: list[str] = []
+    notes: list[str] = []
+    seen: set[str] = set()
+    count = size = 0
+    try:
+        results: list[ImageSet | OcimergeError]
+        if spec.selector.tag or spec.selector.digest or spec.platform:
+            try:
+                results = [load_spec(spec, opened)]
+            except (SelectionError, PlatformMismatchError):
+                raise  # the question was wrong, not the source
+            except OcimergeError as exc:
+                results = [exc]
+        else:
+            results = opened.load_all()
+        for result in results:
+            if isinstance(result, UnsupportedMediaTypeError):
+                notes.append(f"not an image, not checked: {result}")
+                continue
+            if isinstance(result, OcimergeError):
+                problems.append(str(result))
+                continue
+            for image in result.images:
+                c, s = _check_image(image, seen, problems)
+                count += c + 2  # the manifest and config were verified as they were read
+                size += s + image.manifest.descriptor.size + image.config.descriptor.size
+        return VerifyReport(spec.text, tuple(problems), count, size, tuple(notes))
+    finally:
+        opened.close()
+
+
+# -- remote -------------------------------------------------------------------------------
+
+
+def is_remote(text: str) -> bool:
+    """Whether a source argument names a registry image rather than a local path.
+
+    ``docker://`` always does; an existing path never does; otherwise a reference whose first
+    component is a registry host (has a ``.`` or ``:``, or is ``localhost``) does.
+    """
+    if text.startswith("docker://"):
+        return True
+    if text.startswith(("oci:", "oci-archive:", "docker-archive:")) or os.path.exists(text):
+        return False
+    first = text.split("/", 1)[0]
+    return "/" in text and ("." in first or ":" in first or first == "localhost")
+
+
+def _remote_manifest_json(registry: Registry, repository: str, entry: Descriptor) -> dict[str, Any]:
+    raw, _media_type, _digest = registry.manifest_get(repository, str(entry.digest))
+    manifest = decode_manifest_or_index(raw, media_type=entry.media_type, where=f"{repository}@{entry.digest}")
+    out: dict[str, Any] = {
+        "platform": str(entry.platform) if entry.platform else None,
+        "digest": str(entry.digest),
+        "mediaType": entry.media_type,
+        "size": entry.size,
+    }
+    if isinstance(manifest, ImageManifest):
+        out["layers"] = [{"mediaType": d.media_type, "digest": str(d.digest), "size": d.size} for d in manifest.layers]
+        out["contentSize"] = manifest.config.size + sum(d.size for d in manifest.layers)
+    return out
+
+
+def inspect_remote(text: str, options: RegistryOptions | None = None, *, raw: bool = False) -> dict[str, Any]:
+    """Describe ``REGISTRY/REPO:TAG`` like ``imagetools inspect``; ``raw`` adds the stored bytes.
+
+    An index is listed entry by entry (platform, digest, media type, size, layers), with its
+    attestation manifests and the image each one describes.
+    """
+    reference = Reference.parse(text.removeprefix("docker://"))
+    ref = str(reference.digest) if reference.digest else (reference.tag or "latest")
+    with Registry(reference.registry, options) as registry:
+        registry.ping()
+        document, media_type, digest = registry.manifest_get(reference.repository, ref)
+        value = decode_manifest_or_index(document, media_type=media_type or None, where=str(reference))
+        root = {"mediaType": value.effective_media_type, "digest": str(digest), "size": len(document)}
+        images: list[dict[str, Any]] = []
+        attestations: list[dict[str, Any]] = []
+        if isinstance(value, ImageIndex):
+            for entry in value.manifests:
+                kind = entry.annotation("vnd.docker.reference.type")
+                if kind is not None:
+                    attestations.append(
+                        {
+                            "digest": str(entry.digest),
+                            "size": entry.size,
+                            "type": kind,
+                            "references": entry.annotation("vnd.docker.reference.digest"),
+                        }
+                    )
+                else:
+                    images.append(_remote_manifest_json(registry, reference.repository, entry))
+        else:
+            config_raw, _, _ = _config(registry, reference.repository, value)
+            platform = decode_config(config_raw, where=f"{reference} config").platform
+            entry = Descriptor(value.effective_media_type, digest, len(document), platform=platform)
+            images.append(_remote_manifest_json(registry, reference.repository, entry))
+        for image in images:
+            image["attestations"] = [a for a in attestations if a["references"] == image["digest"]]
+        report: dict[str, Any] = {
+            "source": str(reference),
+            "entries": [
+                {
+                    "source": str(reference),
+                    "names": [reference.familiar],
+                    "root": root,
+                    "images": images,
+                    "absent": [],
+                    "notes": [],
+                }
+            ],
+        }
+        if raw:
+            report["raw"] = document.decode("utf-8")
+        return report
+
+
+def _config(registry: Registry, repository: str, manifest: ImageManifest) -> tuple[bytes, str, str]:
+    descriptor = manifest.config
+    if descriptor.size > MAX_DOCUMENT_SIZE:
+        raise DocumentError(f"{registry.host}/{repository}: config {descriptor.digest} is over 4 MiB")
+    response = registry.open_blob(repository, descriptor)
+    try:
+        data = response.read()
+    finally:
+        response.close()
+    if len(data) != descriptor.size or Digest.of(data, descriptor.digest.algorithm) != descriptor.digest:
+        raise DigestMismatchError(f"{registry.host}/{repository}: config {descriptor.digest} does not match its digest")
+    return data, descriptor.media_type, str(descriptor.digest)

@@ -1,0 +1,446 @@
+"""The registry API: one method per endpoint, model values in and out ([API-1] .. [API-8]).
+
+[API-1] ``GET /v2/`` first: it learns the auth scheme and, for a loopback registry, whether
+it speaks TLS. [API-2] Manifest reads send the full ``Accept`` list (OCI and Docker, manifests
+and indexes), or a registry may answer another document. [API-3] Every manifest and blob read
+is verified against the digest asked for; ``Docker-Content-Digest`` is checked when present.
+[API-4] Uploads follow the ``Location`` exactly as given, query string included, resolved
+against the request URL; ``digest=`` is appended to its query. [API-5] Bodies stream from the
+blob's opener with an explicit ``Content-Length`` and are hashed as they are sent.
+[API-6] A mount answered 202 opened an upload session: it is used for the upload.
+[API-7] Chunked uploads send ``Content-Range: start-end`` (inclusive, no ``bytes``), chunks no
+smaller than ``OCI-Chunk-Min-Length``, and close with an empty PUT.
+[API-8] Tag lists follow ``Link: <…>; rel="next"`` until there is none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+import httpx
+
+from ocimerge.content import CHUNK_SIZE, Blob
+from ocimerge.errors import (
+    DigestMismatchError,
+    RegistryError,
+    TransportError,
+)
+from ocimerge.model import mediatype as mt
+from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.digest import Digest
+from ocimerge.registry.auth import RegistryAuth
+from ocimerge.registry.challenge import Scope
+from ocimerge.registry.credentials import Credentials, resolve_credentials
+from ocimerge.registry.responses import (
+    RegistryCodeError,
+    raise_for_response,
+    redact_url,
+)
+from ocimerge.registry.transport import RetryPolicy, TLSOptions, build_client, is_loopback
+
+__all__ = ["MANIFEST_ACCEPT", "Mounted", "Registry", "RegistryOptions"]
+
+MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
+MAX_MANIFEST = 4 * 1024 * 1024
+
+
+@attrs.frozen
+class RegistryOptions:
+    """How to reach and authenticate to registries (shared by every host in one run)."""
+
+    tls: TLSOptions = attrs.field(factory=TLSOptions)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    chunk_size: int | None = None
+    chunked_threshold: int = 1024 * 1024 * 1024
+
+
+@attrs.frozen
+class Mounted:
+    """A cross-repository mount that succeeded (201)."""
+
+    digest: Digest
+
+
+class _Body:
+    """An upload body streamed from a blob, hashed on the way (verified at the end)."""
+
+    def __init__(self, blob: Blob, progress: Callable[[int], None] | None, start: int = 0, length: int | None = None):
+        self.blob = blob
+        self.progress = progress
+        self.start = start
+        self.length = blob.descriptor.size - start if length is None else length
+
+    def __iter__(self) -> Iterator[bytes]:
+        with self.blob.open() as reader:
+            remaining = self.start
+            while remaining:  # skip to the chunk (re-reading keeps the digest check whole)
+                skipped = reader.read(min(CHUNK_SIZE, remaining))
+                remaining -= len(skipped)
+            left = self.length
+            while left > 0:
+                data = reader.read(min(CHUNK_SIZE, left))
+                if not data:
+                    break
+                left -= len(data)
+                if self.progress is not None:
+                    self.progress(len(data))
+                yield data
+            if self.start + self.length == self.blob.descriptor.size:
+                reader.read(1)  # reach EOF so the digest is checked before the request ends
+
+
+class Registry:
+    """A client for one registry host: an ``httpx.Client``, its auth, and the endpoints.
+
+    ``requests`` counts the requests sent, by ``"METHOD kind"`` (``"PUT blob"``,
+    ``"HEAD manifest"``…), for ``--json`` and for tests of how economical a push was.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        options: RegistryOptions | None = None,
+        *,
+        credentials: Credentials | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.host = host
+        self.options = options or RegistryOptions()
+        tls = self.options.tls
+        if credentials is None:
+            credentials = resolve_credentials(host, username=self.options.username, password=self.options.password)
+        self.credentials = credentials
+        self._token_clients: dict[str, httpx.Client] = {}
+        self.auth = RegistryAuth(
+            host, credentials, self._token_client, allow_plain_realm=tls.insecure or tls.plain_http
+        )
+        self._count_lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.client = build_client(host, tls, auth=self.auth)
+        self._scheme = "http" if tls.plain_http else "https"
+        self._pinged = False
+        self._sleep = sleep
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _token_client(self, netloc: str) -> httpx.Client:
+        client = self._token_clients.get(netloc)
+        if client is None:
+            client = self._token_clients[netloc] = build_client(netloc, self.options.tls)
+        return client
+
+    def close(self) -> None:
+        self.client.close()
+        for client in self._token_clients.values():
+            client.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def url(self, path: str) -> str:
+        return f"{self._scheme}://{self.host}{path}"
+
+    def _count(self, key: str) -> None:
+        with self._count_lock:
+            self.requests[key] += 1
+
+    def _send(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        kind: str,
+        what: str,
+        headers: dict[str, str] | None = None,
+        body: Callable[[], Any] | None = None,
+        params: dict[str, str] | None = None,
+        stream: bool = False,
+        ok: tuple[int, ...] = (),
+        retry: bool = True,
+    ) -> httpx.Response:
+        """Send with the retry policy; ``body`` re-creates the content for every attempt.
+
+        Returns the response for 2xx and for statuses in ``ok``; raises the translated error
+        otherwise. [RETRY-1]
+        """
+        policy = self.options.retry
+        attempt = 0
+        reauthenticated = False
+        while True:
+            attempt += 1
+            content = body() if body is not None else None
+            request = self.client.build_request(method, url, headers=headers, content=content, params=params)
+            self._count(f"{method} {kind}")
+            try:
+                response = self.client.send(request, stream=True)
+            except DigestMismatchError:
+                raise
+            except httpx.HTTPError as exc:
+                if retry and attempt < policy.attempts:
+                    self._sleep(policy.delay(attempt))
+                    continue
+                raise TransportError(
+                    f"{self.host}: {what} failed: {exc.__class__.__name__}: {exc} ({redact_url(request.url)})"
+                ) from None
+            status = response.status_code
+            if status == 401 and body is not None and not reauthenticated:
+                # a streamed body cannot be replayed inside the auth flow: the token is now
+                # cached, so send it once more
+                response.close()
+                reauthenticated = True
+                attempt -= 1
+                continue
+            if policy.should_retry_status(status) and attempt < policy.attempts:
+                delay = policy.delay(attempt, response)
+                response.close()
+                self._sleep(delay)
+                continue
+            if response.is_success or status in ok:
+                if not stream:
+                    response.read()
+                return response
+            with contextlib.suppress(httpx.HTTPError):
+                response.read()
+            response.close()
+            raise_for_response(response, what, self.host)
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """[API-1] ``GET /v2/``: learn the auth scheme (and TLS or not, for loopback hosts)."""
+        if self._pinged:
+            return
+        fallback = self._scheme == "https" and is_loopback(self.host)
+        try:
+            response = self._send(
+                "GET", self.url("/v2/"), kind="ping", what="API version check", ok=(401, 404), retry=not fallback
+            )
+        except TransportError:
+            if fallback:
+                self._scheme = "http"  # docker's rule: loopback registries may be plain HTTP
+                response = self._send("GET", self.url("/v2/"), kind="ping", what="API version check", ok=(401, 404))
+            else:
+                raise
+        if response.status_code == 404:
+            raise RegistryError(f"{self.host}: /v2/ answered 404; this is not an OCI/Docker registry")
+        self._pinged = True
+
+    def want(self, *scopes: Scope) -> None:
+        """Ask for these scopes up front whenever their repository is touched."""
+        self.auth.want(*scopes)
+
+    def blob_exists(self, repository: str, digest: Digest) -> int | None:
+        """``HEAD /v2/<name>/blobs/<digest>``: the blob's size, or None when absent."""
+        response = self._send(
+            "HEAD",
+            self.url(f"/v2/{repository}/blobs/{digest}"),
+            kind="blob",
+            what=f"HEAD blob {digest.short} in {repository}",
+            ok=(404,),
+        )
+        if response.status_code == 404:
+            return None
+        length = response.headers.get("content-length")
+        return int(length) if length and length.isdigit() else 0
+
+    def open_blob(self, repository: str, descriptor: Descriptor) -> httpx.Response:
+        """``GET /v2/<name>/blobs/<digest>``, streamed (the caller verifies and closes)."""
+        return self._send(
+            "GET",
+            self.url(f"/v2/{repository}/blobs/{descriptor.digest}"),
+            kind="blob",
+            what=f"GET blob {descriptor.digest.short} from {repository}",
+            stream=True,
+        )
+
+    def start_upload(self, repository: str, *, mount: Digest | None = None, source: str | None = None) -> Mounted | str:
+        """``POST /v2/<name>/blobs/uploads/`` (with ``mount``/``from``): a mount, or a Location."""
+        params = {"mount": str(mount), "from": source} if mount is not None and source else None
+        response = self._send(
+            "POST",
+            self.url(f"/v2/{repository}/blobs/uploads/"),
+            kind="mount" if params else "upload",
+            what=f"start upload to {repository}",
+            params=params,
+            headers={"Content-Length": "0"},
+        )
+        if response.status_code == 201 and mount is not None:
+            return Mounted(mount)
+        return self._location(response)
+
+    @staticmethod
+    def _location(response: httpx.Response) -> str:
+        location = response.headers.get("location")
+        if not location:
+            raise RegistryError(f"{response.request.url.host}: upload answer without a Location header")
+        return str(response.request.url.join(location))  # [API-4]
+
+    @staticmethod
+    def _with_digest(location: str, digest: Digest) -> httpx.URL:
+        url = httpx.URL(location)
+        return url.copy_add_param("digest", str(digest))
+
+    def upload(
+        self, repository: str, blob: Blob, location: str | None = None, *, progress: Callable[[int], None] | None = None
+    ) -> None:
+        """Upload a blob: monolithic PUT, or chunked PATCHes above the threshold or after a 413."""
+        size = blob.descriptor.size
+        chunk = self.options.chunk_size
+        if location is None:
+            started = self.start_upload(repository)
+            assert isinstance(started, str)
+            location = started
+        if chunk is None and size <= self.options.chunked_threshold:
+            try:
+                self._put_blob(location, blob, progress)
+                return
+            except RegistryCodeError as exc:
+                if exc.status != 413:
+                    raise
+                started = self.start_upload(repository)  # too big for one request: chunk it
+                assert isinstance(started, str)
+                location = started
+        self._upload_chunked(repository, location, blob, chunk or 16 * 1024 * 1024, progress)
+
+    def _put_blob(self, location: str, blob: Blob, progress: Callable[[int], None] | None) -> None:
+        digest = blob.digest
+        response = self._send(
+            "PUT",
+            self._with_digest(location, digest),
+            kind="blob",
+            what=f"upload blob {digest.short}",
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(blob.descriptor.size)},
+            body=lambda: _Body(blob, progress),
+        )
+        self._check_digest(response, digest, "blob upload")
+
+    def _upload_chunked(
+        self, repository: str, location: str, blob: Blob, chunk: int, progress: Callable[[int], None] | None
+    ) -> None:
+        size = blob.descriptor.size
+        start = 0
+        while start < size:
+            length = min(chunk, size - start)
+            response = self._send(
+                "PATCH",
+                location,
+                kind="chunk",
+                what=f"upload chunk of blob {blob.digest.short}",
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(length),
+                    "Content-Range": f"{start}-{start + length - 1}",
+                },
+                body=lambda s=start, n=length: _Body(blob, progress, s, n),  # type: ignore[misc]
+            )
+            location = self._location(response)
+            minimum = response.headers.get("oci-chunk-min-length")
+            if minimum and minimum.isdigit() and chunk < int(minimum):
+                chunk = int(minimum)
+            start += length
+        response = self._send(
+            "PUT",
+            self._with_digest(location, blob.digest),
+            kind="blob",
+            what=f"finish upload of blob {blob.digest.short}",
+            headers={"Content-Length": "0"},
+        )
+        self._check_digest(response, blob.digest, "blob upload")
+        del repository
+
+    def cancel_upload(self, location: str) -> None:
+        """``DELETE <location>``; failures are ignored (the registry expires sessions)."""
+        with contextlib.suppress(RegistryError, TransportError):
+            self._send("DELETE", location, kind="upload", what="cancel upload", ok=(404, 405))
+
+    def _check_digest(self, response: httpx.Response, digest: Digest, what: str) -> None:
+        header = response.headers.get("docker-content-digest")
+        if header and header != str(digest):
+            raise RegistryError(f"{self.host}: {what}: the registry says {header}, we sent {digest}")
+
+    def manifest_head(self, repository: str, reference: str) -> Descriptor | None:
+        """``HEAD /v2/<name>/manifests/<ref>``: the descriptor the registry holds, or None."""
+        response = self._send(
+            "HEAD",
+            self.url(f"/v2/{repository}/manifests/{reference}"),
+            kind="manifest",
+            what=f"HEAD manifest {reference} in {repository}",
+            headers={"Accept": MANIFEST_ACCEPT},
+            ok=(404,),
+        )
+        if response.status_code == 404:
+            return None
+        digest = response.headers.get("docker-content-digest")
+        media_type = (response.headers.get("content-type") or "").split(";")[0].strip()
+        length = response.headers.get("content-length") or "0"
+        if not digest:
+            return Descriptor(media_type or mt.OCI_MANIFEST, Digest.of(b""), 0)
+        return Descriptor(media_type or mt.OCI_MANIFEST, Digest.parse(digest), int(length) if length.isdigit() else 0)
+
+    def manifest_get(self, repository: str, reference: str) -> tuple[bytes, str, Digest]:
+        """[API-2][API-3] The exact stored bytes, their media type and digest (verified)."""
+        response = self._send(
+            "GET",
+            self.url(f"/v2/{repository}/manifests/{reference}"),
+            kind="manifest",
+            what=f"GET manifest {reference} from {repository}",
+            headers={"Accept": MANIFEST_ACCEPT},
+            stream=True,
+        )
+        try:
+            raw = b""
+            for chunk in response.iter_bytes():
+                raw += chunk
+                if len(raw) > MAX_MANIFEST:
+                    raise RegistryError(f"{self.host}: manifest {reference} in {repository} is over 4 MiB")
+        finally:
+            response.close()
+        actual = Digest.of(raw)
+        expected = (
+            reference if reference.startswith(("sha256:", "sha512:")) else response.headers.get("docker-content-digest")
+        )
+        if expected and Digest.parse(expected).algorithm == "sha256" and Digest.parse(expected) != actual:
+            raise DigestMismatchError(
+                f"{self.host}: manifest {reference} in {repository} does not match its digest {expected}"
+            )
+        media_type = (response.headers.get("content-type") or "").split(";")[0].strip()
+        return raw, media_type, actual
+
+    def manifest_put(self, repository: str, reference: str, raw: bytes, media_type: str) -> Digest:
+        """``PUT /v2/<name>/manifests/<ref>`` with the exact bytes; the digest is checked."""
+        digest = Digest.of(raw)
+        response = self._send(
+            "PUT",
+            self.url(f"/v2/{repository}/manifests/{reference}"),
+            kind="manifest",
+            what=f"PUT manifest {reference} to {repository}",
+            headers={"Content-Type": media_type},
+            body=lambda: raw,
+        )
+        self._check_digest(response, digest, f"manifest {reference}")
+        return digest
+
+    def tags(self, repository: str, page_size: int = 1000) -> list[str]:
+        """[API-8] Every tag of ``repository``, following pagination."""
+        url: str | httpx.URL = self.url(f"/v2/{repository}/tags/list")
+        params: dict[str, str] | None = {"n": str(page_size)}
+        found: list[str] = []
+        while True:
+            response = self._send("GET", url, kind="tags", what=f"list tags of {repository}", params=params)
+            value = response.json()
+            found.extend(t for t in (value.get("tags") or []) if isinstance(t, str))
+            link = response.links.get("next", {}).get("url")
+            if not link:
+                return found
+            url, params = response.request.url.join(link), None

@@ -1,0 +1,187 @@
+"""Registry credentials: explicit, from the environment, or from docker's ``config.json``.
+
+[CRED-1] Lookup order for a registry host: ``--username``/``--password-stdin``, then
+``OCIMERGE_USERNAME``/``OCIMERGE_PASSWORD``, then docker's config (``$DOCKER_CONFIG/config.json``,
+else ``~/.docker/config.json``): ``credHelpers[host]``, then ``credsStore``, then ``auths``
+(exact key, then any key whose host part matches). Docker Hub's key is
+``https://index.docker.io/v1/``.
+[CRED-2] ``auths[].auth`` is base64 of ``user:password``, split at the first ``:``;
+``identitytoken`` is an OAuth2 refresh token; ``registrytoken`` a ready bearer token.
+[CRED-3] Helpers speak docker's protocol: ``docker-credential-NAME get`` with the server key on
+stdin, JSON ``{"Username","Secret"}`` on stdout; ``Username == "<token>"`` means ``Secret`` is
+an identity token; "credentials not found" means anonymous.
+Secrets never appear in ``repr``, logs or messages: :class:`Credentials` redacts them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ocimerge.errors import AuthError
+from ocimerge.model.reference import DOCKER_HUB
+
+__all__ = ["DOCKER_HUB_KEY", "Credentials", "config_key", "resolve_credentials"]
+
+DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+_NOT_FOUND = "credentials not found in native keychain"
+_HELPER_TIMEOUT = 30
+
+
+@attrs.frozen(repr=False)
+class Credentials:
+    """What to authenticate with, and where it came from (``source``, safe to print)."""
+
+    source: str
+    username: str | None = None
+    password: str | None = None
+    identity_token: str | None = None
+    registry_token: str | None = None
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.password or self.identity_token or self.registry_token)
+
+    def __repr__(self) -> str:
+        return f"Credentials(source={self.source!r}, username={self.username!r}, secret=<redacted>)"
+
+    __str__ = __repr__
+
+
+def config_key(registry: str) -> str:
+    """[CRED-1] The ``config.json`` key of a registry host (Docker Hub has its own)."""
+    if registry in (DOCKER_HUB, "index.docker.io", "registry-1.docker.io"):
+        return DOCKER_HUB_KEY
+    return registry
+
+
+def _host_part(key: str) -> str:
+    for prefix in ("https://", "http://"):
+        key = key.removeprefix(prefix)
+    return key.split("/", 1)[0]
+
+
+def _decode_auth(value: str, where: str) -> tuple[str, str]:
+    try:
+        text = base64.b64decode(value, validate=False).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise AuthError(f"{where}: 'auth' is not base64 of user:password") from None
+    user, sep, password = text.partition(":")
+    if not sep or not user:
+        raise AuthError(f"{where}: 'auth' does not hold user:password")
+    return user, password.rstrip("\0")
+
+
+def _from_auths_entry(entry: Mapping[str, Any], where: str) -> Credentials | None:
+    identity = entry.get("identitytoken") or None
+    registry_token = entry.get("registrytoken") or None
+    username = entry.get("username") or None
+    password = entry.get("password") or None
+    if entry.get("auth"):
+        username, password = _decode_auth(str(entry["auth"]), where)
+    if not (password or identity or registry_token):
+        return None  # an empty entry: the secret lives in a credential store, or nowhere
+    return Credentials(where, username, password, identity, registry_token)
+
+
+def run_helper(helper: str, server: str, env: Mapping[str, str] | None = None) -> Credentials | None:
+    """[CRED-3] Ask ``docker-credential-<helper>`` for ``server``; None when it has nothing."""
+    program = f"docker-credential-{helper}"
+    try:
+        result = subprocess.run(
+            [program, "get"],
+            input=server.encode(),
+            capture_output=True,
+            timeout=_HELPER_TIMEOUT,
+            check=False,
+            env=None if env is None else dict(env),
+        )
+    except FileNotFoundError:
+        raise AuthError(f"credential helper {program} is configured but not on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise AuthError(f"credential helper {program} did not answer within {_HELPER_TIMEOUT} s") from None
+    out = result.stdout.decode("utf-8", "replace").strip()
+    if result.returncode != 0:
+        if _NOT_FOUND in out:
+            return None
+        # the helper's message may not echo secrets, but keep only its first line anyway
+        first = (out or result.stderr.decode("utf-8", "replace").strip()).splitlines()[:1]
+        raise AuthError(f"credential helper {program} failed for {server}: {' '.join(first) or 'no message'}")
+    try:
+        value = json.loads(out)
+        username, secret = value.get("Username") or None, value.get("Secret") or None
+    except (ValueError, AttributeError):
+        raise AuthError(f"credential helper {program} answered something that is not its JSON") from None
+    if not secret:
+        return None
+    source = f"credential helper {program}"
+    if username == "<token>":
+        return Credentials(source, identity_token=secret)
+    return Credentials(source, username=username, password=secret)
+
+
+def _docker_config_path(env: Mapping[str, str]) -> str:
+    directory = env.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    return os.path.join(directory, "config.json")
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            value = json.loads(f.read())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise AuthError(f"{path}: cannot read docker config ({exc.__class__.__name__})") from None
+    return value if isinstance(value, dict) else {}
+
+
+def from_docker_config(registry: str, env: Mapping[str, str]) -> Credentials | None:
+    """[CRED-1] Credentials for ``registry`` from docker's config.json, or None."""
+    path = _docker_config_path(env)
+    config = _load_config(path)
+    key = config_key(registry)
+    helpers = config.get("credHelpers") or {}
+    if isinstance(helpers, dict) and isinstance(helpers.get(key), str):
+        return run_helper(helpers[key], key, env)
+    if isinstance(config.get("credsStore"), str) and config["credsStore"]:
+        found = run_helper(config["credsStore"], key, env)
+        if found is not None:
+            return found
+    auths = config.get("auths") or {}
+    if not isinstance(auths, dict):
+        return None
+    entry = auths.get(key)
+    if entry is None and key != DOCKER_HUB_KEY:
+        entry = next((v for k, v in auths.items() if _host_part(k) == registry), None)
+    if not isinstance(entry, dict):
+        return None
+    return _from_auths_entry(entry, f"{path} auths[{key!r}]")
+
+
+def resolve_credentials(
+    registry: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Credentials | None:
+    """[CRED-1] The credentials to use for ``registry``, or None for anonymous access."""
+    env = os.environ if env is None else env
+    if username is not None or password is not None:
+        if not username or password is None:
+            raise AuthError("--username and --password-stdin go together")
+        return Credentials("--username/--password-stdin", username, password)
+    if env.get("OCIMERGE_USERNAME") or env.get("OCIMERGE_PASSWORD"):
+        user, secret = env.get("OCIMERGE_USERNAME"), env.get("OCIMERGE_PASSWORD")
+        if not user or not secret:
+            raise AuthError("OCIMERGE_USERNAME and OCIMERGE_PASSWORD go together")
+        return Credentials("OCIMERGE_USERNAME/OCIMERGE_PASSWORD", user, secret)
+    return from_docker_config(registry, env)

@@ -1,0 +1,131 @@
+"""Registry error responses turned into :mod:`ocimerge.errors` values ([ERR-1], [ERR-2]).
+
+[ERR-1] A 4xx/5xx body is ``{"errors":[{"code","message","detail"}]}`` or anything else (an
+HTML page from a proxy); bodies are read only up to a cap. [ERR-2] URLs in messages are
+redacted: the query string (which may carry upload state) is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from ocimerge.errors import AuthError, RegistryError
+
+__all__ = [
+    "BlobUnknownError",
+    "DeniedError",
+    "ManifestUnknownError",
+    "NameUnknownError",
+    "UnauthorizedError",
+    "raise_for_response",
+    "redact_url",
+]
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+class RegistryCodeError(RegistryError):
+    """A registry error with its distribution error code, HTTP status and redacted URL."""
+
+    code = "UNKNOWN"
+
+    def __init__(self, message: str, *, status: int, url: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+        self.retryable = retryable
+
+
+class BlobUnknownError(RegistryCodeError):
+    code = "BLOB_UNKNOWN"
+
+
+class ManifestUnknownError(RegistryCodeError):
+    code = "MANIFEST_UNKNOWN"
+
+
+class NameUnknownError(RegistryCodeError):
+    code = "NAME_UNKNOWN"
+
+
+class ManifestBlobUnknownError(RegistryCodeError):
+    code = "MANIFEST_BLOB_UNKNOWN"
+
+
+class DigestInvalidError(RegistryCodeError):
+    code = "DIGEST_INVALID"
+
+
+class BlobUploadUnknownError(RegistryCodeError):
+    code = "BLOB_UPLOAD_UNKNOWN"
+
+
+class UnauthorizedError(AuthError):
+    """401 after authenticating: the credentials were refused."""
+
+
+class DeniedError(AuthError):
+    """403 / DENIED: authenticated, but not allowed to do this."""
+
+
+_BY_CODE: dict[str, type[RegistryCodeError]] = {
+    cls.code: cls
+    for cls in (
+        BlobUnknownError,
+        ManifestUnknownError,
+        NameUnknownError,
+        ManifestBlobUnknownError,
+        DigestInvalidError,
+        BlobUploadUnknownError,
+    )
+}
+
+
+def redact_url(url: httpx.URL | str) -> str:
+    """[ERR-2] scheme://host/path, without query or credentials."""
+    parsed = httpx.URL(str(url))
+    return str(parsed.copy_with(query=None, fragment=None, username=None, password=None))
+
+
+def _errors(response: httpx.Response) -> list[dict[str, object]]:
+    try:
+        body = response.read()[:MAX_ERROR_BODY]
+        value = json.loads(body)
+    except (ValueError, httpx.HTTPError):
+        return []
+    errors = value.get("errors") if isinstance(value, dict) else None
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def describe(response: httpx.Response) -> tuple[str, str]:
+    """The first error code and a short human message from a registry error response."""
+    errors = _errors(response)
+    if errors:
+        first = errors[0]
+        code = str(first.get("code") or "UNKNOWN")
+        message = str(first.get("message") or "").strip()
+        return code, message
+    return "", response.reason_phrase or ""
+
+
+def raise_for_response(response: httpx.Response, what: str, registry: str) -> None:
+    """Raise the error a failed response means; return when it succeeded (2xx)."""
+    if response.is_success:
+        return
+    code, message = describe(response)
+    status = response.status_code
+    url = redact_url(response.request.url)
+    detail = f"{code}: {message}" if code else f"{status} {message}".strip()
+    if status == 401:
+        raise UnauthorizedError(f"{registry}: authentication failed for {what} ({detail}); check the credentials")
+    if status == 403 or code == "DENIED":
+        raise DeniedError(f"{registry}: access denied for {what} ({detail}); the account may only pull")
+    cls = _BY_CODE.get(code, RegistryCodeError)
+    raise cls(
+        f"{registry}: {what} failed: {detail} ({status} from {url})",
+        status=status,
+        url=url,
+        retryable=status in (408, 429) or status >= 500,
+    )

@@ -1,0 +1,367 @@
+"""Real registries for the tests: CNCF Distribution on 127.0.0.1, and a real token server.
+
+``/usr/bin/docker-registry`` (Debian package ``docker-registry``) is started on a free port
+with a temporary storage root, in one of three modes:
+
+- ``anonymous``: plain HTTP, no auth;
+- ``htpasswd``: TLS with a CA made here (``cryptography``), Basic auth from a bcrypt htpasswd;
+- ``token``: Bearer tokens from :class:`TokenServer`, which runs in this process and speaks
+  the Docker token protocol (GET with optional Basic credentials, OAuth2 POST with the
+  ``password`` and ``refresh_token`` grants), signing RS256 JWTs with a key whose certificate
+  is Distribution's ``rootcertbundle``. Its ACL grants per user and repository, so a missing
+  scope is really refused by the registry.
+
+No mocks: every request in an integration test reaches Distribution.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import fnmatch
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import bcrypt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+REGISTRY_BINARY = "/usr/bin/docker-registry"
+SERVICE = "ocimerge-test-registry"
+ISSUER = "ocimerge-test-token-issuer"
+
+USERS = {"alice": "alice-s3cret", "bob": "bob-s3cret"}
+# user -> [(repository glob, actions)]; "*" is anyone, authenticated or not
+ACL: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "alice": [("*", ("pull", "push"))],
+    "bob": [("*", ("pull",))],
+    "": [("public/*", ("pull",))],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class KeyPair:
+    key: rsa.RSAPrivateKey
+    cert: x509.Certificate
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                      serialization.NoEncryption())
+
+
+def make_cert(common_name: str, *, issuer: KeyPair | None = None, ca: bool = False,
+              sans: list[x509.GeneralName] | None = None) -> KeyPair:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.cert.subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(issuer.key if issuer else key, hashes.SHA256())
+    return KeyPair(key, cert)
+
+
+def allowed(user: str, repository: str, asked: list[str]) -> list[str]:
+    granted: set[str] = set()
+    for who in (user, ""):
+        for pattern, actions in ACL.get(who, []):
+            if fnmatch.fnmatch(repository, pattern):
+                granted.update(actions)
+    return [a for a in asked if a in granted]
+
+
+@dataclass
+class TokenServer:
+    """The Docker token protocol, with an ACL, answering on 127.0.0.1."""
+
+    signing: KeyPair
+    port: int = field(default_factory=free_port)
+    expires_in: int = 300
+    shape: str = "both"  # "token", "access_token" or "both"
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    refresh_tokens: dict[str, str] = field(default_factory=dict)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    def issue(self, user: str, scopes: list[str]) -> str:
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            if kind != "repository":
+                continue
+            granted = allowed(user, name, actions.split(","))
+            access.append({"type": "repository", "name": name, "actions": granted})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256",
+                  "x5c": [base64.b64encode(self.signing.cert.public_bytes(serialization.Encoding.DER)).decode()]}
+        claims = {"iss": ISSUER, "sub": user, "aud": SERVICE, "exp": now + self.expires_in, "nbf": now - 10,
+                  "iat": now, "jti": uuid.uuid4().hex, "access": access}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        signature = self.signing.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input}.{_b64url(signature)}"
+
+    def answer(self, user: str, scopes: list[str], *, offline: bool) -> dict[str, Any]:
+        token = self.issue(user, scopes)
+        body: dict[str, Any] = {"expires_in": self.expires_in,
+                                "issued_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+        if self.shape in ("token", "both"):
+            body["token"] = token
+        if self.shape in ("access_token", "both"):
+            body["access_token"] = token
+        if offline and user:
+            refresh = secrets.token_hex(16)
+            self.refresh_tokens[refresh] = user
+            body["refresh_token"] = refresh
+        return body
+
+    def start(self) -> None:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _reply(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _basic_user(self) -> str | None:
+                header = self.headers.get("Authorization", "")
+                if not header.startswith("Basic "):
+                    return ""
+                user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+                return user if USERS.get(user) == password else None
+
+            def do_GET(self) -> None:
+                query = parse_qs(urlparse(self.path).query)
+                user = self._basic_user()
+                scopes = query.get("scope", [])
+                server.requests.append({"method": "GET", "user": user, "scopes": scopes,
+                                        "authorization": "Authorization" in self.headers})
+                if user is None:
+                    self._reply(401, {"details": "bad credentials"})
+                    return
+                offline = query.get("offline_token", [""])[0] == "true"
+                self._reply(200, server.answer(user, scopes, offline=offline))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                scopes = form.get("scope", "").split()
+                grant = form.get("grant_type")
+                server.requests.append({"method": "POST", "grant": grant, "scopes": scopes,
+                                        "authorization": "Authorization" in self.headers})
+                if grant == "password":
+                    user = form.get("username", "")
+                    if USERS.get(user) != form.get("password"):
+                        self._reply(401, {"error": "invalid_grant"})
+                        return
+                elif grant == "refresh_token":
+                    found = server.refresh_tokens.get(form.get("refresh_token", ""))
+                    if found is None:
+                        self._reply(401, {"error": "invalid_grant"})
+                        return
+                    user = found
+                else:
+                    self._reply(400, {"error": "unsupported_grant_type"})
+                    return
+                body = server.answer(user, scopes, offline=form.get("access_type") == "offline")
+                body.pop("token", None)
+                body["access_token"] = server.issue(user, scopes)
+                self._reply(200, body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+@dataclass
+class RegistryServer:
+    """One Distribution process and what a client needs to reach it."""
+
+    mode: str
+    root: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    ca_file: str | None = None
+    token_server: TokenServer | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.mode == "htpasswd" else "http"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "registry.log"
+
+    def requests(self) -> list[tuple[str, str, int]]:
+        """(method, path, status) of every request Distribution logged, in order."""
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if "response completed" not in line:
+                continue
+            fields = dict(_logfmt(line))
+            out.append((fields.get("http.request.method", ""), fields.get("http.request.uri", ""),
+                        int(fields.get("http.response.status", "0") or 0)))
+        return out
+
+    def start(self) -> RegistryServer:
+        if not os.access(REGISTRY_BINARY, os.X_OK):
+            raise RuntimeError(
+                f"{REGISTRY_BINARY} is missing: install the Debian package 'docker-registry' "
+                "(apt-get install docker-registry; make test does it when run as root)"
+            )
+        storage = self.root / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "version: 0.1",
+            "log:", "  level: info", "  formatter: text", "  accesslog:", "    disabled: true",
+            "storage:", "  filesystem:", f"    rootdirectory: {storage}", "  delete:", "    enabled: true",
+            "  maintenance:", "    uploadpurging:", "      enabled: false",
+            "health:", "  storagedriver:", "    enabled: false",
+            "http:", f"  addr: 127.0.0.1:{self.port}", f"  secret: {secrets.token_hex(16)}",
+        ]
+        if self.mode == "htpasswd":
+            ca = make_cert("ocimerge test CA", ca=True)
+            import ipaddress
+
+            server = make_cert("127.0.0.1", issuer=ca, sans=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                             x509.DNSName("localhost")])
+            (self.root / "ca.crt").write_bytes(ca.cert_pem)
+            (self.root / "server.crt").write_bytes(server.cert_pem + ca.cert_pem)
+            (self.root / "server.key").write_bytes(server.key_pem)
+            self.ca_file = str(self.root / "ca.crt")
+            entries = [f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)).decode()}" for u, p in USERS.items()]
+            (self.root / "htpasswd").write_text("\n".join(entries) + "\n")
+            lines += ["  tls:", f"    certificate: {self.root / 'server.crt'}", f"    key: {self.root / 'server.key'}",
+                      "auth:", "  htpasswd:", "    realm: ocimerge-test", f"    path: {self.root / 'htpasswd'}"]
+        elif self.mode == "token":
+            signing = make_cert("ocimerge token signer")
+            (self.root / "token.crt").write_bytes(signing.cert_pem)
+            self.token_server = TokenServer(signing)
+            self.token_server.start()
+            lines += ["auth:", "  token:", f"    realm: {self.token_server.realm}", f"    service: {SERVICE}",
+                      f"    issuer: {ISSUER}", f"    rootcertbundle: {self.root / 'token.crt'}"]
+        (self.root / "config.yml").write_text("\n".join(lines) + "\n")
+        log = open(self.log, "wb")  # noqa: SIM115 - kept open for the process's life
+        self.process = subprocess.Popen([REGISTRY_BINARY, "serve", str(self.root / "config.yml")],
+                                        stdout=log, stderr=subprocess.STDOUT)
+        self._wait()
+        return self
+
+    def _wait(self) -> None:
+        import ssl
+        import urllib.error
+        import urllib.request
+
+        context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"docker-registry exited: {self.log.read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"{self.scheme}://{self.host}/v2/", timeout=2, context=context)
+                return
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"docker-registry did not answer on {self.host}: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        if self.token_server is not None:
+            self.token_server.stop()
+
+
+def _logfmt(line: str) -> Iterator[tuple[str, str]]:
+    i = 0
+    while i < len(line):
+        eq = line.find("=", i)
+        if eq < 0:
+            return
+        key = line[i:eq].rsplit(" ", 1)[-1]
+        if eq + 1 < len(line) and line[eq + 1] == '"':
+            end = eq + 2
+            while end < len(line) and line[end] != '"':
+                end += 2 if line[end] == "\\" else 1
+            yield key, line[eq + 2 : end]
+            i = end + 1
+        else:
+            end = line.find(" ", eq)
+            end = len(line) if end < 0 else end
+            yield key, line[eq + 1 : end]
+            i = end
+
+
+def start_registry(mode: str) -> RegistryServer:
+    root = Path(tempfile.mkdtemp(prefix=f"ocimerge-registry-{mode}-"))
+    return RegistryServer(mode, root).start()
+
+
+def cleanup(server: RegistryServer) -> None:
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
