@@ -85,7 +85,7 @@ def make_cert(common_name: str, *, issuer: KeyPair | None = None, ca: bool = Fal
               sans: list[x509.GeneralName] | None = None) -> KeyPair:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -148,7 +148,7 @@ class TokenServer:
     def answer(self, user: str, scopes: list[str], *, offline: bool) -> dict[str, Any]:
         token = self.issue(user, scopes)
         body: dict[str, Any] = {"expires_in": self.expires_in,
-                                "issued_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+                                "issued_at": datetime.datetime.now(datetime.UTC).isoformat()}
         if self.shape in ("token", "both"):
             body["token"] = token
         if self.shape in ("access_token", "both"):
@@ -365,3 +365,82 @@ def start_registry(mode: str) -> RegistryServer:
 def cleanup(server: RegistryServer) -> None:
     server.stop()
     shutil.rmtree(server.root, ignore_errors=True)
+
+
+@dataclass
+class Fault:
+    """Fail requests whose method and path match: answer ``status``, or drop the connection."""
+
+    method: str
+    path_contains: str
+    times: int = 1
+    status: int | None = 500
+    seen: int = 0
+
+
+class FaultProxy:
+    """A small HTTP proxy in front of a real registry that injects failures on request.
+
+    Used for what a registry will not do on its own: a 500 or a dropped connection in the
+    middle of a push. Everything else is forwarded to Distribution unchanged.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self.faults: list[Fault] = []
+        self.log: list[tuple[str, str, int]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                import http.client
+
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                for fault in proxy.faults:
+                    if fault.method == self.command and fault.path_contains in self.path and fault.seen < fault.times:
+                        fault.seen += 1
+                        proxy.log.append((self.command, self.path, fault.status or 0))
+                        if fault.status is None:
+                            self.close_connection = True
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            return
+                        self.send_response(fault.status)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                connection = http.client.HTTPConnection(proxy.upstream, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                headers["Host"] = f"127.0.0.1:{proxy.port}"
+                connection.request(self.command, self.path, body=body or None, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+                proxy.log.append((self.command, self.path, response.status))
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                connection.close()
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815 - http.server names
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

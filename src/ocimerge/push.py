@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from ocimerge.content import Blob
-from ocimerge.errors import BlobMissingError, OcimergeError
+from ocimerge.errors import BlobMissingError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
@@ -173,16 +173,13 @@ def push_content(
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="ocimerge-push") as pool:
         futures = [pool.submit(one, b) for b in unique]
         plans: list[BlobPlan] = []
-        failure: OcimergeError | None = None
-        for future in futures:
-            try:
+        try:
+            for future in futures:
                 plans.append(future.result())
-            except OcimergeError as exc:
-                failure = failure or exc
-                for other in futures:
-                    other.cancel()
-        if failure is not None:
-            raise failure
+        except BaseException:
+            for other in futures:  # stop what has not started; the first error is reported
+                other.cancel()
+            raise
 
     pushed = skipped = 0
     seen: set[str] = set()

@@ -97,6 +97,20 @@ class _Body:
                 reader.read(1)  # reach EOF so the digest is checked before the request ends
 
 
+_UNTRUSTED = "TLS certificate not trusted"
+
+
+def _transport_reason(exc: httpx.HTTPError) -> str:
+    """A short reason for a transport failure, with the fix when it is a TLS trust problem."""
+    text = str(exc) or exc.__class__.__name__
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            f"{_UNTRUSTED} ({text.split('certificate verify failed:')[-1].strip(' ()')}); "
+            "pass --ca-file, put the CA in /etc/docker/certs.d/HOST/ca.crt, or use --insecure"
+        )
+    return f"{exc.__class__.__name__}: {text}"
+
+
 class Registry:
     """A client for one registry host: an ``httpx.Client``, its auth, and the endpoints.
 
@@ -174,6 +188,10 @@ class Registry:
         Returns the response for 2xx and for statuses in ``ok``; raises the translated error
         otherwise. [RETRY-1]
         """
+        if kind != "ping":
+            self.ping()
+        if isinstance(url, str) and url.startswith("/"):
+            url = self.url(url)
         policy = self.options.retry
         attempt = 0
         reauthenticated = False
@@ -191,7 +209,7 @@ class Registry:
                     self._sleep(policy.delay(attempt))
                     continue
                 raise TransportError(
-                    f"{self.host}: {what} failed: {exc.__class__.__name__}: {exc} ({redact_url(request.url)})"
+                    f"{self.host}: {what} failed: {_transport_reason(exc)} ({redact_url(request.url)})"
                 ) from None
             status = response.status_code
             if status == 401 and body is not None and not reauthenticated:
@@ -226,8 +244,10 @@ class Registry:
             response = self._send(
                 "GET", self.url("/v2/"), kind="ping", what="API version check", ok=(401, 404), retry=not fallback
             )
-        except TransportError:
-            if fallback:
+        except TransportError as exc:
+            # only a server that does not speak TLS at all gets plain HTTP; an untrusted
+            # certificate is an error, never a reason to downgrade
+            if fallback and _UNTRUSTED not in str(exc):
                 self._scheme = "http"  # docker's rule: loopback registries may be plain HTTP
                 response = self._send("GET", self.url("/v2/"), kind="ping", what="API version check", ok=(401, 404))
             else:
@@ -244,7 +264,7 @@ class Registry:
         """``HEAD /v2/<name>/blobs/<digest>``: the blob's size, or None when absent."""
         response = self._send(
             "HEAD",
-            self.url(f"/v2/{repository}/blobs/{digest}"),
+            f"/v2/{repository}/blobs/{digest}",
             kind="blob",
             what=f"HEAD blob {digest.short} in {repository}",
             ok=(404,),
@@ -258,7 +278,7 @@ class Registry:
         """``GET /v2/<name>/blobs/<digest>``, streamed (the caller verifies and closes)."""
         return self._send(
             "GET",
-            self.url(f"/v2/{repository}/blobs/{descriptor.digest}"),
+            f"/v2/{repository}/blobs/{descriptor.digest}",
             kind="blob",
             what=f"GET blob {descriptor.digest.short} from {repository}",
             stream=True,
@@ -269,7 +289,7 @@ class Registry:
         params = {"mount": str(mount), "from": source} if mount is not None and source else None
         response = self._send(
             "POST",
-            self.url(f"/v2/{repository}/blobs/uploads/"),
+            f"/v2/{repository}/blobs/uploads/",
             kind="mount" if params else "upload",
             what=f"start upload to {repository}",
             params=params,
@@ -373,7 +393,7 @@ class Registry:
         """``HEAD /v2/<name>/manifests/<ref>``: the descriptor the registry holds, or None."""
         response = self._send(
             "HEAD",
-            self.url(f"/v2/{repository}/manifests/{reference}"),
+            f"/v2/{repository}/manifests/{reference}",
             kind="manifest",
             what=f"HEAD manifest {reference} in {repository}",
             headers={"Accept": MANIFEST_ACCEPT},
@@ -392,7 +412,7 @@ class Registry:
         """[API-2][API-3] The exact stored bytes, their media type and digest (verified)."""
         response = self._send(
             "GET",
-            self.url(f"/v2/{repository}/manifests/{reference}"),
+            f"/v2/{repository}/manifests/{reference}",
             kind="manifest",
             what=f"GET manifest {reference} from {repository}",
             headers={"Accept": MANIFEST_ACCEPT},
@@ -422,7 +442,7 @@ class Registry:
         digest = Digest.of(raw)
         response = self._send(
             "PUT",
-            self.url(f"/v2/{repository}/manifests/{reference}"),
+            f"/v2/{repository}/manifests/{reference}",
             kind="manifest",
             what=f"PUT manifest {reference} to {repository}",
             headers={"Content-Type": media_type},
@@ -433,7 +453,7 @@ class Registry:
 
     def tags(self, repository: str, page_size: int = 1000) -> list[str]:
         """[API-8] Every tag of ``repository``, following pagination."""
-        url: str | httpx.URL = self.url(f"/v2/{repository}/tags/list")
+        url: str | httpx.URL = f"/v2/{repository}/tags/list"
         params: dict[str, str] | None = {"n": str(page_size)}
         found: list[str] = []
         while True:

@@ -76,5 +76,3 @@ def copy_verified(blob: Blob, write: Callable[[memoryview], object]) -> int:
     finally:
         threaded.close()
     return total
-
-
