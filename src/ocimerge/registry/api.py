@@ -125,6 +125,8 @@ class Registry:
         *,
         credentials: Credentials | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = host
         self.options = options or RegistryOptions()
@@ -133,12 +135,14 @@ class Registry:
             credentials = resolve_credentials(host, username=self.options.username, password=self.options.password)
         self.credentials = credentials
         self._token_clients: dict[str, httpx.Client] = {}
+        self._transport = transport
+        self._transport = transport
         self.auth = RegistryAuth(
-            host, credentials, self._token_client, allow_plain_realm=tls.insecure or tls.plain_http
+            host, credentials, self._token_client, allow_plain_realm=tls.insecure or tls.plain_http, clock=clock
         )
         self._count_lock = threading.Lock()
         self.requests: Counter[str] = Counter()
-        self.client = build_client(host, tls, auth=self.auth)
+        self.client = build_client(host, tls, auth=self.auth, transport=transport)
         self._scheme = "http" if tls.plain_http else "https"
         self._pinged = False
         self._sleep = sleep
@@ -148,7 +152,7 @@ class Registry:
     def _token_client(self, netloc: str) -> httpx.Client:
         client = self._token_clients.get(netloc)
         if client is None:
-            client = self._token_clients[netloc] = build_client(netloc, self.options.tls)
+            client = self._token_clients[netloc] = build_client(netloc, self.options.tls, transport=self._transport)
         return client
 
     def close(self) -> None:
@@ -212,7 +216,8 @@ class Registry:
                     f"{self.host}: {what} failed: {_transport_reason(exc)} ({redact_url(request.url)})"
                 ) from None
             status = response.status_code
-            if status == 401 and body is not None and not reauthenticated:
+            streamed = content is not None and not isinstance(content, bytes)
+            if status == 401 and streamed and not reauthenticated:
                 # a streamed body cannot be replayed inside the auth flow: the token is now
                 # cached, so send it once more
                 response.close()

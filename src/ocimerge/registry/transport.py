@@ -114,11 +114,12 @@ def build_client(
     tls: TLSOptions,
     *,
     auth: httpx.Auth | None = None,
-    event_hooks: dict[str, list[Callable[..., object]]] | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
     """One ``httpx.Client`` for one registry host, with its TLS policy and our user agent.
 
     Redirects are followed; httpx drops ``Authorization`` when a redirect leaves the origin.
+    ``transport`` replaces the network (unit tests of edge cases only).
     """
     return httpx.Client(
         verify=tls.ssl_context(host) if not tls.plain_http else False,
@@ -126,6 +127,6 @@ def build_client(
         headers={"User-Agent": USER_AGENT},
         follow_redirects=True,
         auth=auth,
-        event_hooks=event_hooks or {},
+        transport=transport,
         limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
     )

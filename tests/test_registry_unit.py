@@ -1,0 +1,361 @@
+"""Registry client edge cases a real registry will not produce on demand.
+
+Pure parts (challenges, scopes, credentials, retry policy) are tested as tables. Where HTTP is
+involved, ``httpx.MockTransport`` stands in for edge cases only: token expiry and renewal,
+cross-origin redirects, Retry-After, a 413 on a monolithic upload, relative Locations, a lying
+``Docker-Content-Digest``. The real protocol is exercised against Distribution in test_push.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ocimerge.content import Blob
+from ocimerge.errors import AuthError, DigestMismatchError
+from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.digest import Digest
+from ocimerge.registry.api import Registry, RegistryOptions
+from ocimerge.registry.auth import scopes_for_request
+from ocimerge.registry.challenge import Scope, merge_scopes, parse_challenges
+from ocimerge.registry.credentials import DOCKER_HUB_KEY, Credentials, resolve_credentials
+from ocimerge.registry.transport import RetryPolicy, TLSOptions, is_loopback
+
+# -- challenges and scopes --------------------------------------------------------------------
+
+CHALLENGES = [
+    (['Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"'],
+     [("bearer", {"realm": "https://auth.example/token", "service": "registry.example", "scope": "repository:a/b:pull"})]),
+    (['bearer Realm="https://a/t", SERVICE=reg'], [("bearer", {"realm": "https://a/t", "service": "reg"})]),
+    (['Basic realm="my \\"registry\\""'], [("basic", {"realm": 'my "registry"'})]),
+    (['Basic realm="r"', 'Bearer realm="https://t",service="s"'],
+     [("basic", {"realm": "r"}), ("bearer", {"realm": "https://t", "service": "s"})]),
+    (['Basic realm="r", Bearer realm="https://t",error="insufficient_scope"'],
+     [("basic", {"realm": "r"}), ("bearer", {"realm": "https://t", "error": "insufficient_scope"})]),
+    (['Bearer realm="https://t",scope="repository:a:pull repository:b:pull,push"'],
+     [("bearer", {"realm": "https://t", "scope": "repository:a:pull repository:b:pull,push"})]),
+    ([""], []),
+]
+
+
+@pytest.mark.parametrize(("headers", "expected"), CHALLENGES)
+def test_challenge_parser(headers: list[str], expected: list[tuple[str, dict[str, str]]]) -> None:
+    parsed = parse_challenges(headers)
+    assert [(c.scheme, dict(c.params)) for c in parsed] == expected
+
+
+def test_challenge_scopes_and_merging() -> None:
+    [challenge] = parse_challenges(['Bearer realm="x",scope="repository:a:pull repository:localhost:5000/b:push"'])
+    assert [str(s) for s in challenge.scopes] == ["repository:a:pull", "repository:localhost:5000/b:push"]
+    merged = merge_scopes([Scope.repository("a", "pull"), Scope.repository("a", "push"), Scope.repository("b", "pull")])
+    assert [str(s) for s in merged] == ["repository:a:pull,push", "repository:b:pull"]
+    assert Scope.repository("a", "pull", "push").covers(Scope.repository("a", "pull"))
+    assert not Scope.repository("a", "pull").covers(Scope.repository("a", "push"))
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "scopes"),
+    [
+        ("HEAD", "https://r/v2/team/app/blobs/sha256:x", ["repository:team/app:pull"]),
+        ("GET", "https://r/v2/a/manifests/1", ["repository:a:pull"]),
+        ("PUT", "https://r/v2/a/b/c/manifests/1", ["repository:a/b/c:pull,push"]),
+        ("POST", "https://r/v2/dst/blobs/uploads/?mount=sha256:x&from=src/repo",
+         ["repository:dst:pull,push", "repository:src/repo:pull"]),
+        ("GET", "https://r/v2/", []),
+    ],
+)
+def test_least_scopes_per_request(method: str, url: str, scopes: list[str]) -> None:
+    assert [str(s) for s in scopes_for_request(httpx.Request(method, url))] == scopes
+
+
+def test_loopback_hosts() -> None:
+    assert is_loopback("127.0.0.1:5000")
+    assert is_loopback("localhost")
+    assert is_loopback("[::1]:5000")
+    assert not is_loopback("registry.example:5000")
+    assert not is_loopback("10.0.0.1")
+
+
+# -- credentials ------------------------------------------------------------------------------
+
+
+def write_config(tmp_path: Path, value: dict[str, object]) -> dict[str, str]:
+    (tmp_path / "config.json").write_text(json.dumps(value))
+    return {"DOCKER_CONFIG": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_credentials_from_auths(tmp_path: Path) -> None:
+    env = write_config(tmp_path, {"auths": {
+        "https://index.docker.io/v1/": {"auth": b64("hub:hubpass")},
+        "https://registry.example:5000/v2/": {"auth": b64("me:pa:ss\0")},
+        "idt.example": {"identitytoken": "rt-1"},
+        "empty.example": {},
+    }})
+    hub = resolve_credentials("docker.io", env=env)
+    assert hub is not None
+    assert (hub.username, hub.password) == ("hub", "hubpass")
+    other = resolve_credentials("registry.example:5000", env=env)
+    assert other is not None
+    assert (other.username, other.password) == ("me", "pa:ss")
+    idt = resolve_credentials("idt.example", env=env)
+    assert idt is not None
+    assert idt.identity_token == "rt-1"
+    assert resolve_credentials("empty.example", env=env) is None
+    assert resolve_credentials("unknown.example", env=env) is None
+    assert "hubpass" not in repr(hub)
+    assert "hubpass" not in str(hub)
+
+
+def test_explicit_and_environment_credentials_win(tmp_path: Path) -> None:
+    env = {**write_config(tmp_path, {"auths": {"r.example": {"auth": b64("cfg:cfg")}}}),
+           "OCIMERGE_USERNAME": "envuser", "OCIMERGE_PASSWORD": "envpass"}
+    found = resolve_credentials("r.example", env=env)
+    assert found is not None
+    assert found.username == "envuser"
+    explicit = resolve_credentials("r.example", username="u", password="p", env=env)
+    assert explicit is not None
+    assert explicit.username == "u"
+    with pytest.raises(AuthError):
+        resolve_credentials("r.example", username="u", env=env)
+
+
+def helper(tmp_path: Path, name: str, script: str) -> dict[str, str]:
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    path = bindir / f"docker-credential-{name}"
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return {"PATH": f"{bindir}:/usr/bin:/bin"}
+
+
+def test_credential_helpers(tmp_path: Path) -> None:
+    env = write_config(tmp_path, {"credHelpers": {"a.example": "token", "b.example": "none"},
+                                  "credsStore": "store", "auths": {"c.example": {"auth": b64("c:c")}}})
+    env.update(helper(tmp_path, "token", 'read s; echo "{\\"ServerURL\\":\\"$s\\",\\"Username\\":\\"<token>\\",\\"Secret\\":\\"rt\\"}"\n'))
+    helper(tmp_path, "none", "echo 'credentials not found in native keychain'; exit 1\n")
+    helper(tmp_path, "store", 'read s; if [ "$s" = "https://index.docker.io/v1/" ]; then echo \'{"Username":"hub","Secret":"h"}\'; '
+                              "else echo 'credentials not found in native keychain'; exit 1; fi\n")
+    a = resolve_credentials("a.example", env=env)
+    assert a is not None
+    assert a.identity_token == "rt"
+    assert resolve_credentials("b.example", env=env) is None
+    hub = resolve_credentials("docker.io", env=env)
+    assert hub is not None
+    assert hub.username == "hub"
+    c = resolve_credentials("c.example", env=env)  # the store has nothing: auths still count
+    assert c is not None
+    assert c.username == "c"
+    assert DOCKER_HUB_KEY == "https://index.docker.io/v1/"
+
+
+def test_broken_helper_is_a_clear_error(tmp_path: Path) -> None:
+    env = write_config(tmp_path, {"credHelpers": {"x.example": "broken"}})
+    env.update(helper(tmp_path, "broken", "echo 'keychain locked'; exit 3\n"))
+    with pytest.raises(AuthError, match="keychain locked"):
+        resolve_credentials("x.example", env=env)
+    missing = write_config(tmp_path, {"credHelpers": {"y.example": "absent"}})
+    with pytest.raises(AuthError, match="not on PATH"):
+        resolve_credentials("y.example", env=missing)
+
+
+# -- retry policy -----------------------------------------------------------------------------
+
+
+def test_retry_policy_backoff_and_retry_after() -> None:
+    policy = RetryPolicy(base_delay=1, max_delay=8, random=lambda: 1.0)
+    assert [policy.delay(n) for n in range(1, 6)] == [1, 2, 4, 8, 8]
+    assert RetryPolicy(random=lambda: 0.0).delay(3) == 0
+    response = httpx.Response(429, headers={"Retry-After": "3"})
+    assert policy.delay(1, response) == 3
+    dated = httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+    assert policy.delay(1, dated) == 0  # a date in the past: go now
+    assert policy.should_retry_status(503)
+    assert not policy.should_retry_status(404)
+
+
+# -- HTTP edge cases with MockTransport ---------------------------------------------------------
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Recorder:
+    """Routes requests to handlers and records every request seen, per host."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        self.requests.append(request)
+        return self.handler(request)
+
+
+def token_registry(lifetime: int = 60) -> tuple[Recorder, dict[str, int]]:
+    issued = {"count": 0}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.example":
+            issued["count"] += 1
+            return httpx.Response(200, json={"token": f"tok-{issued['count']}", "expires_in": lifetime})
+        if request.headers.get("authorization", "").startswith("Bearer tok-"):
+            if request.method == "HEAD":
+                return httpx.Response(404)
+            return httpx.Response(200, json={})
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/token",service="reg"'})
+
+    return Recorder(handle), issued
+
+
+def test_tokens_are_reused_then_renewed_before_expiry() -> None:
+    recorder, issued = token_registry(lifetime=300)
+    now = [1000.0]
+    with Registry("reg.example", transport=httpx.MockTransport(recorder), clock=lambda: now[0],
+                  credentials=Credentials("test", "u", "p")) as registry:
+        digest = Digest.of(b"x")
+        assert registry.blob_exists("a/b", digest) is None
+        assert registry.blob_exists("a/b", digest) is None
+        assert issued["count"] == 1
+        now[0] += 300 - 29  # under a tenth of a 300 s token left: renewed before it expires
+        assert registry.blob_exists("a/b", digest) is None
+        assert issued["count"] == 2
+    token_requests = [r for r in recorder.requests if r.url.host == "auth.example"]
+    assert all(r.headers["authorization"].startswith("Basic ") for r in token_requests)
+    assert "account=u" in str(token_requests[0].url)
+
+
+def test_credentials_never_follow_a_redirect_to_another_host() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "reg.example":
+            if request.url.path == "/v2/":
+                return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+            if "authorization" not in request.headers:
+                return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+            return httpx.Response(307, headers={"Location": "https://cdn.example/blob?sig=1"})
+        return httpx.Response(200, content=b"x")
+
+    recorder = Recorder(handle)
+    descriptor = Descriptor("application/octet-stream", Digest.of(b"x"), 1)
+    with Registry("reg.example", transport=httpx.MockTransport(recorder),
+                  credentials=Credentials("test", "user", "secret")) as registry:
+        response = registry.open_blob("a", descriptor)
+        assert response.read() == b"x"
+    cdn = [r for r in recorder.requests if r.url.host == "cdn.example"]
+    assert cdn
+    assert all("authorization" not in r.headers for r in cdn)
+
+
+def test_plain_http_realm_elsewhere_gets_no_credentials() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="http://auth.example/token"'})
+
+    with Registry("reg.example", transport=httpx.MockTransport(handle),
+                  credentials=Credentials("test", "u", "p")) as registry, \
+            pytest.raises(AuthError, match="plain HTTP"):
+        registry.blob_exists("a", Digest.of(b"x"))
+
+
+def test_a_refused_fresh_token_is_final() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.example":
+            return httpx.Response(200, json={"access_token": "t"})
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/token"'})
+
+    recorder = Recorder(handle)
+    with Registry("reg.example", transport=httpx.MockTransport(recorder), credentials=None,
+                  options=RegistryOptions(retry=RetryPolicy(attempts=1))) as registry, \
+            pytest.raises(AuthError, match="authentication failed"):
+        registry.manifest_put("a", "1", b"{}", "application/vnd.oci.image.manifest.v1+json")
+    assert len(recorder.requests) < 8
+
+
+def test_retry_after_is_honoured_on_429() -> None:
+    calls = {"n": 0}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return httpx.Response(429, headers={"Retry-After": "2"})
+        return httpx.Response(404)
+
+    slept: list[float] = []
+    with Registry("reg.example", transport=httpx.MockTransport(handle), credentials=None,
+                  sleep=slept.append) as registry:
+        assert registry.blob_exists("a", Digest.of(b"x")) is None
+    assert slept == [2.0]
+
+
+def test_relative_location_query_kept_and_413_falls_back_to_chunks() -> None:
+    data = b"0123456789" * 100
+    blob = Blob.from_bytes(Descriptor("application/octet-stream", Digest.of(data), len(data)), data, "test blob")
+    stored = bytearray()
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/v2/":
+            return httpx.Response(200)
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": "/v2/a/blobs/uploads/u1?_state=abc"})
+        assert request.url.params.get("_state") == "abc"  # the Location is followed exactly
+        if request.method == "PUT" and request.content:
+            return httpx.Response(413)
+        if request.method == "PATCH":
+            start, end = map(int, request.headers["content-range"].split("-"))
+            assert start == len(stored)
+            stored.extend(request.content)
+            assert end == len(stored) - 1
+            return httpx.Response(202, headers={"Location": "/v2/a/blobs/uploads/u1?_state=abc"})
+        assert request.url.params.get("digest") == str(blob.digest)
+        return httpx.Response(201, headers={"Docker-Content-Digest": str(blob.digest)})
+
+    with Registry("reg.example", transport=httpx.MockTransport(handle), credentials=None,
+                  options=RegistryOptions(chunked_threshold=10_000)) as registry:
+        registry.upload("a", blob)
+    assert bytes(stored) == data
+
+
+def test_manifest_that_does_not_match_its_digest_is_refused() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        return httpx.Response(200, content=b'{"schemaVersion":2}', headers={
+            "Content-Type": "application/vnd.oci.image.manifest.v1+json",
+            "Docker-Content-Digest": str(Digest.of(b"something else"))})
+
+    with Registry("reg.example", transport=httpx.MockTransport(handle), credentials=None) as registry, \
+            pytest.raises(DigestMismatchError):
+        registry.manifest_get("a", "latest")
+
+
+def test_token_response_shapes() -> None:
+    for body in ({"token": "a"}, {"access_token": "b"}, {"token": "c", "access_token": "c", "expires_in": 3}):
+        def handle(request: httpx.Request, body: dict[str, object] = body) -> httpx.Response:
+            if request.url.host == "auth.example":
+                return httpx.Response(200, json=body)
+            if "authorization" in request.headers:
+                return httpx.Response(404)
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/t"'})
+
+        with Registry("reg.example", transport=httpx.MockTransport(handle), credentials=None) as registry:
+            assert registry.blob_exists("a", Digest.of(b"x")) is None
+            [token] = registry.auth._tokens
+            assert token.lifetime >= 60
+            assert "redacted" in repr(token)
+
+
+def test_tls_options_build_contexts(tmp_path: Path) -> None:
+    assert TLSOptions(insecure=True).ssl_context("h") is False
+    context = TLSOptions(certs_dir=str(tmp_path)).ssl_context("h:5000")
+    assert context is not False
