@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from registries import RegistryServer, cleanup, start_registry  # noqa: E402
+from registries import RegistryServer, cleanup, start_registry
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
