@@ -351,3 +351,24 @@ def test_cli_json_and_secrets_never_printed(tls_registry: RegistryServer, inputs
 
 def test_skopeo_is_installed() -> None:
     assert shutil.which("skopeo"), "skopeo is needed: apt-get install skopeo"
+
+
+def test_readme_library_example_runs(registry: RegistryServer, tmp_path: Path) -> None:
+    import re
+    import runpy
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    [code] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "import ocimerge" in block]
+    for arch, image in (("amd64", Image()), ("arm64", Image(architecture="arm64"))):
+        oci_layout([image]).write_tar(str(tmp_path / f"app-{arch}.tar"))
+    script = tmp_path / "example.py"
+    script.write_text(code.replace("localhost:5000", registry.host))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        runpy.run_path(str(script))
+    finally:
+        os.chdir(cwd)
+    with Registry(registry.host) as client:
+        assert client.manifest_head("team/app", "1.0") is not None
+        assert client.manifest_head("team/app", "1.0-archive") is not None
