@@ -359,3 +359,20 @@ def test_tls_options_build_contexts(tmp_path: Path) -> None:
     assert TLSOptions(insecure=True).ssl_context("h") is False
     context = TLSOptions(certs_dir=str(tmp_path)).ssl_context("h:5000")
     assert context is not False
+
+
+def test_password_grant_when_the_get_form_is_not_served() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.example":
+            if request.method == "GET":
+                return httpx.Response(404)
+            form = dict(x.split("=", 1) for x in request.content.decode().split("&"))
+            assert form["grant_type"] == "password"
+            assert form["username"] == "u"
+            return httpx.Response(200, json={"access_token": "t2"})
+        if request.headers.get("authorization") == "Bearer t2":
+            return httpx.Response(404)
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/token",service="s"'})
+
+    with Registry("reg.example", transport=httpx.MockTransport(handle), credentials=Credentials("t", "u", "p")) as registry:
+        assert registry.blob_exists("a", Digest.of(b"x")) is None

@@ -251,6 +251,10 @@ def _push_rows(results: Sequence[PushResult], out: TextIO) -> None:
             f"{result.count('mount')} mounted, {result.count('skip')} already there; "
             f"{result.manifests_pushed} manifests pushed, {result.manifests_skipped} already there\n"
         )
+        if result.dry_run:  # the plan, blob by blob
+            for plan in result.blobs:
+                source = f" from {plan.source}" if plan.source else ""
+                out.write(f"  {plan.action:<7} {plan.digest}  {_human(plan.size)}{source}\n")
 
 
 def _run_create(args: argparse.Namespace) -> int:
