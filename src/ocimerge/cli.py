@@ -26,11 +26,13 @@ from ocimerge.errors import (
 )
 from ocimerge.inspection import inspect, inspect_remote, is_remote, verify
 from ocimerge.model.assemble import Annotation, AttestationPolicy, IndexFormat
-from ocimerge.operations import create, push
+from ocimerge.model.platform import Platform
+from ocimerge.operations import CreateResult, create, push
 from ocimerge.progress import ProgressView
 from ocimerge.push import PushResult
 from ocimerge.registry.api import RegistryOptions
 from ocimerge.registry.transport import TLSOptions
+from ocimerge.specfile import expand_template, read_spec
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -101,7 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         "archives) into one image index. SRC is [oci:|oci-archive:|docker-archive:]PATH"
         "[:TAG|@DIGEST][=PLATFORM].",
     )
-    c.add_argument("sources", nargs="+", metavar="SRC[=PLATFORM]")
+    c.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SRC[=PLATFORM]",
+        help="local layout or archive, or registry image (docker://REF or HOST/REPO:TAG)",
+    )
     c.add_argument("-o", "--output", help="OUT.tar writes an OCI archive, OUT/ a layout directory")
     c.add_argument(
         "-t",
@@ -130,6 +137,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="[manifest-descriptor:]KEY=VALUE",
         help="annotation on the index, or on its entries with manifest-descriptor:",
     )
+    c.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="OS/ARCH[/VARIANT]",
+        help="take only these platforms from multi-platform sources (repeatable, or comma-separated)",
+    )
+    c.add_argument("--template", metavar="REF", help="registry source per platform: OS, ARCH, VARIANT are replaced")
+    c.add_argument("--platforms", metavar="P1,P2", help="the platforms --template expands to")
+    c.add_argument("--spec", metavar="FILE", help="JSON spec: image, tags, manifests [{image, platform}], annotations")
+    c.add_argument("--ignore-missing", action="store_true", help="skip a source that is absent, with a note")
+    c.add_argument("--metadata-file", metavar="FILE", help="write the result as JSON here, as buildx does")
     c.add_argument(
         "--compress",
         choices=["none", "gzip"],
@@ -257,21 +276,39 @@ def _push_rows(results: Sequence[PushResult], out: TextIO) -> None:
                 out.write(f"  {plan.action:<7} {plan.digest}  {_human(plan.size)}{source}\n")
 
 
+def _platforms(values: Sequence[str]) -> list[Platform]:
+    return [Platform.parse(p) for value in values for p in value.split(",") if p.strip()]
+
+
 def _run_create(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    view = _progress(args) if args.tag else None
+    sources, tags, annotations = list(args.sources), list(args.tag), list(args.annotation)
+    if args.template:
+        sources += expand_template(args.template, _platforms([args.platforms or ""])).sources
+    elif args.platforms:
+        raise UsageError("--platforms goes with --template; to filter sources use --platform")
+    if args.spec:
+        plan = read_spec(args.spec)
+        sources += plan.sources
+        tags += [t for t in plan.targets if t not in tags]
+        annotations += plan.annotations
+    if not sources:
+        raise UsageError("no sources: give SRC arguments, --template with --platforms, or --spec")
+    view = _progress(args) if tags else None
     try:
         result = create(
-            args.sources,
+            sources,
             args.output,
-            tags=args.tag,
+            tags=tags,
+            platforms=_platforms(args.platform),
+            ignore_missing=args.ignore_missing,
             registry_options=_options(args),
             jobs=args.jobs,
             on_event=view.on_event if view else None,
             format=IndexFormat(args.format),
             attestations=AttestationPolicy(args.attestations),
-            annotations=[Annotation.parse(a) for a in args.annotation],
+            annotations=[Annotation.parse(a) for a in annotations],
             compress=args.compress == "gzip",
             tag_name=args.tag_name,
             dry_run=args.dry_run,
@@ -282,21 +319,12 @@ def _run_create(args: argparse.Namespace) -> int:
             view.finish()
     _notes(result.notes, args.quiet)
     index = result.index
+    if args.metadata_file and not args.dry_run:
+        _write_metadata(args.metadata_file, result, tags)
     if args.json:
-        payload: dict[str, Any] = {
-            "digest": str(index.descriptor.digest),
-            "mediaType": index.descriptor.media_type,
-            "size": index.descriptor.size,
-            "output": result.output,
-            "manifests": [
-                {"platform": str(i.platform), "digest": str(m.descriptor.digest), "source": i.source}
-                for i, m in zip(result.images, result.assembly.manifests, strict=True)
-            ],
-        }
+        payload = _result_json(result)
         if args.dry_run:
             payload["index"] = json.loads(index.raw)
-        if result.pushed:
-            payload["pushed"] = [p.to_json() for p in result.pushed]
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return EXIT_OK
     if args.dry_run:
@@ -314,6 +342,41 @@ def _run_create(args: argparse.Namespace) -> int:
     _table(rows, sys.stdout)
     _push_rows(result.pushed, sys.stdout)
     return EXIT_OK
+
+
+def _result_json(result: CreateResult) -> dict[str, Any]:
+    index = result.index
+    return {
+        "digest": str(index.descriptor.digest),
+        "mediaType": index.descriptor.media_type,
+        "size": index.descriptor.size,
+        "output": result.output,
+        "manifests": [
+            {"platform": str(i.platform), "digest": str(m.descriptor.digest), "source": i.source}
+            for i, m in zip(result.images, result.assembly.manifests, strict=True)
+        ],
+        "pushed": [p.to_json() for p in result.pushed],
+    }
+
+
+def _write_metadata(path: str, result: CreateResult, tags: Sequence[str]) -> None:
+    """``--metadata-file``: buildx's keys, then ours."""
+    descriptor = result.index.descriptor
+    metadata = {
+        "containerimage.digest": str(descriptor.digest),
+        "containerimage.descriptor": {
+            "mediaType": descriptor.media_type,
+            "digest": str(descriptor.digest),
+            "size": descriptor.size,
+        },
+        "image.name": ",".join(tags),
+        "ocimerge": _result_json(result),
+    }
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(json.dumps(metadata, indent=2) + "\n")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the metadata file ({exc.strerror})") from None
 
 
 def _run_push(args: argparse.Namespace) -> int:

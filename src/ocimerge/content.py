@@ -119,16 +119,19 @@ class Blob:
 
     ``opener`` is None when the source does not hold the blob (an OCI layout may omit blobs).
     ``where`` names the blob in error messages (``file.tar: blobs/sha256/ab…``).
+    ``origin`` is ``(registry, repository)`` for a blob that lives in a registry: a push to
+    the same registry mounts it from there instead of copying it.
     """
 
     descriptor: Descriptor
     opener: Opener | None = attrs.field(eq=False, repr=False)
     where: str = attrs.field(eq=False)
+    origin: tuple[str, str] | None = attrs.field(default=None, eq=False)
 
     @classmethod
-    def from_bytes(cls, descriptor: Descriptor, data: bytes, where: str) -> Blob:
+    def from_bytes(cls, descriptor: Descriptor, data: bytes, where: str, origin: tuple[str, str] | None = None) -> Blob:
         """A blob whose (small, already read) bytes are in memory: documents and configs."""
-        return cls(descriptor, lambda: io.BytesIO(data), where)
+        return cls(descriptor, lambda: io.BytesIO(data), where, origin)
 
     @property
     def digest(self) -> Digest:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import attrs
@@ -24,7 +23,7 @@ from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import ImageIndex, ImageManifest, decode_config, decode_manifest_or_index
 from ocimerge.model.reference import Reference
 from ocimerge.registry.api import Registry, RegistryOptions
-from ocimerge.sources import SourceSpec, as_spec, open_source
+from ocimerge.sources import SourceSpec, as_spec, looks_like_registry_reference, open_source
 from ocimerge.sources import load as load_spec
 
 __all__ = ["VerifyReport", "inspect", "inspect_remote", "is_remote", "verify"]
@@ -189,17 +188,8 @@ def verify(source: str | SourceSpec) -> VerifyReport:
 
 
 def is_remote(text: str) -> bool:
-    """Whether a source argument names a registry image rather than a local path.
-
-    ``docker://`` always does; an existing path never does; otherwise a reference whose first
-    component is a registry host (has a ``.`` or ``:``, or is ``localhost``) does.
-    """
-    if text.startswith("docker://"):
-        return True
-    if text.startswith(("oci:", "oci-archive:", "docker-archive:")) or os.path.exists(text):
-        return False
-    first = text.split("/", 1)[0]
-    return "/" in text and ("." in first or ":" in first or first == "localhost")
+    """Whether an argument names a registry image (``docker://`` or [SOURCE-3])."""
+    return looks_like_registry_reference(text)
 
 
 def _remote_manifest_json(registry: Registry, repository: str, entry: Descriptor) -> dict[str, Any]:

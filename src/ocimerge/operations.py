@@ -16,6 +16,7 @@ import attrs
 from ocimerge.content import Attestation, Blob, Image, ImageSet
 from ocimerge.errors import (
     BlobMissingError,
+    NotAnImageError,
     UsageError,
 )
 from ocimerge.model import mediatype as mt
@@ -29,12 +30,15 @@ from ocimerge.model.assemble import (
 )
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.manifest import Document, ImageIndex
+from ocimerge.model.platform import Platform
+from ocimerge.model.reference import Reference
 from ocimerge.publish import Publication, parse_target, publish
 from ocimerge.push import PushEvent, PushResult
 from ocimerge.recompress import gzip_image
 from ocimerge.registry.api import RegistryOptions
+from ocimerge.remote import MissingSourceError, RegistryPool, load_remote
 from ocimerge.sinks.oci_layout import write_layout
-from ocimerge.sources import SourceSpec, as_spec, open_source
+from ocimerge.sources import SourceSpec, as_spec, check_platform, open_source
 from ocimerge.sources import load as load_spec
 
 __all__ = [
@@ -106,6 +110,44 @@ def _absent_images(loaded: ImageSet) -> list[Descriptor]:
     return [d for d in loaded.absent if d.annotation("vnd.docker.reference.type") is None]
 
 
+def _load_each(
+    specs: Sequence[SourceSpec],
+    stack: contextlib.ExitStack,
+    pool: RegistryPool,
+    *,
+    platforms: Sequence[Platform],
+    keep_attestations: bool,
+    ignore_missing: bool,
+    notes: list[str],
+) -> list[ImageSet]:
+    """Read every source; local ones stay open (their blobs are read later) until ``stack`` ends."""
+    loaded: list[ImageSet] = []
+    for spec in specs:
+        try:
+            if spec.kind == "registry":
+                reference = Reference.parse(spec.path)
+                found = load_remote(reference, pool, platforms=platforms, keep_attestations=keep_attestations)
+                found = check_platform(spec, found)
+            else:
+                opened = open_source(spec)
+                stack.callback(opened.close)
+                found = load_spec(spec, opened)
+                if platforms:
+                    kept = tuple(i for i in found.images if i.platform in platforms)
+                    if not kept:
+                        have = ", ".join(str(i.platform) for i in found.images)
+                        notes.append(f"{found.source}: no wanted platform (it has {have}); skipped")
+                        continue
+                    found = attrs.evolve(found, images=kept)
+        except (MissingSourceError, NotAnImageError) as exc:
+            if not ignore_missing or (isinstance(exc, NotAnImageError) and "no such file" not in str(exc)):
+                raise
+            notes.append(f"skipped missing source {spec.text} (--ignore-missing): {exc}")
+            continue
+        loaded.append(found)
+    return loaded
+
+
 def create(
     sources: Sequence[str | SourceSpec],
     output: str | None = None,
@@ -114,6 +156,8 @@ def create(
     format: IndexFormat = IndexFormat.AUTO,
     attestations: AttestationPolicy = AttestationPolicy.KEEP,
     annotations: Sequence[Annotation] = (),
+    platforms: Sequence[Platform] = (),
+    ignore_missing: bool = False,
     compress: bool = False,
     tag_name: str = "latest",
     dry_run: bool = False,
@@ -124,11 +168,15 @@ def create(
 ) -> CreateResult:
     """Merge the images of ``sources`` into one index; write it, push it, or both.
 
-    ``output`` ending in ``.tar`` (or prefixed ``oci-archive:``) is written as an archive,
-    otherwise as a directory. ``tags`` (``REGISTRY/REPO:TAG``) are pushed to, blobs first and
-    tags last. ``dry_run`` writes nothing anywhere (with ``tags`` it still asks the registries
-    what they hold, to plan). ``compress`` gzips uncompressed layers; ``format=DOCKER``
-    implies it, as a Docker manifest list needs gzip layers.
+    Sources are local layouts and archives or registry references (``docker://REF``, or a
+    reference whose first part is a registry host), mixed freely. An index source is
+    flattened into its images, filtered by ``platforms``. ``output`` ending in ``.tar`` (or
+    prefixed ``oci-archive:``) is written as an archive, otherwise as a directory. ``tags``
+    (``REGISTRY/REPO:TAG``) are pushed to, blobs first and tags last; blobs already in a
+    target's registry are mounted, others streamed across. ``dry_run`` writes nothing
+    anywhere (with ``tags`` it still asks the registries what they hold, to plan).
+    ``ignore_missing`` skips a source that is absent, with a note. ``compress`` gzips
+    uncompressed layers; ``format=DOCKER`` implies it.
     """
     if not sources:
         raise UsageError("no sources given")
@@ -136,18 +184,26 @@ def create(
         raise UsageError("nothing to do: pass -o PATH, -t REGISTRY/REPO:TAG, or --dry-run")
     targets = [parse_target(t) for t in tags]
     with contextlib.ExitStack() as stack:
-        images: list[Image] = []
+        pool = stack.enter_context(RegistryPool(registry_options))
         notes: list[str] = []
-        for source in sources:
-            spec = as_spec(source)
-            opened = open_source(spec)
-            stack.callback(opened.close)
-            loaded = load_spec(spec, opened)
-            images.extend(loaded.images)
-            notes.extend(f"{loaded.source}: {n}" for n in loaded.notes)
-            if absent := _absent_images(loaded):
+        loaded = _load_each(
+            [as_spec(s) for s in sources],
+            stack,
+            pool,
+            platforms=platforms,
+            keep_attestations=attestations is AttestationPolicy.KEEP,
+            ignore_missing=ignore_missing,
+            notes=notes,
+        )
+        images: list[Image] = []
+        for found in loaded:
+            images.extend(found.images)
+            notes.extend(f"{found.source}: {n}" for n in found.notes)
+            if absent := _absent_images(found):
                 skipped = ", ".join(str(d.platform or d.digest.short) for d in absent)
-                notes.append(f"{loaded.source}: not in the source, skipped: {skipped}")
+                notes.append(f"{found.source}: not in the source, skipped: {skipped}")
+        if not images:
+            raise UsageError("no images left to merge (every source was skipped)")
         if compress or format is IndexFormat.DOCKER:
             spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="ocimerge-gzip-"))
             images = [gzip_image(i, spool) for i in images]
@@ -182,14 +238,7 @@ def create(
         pushed: tuple[PushResult, ...] = ()
         if targets:
             publication = Publication(tuple(blobs), tuple(children_docs), assembly.index)
-            pushed = publish(
-                publication,
-                targets,
-                registry_options or RegistryOptions(),
-                jobs=jobs,
-                on_event=on_event,
-                dry_run=dry_run,
-            )
+            pushed = publish(publication, targets, pool, jobs=jobs, on_event=on_event, dry_run=dry_run)
         return CreateResult(
             index=assembly.index,
             assembly=assembly,
@@ -242,9 +291,8 @@ def push(
         documents += [d for d in loaded.indexes if d.descriptor.digest != root.descriptor.digest]
         documents = [d for d in documents if d.descriptor.digest != root.descriptor.digest]
         publication = Publication(tuple(blobs), tuple(documents), root, tuple(loaded.absent))
-        pushed = publish(
-            publication, targets, registry_options or RegistryOptions(), jobs=jobs, on_event=on_event, dry_run=dry_run
-        )
+        with RegistryPool(registry_options) as pool:
+            pushed = publish(publication, targets, pool, jobs=jobs, on_event=on_event, dry_run=dry_run)
         return PushSourceResult(root.descriptor, images, pushed, loaded.notes)
     finally:
         opened.close()

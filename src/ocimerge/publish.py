@@ -7,7 +7,6 @@ uploading them again.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,7 +18,7 @@ from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.manifest import Document
 from ocimerge.model.reference import Reference
 from ocimerge.push import PushEvent, PushResult, push_content
-from ocimerge.registry.api import Registry, RegistryOptions
+from ocimerge.remote import RegistryPool
 
 __all__ = ["Publication", "parse_target", "publish"]
 
@@ -46,10 +45,21 @@ def parse_target(text: str) -> Reference:
     return reference
 
 
+def _mount_sources(publication: Publication, host: str, repository: str, first: str | None) -> dict[str, str]:
+    """[PUSH-4] Where in ``host`` each blob can be mounted from, for a push to ``repository``."""
+    sources: dict[str, str] = {}
+    for blob in publication.blobs:
+        if blob.origin is not None and blob.origin[0] == host and blob.origin[1] != repository:
+            sources[str(blob.digest)] = blob.origin[1]  # it came from this registry
+        elif first is not None and first != repository:
+            sources[str(blob.digest)] = first  # an earlier target of this run received it
+    return sources
+
+
 def publish(
     publication: Publication,
     targets: Sequence[Reference],
-    options: RegistryOptions,
+    pool: RegistryPool,
     *,
     jobs: int = 4,
     on_event: Callable[[PushEvent], None] | None = None,
@@ -62,28 +72,24 @@ def publish(
         if target.tag and target.tag not in tags:
             tags.append(target.tag)
     results: list[PushResult] = []
-    with contextlib.ExitStack() as stack:
-        clients: dict[str, Registry] = {}
-        first_repository: dict[str, str] = {}
-        for (host, repository), tags in by_repository.items():
-            registry = clients.get(host)
-            if registry is None:
-                registry = clients[host] = stack.enter_context(Registry(host, options))
-            source = first_repository.setdefault(host, repository)
-            mount_from = {str(b.digest): source for b in publication.blobs} if source != repository else {}
-            results.append(
-                push_content(
-                    registry,
-                    repository,
-                    blobs=publication.blobs,
-                    documents=publication.documents,
-                    root=publication.root,
-                    tags=tags,
-                    mount_from=mount_from,
-                    required=publication.required,
-                    jobs=jobs,
-                    on_event=on_event,
-                    dry_run=dry_run,
-                )
+    first_repository: dict[str, str] = {}
+    for (host, repository), tags in by_repository.items():
+        registry = pool.get(host)
+        first = first_repository.get(host)
+        first_repository.setdefault(host, repository)
+        results.append(
+            push_content(
+                registry,
+                repository,
+                blobs=publication.blobs,
+                documents=publication.documents,
+                root=publication.root,
+                tags=tags,
+                mount_from=_mount_sources(publication, host, repository, first),
+                required=publication.required,
+                jobs=jobs,
+                on_event=on_event,
+                dry_run=dry_run,
             )
+        )
     return tuple(results)

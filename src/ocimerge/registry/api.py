@@ -34,6 +34,7 @@ from ocimerge.errors import (
 from ocimerge.model import mediatype as mt
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
+from ocimerge.model.reference import DOCKER_HUB
 from ocimerge.registry.auth import RegistryAuth
 from ocimerge.registry.challenge import Scope
 from ocimerge.registry.credentials import Credentials, resolve_credentials
@@ -46,6 +47,7 @@ from ocimerge.registry.transport import RetryPolicy, TLSOptions, build_client, i
 
 __all__ = ["MANIFEST_ACCEPT", "Mounted", "Registry", "RegistryOptions"]
 
+DOCKER_HUB_API = "registry-1.docker.io"
 MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
 MAX_MANIFEST = 4 * 1024 * 1024
 
@@ -142,7 +144,7 @@ class Registry:
         )
         self._count_lock = threading.Lock()
         self.requests: Counter[str] = Counter()
-        self.client = build_client(host, tls, auth=self.auth, transport=transport)
+        self.client = build_client(self.api_host, tls, auth=self.auth, transport=transport)
         self._scheme = "http" if tls.plain_http else "https"
         self._pinged = False
         self._sleep = sleep
@@ -166,8 +168,13 @@ class Registry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def api_host(self) -> str:
+        """Where the API answers: Docker Hub's references say docker.io, its API is elsewhere."""
+        return DOCKER_HUB_API if self.host in (DOCKER_HUB, "index.docker.io") else self.host
+
     def url(self, path: str) -> str:
-        return f"{self._scheme}://{self.host}{path}"
+        return f"{self._scheme}://{self.api_host}{path}"
 
     def _count(self, key: str) -> None:
         with self._count_lock:
@@ -236,7 +243,9 @@ class Registry:
             with contextlib.suppress(httpx.HTTPError):
                 response.read()
             response.close()
-            raise_for_response(response, what, self.host)
+            raise_for_response(
+                response, what, self.host, self.credentials.source if self.credentials else "anonymous access"
+            )
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -244,7 +253,7 @@ class Registry:
         """[API-1] ``GET /v2/``: learn the auth scheme (and TLS or not, for loopback hosts)."""
         if self._pinged:
             return
-        fallback = self._scheme == "https" and is_loopback(self.host)
+        fallback = self._scheme == "https" and is_loopback(self.api_host)
         try:
             response = self._send(
                 "GET", self.url("/v2/"), kind="ping", what="API version check", ok=(401, 404), retry=not fallback

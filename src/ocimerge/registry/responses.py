@@ -110,8 +110,13 @@ def describe(response: httpx.Response) -> tuple[str, str]:
     return "", response.reason_phrase or ""
 
 
-def raise_for_response(response: httpx.Response, what: str, registry: str) -> None:
-    """Raise the error a failed response means; return when it succeeded (2xx)."""
+def raise_for_response(
+    response: httpx.Response, what: str, registry: str, credentials: str = "anonymous access"
+) -> None:
+    """Raise the error a failed response means; return when it succeeded (2xx).
+
+    ``credentials`` names where the credentials came from (never the secret), for 401/403.
+    """
     if response.is_success:
         return
     code, message = describe(response)
@@ -119,9 +124,13 @@ def raise_for_response(response: httpx.Response, what: str, registry: str) -> No
     url = redact_url(response.request.url)
     detail = f"{code}: {message}" if code else f"{status} {message}".strip()
     if status == 401:
-        raise UnauthorizedError(f"{registry}: authentication failed for {what} ({detail}); check the credentials")
+        raise UnauthorizedError(
+            f"{registry}: authentication failed for {what} ({detail}) with {credentials}; check the credentials"
+        )
     if status == 403 or code == "DENIED":
-        raise DeniedError(f"{registry}: access denied for {what} ({detail}); the account may only pull")
+        raise DeniedError(
+            f"{registry}: access denied for {what} ({detail}) with {credentials}; the account may not have this right"
+        )
     cls = _BY_CODE.get(code, RegistryCodeError)
     raise cls(
         f"{registry}: {what} failed: {detail} ({status} from {url})",

@@ -33,14 +33,28 @@ from ocimerge.sources.docker_archive import DockerArchive
 from ocimerge.sources.oci_layout import OciLayout
 from ocimerge.sources.selector import Selector
 
-__all__ = ["Selector", "Source", "SourceSpec", "as_spec", "load", "open_source", "parse_source"]
+__all__ = [
+    "Selector",
+    "Source",
+    "SourceSpec",
+    "as_spec",
+    "check_platform",
+    "load",
+    "looks_like_registry_reference",
+    "open_source",
+    "parse_source",
+]
 
 _PREFIXES = ("oci-archive:", "docker-archive:", "oci:")
 
 
 @attrs.frozen
 class SourceSpec:
-    """A parsed source argument: where, which entry, and the platform the user says it is."""
+    """A parsed source argument: where, which entry, and the platform the user says it is.
+
+    ``kind`` is ``auto`` (detect from content), ``oci``, ``oci-archive``, ``docker-archive``,
+    or ``registry`` (then ``path`` holds the image reference).
+    """
 
     text: str
     path: str
@@ -49,8 +63,23 @@ class SourceSpec:
     platform: Platform | None = None
 
 
+def looks_like_registry_reference(text: str) -> bool:
+    """[SOURCE-3] Whether a bare argument names a registry image rather than a local path.
+
+    It does when no such path exists, it has no local prefix, and its first component is a
+    registry host: it holds a ``.`` or a ``:``, or is ``localhost`` (``ghcr.io/o/app:1``,
+    ``localhost:5000/app``). Docker Hub images need ``docker://`` or ``docker.io/``.
+    """
+    if text.startswith(("docker://",)):
+        return True
+    if text.startswith(_PREFIXES) or os.path.exists(text) or "/" not in text:
+        return False
+    first = text.split("/", 1)[0]
+    return "." in first or ":" in first or first == "localhost"
+
+
 def parse_source(text: str) -> SourceSpec:
-    """[SOURCE-2] Parse ``[PREFIX:]PATH[:TAG|@DIGEST][=PLATFORM]``."""
+    """[SOURCE-2] Parse ``[PREFIX:]PATH[:TAG|@DIGEST][=PLATFORM]``, or a registry reference."""
     rest = text
     platform: Platform | None = None
     if not os.path.exists(rest) and "=" in rest:
@@ -58,11 +87,11 @@ def parse_source(text: str) -> SourceSpec:
         if "/" in tail or os.path.exists(head):
             platform = Platform.parse(tail)
             rest = head
-    if rest.startswith("docker://"):
-        raise UsageError(
-            f"{text}: registry sources (docker://) are not supported yet; export the image "
-            "with 'skopeo copy docker://… oci-archive:FILE' and pass the file"
-        )
+    if rest.startswith("docker://") or looks_like_registry_reference(rest):
+        reference = rest.removeprefix("docker://")
+        if not reference:
+            raise UsageError(f"{text!r}: no image reference after docker://")
+        return SourceSpec(text=text, path=reference, kind="registry", platform=platform)
     kind = "auto"
     for prefix in _PREFIXES:
         if rest.startswith(prefix) and not os.path.exists(rest):
@@ -175,6 +204,8 @@ def _layers_in_order(image: Image) -> bool:
 
 def open_source(spec: SourceSpec) -> Source:
     """[SOURCE-1] Open the directory or archive ``spec`` names, detected from its content."""
+    if spec.kind == "registry":
+        raise UsageError(f"{spec.text}: a registry image, not a local source")
     fs = open_filesystem(spec.path, name=spec.path)
     try:
         if spec.kind == "docker-archive" or not fs.exists("index.json"):
@@ -191,12 +222,16 @@ def open_source(spec: SourceSpec) -> Source:
 
 
 def load(spec: SourceSpec, source: Source) -> ImageSet:
-    """The images ``spec`` selects from ``source``, filtered or checked by its platform.
+    """The images ``spec`` selects from ``source``, filtered or checked by its platform."""
+    return check_platform(spec, source.load(spec.selector))
 
-    [PLATFORM-5] ``SRC=PLATFORM`` picks that platform out of a multi-platform source; for a
-    single image it must agree with the image's config, or it is an error naming both.
+
+def check_platform(spec: SourceSpec, loaded: ImageSet) -> ImageSet:
+    """[PLATFORM-5] Apply ``SRC=PLATFORM`` to what a source held.
+
+    It picks that platform out of a multi-platform source; for a single image it must agree
+    with the image's config, or it is an error naming both.
     """
-    loaded = source.load(spec.selector)
     if spec.platform is None:
         return loaded
     wanted = spec.platform
