@@ -1,8 +1,9 @@
 """Sources and targets from a template or a spec file ([SPEC-1], [SPEC-2]).
 
 [SPEC-1] ``--template REF --platforms P1,P2`` makes one registry source per platform by
-replacing the placeholders ``OS``, ``ARCH`` and ``VARIANT`` (upper case, not inside a longer
-upper-case word, as manifest-tool spells them), each checked against its platform.
+replacing the placeholders ``OS``, ``ARCH`` and ``VARIANT`` (as manifest-tool spells them; an
+upper-case run is replaced only when it is made of placeholders, so ``ARCHVARIANT`` works and
+``HOST`` stays), each source checked against its platform.
 [SPEC-2] ``--spec FILE`` is JSON (YAML would cost a dependency):
 ``{"image": "REG/REPO:TAG", "tags": ["1.0"], "manifests": [{"image": "SRC", "platform":
 {"os": "linux", "architecture": "arm64", "variant": "v8"}}], "annotations": {"k": "v"}}``,
@@ -23,7 +24,28 @@ from ocimerge.model.reference import Reference
 
 __all__ = ["Plan", "expand_template", "read_spec"]
 
-_PLACEHOLDER = re.compile(r"(?<![A-Z])(OS|ARCH|VARIANT)(?![a-z])")
+_UPPER_RUN = re.compile(r"[A-Z]+")
+_PLACEHOLDERS = ("VARIANT", "ARCH", "OS")
+
+
+def _split_placeholders(run: str) -> list[str] | None:
+    """``ARCHVARIANT`` -> [ARCH, VARIANT]; None when the run is not made of placeholders (HOST)."""
+    parts: list[str] = []
+    while run:
+        word = next((p for p in _PLACEHOLDERS if run.startswith(p)), None)
+        if word is None:
+            return None
+        parts.append(word)
+        run = run[len(word) :]
+    return parts
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        parts = _split_placeholders(match.group(0))
+        return match.group(0) if parts is None else "".join(values[p] for p in parts)
+
+    return _UPPER_RUN.sub(replace, template)
 
 
 @attrs.frozen
@@ -39,12 +61,12 @@ def expand_template(template: str, platforms: Sequence[Platform]) -> Plan:
     """[SPEC-1] One source per platform, ``TEMPLATE`` with its placeholders filled in."""
     if not platforms:
         raise UsageError("--template needs --platforms, e.g. linux/amd64,linux/arm64")
-    if not _PLACEHOLDER.search(template):
+    if not any(_split_placeholders(m.group(0)) for m in _UPPER_RUN.finditer(template)):
         raise UsageError(f"--template {template!r} has no OS, ARCH or VARIANT placeholder")
     sources = []
     for platform in platforms:
         values = {"OS": platform.os, "ARCH": platform.architecture, "VARIANT": platform.variant}
-        reference = _PLACEHOLDER.sub(lambda m, v=values: v[m.group(1)], template)  # type: ignore[misc]
+        reference = _fill(template, values)
         sources.append(f"docker://{reference.removeprefix('docker://')}={platform}")
     return Plan(tuple(sources))
 

@@ -1,0 +1,271 @@
+"""Per-arch images already in registries as sources: pushed there by skopeo (a foreign client),
+merged by ocimerge across repositories and registries, pulled back by skopeo.
+
+Two real Distribution instances take part: an anonymous one and one behind token auth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+import ocimerge
+from imagebuilder import Image, oci_layout
+from ocimerge.errors import AuthError, PlatformConflictError
+from ocimerge.model.reference import Reference
+from ocimerge.registry.api import Registry, RegistryOptions
+from ocimerge.remote import MissingSourceError, RegistryPool, load_remote
+from registries import USERS, RegistryServer
+
+ALICE = RegistryOptions(username="alice", password=USERS["alice"])
+PLATFORMS = [("amd64", None), ("arm64", "v8"), ("arm", "v7")]
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def skopeo_push(server: RegistryServer, source: str, reference: str, *, all_: bool = False) -> None:
+    args = ["skopeo", "--insecure-policy", "copy", "--preserve-digests", "--dest-tls-verify=false"]
+    if all_:
+        args.append("--all")
+    if server.mode != "anonymous":
+        args += ["--dest-creds", f"alice:{USERS['alice']}"]
+    result = subprocess.run([*args, source, f"docker://{server.host}/{reference}"], capture_output=True, text=True,
+                            check=False, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+def per_arch(server: RegistryServer, repository: str, tmp_path: Path, *, attestation: bool = False) -> dict[str, str]:
+    """Push one image per platform as REPO:1.4-ARCHVARIANT with skopeo; return tag -> manifest digest."""
+    digests = {}
+    for arch, variant in PLATFORMS:
+        image = Image(architecture=arch, variant=variant)
+        tag = f"1.4-{arch}{variant or ''}"
+        layout = oci_layout([image], attestations=attestation, shape="index" if attestation else "manifest",
+                            names={0: tag})
+        path = layout.write_dir(str(tmp_path / f"{repository.replace('/', '_')}-{tag}"))
+        skopeo_push(server, f"oci:{path}:{tag}", f"{repository}:{tag}", all_=attestation)
+        digests[tag] = image.digest
+    return digests
+
+
+def skopeo_pull(server: RegistryServer, reference: str, dest: Path) -> dict[str, object]:
+    args = ["skopeo", "--insecure-policy", "copy", "--all", "--preserve-digests", "--src-tls-verify=false"]
+    if server.mode != "anonymous":
+        args += ["--src-creds", f"alice:{USERS['alice']}"]
+    result = subprocess.run([*args, f"docker://{server.host}/{reference}", f"oci:{dest}:x"], capture_output=True,
+                            text=True, check=False, timeout=300)
+    assert result.returncode == 0, result.stderr
+    index: dict[str, object] = json.loads((dest / "index.json").read_text())
+    [entry] = index["manifests"]  # type: ignore[misc]
+    return json.loads((dest / "blobs" / "sha256" / entry["digest"].split(":")[1]).read_bytes())  # type: ignore[no-any-return]
+
+
+def writes(server: RegistryServer, since: int) -> list[tuple[str, str, int]]:
+    return [r for r in server.requests()[since:] if r[0] in ("POST", "PUT", "PATCH")]
+
+
+# -- moving as little as possible -----------------------------------------------------------------
+
+
+def test_sources_in_the_target_repository_upload_nothing(registry: RegistryServer, tmp_path: Path) -> None:
+    repo = unique("team/app")
+    digests = per_arch(registry, repo, tmp_path)
+    before = len(registry.requests())
+    result = ocimerge.create([f"docker://{registry.host}/{repo}:{t}" for t in digests], tags=[f"{registry.host}/{repo}:1.4"])
+    [pushed] = result.pushed
+    assert pushed.count("upload") == 0
+    assert pushed.count("mount") == 0
+    assert pushed.count("skip") == len(pushed.blobs)
+    blob_writes = [r for r in writes(registry, before) if "/blobs/" in r[1]]
+    assert blob_writes == []
+    index = skopeo_pull(registry, f"{repo}:1.4", tmp_path / "pulled")
+    assert {m["digest"] for m in index["manifests"]} == set(digests.values())  # type: ignore[attr-defined]
+
+
+def test_same_registry_sources_are_mounted_not_uploaded(registry: RegistryServer, tmp_path: Path) -> None:
+    source, target = unique("ci/app"), unique("release/app")
+    digests = per_arch(registry, source, tmp_path)
+    before = len(registry.requests())
+    result = ocimerge.create([f"{registry.host}/{source}:{t}" for t in digests], tags=[f"{registry.host}/{target}:1.4"])
+    [pushed] = result.pushed
+    assert pushed.count("upload") == 0
+    assert pushed.count("mount") == len(pushed.blobs)
+    mounts = [r for r in writes(registry, before) if "mount=" in r[1]]
+    assert len(mounts) == len(pushed.blobs)
+    assert all(r[2] == 201 for r in mounts)
+    index = skopeo_pull(registry, f"{target}:1.4", tmp_path / "pulled")
+    assert {m["digest"] for m in index["manifests"]} == set(digests.values())  # type: ignore[attr-defined]
+
+
+def test_across_registries_blobs_stream_and_digests_survive(registry: RegistryServer, token_registry: RegistryServer,
+                                                             tmp_path: Path) -> None:
+    repo = unique("team/app")
+    digests = per_arch(token_registry, repo, tmp_path)
+    target = unique("mirror/app")
+    result = ocimerge.create([f"{token_registry.host}/{repo}:{t}" for t in digests],
+                             tags=[f"{registry.host}/{target}:1.4"], registry_options=ALICE)
+    [pushed] = result.pushed
+    assert pushed.count("upload") == len(pushed.blobs)
+    index = skopeo_pull(registry, f"{target}:1.4", tmp_path / "pulled")
+    assert {m["digest"] for m in index["manifests"]} == set(digests.values())  # type: ignore[attr-defined]
+    assert ocimerge.verify(str(tmp_path / "pulled")).ok
+
+
+def test_mixed_local_and_registry_sources(registry: RegistryServer, tmp_path: Path) -> None:
+    repo = unique("team/mixed")
+    image = Image(architecture="arm64", variant="v8")
+    path = oci_layout([image], names={0: "v"}, shape="manifest").write_dir(str(tmp_path / "arm64"))
+    skopeo_push(registry, f"oci:{path}:v", f"{repo}:arm64")
+    local = oci_layout([Image()]).write_tar(str(tmp_path / "amd64.tar"))
+    result = ocimerge.create([local, f"docker://{registry.host}/{repo}:arm64"], tags=[f"{registry.host}/{repo}:multi"])
+    assert sorted(str(i.platform) for i in result.images) == ["linux/amd64", "linux/arm64/v8"]
+    with pytest.raises(PlatformConflictError, match="linux/arm64"):
+        ocimerge.create([f"docker://{registry.host}/{repo}:arm64", f"{path}:v"], dry_run=True)
+
+
+def test_index_source_flattened_filtered_with_attestations(registry: RegistryServer, tmp_path: Path) -> None:
+    repo = unique("team/bk")
+    images = [Image(architecture=a, variant=v) for a, v in PLATFORMS]
+    layout = oci_layout(images, attestations=True, names={0: "all"}).write_dir(str(tmp_path / "bk"))
+    skopeo_push(registry, f"oci:{layout}:all", f"{repo}:all", all_=True)
+    result = ocimerge.create([f"docker://{registry.host}/{repo}:all"], tags=[f"{registry.host}/{repo}:two"],
+                             platforms=[ocimerge.Platform.parse("linux/amd64"), ocimerge.Platform.parse("linux/arm/v7")])
+    assert sorted(str(i.platform) for i in result.images) == ["linux/amd64", "linux/arm/v7"]
+    index = json.loads(result.index.raw)
+    attestations = [m for m in index["manifests"] if m["platform"]["os"] == "unknown"]
+    images_listed = [m["digest"] for m in index["manifests"] if m["platform"]["os"] != "unknown"]
+    assert sorted(a["annotations"]["vnd.docker.reference.digest"] for a in attestations) == sorted(images_listed)
+    shown = subprocess.run([sys.executable, "-m", "ocimerge", "inspect", "--json", f"docker://{registry.host}/{repo}:two"],
+                           capture_output=True, text=True, check=True, timeout=120)
+    [entry] = json.loads(shown.stdout)["entries"]
+    assert all(len(i["attestations"]) == 1 for i in entry["images"])
+    dropped = ocimerge.create([f"docker://{registry.host}/{repo}:all"], dry_run=True,
+                              attestations=ocimerge.AttestationPolicy.DROP)
+    assert all(m["platform"]["os"] != "unknown" for m in json.loads(dropped.index.raw)["manifests"])
+
+
+# -- the command line: templates, spec files, plans, metadata ---------------------------------------
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ocimerge", *args], capture_output=True, text=True, check=False,
+                          timeout=300, env={**os.environ})
+
+
+def test_template_with_ignore_missing_and_metadata(registry: RegistryServer, tmp_path: Path) -> None:
+    repo = unique("team/tpl")
+    digests = per_arch(registry, repo, tmp_path)
+    metadata = tmp_path / "meta.json"
+    result = cli("create", "--template", f"{registry.host}/{repo}:1.4-ARCHVARIANT",
+                 "--platforms", "linux/amd64,linux/arm64/v8,linux/arm/v7,linux/s390x", "--ignore-missing",
+                 "-t", f"{registry.host}/{repo}:1.4", "--metadata-file", str(metadata))
+    assert result.returncode == 0, result.stderr
+    assert "s390x" in result.stderr
+    assert "skipped" in result.stderr
+    meta = json.loads(metadata.read_text())
+    with Registry(registry.host) as client:
+        head = client.manifest_head(repo, "1.4")
+    assert head is not None
+    assert meta["containerimage.digest"] == str(head.digest)
+    assert len(meta["ocimerge"]["manifests"]) == len(digests)
+    missing = cli("create", "--template", f"{registry.host}/{repo}:1.4-ARCHVARIANT", "--platforms",
+                  "linux/amd64,linux/s390x", "--dry-run")
+    assert missing.returncode == 3
+    assert "1.4-s390x" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_spec_file_and_dry_run_plan(registry: RegistryServer, tmp_path: Path) -> None:
+    repo = unique("team/spec")
+    digests = per_arch(registry, repo, tmp_path)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({
+        "image": f"{registry.host}/{unique('team/out')}:2.0",
+        "tags": ["latest"],
+        "manifests": [{"image": f"{registry.host}/{repo}:1.4-amd64", "platform": {"os": "linux", "architecture": "amd64"}},
+                      {"image": f"docker://{registry.host}/{repo}:1.4-arm64v8", "platform": "linux/arm64/v8"}],
+        "annotations": {"org.opencontainers.image.source": "https://example.invalid/app"},
+    }))
+    before = len(registry.requests())
+    plan = cli("create", "--spec", str(spec), "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    lines = plan.stdout.splitlines()
+    raw = lines[0].encode()
+    assert lines[1] == f"Digest: {ocimerge.Digest.of(raw)}"
+    assert json.loads(raw)["annotations"] == {"org.opencontainers.image.source": "https://example.invalid/app"}
+    assert any(line.strip().startswith("mount") for line in lines[2:])
+    assert writes(registry, before) == []
+    done = cli("create", "--spec", str(spec), "--json", "-q")
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["digest"] == str(ocimerge.Digest.of(raw))
+    assert payload["pushed"][0]["tags"] == ["2.0", "latest"]
+    assert {m["digest"] for m in payload["manifests"]} == {digests["1.4-amd64"], digests["1.4-arm64v8"]}
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+def test_missing_source_tag_is_named(registry: RegistryServer) -> None:
+    repo = unique("team/none")
+    with pytest.raises(MissingSourceError, match=f"{repo}:nope"):
+        ocimerge.create([f"docker://{registry.host}/{repo}:nope"], dry_run=True)
+
+
+def test_unauthorised_source_registry_names_registry_and_credentials(token_registry: RegistryServer,
+                                                                      tmp_path: Path) -> None:
+    repo = unique("private/app")
+    per_arch(token_registry, repo, tmp_path)
+    with pytest.raises(AuthError) as caught:
+        ocimerge.create([f"docker://{token_registry.host}/{repo}:1.4-amd64"], dry_run=True)
+    message = str(caught.value)
+    assert token_registry.host in message
+    assert "anonymous" in message
+    with pytest.raises(AuthError) as wrong:
+        ocimerge.create([f"docker://{token_registry.host}/{repo}:1.4-amd64"], dry_run=True,
+                        registry_options=RegistryOptions(username="alice", password="wrong-pass-77"))
+    assert "--username/--password-stdin" in str(wrong.value)
+    assert "wrong-pass-77" not in str(wrong.value)
+
+
+# -- edge cases a real registry cannot be made to produce (MockTransport) ---------------------------
+
+
+def _mock_pool(documents: dict[str, tuple[bytes, str]]) -> RegistryPool:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        reference = request.url.path.rsplit("/", 1)[-1]
+        if reference in documents:
+            body, media_type = documents[reference]
+            return httpx.Response(200, content=body, headers={"Content-Type": media_type})
+        return httpx.Response(404, json={"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]})
+
+    pool = RegistryPool()
+    pool._clients["reg.example"] = Registry("reg.example", transport=httpx.MockTransport(handle), credentials=None)
+    return pool
+
+
+def test_schema_1_source_is_refused_with_the_way_out() -> None:
+    schema1 = json.dumps({"schemaVersion": 1, "name": "a", "tag": "old", "fsLayers": []}).encode()
+    with _mock_pool({"old": (schema1, "application/vnd.docker.distribution.manifest.v1+prettyjws")}) as pool, \
+            pytest.raises(ocimerge.UnsupportedMediaTypeError, match="schema 1 is not supported; re-push"):
+        load_remote(Reference.parse("reg.example/team/a:old"), pool)
+
+
+def test_source_index_with_missing_children_is_an_error() -> None:
+    child = Image()
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [child.entry()]}).encode()
+    with _mock_pool({"1.0": (index, "application/vnd.oci.image.index.v1+json")}) as pool, \
+            pytest.raises(MissingSourceError, match="does not have"):
+        load_remote(Reference.parse("reg.example/team/a:1.0"), pool)
