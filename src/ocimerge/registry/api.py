@@ -41,6 +41,7 @@ from ocimerge.registry.credentials import Credentials, resolve_credentials
 from ocimerge.registry.responses import (
     RegistryCodeError,
     raise_for_response,
+    read_capped,
     redact_url,
 )
 from ocimerge.registry.transport import RetryPolicy, TLSOptions, build_client, is_loopback
@@ -432,14 +433,9 @@ class Registry:
             headers={"Accept": MANIFEST_ACCEPT},
             stream=True,
         )
-        try:
-            raw = b""
-            for chunk in response.iter_bytes():
-                raw += chunk
-                if len(raw) > MAX_MANIFEST:
-                    raise RegistryError(f"{self.host}: manifest {reference} in {repository} is over 4 MiB")
-        finally:
-            response.close()
+        raw = read_capped(response, MAX_MANIFEST)
+        if raw is None:
+            raise RegistryError(f"{self.host}: manifest {reference} in {repository} is over 4 MiB")
         actual = Digest.of(raw)
         expected = (
             reference if reference.startswith(("sha256:", "sha512:")) else response.headers.get("docker-content-digest")

@@ -30,6 +30,7 @@ import httpx
 from ocimerge.errors import AuthError, TransportError
 from ocimerge.registry.challenge import Challenge, Scope, merge_scopes, parse_challenges
 from ocimerge.registry.credentials import Credentials
+from ocimerge.registry.responses import read_capped
 from ocimerge.registry.transport import is_loopback
 
 __all__ = ["RegistryAuth", "Token", "scopes_for_request"]
@@ -243,14 +244,9 @@ class RegistryAuth(httpx.Auth):
             ) from None
 
     def _token(self, response: httpx.Response, scopes: tuple[Scope, ...], url: httpx.URL) -> Token:
-        try:
-            body = b""
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_TOKEN_RESPONSE:
-                    raise AuthError(f"{self.registry}: token response from {url.host} is over 1 MiB")
-        finally:
-            response.close()
+        body = read_capped(response, MAX_TOKEN_RESPONSE)
+        if body is None:
+            raise AuthError(f"{self.registry}: token response from {url.host} is over 1 MiB")
         source = self.credentials.source if self.credentials else "anonymous access"
         if response.status_code in (401, 403):
             raise AuthError(

@@ -20,6 +20,7 @@ __all__ = [
     "NameUnknownError",
     "UnauthorizedError",
     "raise_for_response",
+    "read_capped",
     "redact_url",
 ]
 
@@ -87,6 +88,19 @@ def redact_url(url: httpx.URL | str) -> str:
     """[ERR-2] scheme://host/path, without query or credentials."""
     parsed = httpx.URL(str(url))
     return str(parsed.copy_with(query=None, fragment=None, username=None, password=None))
+
+
+def read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """The whole body of a streamed response, or None when it runs past ``limit``; closes it."""
+    body = bytearray()
+    try:
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > limit:
+                return None
+    finally:
+        response.close()
+    return bytes(body)
 
 
 def _errors(response: httpx.Response) -> list[dict[str, object]]:
