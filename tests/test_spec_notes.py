@@ -36,9 +36,7 @@ def pycon_test(path: Path) -> doctest.DocTest:
         for example in parser.get_examples(block["body"], name=path.name):
             example.lineno += first_line
             examples.append(example)
-    return doctest.DocTest(
-        examples, globs={}, name=path.name, filename=str(path), lineno=0, docstring=text
-    )
+    return doctest.DocTest(examples, globs={}, name=path.name, filename=str(path), lineno=0, docstring=text)
 
 
 def cited_ids(paths: list[Path]) -> dict[str, list[str]]:
@@ -77,9 +75,7 @@ def test_examples_run(path: Path) -> None:
     runner = doctest.DocTestRunner(optionflags=OPTIONS, verbose=False)
     result = runner.run(pycon_test(path), out=report.append, clear_globs=True)
     assert result.attempted >= 1, f"{path.name}: its pycon blocks hold no >>> example"
-    assert result.failed == 0, f"{path.name}: {result.failed} example(s) failed\n" + "".join(
-        report
-    )
+    assert result.failed == 0, f"{path.name}: {result.failed} example(s) failed\n" + "".join(report)
 
 
 def test_every_cited_clause_has_a_note() -> None:
