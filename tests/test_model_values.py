@@ -168,7 +168,7 @@ def test_reference_with_digest_has_no_default_tag() -> None:
     assert str(ref.digest) == "sha256:" + "0" * 64
 
 
-@pytest.mark.parametrize("bad", ["UPPER/case", "a/b:bad tag", "a@sha256:xyz", "a//b", "-a/b", "a/b:" + "x" * 129])
+@pytest.mark.parametrize("bad", ["acme/UPPER", "a/b:bad tag", "a@sha256:xyz", "a//b", "-a/b", "a/b:" + "x" * 129])
 def test_reference_rejects(bad: str) -> None:
     with pytest.raises(UsageError):
         Reference.parse(bad)

@@ -60,13 +60,23 @@ class VerifyingReader:
         return self._descriptor
 
     def read(self, size: int = -1) -> bytes:
-        """Read up to ``size`` bytes (all remaining when negative, bounded by the descriptor)."""
+        """Read up to ``size`` bytes; with ``size < 0``, everything the descriptor declares.
+
+        Reading everything loops until the declared size is reached, so a source that ends
+        early raises (truncated) and the digest is always checked before the bytes return.
+        """
         if self._remaining <= 0:
             return b""
-        want = self._remaining if size < 0 else min(size, self._remaining)
-        data = self._stream.read(want)
-        self._account(data)
-        return data
+        if size >= 0:
+            data = self._stream.read(min(size, self._remaining))
+            self._account(data)
+            return data
+        parts = []
+        while self._remaining > 0:
+            data = self._stream.read(self._remaining)
+            self._account(data)  # raises on a short source, checks the digest at the end
+            parts.append(data)
+        return b"".join(parts)
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
         """Fill ``buffer`` from the stream; returns the count, 0 at the end."""

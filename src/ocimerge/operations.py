@@ -94,7 +94,7 @@ def _strip_output_prefix(output: str) -> str:
 
 
 def _required_blobs(image: Image) -> Iterator[Blob]:
-    """[SINK-2] The blobs an image needs in the output; foreign layers are never copied."""
+    """[SINK-2] The blobs an image needs in the output; a foreign layer the source lacks is left out."""
     for blob in image.blobs():
         if not blob.available and mt.is_foreign_layer(blob.descriptor.media_type):
             continue

@@ -18,7 +18,7 @@ DOCKER_HUB = "docker.io"
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _DOMAIN = re.compile(
     r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
     r"|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
@@ -63,7 +63,8 @@ class Reference:
                 raise UsageError(f"invalid reference {original!r}: bad tag {tag!r}")
         first, sep, rest = text.partition("/")
         # [REF-1] the first component is a registry when it looks like a host name.
-        if sep and (("." in first or ":" in first) or first == "localhost" or first.startswith("[")):
+        looks_like_host = "." in first or ":" in first or first == "localhost" or first != first.lower()
+        if sep and (looks_like_host or first.startswith("[")):
             if not _DOMAIN.fullmatch(first):
                 raise UsageError(f"invalid reference {original!r}: bad registry {first!r}")
             registry, repository = first, rest

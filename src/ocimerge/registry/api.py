@@ -198,7 +198,10 @@ class Registry:
         """Send with the retry policy; ``body`` re-creates the content for every attempt.
 
         Returns the response for 2xx and for statuses in ``ok``; raises the translated error
-        otherwise. [RETRY-1]
+        otherwise. [RETRY-1] Every request ocimerge sends may be repeated: HEAD, GET and PUT
+        are idempotent, a repeated POST opens a fresh upload session, and a PATCH re-sends its
+        chunk from a re-opened blob (a registry that kept part of it answers 416, which is
+        final).
         """
         if kind != "ping":
             self.ping()
@@ -241,9 +244,6 @@ class Registry:
                 if not stream:
                     response.read()
                 return response
-            with contextlib.suppress(httpx.HTTPError):
-                response.read()
-            response.close()
             raise_for_response(
                 response, what, self.host, self.credentials.source if self.credentials else "anonymous access"
             )
@@ -440,10 +440,14 @@ class Registry:
         expected = (
             reference if reference.startswith(("sha256:", "sha512:")) else response.headers.get("docker-content-digest")
         )
-        if expected and Digest.parse(expected).algorithm == "sha256" and Digest.parse(expected) != actual:
-            raise DigestMismatchError(
-                f"{self.host}: manifest {reference} in {repository} does not match its digest {expected}"
-            )
+        if expected:
+            want = Digest.parse(expected)
+            got = Digest.of(raw, want.algorithm)
+            if got != want:
+                raise DigestMismatchError(
+                    f"{self.host}: manifest {reference} in {repository} does not match its digest {want} "
+                    f"(its bytes hash to {got})"
+                )
         media_type = (response.headers.get("content-type") or "").split(";")[0].strip()
         return raw, media_type, actual
 

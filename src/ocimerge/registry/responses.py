@@ -7,6 +7,7 @@ redacted: the query string (which may carry upload state) is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import httpx
@@ -103,19 +104,18 @@ def read_capped(response: httpx.Response, limit: int) -> bytes | None:
     return bytes(body)
 
 
-def _errors(response: httpx.Response) -> list[dict[str, object]]:
+def _errors(body: bytes) -> list[dict[str, object]]:
     try:
-        body = response.read()[:MAX_ERROR_BODY]
         value = json.loads(body)
-    except (ValueError, httpx.HTTPError):
+    except ValueError:
         return []
     errors = value.get("errors") if isinstance(value, dict) else None
     return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
 
-def describe(response: httpx.Response) -> tuple[str, str]:
+def describe(response: httpx.Response, body: bytes) -> tuple[str, str]:
     """The first error code and a short human message from a registry error response."""
-    errors = _errors(response)
+    errors = _errors(body)
     if errors:
         first = errors[0]
         code = str(first.get("code") or "UNKNOWN")
@@ -129,11 +129,15 @@ def raise_for_response(
 ) -> None:
     """Raise the error a failed response means; return when it succeeded (2xx).
 
+    [ERR-1] At most ``MAX_ERROR_BODY`` bytes of the body are read; the response is closed.
     ``credentials`` names where the credentials came from (never the secret), for 401/403.
     """
     if response.is_success:
         return
-    code, message = describe(response)
+    body = b""
+    with contextlib.suppress(httpx.HTTPError):
+        body = read_capped(response, MAX_ERROR_BODY) or b""
+    code, message = describe(response, body)
     status = response.status_code
     url = redact_url(response.request.url)
     detail = f"{code}: {message}" if code else f"{status} {message}".strip()

@@ -6,8 +6,8 @@ mutual TLS). ``--insecure`` skips verification; ``--plain-http`` speaks HTTP. A 
 registry (127.0.0.0/8, ::1, localhost) may be plain HTTP without asking, as docker allows:
 HTTPS is tried first and HTTP used when the server does not speak TLS.
 [RETRY-1] Requests are retried on 408, 429 and 5xx and on transport errors, with exponential
-backoff, full jitter and a cap, honouring ``Retry-After``; only requests that are idempotent
-or whose body can be re-opened are retried.
+backoff, full jitter and a cap, honouring ``Retry-After``. Every request ocimerge sends is safe
+to repeat (see ``Registry._send``) and its body is re-opened from the source for each attempt.
 """
 
 from __future__ import annotations

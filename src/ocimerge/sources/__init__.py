@@ -72,7 +72,7 @@ def looks_like_registry_reference(text: str) -> bool:
     """
     if text.startswith(("docker://",)):
         return True
-    if text.startswith(_PREFIXES) or os.path.exists(text) or "/" not in text:
+    if text.startswith((*_PREFIXES, "/", "./", "../", "~")) or os.path.exists(text) or "/" not in text:
         return False
     first = text.split("/", 1)[0]
     return "." in first or ":" in first or first == "localhost"

@@ -107,7 +107,7 @@ class _Member:
 
 def clean_member_name(name: str, archive: str) -> str:
     """[TAR-1] The cleaned name of a member; raise on absolute names and ``..``."""
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+    if name.startswith("/") or (len(name) > 2 and name[0].isalpha() and name[1] == ":" and name[2] in "/\\"):
         raise ArchiveError(f"{archive}: member {name!r} has an absolute path; refusing the archive")
     if ".." in name.split("/"):
         raise ArchiveError(f"{archive}: member {name!r} has a '..' component; refusing the archive")

@@ -100,7 +100,12 @@ class DockerArchive:
         """[DOCKER-2] The entry ``selector`` names by RepoTags (or by config digest)."""
         entries = self.entries
         if selector.digest is not None:
-            found = [e for e in entries if e.config.rsplit("/", 1)[-1].endswith(selector.digest.encoded)]
+            # the config's file name carries the image ID: <hex>.json, blobs/sha256/<hex>, sha256:<hex>
+            found = [
+                e
+                for e in entries
+                if e.config.rsplit("/", 1)[-1].removesuffix(".json").endswith(selector.digest.encoded)
+            ]
         elif selector.tag is not None:
             found = [e for e in entries if matches_name(selector.tag, e.repo_tags)]
         else:

@@ -6,8 +6,10 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
+from ocimerge.errors import UsageError
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
+from ocimerge.model.reference import Reference
 
 __all__ = ["Selector", "describe_choices", "matches_name"]
 
@@ -30,17 +32,27 @@ class Selector:
 def matches_name(wanted: str, names: Iterable[str]) -> bool:
     """[LAYOUT-3] Whether ``wanted`` names an entry called ``names``.
 
-    A full name matches itself; a bare tag matches the tag part of a full name
-    (``1.0`` matches ``docker.io/acme/app:1.0``), and ``app:1.0`` matches its normalised
-    ``docker.io/library/app:1.0``.
+    A name matches itself; a bare tag matches the tag part of a full name (``1.0`` matches
+    ``docker.io/acme/app:1.0``); otherwise both are compared as normalised references, so
+    ``app:1.0`` and ``docker.io/library/app:1.0`` name the same image, either way round.
     """
+    target = _normalised(wanted) if ":" in wanted or "/" in wanted else None
     for name in names:
         if wanted == name:
             return True
         tail = name.rsplit("/", 1)[-1]
-        if ":" in tail and (tail.rsplit(":", 1)[1] == wanted or name.endswith("/" + wanted)):
+        if ":" not in wanted and "/" not in wanted and ":" in tail and tail.rsplit(":", 1)[1] == wanted:
+            return True
+        if target is not None and _normalised(name) == target:
             return True
     return False
+
+
+def _normalised(name: str) -> Reference | None:
+    try:
+        return Reference.parse(name)
+    except UsageError:
+        return None
 
 
 def describe_choices(entries: Iterable[Descriptor], names: Callable[[Descriptor], tuple[str, ...]]) -> str:
