@@ -24,6 +24,8 @@ PYCON = re.compile(r"^```pycon[ \t]*\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | 
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 NOTE_FILES = sorted(NOTES.glob("*.md"))
+#: The notes that hold examples: every note but README.md (checked by test_notes_have_examples).
+EXAMPLE_FILES = [p for p in NOTE_FILES if PYCON.search(p.read_text(encoding="utf-8"))]
 
 
 def pycon_test(path: Path) -> doctest.DocTest:
@@ -67,10 +69,13 @@ def test_notes_exist() -> None:
     assert any(HEADING.search(p.read_text(encoding="utf-8")) for p in NOTE_FILES)
 
 
-@pytest.mark.parametrize("path", NOTE_FILES, ids=[p.name for p in NOTE_FILES])
+def test_notes_have_examples() -> None:
+    without = [p.name for p in NOTE_FILES if p.name != "README.md" and p not in EXAMPLE_FILES]
+    assert not without, f"spec notes without a pycon example: {without}"
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=[p.name for p in EXAMPLE_FILES])
 def test_examples_run(path: Path) -> None:
-    if not PYCON.search(path.read_text(encoding="utf-8")):
-        pytest.skip(f"{path.name} has no pycon block")
     report: list[str] = []
     runner = doctest.DocTestRunner(optionflags=OPTIONS, verbose=False)
     result = runner.run(pycon_test(path), out=report.append, clear_globs=True)

@@ -13,6 +13,7 @@ import json
 import httpx
 
 from ocimerge.errors import AuthError, RegistryError
+from ocimerge.registry.transport import RetryPolicy
 
 __all__ = [
     "BlobUnknownError",
@@ -154,5 +155,5 @@ def raise_for_response(
         f"{registry}: {what} failed: {detail} ({status} from {url})",
         status=status,
         url=url,
-        retryable=status in (408, 429) or status >= 500,
+        retryable=status in RetryPolicy().statuses,
     )

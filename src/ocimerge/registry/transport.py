@@ -5,7 +5,7 @@ docker's ``/etc/docker/certs.d/<host>/`` (``*.crt`` CAs, ``client.cert``/``clien
 mutual TLS). ``--insecure`` skips verification; ``--plain-http`` speaks HTTP. A loopback
 registry (127.0.0.0/8, ::1, localhost) may be plain HTTP without asking, as docker allows:
 HTTPS is tried first and HTTP used when the server does not speak TLS.
-[RETRY-1] Requests are retried on 408, 429 and 5xx and on transport errors, with exponential
+[RETRY-1] Requests are retried on 408, 429, 500, 502, 503 and 504 and on transport errors, with exponential
 backoff, full jitter and a cap, honouring ``Retry-After``. Every request ocimerge sends is safe
 to repeat (see ``Registry._send``) and its body is re-opened from the source for each attempt.
 """
