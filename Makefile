@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# byte-compile our own sources once, as pip does for a regular install: with
+	# PYTHONDONTWRITEBYTECODE set, an editable install would compile them at every start
+	$(BIN)/python -m compileall -q src >/dev/null
 	touch $(STAMP)
 
 # Install what the tests need from Debian when it is missing and apt-get is usable.
@@ -41,9 +44,11 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench demo
 	$(BIN)/mypy
+	$(BIN)/mypy --strict bench/merge_bench.py bench/push_bench.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/merge_bench.py
+	$(BIN)/python bench/push_bench.py
 
 clean:
 	rm -rf $(VENV) demo/out demo/in bench/work .mypy_cache .ruff_cache .pytest_cache .hypothesis
