@@ -20,8 +20,8 @@ import ocimerge
 from imagebuilder import Image, oci_layout
 from ocimerge.errors import AuthError, PlatformConflictError
 from ocimerge.model.reference import Reference
-from ocimerge.registry.api import Registry, RegistryOptions
-from ocimerge.remote import MissingSourceError, RegistryPool, load_remote
+from ocimerge.registry.api import Registry, RegistryOptions, RegistryPool
+from ocimerge.remote import MissingSourceError, load_remote
 from registries import USERS, RegistryServer
 
 ALICE = RegistryOptions(username="alice", password=USERS["alice"])
@@ -114,7 +114,9 @@ def test_across_registries_blobs_stream_and_digests_survive(registry: RegistrySe
     result = ocimerge.create([f"{token_registry.host}/{repo}:{t}" for t in digests],
                              tags=[f"{registry.host}/{target}:1.4"], registry_options=ALICE)
     [pushed] = result.pushed
-    assert pushed.count("upload") == len(pushed.blobs)
+    assert pushed.count("copy") == len(pushed.blobs)
+    assert all(b.source == f"{token_registry.host}/{repo}" for b in pushed.blobs)
+    assert pushed.bytes_uploaded == sum(b.size for b in pushed.blobs)
     index = skopeo_pull(registry, f"{target}:1.4", tmp_path / "pulled")
     assert {m["digest"] for m in index["manifests"]} == set(digests.values())  # type: ignore[attr-defined]
     assert ocimerge.verify(str(tmp_path / "pulled")).ok

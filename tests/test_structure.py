@@ -28,7 +28,6 @@ LAYERS: dict[str, int] = {
     "ocimerge.registry.credentials": 2,
     "ocimerge.registry": 3,
     "ocimerge.registry.api": 4,
-    "ocimerge.push": 5,
     "ocimerge.publish": 5,
     "ocimerge.remote": 5,
     "ocimerge.inspection": 5,

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from ocimerge.model.platform import Platform
     from ocimerge.model.reference import Reference
     from ocimerge.operations import CreateResult, PushSourceResult, create, open_images, push
-    from ocimerge.push import PushEvent, PushResult
+    from ocimerge.publish import PushEvent, PushResult
     from ocimerge.registry.api import Registry, RegistryOptions
     from ocimerge.registry.credentials import Credentials
     from ocimerge.registry.transport import RetryPolicy, TLSOptions
@@ -81,8 +81,8 @@ _LAZY = {
     "ImageSet": "ocimerge.content",
     "IndexFormat": "ocimerge.model.assemble",
     "Platform": "ocimerge.model.platform",
-    "PushEvent": "ocimerge.push",
-    "PushResult": "ocimerge.push",
+    "PushEvent": "ocimerge.publish",
+    "PushResult": "ocimerge.publish",
     "PushSourceResult": "ocimerge.operations",
     "Reference": "ocimerge.model.reference",
     "Registry": "ocimerge.registry.api",

@@ -29,7 +29,7 @@ from ocimerge.model.assemble import Annotation, AttestationPolicy, IndexFormat
 from ocimerge.model.platform import Platform
 from ocimerge.operations import CreateResult, create, push
 from ocimerge.progress import ProgressView
-from ocimerge.push import PushResult
+from ocimerge.publish import PushResult
 from ocimerge.registry.api import RegistryOptions
 from ocimerge.registry.transport import TLSOptions
 from ocimerge.specfile import expand_template, read_spec
@@ -266,8 +266,9 @@ def _push_rows(results: Sequence[PushResult], out: TextIO) -> None:
         tags = ", ".join(result.tags) or "(no tag)"
         out.write(
             f"{verb} {result.registry}/{result.repository} [{tags}] {result.root.digest}: "
-            f"{result.count('upload')} blobs uploaded ({_human(result.bytes_uploaded)}), "
-            f"{result.count('mount')} mounted, {result.count('skip')} already there; "
+            f"{result.count('upload')} blobs uploaded, {result.count('copy')} copied from another registry "
+            f"({_human(result.bytes_uploaded)}), {result.count('mount')} mounted, "
+            f"{result.count('skip')} already there; "
             f"{result.manifests_pushed} manifests pushed, {result.manifests_skipped} already there\n"
         )
         if result.dry_run:  # the plan, blob by blob

@@ -32,11 +32,10 @@ from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.manifest import Document, ImageIndex
 from ocimerge.model.platform import Platform
 from ocimerge.model.reference import Reference
-from ocimerge.publish import Publication, parse_target, publish
-from ocimerge.push import PushEvent, PushResult
+from ocimerge.publish import Publication, PushEvent, PushResult, parse_target, publish
 from ocimerge.recompress import gzip_image
-from ocimerge.registry.api import RegistryOptions
-from ocimerge.remote import MissingSourceError, RegistryPool, load_remote
+from ocimerge.registry.api import RegistryOptions, RegistryPool
+from ocimerge.remote import MissingSourceError, load_remote
 from ocimerge.sinks.oci_layout import write_layout
 from ocimerge.sources import SourceSpec, as_spec, check_platform, open_source
 from ocimerge.sources import load as load_spec

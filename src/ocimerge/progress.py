@@ -10,7 +10,7 @@ import threading
 import time
 from typing import TextIO
 
-from ocimerge.push import PushEvent
+from ocimerge.publish import PushEvent
 
 __all__ = ["ProgressView"]
 

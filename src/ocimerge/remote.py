@@ -9,7 +9,8 @@ platforms; its attestation manifests follow their images.
 [REMOTE-3] A child the source index names but the registry does not have is an error naming
 both; a missing source tag is an error naming it (or, with ``ignore_missing``, a note).
 [REMOTE-4] Schema 1 manifests are refused with the way out.
-[REMOTE-5] One client per registry host for the whole run, shared by sources and targets.
+[REMOTE-5] One client per registry host for the whole run, shared by sources and targets
+(:class:`ocimerge.registry.api.RegistryPool`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ocimerge.model.manifest import (
 )
 from ocimerge.model.platform import Platform
 from ocimerge.model.reference import Reference
-from ocimerge.registry.api import Registry, RegistryOptions
+from ocimerge.registry.api import Registry, RegistryPool
 from ocimerge.registry.responses import ManifestUnknownError, NameUnknownError
 
 __all__ = ["MissingSourceError", "RegistryPool", "load_remote"]
@@ -49,31 +50,6 @@ _MAX_NESTING = 8
 
 class MissingSourceError(BlobMissingError):
     """The source tag or digest is not in the registry."""
-
-
-class RegistryPool:
-    """[REMOTE-5] One :class:`Registry` per host for a whole run; close it at the end."""
-
-    def __init__(self, options: RegistryOptions | None = None) -> None:
-        self.options = options or RegistryOptions()
-        self._clients: dict[str, Registry] = {}
-
-    def get(self, host: str) -> Registry:
-        client = self._clients.get(host)
-        if client is None:
-            client = self._clients[host] = Registry(host, self.options)
-        return client
-
-    def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
-
-    def __enter__(self) -> RegistryPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _ResponseStream:

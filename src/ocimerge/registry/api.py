@@ -46,7 +46,7 @@ from ocimerge.registry.responses import (
 )
 from ocimerge.registry.transport import RetryPolicy, TLSOptions, build_client, is_loopback
 
-__all__ = ["MANIFEST_ACCEPT", "Mounted", "Registry", "RegistryOptions"]
+__all__ = ["MANIFEST_ACCEPT", "Mounted", "Registry", "RegistryOptions", "RegistryPool"]
 
 DOCKER_HUB_API = "registry-1.docker.io"
 MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
@@ -478,3 +478,28 @@ class Registry:
             if not link:
                 return found
             url, params = response.request.url.join(link), None
+
+
+class RegistryPool:
+    """[REMOTE-5] One :class:`Registry` per host for a whole run; close it at the end."""
+
+    def __init__(self, options: RegistryOptions | None = None) -> None:
+        self.options = options or RegistryOptions()
+        self._clients: dict[str, Registry] = {}
+
+    def get(self, host: str) -> Registry:
+        client = self._clients.get(host)
+        if client is None:
+            client = self._clients[host] = Registry(host, self.options)
+        return client
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def __enter__(self) -> RegistryPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
