@@ -376,3 +376,39 @@ def test_password_grant_when_the_get_form_is_not_served() -> None:
 
     with Registry("reg.example", transport=httpx.MockTransport(handle), credentials=Credentials("t", "u", "p")) as registry:
         assert registry.blob_exists("a", Digest.of(b"x")) is None
+
+
+def test_chunked_upload_reads_the_blob_once_and_a_retried_chunk_rereads() -> None:
+    import io
+
+    data = bytes(range(256)) * 40  # 10 KiB
+    opens = {"n": 0}
+
+    def opener() -> io.BytesIO:
+        opens["n"] += 1
+        return io.BytesIO(data)
+
+    blob = Blob(Descriptor("application/octet-stream", Digest.of(data), len(data)), opener, "counted blob")
+    stored = bytearray()
+    failures = {"left": 1}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": "/v2/a/blobs/uploads/u"})
+        if request.method == "PATCH":
+            start, _end = map(int, request.headers["content-range"].split("-"))
+            if start == 4096 and failures["left"]:
+                failures["left"] -= 1
+                return httpx.Response(503)
+            assert start == len(stored)
+            stored.extend(request.content)
+            return httpx.Response(202, headers={"Location": "/v2/a/blobs/uploads/u"})
+        return httpx.Response(201, headers={"Docker-Content-Digest": str(blob.digest)})
+
+    options = RegistryOptions(chunk_size=2048, retry=RetryPolicy(attempts=3, base_delay=0))
+    with Registry("reg.example", options, transport=httpx.MockTransport(handle), credentials=None) as registry:
+        registry.upload("a", blob)
+    assert bytes(stored) == data
+    assert opens["n"] == 2  # once for the whole blob, once more for the chunk sent again

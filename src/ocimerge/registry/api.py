@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 import httpx
 
-from ocimerge.content import CHUNK_SIZE, Blob
+from ocimerge.content import CHUNK_SIZE, Blob, VerifyingReader
 from ocimerge.errors import (
     DigestMismatchError,
     RegistryError,
@@ -73,31 +73,54 @@ class Mounted:
 
 
 class _Body:
-    """An upload body streamed from a blob, hashed on the way (verified at the end)."""
+    """A whole upload body streamed from a blob, hashed on the way (verified at the end)."""
 
-    def __init__(self, blob: Blob, progress: Callable[[int], None] | None, start: int = 0, length: int | None = None):
+    def __init__(self, blob: Blob, progress: Callable[[int], None] | None) -> None:
         self.blob = blob
         self.progress = progress
-        self.start = start
-        self.length = blob.descriptor.size - start if length is None else length
 
     def __iter__(self) -> Iterator[bytes]:
         with self.blob.open() as reader:
-            remaining = self.start
-            while remaining:  # skip to the chunk (re-reading keeps the digest check whole)
-                skipped = reader.read(min(CHUNK_SIZE, remaining))
-                remaining -= len(skipped)
-            left = self.length
-            while left > 0:
-                data = reader.read(min(CHUNK_SIZE, left))
-                if not data:
-                    break
-                left -= len(data)
+            while data := reader.read(CHUNK_SIZE):
                 if self.progress is not None:
                     self.progress(len(data))
-                yield data
-            if self.start + self.length == self.blob.descriptor.size:
-                reader.read(1)  # reach EOF so the digest is checked before the request ends
+                yield data  # the last read reached the declared size: the digest was checked
+
+
+class _Chunks:
+    """[API-7] One verifying reader shared by every chunk of a chunked upload.
+
+    Chunks are read in order from one stream, so a blob is read once however many chunks it
+    takes. A chunk sent again (a retry) re-opens the blob and skips to its start; the skipped
+    bytes are hashed too, so the digest check at the end still covers the whole blob.
+    """
+
+    def __init__(self, blob: Blob, progress: Callable[[int], None] | None) -> None:
+        self.blob = blob
+        self.progress = progress
+        self._reader: VerifyingReader | None = None
+        self._position = 0
+
+    def body(self, start: int, length: int) -> Iterator[bytes]:
+        if self._reader is None or self._position != start:
+            self.close()
+            self._reader = self.blob.open()
+            self._position = 0
+            while self._position < start:
+                self._position += len(self._reader.read(min(CHUNK_SIZE, start - self._position)))
+        reader = self._reader
+        left = length
+        while left > 0 and (data := reader.read(min(CHUNK_SIZE, left))):
+            left -= len(data)
+            self._position += len(data)
+            if self.progress is not None:
+                self.progress(len(data))
+            yield data
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 _UNTRUSTED = "TLS certificate not trusted"
@@ -364,26 +387,30 @@ class Registry:
         self, repository: str, location: str, blob: Blob, chunk: int, progress: Callable[[int], None] | None
     ) -> None:
         size = blob.descriptor.size
+        chunks = _Chunks(blob, progress)
         start = 0
-        while start < size:
-            length = min(chunk, size - start)
-            response = self._send(
-                "PATCH",
-                location,
-                kind="chunk",
-                what=f"upload chunk of blob {blob.digest.short}",
-                headers={
-                    "Content-Type": "application/octet-stream",
-                    "Content-Length": str(length),
-                    "Content-Range": f"{start}-{start + length - 1}",
-                },
-                body=lambda s=start, n=length: _Body(blob, progress, s, n),  # type: ignore[misc]
-            )
-            location = self._location(response)
-            minimum = response.headers.get("oci-chunk-min-length")
-            if minimum and minimum.isdigit() and chunk < int(minimum):
-                chunk = int(minimum)
-            start += length
+        try:
+            while start < size:
+                length = min(chunk, size - start)
+                response = self._send(
+                    "PATCH",
+                    location,
+                    kind="chunk",
+                    what=f"upload chunk of blob {blob.digest.short}",
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Length": str(length),
+                        "Content-Range": f"{start}-{start + length - 1}",
+                    },
+                    body=lambda s=start, n=length: chunks.body(s, n),  # type: ignore[misc]
+                )
+                location = self._location(response)
+                minimum = response.headers.get("oci-chunk-min-length")
+                if minimum and minimum.isdigit() and chunk < int(minimum):
+                    chunk = int(minimum)
+                start += length
+        finally:
+            chunks.close()
         response = self._send(
             "PUT",
             self._with_digest(location, blob.digest),
