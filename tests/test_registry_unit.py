@@ -412,3 +412,17 @@ def test_chunked_upload_reads_the_blob_once_and_a_retried_chunk_rereads() -> Non
         registry.upload("a", blob)
     assert bytes(stored) == data
     assert opens["n"] == 2  # once for the whole blob, once more for the chunk sent again
+
+
+def test_explicit_credentials_go_only_to_their_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("OCIMERGE_USERNAME", "envuser")
+    monkeypatch.setenv("OCIMERGE_PASSWORD", "envpass")
+    options = RegistryOptions(username="u", password="p", explicit_hosts=frozenset({"target.example"}))
+    mine = options.credentials_for("target.example")
+    assert mine is not None
+    assert mine.username == "u"
+    assert options.credentials_for("source.example") is None  # neither --username nor OCIMERGE_*
+    unscoped = RegistryOptions().credentials_for("any.example")
+    assert unscoped is not None
+    assert unscoped.username == "envuser"

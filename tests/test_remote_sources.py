@@ -6,6 +6,7 @@ Two real Distribution instances take part: an anonymous one and one behind token
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -107,12 +108,18 @@ def test_same_registry_sources_are_mounted_not_uploaded(registry: RegistryServer
 
 
 def test_across_registries_blobs_stream_and_digests_survive(registry: RegistryServer, token_registry: RegistryServer,
-                                                             tmp_path: Path) -> None:
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = unique("team/app")
     digests = per_arch(token_registry, repo, tmp_path)
     target = unique("mirror/app")
+    # the source registry's credentials come from docker's config; --username would belong to the target
+    config = tmp_path / "docker"
+    config.mkdir()
+    auth = base64.b64encode(f"alice:{USERS['alice']}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {token_registry.host: {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
     result = ocimerge.create([f"{token_registry.host}/{repo}:{t}" for t in digests],
-                             tags=[f"{registry.host}/{target}:1.4"], registry_options=ALICE)
+                             tags=[f"{registry.host}/{target}:1.4"])
     [pushed] = result.pushed
     assert pushed.count("copy") == len(pushed.blobs)
     assert all(b.source == f"{token_registry.host}/{repo}" for b in pushed.blobs)

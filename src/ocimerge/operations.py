@@ -147,6 +147,16 @@ def _load_each(
     return loaded
 
 
+def _scope_credentials(
+    options: RegistryOptions | None, specs: Sequence[SourceSpec], targets: Sequence[Reference]
+) -> RegistryOptions | None:
+    """[CRED-4] Explicit credentials belong to the targets' registries, else to the sources'."""
+    if options is None or options.explicit_hosts is not None:
+        return options
+    hosts = {t.registry for t in targets} or {Reference.parse(s.path).registry for s in specs if s.kind == "registry"}
+    return attrs.evolve(options, explicit_hosts=frozenset(hosts))
+
+
 def create(
     sources: Sequence[str | SourceSpec],
     output: str | None = None,
@@ -182,11 +192,13 @@ def create(
     if output is None and not tags and not dry_run:
         raise UsageError("nothing to do: pass -o PATH, -t REGISTRY/REPO:TAG, or --dry-run")
     targets = [parse_target(t) for t in tags]
+    specs = [as_spec(s) for s in sources]
+    registry_options = _scope_credentials(registry_options, specs, targets)
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(RegistryPool(registry_options))
         notes: list[str] = []
         loaded = _load_each(
-            [as_spec(s) for s in sources],
+            specs,
             stack,
             pool,
             platforms=platforms,
@@ -277,6 +289,7 @@ def push(
     if not tags:
         raise UsageError("no target given: ocimerge push SRC REGISTRY/REPO:TAG")
     targets = [parse_target(t) for t in tags]
+    registry_options = _scope_credentials(registry_options, [], targets)
     spec = as_spec(source)
     opened = open_source(spec)
     try:

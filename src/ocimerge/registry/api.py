@@ -16,6 +16,7 @@ smaller than ``OCI-Chunk-Min-Length``, and close with an empty PUT.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections import Counter
@@ -55,7 +56,13 @@ MAX_MANIFEST = 4 * 1024 * 1024
 
 @attrs.frozen
 class RegistryOptions:
-    """How to reach and authenticate to registries (shared by every host in one run)."""
+    """How to reach and authenticate to registries (shared by every host in one run).
+
+    [CRED-4] ``username``/``password`` (and ``OCIMERGE_USERNAME``/``OCIMERGE_PASSWORD``) are
+    one registry's credentials: with ``explicit_hosts`` set they go to those hosts only, and
+    every other registry of the run gets its own from docker's config (or none). A run that
+    reads from one registry and pushes to another never hands one's password to the other.
+    """
 
     tls: TLSOptions = attrs.field(factory=TLSOptions)
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
@@ -63,6 +70,14 @@ class RegistryOptions:
     password: str | None = attrs.field(default=None, repr=False)
     chunk_size: int | None = None
     chunked_threshold: int = 1024 * 1024 * 1024
+    explicit_hosts: frozenset[str] | None = None
+
+    def credentials_for(self, host: str) -> Credentials | None:
+        """[CRED-4] The credentials ``host`` gets: explicit ones only where they belong."""
+        if self.explicit_hosts is None or host in self.explicit_hosts:
+            return resolve_credentials(host, username=self.username, password=self.password)
+        env = {k: v for k, v in os.environ.items() if k not in ("OCIMERGE_USERNAME", "OCIMERGE_PASSWORD")}
+        return resolve_credentials(host, env=env)
 
 
 @attrs.frozen
@@ -158,7 +173,7 @@ class Registry:
         self.options = options or RegistryOptions()
         tls = self.options.tls
         if credentials is None:
-            credentials = resolve_credentials(host, username=self.options.username, password=self.options.password)
+            credentials = self.options.credentials_for(host)
         self.credentials = credentials
         self._token_clients: dict[str, httpx.Client] = {}
         self._transport = transport
