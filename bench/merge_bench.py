@@ -166,8 +166,9 @@ class Run:
 # Peak RSS needs a small launcher: Linux carries the hiwater RSS of the forking process over
 # exec into the child's ru_maxrss, so a command forked straight from this script would report
 # at least this script's RSS. The launcher (a bare interpreter, ~6-8 MiB, which is then the
-# floor of every figure) forks the command, times it and reports its wait4 rusage.
-_LAUNCHER = """
+# floor of every figure) forks the command, times it and reports its wait4 rusage (wall
+# seconds, peak RSS KiB, user and system CPU seconds; push_bench.py uses the CPU figures too).
+LAUNCHER = """
 import os, sys, time
 start = time.perf_counter()
 pid = os.fork()
@@ -179,7 +180,7 @@ if pid == 0:
     os._exit(127)
 _, status, usage = os.wait4(pid, 0)
 with open(sys.argv[1], "w") as f:
-    f.write(f"{time.perf_counter() - start} {usage.ru_maxrss}")
+    f.write(f"{time.perf_counter() - start} {usage.ru_maxrss} {usage.ru_utime} {usage.ru_stime}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -187,13 +188,13 @@ sys.exit(os.waitstatus_to_exitcode(status))
 def run(argv: Sequence[str]) -> Run:
     """Run a command; wall time and its peak RSS. Raise :class:`CommandError` if it fails."""
     with tempfile.TemporaryFile() as log, tempfile.NamedTemporaryFile("r") as figures:
-        launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, figures.name, *argv]
+        launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, figures.name, *argv]
         code = subprocess.call(launcher, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         if code != 0:
             log.seek(0)
             output = log.read().decode(errors="replace")[-4000:]
             raise CommandError(f"{shlex.join(argv)} exited with {code}:\n{output}")
-        seconds, rss = figures.read().split()
+        seconds, rss, _user, _system = figures.read().split()
     return Run(float(seconds), int(rss))
 
 

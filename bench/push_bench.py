@@ -71,6 +71,7 @@ from merge_bench import (
     PLATFORMS,
     ROOT,
     WORK,
+    LAUNCHER,
     CommandError,
     _add_blob,
     _add_bytes,
@@ -249,30 +250,10 @@ class Run:
         return self.user_s + self.sys_s
 
 
-# merge_bench's launcher (see the comment on its _LAUNCHER for why a launcher is needed at all:
-# a child forked from this script would inherit the script's RSS in ru_maxrss), extended to
-# report the child's user and system CPU time as well.
-_LAUNCHER = """
-import os, sys, time
-start = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execvp(sys.argv[2], sys.argv[2:])
-    except OSError as exc:
-        print(f"cannot run {sys.argv[2]}: {exc}", file=sys.stderr, flush=True)
-    os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as f:
-    f.write(f"{time.perf_counter() - start} {usage.ru_maxrss} {usage.ru_utime} {usage.ru_stime}")
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def launch(argv: Sequence[str]) -> tuple[Run, str]:
     """Run a command through the launcher: its figures and its stdout; raise if it fails."""
     with tempfile.NamedTemporaryFile("r") as figures:
-        launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, figures.name, *argv]
+        launcher = [sys.executable, "-I", "-S", "-c", LAUNCHER, figures.name, *argv]
         done = subprocess.run(launcher, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             output = (done.stdout + done.stderr)[-4000:]
