@@ -29,6 +29,14 @@ def registry() -> Iterator[RegistryServer]:
 
 
 @pytest.fixture(scope="session")
+def relative_registry() -> Iterator[RegistryServer]:
+    """Distribution, anonymous, answering uploads with relative Location headers."""
+    server = start_registry("relative")
+    yield server
+    cleanup(server)
+
+
+@pytest.fixture(scope="session")
 def tls_registry() -> Iterator[RegistryServer]:
     """Distribution with TLS (our own CA) and htpasswd Basic auth."""
     server = start_registry("htpasswd")

@@ -3,7 +3,7 @@
 ``/usr/bin/docker-registry`` (Debian package ``docker-registry``) is started on a free port
 with a temporary storage root, in one of three modes:
 
-- ``anonymous``: plain HTTP, no auth;
+- ``anonymous``: plain HTTP, no auth (``relative``: the same with relative upload Locations);
 - ``htpasswd``: TLS with a CA made here (``cryptography``), Basic auth from a bcrypt htpasswd;
 - ``token``: Bearer tokens from :class:`TokenServer`, which runs in this process and speaks
   the Docker token protocol (GET with optional Basic credentials, OAuth2 POST with the
@@ -278,6 +278,8 @@ class RegistryServer:
             "health:", "  storagedriver:", "    enabled: false",
             "http:", f"  addr: 127.0.0.1:{self.port}", f"  secret: {secrets.token_hex(16)}",
         ]
+        if self.mode == "relative":  # upload Locations relative to the request, not absolute
+            lines.append("  relativeurls: true")
         if self.mode == "htpasswd":
             ca = make_cert("ocimerge test CA", ca=True)
             import ipaddress

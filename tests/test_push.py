@@ -44,7 +44,7 @@ def alice(server: RegistryServer, **extra: object) -> RegistryOptions:
 
 def skopeo_pull_all(server: RegistryServer, reference: str, dest: Path) -> bytes:
     args = ["skopeo", "--insecure-policy", "copy", "--all", "--preserve-digests", "--src-tls-verify=false"]
-    if server.mode != "anonymous":
+    if server.mode not in ("anonymous", "relative"):
         args += ["--src-creds", f"alice:{USERS['alice']}"]
     result = subprocess.run([*args, f"docker://{server.host}/{reference}", f"oci:{dest}:pulled"],
                             capture_output=True, text=True, check=False, timeout=300)
@@ -61,12 +61,12 @@ def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None)
 # -- the main job ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["registry", "tls_registry", "token_registry"])
+@pytest.mark.parametrize("mode", ["registry", "relative_registry", "tls_registry", "token_registry"])
 def test_create_and_push_then_skopeo_pulls_every_digest(request: pytest.FixtureRequest, mode: str,
                                                         inputs: list[str], tmp_path: Path) -> None:
     server: RegistryServer = request.getfixturevalue(mode)
     repo = unique("team/app")
-    options = alice(server) if server.mode != "anonymous" else RegistryOptions()
+    options = alice(server) if server.mode not in ("anonymous", "relative") else RegistryOptions()
     result = ocimerge.create(inputs, tags=[f"{server.host}/{repo}:1.0"], registry_options=options)
     [pushed] = result.pushed
     assert pushed.tags == ("1.0",)
@@ -376,3 +376,13 @@ def test_readme_library_example_runs(registry: RegistryServer, tmp_path: Path) -
     with Registry(registry.host) as client:
         assert client.manifest_head("team/app", "1.0") is not None
         assert client.manifest_head("team/app", "1.0-archive") is not None
+
+
+def test_relative_locations_and_chunks(relative_registry: RegistryServer, tmp_path: Path) -> None:
+    image = Image(gzip_layers=False, layers=[os.urandom(250_000)])
+    path = oci_layout([image]).write_tar(str(tmp_path / "rel.tar"))
+    repo = unique("team/relative")
+    ocimerge.push(path, [f"{relative_registry.host}/{repo}:1"], registry_options=RegistryOptions(chunk_size=100_000))
+    with Registry(relative_registry.host) as client:
+        raw, _media_type, _digest = client.manifest_get(repo, "1")
+    assert raw == image.manifest
