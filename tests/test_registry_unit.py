@@ -426,3 +426,26 @@ def test_explicit_credentials_go_only_to_their_registry(tmp_path: Path, monkeypa
     unscoped = RegistryOptions().credentials_for("any.example")
     assert unscoped is not None
     assert unscoped.username == "envuser"
+
+
+def test_an_upload_location_on_another_host_gets_no_credentials() -> None:
+    data = b"layer bytes"
+    blob = Blob.from_bytes(Descriptor("application/octet-stream", Digest.of(data), len(data)), data, "blob")
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "storage.example":
+            return httpx.Response(201, headers={"Docker-Content-Digest": str(blob.digest)})
+        if "authorization" not in request.headers:
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": "https://storage.example/upload/1?sig=abc"})
+        return httpx.Response(200)
+
+    with Registry("reg.example", transport=httpx.MockTransport(handle), credentials=Credentials("t", "u", "secret")) as registry:
+        registry.upload("a", blob)
+    storage = [r for r in seen if r.url.host == "storage.example"]
+    assert storage
+    assert all("authorization" not in r.headers for r in storage)
+    assert any("authorization" in r.headers for r in seen if r.url.host == "reg.example")

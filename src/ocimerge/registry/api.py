@@ -179,7 +179,12 @@ class Registry:
         self._transport = transport
         self._transport = transport
         self.auth = RegistryAuth(
-            host, credentials, self._token_client, allow_plain_realm=tls.insecure or tls.plain_http, clock=clock
+            host,
+            credentials,
+            self._token_client,
+            allow_plain_realm=tls.insecure or tls.plain_http,
+            clock=clock,
+            api_host=self.api_host,
         )
         self._count_lock = threading.Lock()
         self.requests: Counter[str] = Counter()

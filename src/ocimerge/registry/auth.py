@@ -10,7 +10,8 @@ so a long upload never sends an expired token. ``expires_in`` under 60 s counts 
 a username and password go as Basic credentials on a GET (falling back to the OAuth2
 ``password`` grant when the GET form is not served); without credentials the GET is anonymous.
 [TOKEN-4] Credentials go only to the registry and to the token realm its challenge announced,
-never to a plain-HTTP realm on another machine; redirects to other hosts drop them (httpx).
+never to a plain-HTTP realm on another machine; redirects to other hosts drop them (httpx), and
+a request to another host (an upload ``Location`` pointing at storage) is sent without them.
 [TOKEN-5] Token responses are capped at 1 MiB; ``token`` or ``access_token`` is the token.
 [TOKEN-6] A 401 after a fresh token is final: no loops.
 """
@@ -95,8 +96,10 @@ class RegistryAuth(httpx.Auth):
         *,
         allow_plain_realm: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        api_host: str | None = None,
     ) -> None:
         self.registry = registry
+        self._origin = (api_host or registry).lower()
         self.credentials = credentials
         self._token_client = token_client
         self._allow_plain_realm = allow_plain_realm
@@ -124,7 +127,17 @@ class RegistryAuth(httpx.Auth):
         names = {s.name for s in own}
         return merge_scopes([*own, *(w for w in self._wanted if w.name in names)])
 
+    def _same_origin(self, request: httpx.Request) -> bool:
+        netloc = request.url.netloc.decode().lower()
+        default = {"https": 443, "http": 80}.get(request.url.scheme)
+        return netloc == self._origin or (request.url.port in (None, default) and request.url.host == self._origin)
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if not self._same_origin(request):
+            # [TOKEN-4] an upload Location or a redirect on another host is a new endpoint:
+            # it gets no credentials of ours
+            yield request
+            return
         needed = self._needed(request)
         header = self._authorization(needed, force=False)
         if header:
