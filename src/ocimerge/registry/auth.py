@@ -250,7 +250,14 @@ class RegistryAuth(httpx.Auth):
 
     def _send(self, client: httpx.Client, request: httpx.Request, basic: tuple[str, str] | None) -> httpx.Response:
         try:
-            return client.send(request, auth=httpx.BasicAuth(*basic) if basic else None, stream=True)
+            # a POST carries its secret (password or refresh token) in the body, which httpx would
+            # re-send on a 307 to any host: token POSTs follow no redirects
+            return client.send(
+                request,
+                auth=httpx.BasicAuth(*basic) if basic else None,
+                stream=True,
+                follow_redirects=request.method == "GET",
+            )
         except httpx.HTTPError as exc:
             raise TransportError(
                 f"{self.registry}: cannot reach the token service {request.url.host}: {exc.__class__.__name__}"
