@@ -148,3 +148,12 @@ def test_version_and_module_entry_point() -> None:
     result = run("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("ocimerge ")
+
+
+def test_gzipped_output_archive_is_deterministic_and_readable(tmp_path: Path, inputs: list[str]) -> None:
+    first, second = tmp_path / "a.tar.gz", tmp_path / "b.tgz"
+    assert run("create", "-o", str(first), *inputs).returncode == 0
+    assert run("create", "-o", str(second), *inputs).returncode == 0
+    assert first.read_bytes()[:2] == b"\x1f\x8b"
+    assert first.read_bytes() == second.read_bytes()
+    assert run("verify", str(second)).returncode == 0

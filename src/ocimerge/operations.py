@@ -79,10 +79,10 @@ class CreateResult:
 
 
 def _is_output_archive(output: str) -> bool:
-    """``-o x.tar`` (or ``oci-archive:x``) writes an archive; anything else a directory."""
+    """``-o x.tar`` (``.tar.gz``, ``.tgz``, or ``oci-archive:x``) writes an archive; else a directory."""
     if output.startswith("oci:"):
         return False
-    return output.startswith("oci-archive:") or output.endswith((".tar", ".tar.gz"))
+    return output.startswith("oci-archive:") or output.endswith((".tar", ".tar.gz", ".tgz"))
 
 
 def _strip_output_prefix(output: str) -> str:

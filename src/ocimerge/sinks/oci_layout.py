@@ -7,11 +7,13 @@ blob that does not match its descriptor aborts the write.
 [SINK-3] Order: ``oci-layout``, blobs (layers and configs, then manifests, then the index),
 ``index.json`` last, naming the index with ``org.opencontainers.image.ref.name``.
 [SINK-4] Tar members are deterministic: mode 0444, mtime 0, uid/gid 0, no user names.
+[SINK-5] A destination ending in ``.gz`` or ``.tgz`` is gzipped as a whole, deterministically.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import shutil
 import tarfile
@@ -158,7 +160,11 @@ def _write_tar(destination: str, content: list[Blob], index: bytes) -> int:
     fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(destination)}.", dir=os.path.dirname(destination))
     try:
         total = 0
-        with os.fdopen(fd, "wb") as out:
+        with contextlib.ExitStack() as files:
+            out: BinaryIO = files.enter_context(os.fdopen(fd, "wb"))
+            if destination.endswith((".gz", ".tgz")):
+                # [SINK-5] compressed as a whole, deterministically (no name, mtime 0)
+                out = files.enter_context(gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0))  # type: ignore[assignment]
             _write_member(out, "oci-layout", _bytes_blob(LAYOUT_HEADER))
             for directory in sorted({"blobs/", *(os.path.dirname(_blob_name(b)) + "/" for b in content)}):
                 out.write(_tar_header(directory, 0, directory=True))
