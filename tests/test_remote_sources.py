@@ -278,3 +278,20 @@ def test_source_index_with_missing_children_is_an_error() -> None:
     with _mock_pool({"1.0": (index, "application/vnd.oci.image.index.v1+json")}) as pool, \
             pytest.raises(MissingSourceError, match="does not have"):
         load_remote(Reference.parse("reg.example/team/a:1.0"), pool)
+
+
+def test_push_copies_a_registry_image_as_it_is(registry: RegistryServer, tmp_path: Path) -> None:
+    repo = unique("team/src")
+    images = [Image(architecture=a, variant=v) for a, v in PLATFORMS[:2]]
+    layout = oci_layout(images, attestations=True, names={0: "all"}).write_dir(str(tmp_path / "bk"))
+    skopeo_push(registry, f"oci:{layout}:all", f"{repo}:all", all_=True)
+    with Registry(registry.host) as client:
+        source_root = client.manifest_head(repo, "all")
+    assert source_root is not None
+    target = unique("team/copy")
+    result = ocimerge.push(f"docker://{registry.host}/{repo}:all", [f"{registry.host}/{target}:all"])
+    assert result.root.digest == source_root.digest
+    [pushed] = result.pushed
+    assert pushed.count("mount") == len(pushed.blobs)
+    index = skopeo_pull(registry, f"{target}:all", tmp_path / "pulled")
+    assert len(index["manifests"]) == 4  # type: ignore[arg-type]

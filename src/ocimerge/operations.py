@@ -284,27 +284,30 @@ def push(
 
     The air-gapped half of the job: an archive written earlier by :func:`create` (or by buildx,
     skopeo, docker save) goes into a registry unchanged. Children the source names but does not
-    hold must already be in the target repository, or nothing is tagged.
+    hold must already be in the target repository, or nothing is tagged. A registry source
+    (``docker://REF``) is copied the same way: mounted within its registry, streamed across.
     """
     if not tags:
         raise UsageError("no target given: ocimerge push SRC REGISTRY/REPO:TAG")
     targets = [parse_target(t) for t in tags]
     registry_options = _scope_credentials(registry_options, [], targets)
     spec = as_spec(source)
-    opened = open_source(spec)
-    try:
-        loaded = load_spec(spec, opened)
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(RegistryPool(registry_options))
+        if spec.kind == "registry":  # a copy between registries, byte for byte
+            loaded = check_platform(spec, load_remote(Reference.parse(spec.path), pool))
+        else:
+            opened = open_source(spec)
+            stack.callback(opened.close)
+            loaded = load_spec(spec, opened)
         root = loaded.root_document
         images = loaded.images
         blobs = [b for i in images for b in i.blobs()]
         blobs += [b for i in images for a in i.attestations for b in a.blobs]
         documents: list[Document[Any]] = [i.manifest for i in images]
         documents += [a.manifest for i in images for a in i.attestations]
-        documents += [d for d in loaded.indexes if d.descriptor.digest != root.descriptor.digest]
+        documents += list(loaded.indexes)
         documents = [d for d in documents if d.descriptor.digest != root.descriptor.digest]
         publication = Publication(tuple(blobs), tuple(documents), root, tuple(loaded.absent))
-        with RegistryPool(registry_options) as pool:
-            pushed = publish(publication, targets, pool, jobs=jobs, on_event=on_event, dry_run=dry_run)
+        pushed = publish(publication, targets, pool, jobs=jobs, on_event=on_event, dry_run=dry_run)
         return PushSourceResult(root.descriptor, images, pushed, loaded.notes)
-    finally:
-        opened.close()
