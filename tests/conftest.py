@@ -20,33 +20,31 @@ def corpus() -> Path:
     return CORPUS
 
 
+def _serving(mode: str) -> Iterator[RegistryServer]:
+    server = start_registry(mode)
+    yield server
+    cleanup(server)
+
+
 @pytest.fixture(scope="session")
 def registry() -> Iterator[RegistryServer]:
     """Distribution, anonymous, plain HTTP on 127.0.0.1."""
-    server = start_registry("anonymous")
-    yield server
-    cleanup(server)
+    yield from _serving("anonymous")
 
 
 @pytest.fixture(scope="session")
 def relative_registry() -> Iterator[RegistryServer]:
     """Distribution, anonymous, answering uploads with relative Location headers."""
-    server = start_registry("relative")
-    yield server
-    cleanup(server)
+    yield from _serving("relative")
 
 
 @pytest.fixture(scope="session")
 def tls_registry() -> Iterator[RegistryServer]:
     """Distribution with TLS (our own CA) and htpasswd Basic auth."""
-    server = start_registry("htpasswd")
-    yield server
-    cleanup(server)
+    yield from _serving("htpasswd")
 
 
 @pytest.fixture(scope="session")
 def token_registry() -> Iterator[RegistryServer]:
     """Distribution with Bearer token auth from the test suite's token server."""
-    server = start_registry("token")
-    yield server
-    cleanup(server)
+    yield from _serving("token")
