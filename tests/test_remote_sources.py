@@ -295,3 +295,31 @@ def test_push_copies_a_registry_image_as_it_is(registry: RegistryServer, tmp_pat
     assert pushed.count("mount") == len(pushed.blobs)
     index = skopeo_pull(registry, f"{target}:all", tmp_path / "pulled")
     assert len(index["manifests"]) == 4  # type: ignore[arg-type]
+
+
+def test_a_corrupted_registry_blob_is_caught_by_verify_and_in_transit(registry: RegistryServer,
+                                                                      relative_registry: RegistryServer,
+                                                                      tmp_path: Path) -> None:
+    repo = unique("team/verify")
+    image = Image(gzip_layers=False, layers=[os.urandom(50_000)])
+    path = oci_layout([image]).write_tar(str(tmp_path / "v.tar"))
+    ocimerge.push(path, [f"{registry.host}/{repo}:1"])
+    assert ocimerge.verify(f"docker://{registry.host}/{repo}:1").ok
+    # flip one byte of the layer as Distribution stores it: it serves what it has, unchecked
+    layer = json.loads(image.manifest)["layers"][0]["digest"].split(":")[1]
+    data = registry.root / "storage" / "docker" / "registry" / "v2" / "blobs" / "sha256" / layer[:2] / layer / "data"
+    content = bytearray(data.read_bytes())
+    content[100] ^= 0xFF
+    data.write_bytes(bytes(content))
+    report = ocimerge.verify(f"docker://{registry.host}/{repo}:1")
+    assert not report.ok
+    assert any("does not match its digest" in p for p in report.problems)
+    shown = cli("verify", f"docker://{registry.host}/{repo}:1")
+    assert shown.returncode == 3
+    assert "problem:" in shown.stdout
+    # copying it to another registry fails in transit, and nothing is tagged there
+    target = unique("mirror/verify")
+    with pytest.raises(ocimerge.DigestMismatchError):
+        ocimerge.create([f"docker://{registry.host}/{repo}:1"], tags=[f"{relative_registry.host}/{target}:1"])
+    with Registry(relative_registry.host) as client:
+        assert client.manifest_head(target, "1") is None

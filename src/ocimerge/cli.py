@@ -182,8 +182,9 @@ def _parser() -> argparse.ArgumentParser:
     _registry_flags(i)
 
     v = commands.add_parser("verify", help="re-hash every blob of a source and report every problem")
-    v.add_argument("source", metavar="SRC")
+    v.add_argument("source", metavar="SRC|docker://REF")
     v.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _registry_flags(v)
     return parser
 
 
@@ -428,7 +429,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    report = verify(args.source)
+    report = verify(args.source, _options(args))
     if args.json:
         sys.stdout.write(
             json.dumps(

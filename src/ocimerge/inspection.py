@@ -13,6 +13,7 @@ from ocimerge.errors import (
     DocumentError,
     OcimergeError,
     PlatformMismatchError,
+    RegistryError,
     SelectionError,
     UnsupportedMediaTypeError,
 )
@@ -22,8 +23,9 @@ from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import ImageIndex, ImageManifest, decode_config, decode_manifest_or_index
 from ocimerge.model.reference import Reference
-from ocimerge.registry.api import Registry, RegistryOptions
-from ocimerge.sources import SourceSpec, as_spec, looks_like_registry_reference, open_source
+from ocimerge.registry.api import Registry, RegistryOptions, RegistryPool
+from ocimerge.remote import load_remote
+from ocimerge.sources import SourceSpec, as_spec, check_platform, looks_like_registry_reference, open_source
 from ocimerge.sources import load as load_spec
 
 __all__ = ["VerifyReport", "inspect", "inspect_remote", "is_remote", "verify"]
@@ -144,21 +146,49 @@ def _check_image(image: Image, seen: set[str], problems: list[str]) -> tuple[int
         try:
             size += drain(blob)
             count += 1
-        except (DigestMismatchError, BlobMissingError) as exc:
+        except (DigestMismatchError, BlobMissingError, RegistryError) as exc:
             problems.append(str(exc))
     return count, size
 
 
-def verify(source: str | SourceSpec) -> VerifyReport:
-    """Re-read and re-hash every blob of every image in a source; collect every problem."""
-    spec = as_spec(source)
-    opened = open_source(spec)
+def _tally(results: list[ImageSet | OcimergeError], text: str) -> VerifyReport:
     problems: list[str] = []
     notes: list[str] = []
     seen: set[str] = set()
     count = size = 0
+    for result in results:
+        if isinstance(result, UnsupportedMediaTypeError):
+            notes.append(f"not an image, not checked: {result}")
+            continue
+        if isinstance(result, OcimergeError):
+            problems.append(str(result))
+            continue
+        for image in result.images:
+            c, s = _check_image(image, seen, problems)
+            count += c + 2  # the manifest and config were verified as they were read
+            size += s + image.manifest.descriptor.size + image.config.descriptor.size
+    return VerifyReport(text, tuple(problems), count, size, tuple(notes))
+
+
+def verify(source: str | SourceSpec, options: RegistryOptions | None = None) -> VerifyReport:
+    """Re-read and re-hash every blob of every image in a source; collect every problem.
+
+    A registry image (``docker://REF``) is downloaded blob by blob, streamed and hashed, never
+    stored.
+    """
+    spec = as_spec(source)
+    results: list[ImageSet | OcimergeError]
+    if spec.kind == "registry":
+        with RegistryPool(options) as pool:
+            try:
+                results = [check_platform(spec, load_remote(Reference.parse(spec.path), pool))]
+            except (SelectionError, PlatformMismatchError):
+                raise
+            except (DigestMismatchError, DocumentError, UnsupportedMediaTypeError) as exc:
+                results = [exc]
+            return _tally(results, spec.text)
+    opened = open_source(spec)
     try:
-        results: list[ImageSet | OcimergeError]
         if spec.selector.tag or spec.selector.digest or spec.platform:
             try:
                 results = [load_spec(spec, opened)]
@@ -168,18 +198,7 @@ def verify(source: str | SourceSpec) -> VerifyReport:
                 results = [exc]
         else:
             results = opened.load_all()
-        for result in results:
-            if isinstance(result, UnsupportedMediaTypeError):
-                notes.append(f"not an image, not checked: {result}")
-                continue
-            if isinstance(result, OcimergeError):
-                problems.append(str(result))
-                continue
-            for image in result.images:
-                c, s = _check_image(image, seen, problems)
-                count += c + 2  # the manifest and config were verified as they were read
-                size += s + image.manifest.descriptor.size + image.config.descriptor.size
-        return VerifyReport(spec.text, tuple(problems), count, size, tuple(notes))
+        return _tally(results, spec.text)
     finally:
         opened.close()
 
