@@ -18,12 +18,9 @@ from ocimerge.errors import (
     UnsupportedMediaTypeError,
 )
 from ocimerge.model import mediatype as mt
-from ocimerge.model.codec import MAX_DOCUMENT_SIZE
 from ocimerge.model.descriptor import Descriptor
-from ocimerge.model.digest import Digest
-from ocimerge.model.manifest import ImageIndex, ImageManifest, decode_config, decode_manifest_or_index
 from ocimerge.model.reference import Reference
-from ocimerge.registry.api import Registry, RegistryOptions, RegistryPool
+from ocimerge.registry.api import RegistryOptions, RegistryPool
 from ocimerge.remote import load_remote
 from ocimerge.sources import SourceSpec, as_spec, check_platform, looks_like_registry_reference, open_source
 from ocimerge.sources import load as load_spec
@@ -56,6 +53,21 @@ def _image_json(image: Image) -> dict[str, Any]:
     }
 
 
+def _entry_json(result: ImageSet) -> dict[str, Any]:
+    """One entry of an ``inspect`` report: the same shape for local and registry sources."""
+    return {
+        "source": result.source,
+        "names": list(result.names),
+        "root": _root_json(result.root),
+        "images": [_image_json(i) for i in result.images],
+        "absent": [
+            {"platform": str(d.platform) if d.platform else None, "digest": str(d.digest), "mediaType": d.media_type}
+            for d in result.absent
+        ],
+        "notes": list(result.notes),
+    }
+
+
 def _root_json(root: Descriptor | None) -> dict[str, Any] | None:
     if root is None:
         return None
@@ -80,23 +92,7 @@ def inspect(source: str | SourceSpec) -> dict[str, Any]:
             if isinstance(result, OcimergeError):
                 entries.append({"error": str(result)})
                 continue
-            entries.append(
-                {
-                    "source": result.source,
-                    "names": list(result.names),
-                    "root": _root_json(result.root),
-                    "images": [_image_json(i) for i in result.images],
-                    "absent": [
-                        {
-                            "platform": str(d.platform) if d.platform else None,
-                            "digest": str(d.digest),
-                            "mediaType": d.media_type,
-                        }
-                        for d in result.absent
-                    ],
-                    "notes": list(result.notes),
-                }
-            )
+            entries.append(_entry_json(result))
         return {"source": spec.text, "entries": entries}
     finally:
         opened.close()
@@ -211,84 +207,17 @@ def is_remote(text: str) -> bool:
     return looks_like_registry_reference(text)
 
 
-def _remote_manifest_json(registry: Registry, repository: str, entry: Descriptor) -> dict[str, Any]:
-    raw, _media_type, _digest = registry.manifest_get(repository, str(entry.digest))
-    manifest = decode_manifest_or_index(raw, media_type=entry.media_type, where=f"{repository}@{entry.digest}")
-    out: dict[str, Any] = {
-        "platform": str(entry.platform) if entry.platform else None,
-        "digest": str(entry.digest),
-        "mediaType": entry.media_type,
-        "size": entry.size,
-    }
-    if isinstance(manifest, ImageManifest):
-        out["layers"] = [{"mediaType": d.media_type, "digest": str(d.digest), "size": d.size} for d in manifest.layers]
-        out["contentSize"] = manifest.config.size + sum(d.size for d in manifest.layers)
-    return out
-
-
 def inspect_remote(text: str, options: RegistryOptions | None = None, *, raw: bool = False) -> dict[str, Any]:
     """Describe ``REGISTRY/REPO:TAG`` like ``imagetools inspect``; ``raw`` adds the stored bytes.
 
-    An index is listed entry by entry (platform, digest, media type, size, layers), with its
-    attestation manifests and the image each one describes.
+    The image is read as a registry source is ([REMOTE-1]): an index is listed image by image
+    (platform, digests, media types, sizes, layers) with its attestation manifests and the
+    image each one describes; every manifest and config read is verified.
     """
     reference = Reference.parse(text.removeprefix("docker://"))
-    ref = str(reference.digest) if reference.digest else (reference.tag or "latest")
-    with Registry(reference.registry, options) as registry:
-        registry.ping()
-        document, media_type, digest = registry.manifest_get(reference.repository, ref)
-        value = decode_manifest_or_index(document, media_type=media_type or None, where=str(reference))
-        root = {"mediaType": value.effective_media_type, "digest": str(digest), "size": len(document)}
-        images: list[dict[str, Any]] = []
-        attestations: list[dict[str, Any]] = []
-        if isinstance(value, ImageIndex):
-            for entry in value.manifests:
-                kind = entry.annotation("vnd.docker.reference.type")
-                if kind is not None:
-                    attestations.append(
-                        {
-                            "digest": str(entry.digest),
-                            "size": entry.size,
-                            "type": kind,
-                            "references": entry.annotation("vnd.docker.reference.digest"),
-                        }
-                    )
-                else:
-                    images.append(_remote_manifest_json(registry, reference.repository, entry))
-        else:
-            config_raw, _, _ = _config(registry, reference.repository, value)
-            platform = decode_config(config_raw, where=f"{reference} config").platform
-            entry = Descriptor(value.effective_media_type, digest, len(document), platform=platform)
-            images.append(_remote_manifest_json(registry, reference.repository, entry))
-        for image in images:
-            image["attestations"] = [a for a in attestations if a["references"] == image["digest"]]
-        report: dict[str, Any] = {
-            "source": str(reference),
-            "entries": [
-                {
-                    "source": str(reference),
-                    "names": [reference.familiar],
-                    "root": root,
-                    "images": images,
-                    "absent": [],
-                    "notes": [],
-                }
-            ],
-        }
-        if raw:
-            report["raw"] = document.decode("utf-8")
-        return report
-
-
-def _config(registry: Registry, repository: str, manifest: ImageManifest) -> tuple[bytes, str, str]:
-    descriptor = manifest.config
-    if descriptor.size > MAX_DOCUMENT_SIZE:
-        raise DocumentError(f"{registry.host}/{repository}: config {descriptor.digest} is over 4 MiB")
-    response = registry.open_blob(repository, descriptor)
-    try:
-        data = response.read()
-    finally:
-        response.close()
-    if len(data) != descriptor.size or Digest.of(data, descriptor.digest.algorithm) != descriptor.digest:
-        raise DigestMismatchError(f"{registry.host}/{repository}: config {descriptor.digest} does not match its digest")
-    return data, descriptor.media_type, str(descriptor.digest)
+    with RegistryPool(options) as pool:
+        loaded = load_remote(reference, pool)
+    report: dict[str, Any] = {"source": str(reference), "entries": [_entry_json(loaded)]}
+    if raw:
+        report["raw"] = loaded.root_document.raw.decode("utf-8")
+    return report

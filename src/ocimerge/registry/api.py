@@ -87,27 +87,13 @@ class Mounted:
     digest: Digest
 
 
-class _Body:
-    """A whole upload body streamed from a blob, hashed on the way (verified at the end)."""
-
-    def __init__(self, blob: Blob, progress: Callable[[int], None] | None) -> None:
-        self.blob = blob
-        self.progress = progress
-
-    def __iter__(self) -> Iterator[bytes]:
-        with self.blob.open() as reader:
-            while data := reader.read(CHUNK_SIZE):
-                if self.progress is not None:
-                    self.progress(len(data))
-                yield data  # the last read reached the declared size: the digest was checked
-
-
 class _Chunks:
-    """[API-7] One verifying reader shared by every chunk of a chunked upload.
+    """[API-5][API-7] Upload bodies streamed from one verifying reader, hashed on the way.
 
-    Chunks are read in order from one stream, so a blob is read once however many chunks it
-    takes. A chunk sent again (a retry) re-opens the blob and skips to its start; the skipped
-    bytes are hashed too, so the digest check at the end still covers the whole blob.
+    A monolithic PUT is one chunk of the whole blob. Chunks are read in order from one stream,
+    so a blob is read once however many chunks it takes. A chunk sent again (a retry)
+    re-opens the blob and skips to its start; the skipped bytes are hashed too, so the digest
+    check, when the last byte is read, still covers the whole blob.
     """
 
     def __init__(self, blob: Blob, progress: Callable[[int], None] | None) -> None:
@@ -131,6 +117,8 @@ class _Chunks:
             if self.progress is not None:
                 self.progress(len(data))
             yield data
+        if self._position == self.blob.descriptor.size:
+            self.close()  # the whole blob was read (and its digest checked)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -389,7 +377,7 @@ class Registry:
                 started = self.start_upload(repository)  # too big for one request: chunk it
                 assert isinstance(started, str)
                 location = started
-        self._upload_chunked(repository, location, blob, chunk or 16 * 1024 * 1024, progress)
+        self._upload_chunked(location, blob, chunk or 16 * 1024 * 1024, progress)
 
     def _put_blob(self, location: str, blob: Blob, progress: Callable[[int], None] | None) -> None:
         digest = blob.digest
@@ -399,13 +387,11 @@ class Registry:
             kind="blob",
             what=f"upload blob {digest.short}",
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(blob.descriptor.size)},
-            body=lambda: _Body(blob, progress),
+            body=lambda: _Chunks(blob, progress).body(0, blob.descriptor.size),
         )
         self._check_digest(response, digest, "blob upload")
 
-    def _upload_chunked(
-        self, repository: str, location: str, blob: Blob, chunk: int, progress: Callable[[int], None] | None
-    ) -> None:
+    def _upload_chunked(self, location: str, blob: Blob, chunk: int, progress: Callable[[int], None] | None) -> None:
         size = blob.descriptor.size
         chunks = _Chunks(blob, progress)
         start = 0
@@ -439,7 +425,6 @@ class Registry:
             headers={"Content-Length": "0"},
         )
         self._check_digest(response, blob.digest, "blob upload")
-        del repository
 
     def cancel_upload(self, location: str) -> None:
         """``DELETE <location>``; failures are ignored (the registry expires sessions)."""
@@ -466,8 +451,9 @@ class Registry:
         digest = response.headers.get("docker-content-digest")
         media_type = (response.headers.get("content-type") or "").split(";")[0].strip()
         length = response.headers.get("content-length") or "0"
-        if not digest:
-            return Descriptor(media_type or mt.OCI_MANIFEST, Digest.of(b""), 0)
+        if not digest:  # the header is optional in distribution-spec v1.1: learn it from the bytes
+            raw, served_type, actual = self.manifest_get(repository, reference)
+            return Descriptor(served_type or media_type or mt.OCI_MANIFEST, actual, len(raw))
         return Descriptor(media_type or mt.OCI_MANIFEST, Digest.parse(digest), int(length) if length.isdigit() else 0)
 
     def manifest_get(self, repository: str, reference: str) -> tuple[bytes, str, Digest]:
