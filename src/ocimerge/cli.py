@@ -24,7 +24,7 @@ from ocimerge.errors import (
     RemoteError,
     UsageError,
 )
-from ocimerge.inspection import inspect, inspect_remote, is_remote, verify
+from ocimerge.inspection import inspect, inspect_remote, verify
 from ocimerge.model.assemble import Annotation, AttestationPolicy, IndexFormat
 from ocimerge.model.platform import Platform
 from ocimerge.operations import CreateResult, create, push
@@ -32,6 +32,7 @@ from ocimerge.progress import ProgressView
 from ocimerge.publish import PushResult
 from ocimerge.registry.api import RegistryOptions
 from ocimerge.registry.transport import TLSOptions
+from ocimerge.sources import looks_like_registry_reference
 from ocimerge.specfile import expand_template, read_spec
 
 __all__ = ["EXIT_CODES", "main"]
@@ -412,7 +413,7 @@ def _run_push(args: argparse.Namespace) -> int:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    if is_remote(args.source):
+    if looks_like_registry_reference(args.source):
         report = inspect_remote(args.source, _options(args), raw=args.raw)
         if args.raw:
             sys.stdout.write(report["raw"])

@@ -22,10 +22,10 @@ from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.reference import Reference
 from ocimerge.registry.api import RegistryOptions, RegistryPool
 from ocimerge.remote import load_remote
-from ocimerge.sources import SourceSpec, as_spec, check_platform, looks_like_registry_reference, open_source
+from ocimerge.sources import SourceSpec, as_spec, check_platform, open_source
 from ocimerge.sources import load as load_spec
 
-__all__ = ["VerifyReport", "inspect", "inspect_remote", "is_remote", "verify"]
+__all__ = ["VerifyReport", "inspect", "inspect_remote", "verify"]
 
 
 # -- inspect ------------------------------------------------------------------------------
@@ -200,11 +200,6 @@ def verify(source: str | SourceSpec, options: RegistryOptions | None = None) -> 
 
 
 # -- remote -------------------------------------------------------------------------------
-
-
-def is_remote(text: str) -> bool:
-    """Whether an argument names a registry image (``docker://`` or [SOURCE-3])."""
-    return looks_like_registry_reference(text)
 
 
 def inspect_remote(text: str, options: RegistryOptions | None = None, *, raw: bool = False) -> dict[str, Any]:
