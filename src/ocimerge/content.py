@@ -23,6 +23,7 @@ __all__ = [
     "CHUNK_SIZE",
     "Attestation",
     "Blob",
+    "BlobOrigin",
     "Image",
     "ImageSet",
     "VerifyingReader",
@@ -124,6 +125,21 @@ class VerifyingReader:
 
 
 @attrs.frozen
+class BlobOrigin:
+    """[PUSH-4] Where a blob lives in a registry: a push to that registry mounts it from there.
+
+    >>> str(BlobOrigin("ghcr.io", "acme/app"))
+    'ghcr.io/acme/app'
+    """
+
+    registry: str
+    repository: str
+
+    def __str__(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+
+@attrs.frozen
 class Blob:
     """Content named by a descriptor, with an opener that returns a fresh raw stream.
 
@@ -136,10 +152,10 @@ class Blob:
     descriptor: Descriptor
     opener: Opener | None = attrs.field(eq=False, repr=False)
     where: str = attrs.field(eq=False)
-    origin: tuple[str, str] | None = attrs.field(default=None, eq=False)
+    origin: BlobOrigin | None = attrs.field(default=None, eq=False)
 
     @classmethod
-    def from_bytes(cls, descriptor: Descriptor, data: bytes, where: str, origin: tuple[str, str] | None = None) -> Blob:
+    def from_bytes(cls, descriptor: Descriptor, data: bytes, where: str, origin: BlobOrigin | None = None) -> Blob:
         """A blob whose (small, already read) bytes are in memory: documents and configs."""
         return cls(descriptor, lambda: io.BytesIO(data), where, origin)
 

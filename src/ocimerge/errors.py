@@ -3,40 +3,70 @@
 Every error ocimerge raises on purpose derives from :class:`OcimergeError`; its ``str()`` is
 one line that names the file, member, field or registry response at fault and says what to
 do. The CLI maps the classes below to exit codes in one table (``ocimerge.cli.EXIT_CODES``);
-library callers catch the class that matters to them.
+library callers catch the class that matters to them. Every class is exported from
+``ocimerge``. Third-party exceptions are translated where they are caught, with the original
+chained as ``__cause__`` (``OCIMERGE_DEBUG=1`` prints it).
 
     OcimergeError
-    ├── UsageError                the command line or API call itself is wrong
-    ├── InputError                a source is unreadable or not what it claims to be
-    │   ├── NotAnImageError       no archive or layout at all
-    │   ├── ArchiveError          hostile, truncated or malformed tar
-    │   ├── DocumentError         invalid JSON, or JSON that is not the document it claims
+    ├── UsageError                  the command line or API call itself is wrong
+    ├── InputError                  a source is unreadable or not what it claims to be
+    │   ├── NotAnImageError         no archive or layout at all
+    │   ├── ArchiveError            hostile, truncated or malformed tar
+    │   ├── DocumentError           invalid JSON, or JSON that is not the document it claims
     │   ├── UnsupportedMediaTypeError
-    │   ├── BlobMissingError      a referenced blob is absent
-    │   ├── DigestMismatchError   bytes do not match their descriptor
-    │   └── SelectionError        SRC:TAG / SRC@DIGEST names nothing, or the choice is ambiguous
-    ├── ModelError                the inputs are readable but cannot be merged as asked
-    │   ├── PlatformMismatchError a platform given for a source disagrees with its config
-    │   ├── PlatformConflictError two sources of one platform
-    │   └── ConversionError       a Docker manifest list cannot hold what the inputs carry
-    ├── OutputError               the destination cannot be written
-    └── RemoteError               registry, auth and transport (issue 3)
-        ├── RegistryError
-        ├── AuthError
-        └── TransportError
+    │   ├── BlobMissingError        a referenced blob is absent
+    │   ├── DigestMismatchError     bytes do not match their descriptor
+    │   ├── SelectionError          SRC:TAG / SRC@DIGEST names nothing, or the choice is ambiguous
+    │   └── SourceNotFoundError     the source tag, digest or repository is not in its registry
+    ├── ModelError                  the inputs are readable but cannot be merged as asked
+    │   ├── PlatformMismatchError   a platform given for a source disagrees with its config
+    │   ├── PlatformConflictError   two sources of one platform
+    │   └── ConversionError         a Docker manifest list cannot hold what the inputs carry
+    ├── OutputError                 the destination cannot be written
+    └── RemoteError                 registry, auth and transport
+        ├── RegistryError           the registry answered with an error (``code``, ``status``, ``url``)
+        │   ├── BlobUnknownError, BlobUploadInvalidError, BlobUploadUnknownError,
+        │   │   DigestInvalidError, ManifestBlobUnknownError, ManifestInvalidError,
+        │   │   ManifestUnknownError, NameInvalidError, NameUnknownError, SizeInvalidError,
+        │   │   TooManyRequestsError, UnsupportedError
+        │   │                       one class per distribution-spec error code [ERR-1]
+        │   └── RequestTooLargeError  413: the registry or a proxy refused the request size
+        ├── AuthError               authentication or authorisation failed
+        │   ├── UnauthorizedError   401 after authenticating: the credentials were refused
+        │   └── DeniedError         403 / DENIED: authenticated, but not allowed
+        └── TransportError          the registry could not be reached or the connection failed
+            └── TLSVerificationError  the server's certificate is not trusted
+
+[RETRY-1] Whether a failure is worth repeating is decided here, once: :func:`retryable_status`
+names the HTTP statuses, and :attr:`OcimergeError.retryable` applies it to an error. The
+transport's retry loop and ``RetryPolicy`` read the same function, so the flag an error
+carries always agrees with what the retry loop did.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
+    "RETRYABLE_STATUSES",
     "ArchiveError",
     "AuthError",
     "BlobMissingError",
+    "BlobUnknownError",
+    "BlobUploadInvalidError",
+    "BlobUploadUnknownError",
     "ConversionError",
+    "DeniedError",
+    "DigestInvalidError",
     "DigestMismatchError",
     "DocumentError",
     "InputError",
+    "ManifestBlobUnknownError",
+    "ManifestInvalidError",
+    "ManifestUnknownError",
     "ModelError",
+    "NameInvalidError",
+    "NameUnknownError",
     "NotAnImageError",
     "OcimergeError",
     "OutputError",
@@ -44,15 +74,42 @@ __all__ = [
     "PlatformMismatchError",
     "RegistryError",
     "RemoteError",
+    "RequestTooLargeError",
     "SelectionError",
+    "SizeInvalidError",
+    "SourceNotFoundError",
+    "TLSVerificationError",
+    "TooManyRequestsError",
     "TransportError",
+    "UnauthorizedError",
+    "UnsupportedError",
     "UnsupportedMediaTypeError",
     "UsageError",
+    "registry_error_class",
+    "retryable_status",
 ]
+
+#: [RETRY-1] The HTTP statuses a request is repeated on: request timeout, too many requests,
+#: and the server errors a proxy or an overloaded registry answers with.
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def retryable_status(status: int) -> bool:
+    """[RETRY-1] Whether a response with this HTTP status is worth sending again.
+
+    >>> retryable_status(503), retryable_status(404)
+    (True, False)
+    """
+    return status in RETRYABLE_STATUSES
 
 
 class OcimergeError(Exception):
     """Base of every deliberate ocimerge failure; ``str()`` is a one-line message."""
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same request might succeed if sent again (only remote failures can)."""
+        return False
 
 
 class UsageError(OcimergeError):
@@ -91,6 +148,14 @@ class SelectionError(InputError):
     """``SRC:TAG`` or ``SRC@DIGEST`` selects nothing, or a source holds several images."""
 
 
+class SourceNotFoundError(InputError):
+    """[REMOTE-3] A registry source's tag, digest or repository is not in the registry.
+
+    Raised where a registry answered ``MANIFEST_UNKNOWN`` or ``NAME_UNKNOWN`` for a source:
+    the input is at fault, not the registry. ``--ignore-missing`` skips such a source.
+    """
+
+
 class ModelError(OcimergeError):
     """The inputs are readable but cannot be assembled as asked."""
 
@@ -116,12 +181,167 @@ class RemoteError(OcimergeError):
 
 
 class RegistryError(RemoteError):
-    """The registry answered with an error."""
+    """The registry answered with an error.
+
+    ``code`` is the distribution-spec error code of the first error in the body (``UNKNOWN``
+    when the body had none), ``status`` the HTTP status and ``url`` the request URL without
+    its query (which may carry upload state) [ERR-2]. Both are None for a failure found in an
+    answer that was itself a success (a missing ``Location``, a digest the registry disputes).
+    """
+
+    code: ClassVar[str] = "UNKNOWN"
+
+    def __init__(self, message: str, *, status: int | None = None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+
+    @property
+    def retryable(self) -> bool:
+        return self.status is not None and retryable_status(self.status)
+
+
+class BlobUnknownError(RegistryError):
+    """``BLOB_UNKNOWN``: the registry does not hold this blob."""
+
+    code = "BLOB_UNKNOWN"
+
+
+class BlobUploadInvalidError(RegistryError):
+    """``BLOB_UPLOAD_INVALID``: the upload session is in a state the request does not fit."""
+
+    code = "BLOB_UPLOAD_INVALID"
+
+
+class BlobUploadUnknownError(RegistryError):
+    """``BLOB_UPLOAD_UNKNOWN``: the upload session is gone (expired, or never existed)."""
+
+    code = "BLOB_UPLOAD_UNKNOWN"
+
+
+class DigestInvalidError(RegistryError):
+    """``DIGEST_INVALID``: the uploaded content does not match the digest given."""
+
+    code = "DIGEST_INVALID"
+
+
+class ManifestBlobUnknownError(RegistryError):
+    """``MANIFEST_BLOB_UNKNOWN``: a manifest names a blob the repository does not hold."""
+
+    code = "MANIFEST_BLOB_UNKNOWN"
+
+
+class ManifestInvalidError(RegistryError):
+    """``MANIFEST_INVALID``: the registry refused the manifest's content."""
+
+    code = "MANIFEST_INVALID"
+
+
+class ManifestUnknownError(RegistryError):
+    """``MANIFEST_UNKNOWN``: no manifest under this tag or digest."""
+
+    code = "MANIFEST_UNKNOWN"
+
+
+class NameInvalidError(RegistryError):
+    """``NAME_INVALID``: the repository name is not valid for this registry."""
+
+    code = "NAME_INVALID"
+
+
+class NameUnknownError(RegistryError):
+    """``NAME_UNKNOWN``: the repository is not known to the registry."""
+
+    code = "NAME_UNKNOWN"
+
+
+class SizeInvalidError(RegistryError):
+    """``SIZE_INVALID``: the content length does not match what was declared."""
+
+    code = "SIZE_INVALID"
+
+
+class TooManyRequestsError(RegistryError):
+    """``TOOMANYREQUESTS``: rate limited; retried while the policy allows."""
+
+    code = "TOOMANYREQUESTS"
+
+
+class UnsupportedError(RegistryError):
+    """``UNSUPPORTED``: the registry does not implement this operation."""
+
+    code = "UNSUPPORTED"
+
+
+class RequestTooLargeError(RegistryError):
+    """413: the registry or a proxy in front of it refused a request this large."""
+
+    code = "REQUEST_TOO_LARGE"
+
+
+_BY_CODE: dict[str, type[RegistryError]] = {
+    cls.code: cls
+    for cls in (
+        BlobUnknownError,
+        BlobUploadInvalidError,
+        BlobUploadUnknownError,
+        DigestInvalidError,
+        ManifestBlobUnknownError,
+        ManifestInvalidError,
+        ManifestUnknownError,
+        NameInvalidError,
+        NameUnknownError,
+        SizeInvalidError,
+        TooManyRequestsError,
+        UnsupportedError,
+    )
+}
+
+
+def registry_error_class(code: str, status: int) -> type[RegistryError]:
+    """[ERR-1] The class for a registry error answer: by its spec code, else by its status.
+
+    >>> registry_error_class("MANIFEST_UNKNOWN", 404).__name__
+    'ManifestUnknownError'
+    >>> registry_error_class("", 413).__name__
+    'RequestTooLargeError'
+    """
+    if status == 413:
+        return RequestTooLargeError
+    return _BY_CODE.get(code, RegistryError)
 
 
 class AuthError(RemoteError):
-    """Authentication or authorisation was refused."""
+    """Authentication or authorisation was refused, or the token service failed."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        return self.status is not None and retryable_status(self.status)
+
+
+class UnauthorizedError(AuthError):
+    """401 after authenticating: the credentials were refused."""
+
+
+class DeniedError(AuthError):
+    """403 / ``DENIED``: authenticated, but not allowed to do this."""
 
 
 class TransportError(RemoteError):
     """The registry could not be reached or the connection failed."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class TLSVerificationError(TransportError):
+    """The server's TLS certificate is not trusted: a configuration problem, never retried."""
+
+    @property
+    def retryable(self) -> bool:
+        return False

@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from ocimerge.errors import DocumentError, UnsupportedMediaTypeError
+from ocimerge.errors import DigestMismatchError, DocumentError, UnsupportedMediaTypeError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.codec import decode_json, encode_json
 from ocimerge.model.descriptor import (
@@ -132,6 +132,28 @@ class Document(Generic[T]):
     raw: bytes
     value: T
     descriptor: Descriptor
+
+    @classmethod
+    def reached(cls, raw: bytes, value: T, by: Descriptor, *, where: str) -> Document[T]:
+        """[DOC-1] A document read from a source, checked against the descriptor it was reached by.
+
+        The descriptor of the result is ``by`` stripped to media type, digest and size; the
+        media type is the document's own when it names one [MANIFEST-2]. Bytes whose digest or
+        size differ from ``by`` raise :class:`DigestMismatchError` naming ``where``.
+
+        >>> raw = b'{"schemaVersion":2,"manifests":[]}'
+        >>> by = Descriptor("application/vnd.oci.image.index.v1+json", Digest.of(raw), len(raw))
+        >>> Document.reached(raw, None, by, where="x").descriptor == by
+        True
+        """
+        actual = Digest.of(raw, by.digest.algorithm)
+        if actual != by.digest or len(raw) != by.size:
+            raise DigestMismatchError(
+                f"{where}: {len(raw)} bytes hashing to {actual} do not match the descriptor "
+                f"({by.size} bytes, {by.digest})"
+            )
+        media_type = getattr(value, "media_type", None) or by.media_type
+        return cls(raw, value, Descriptor(media_type, by.digest, by.size))
 
     @classmethod
     def author(cls, value: ImageManifest | ImageIndex) -> Document[Any]:
