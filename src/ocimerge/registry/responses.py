@@ -38,7 +38,7 @@ class RegistryCodeError(RegistryError):
         super().__init__(message)
         self.status = status
         self.url = url
-        self.retryable = retryable
+        del retryable  # decided by errors.retryable_status
 
 
 class BlobUnknownError(RegistryCodeError):
