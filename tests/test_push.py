@@ -20,6 +20,7 @@ import pytest
 
 import ocimerge
 from imagebuilder import Image, docker_save, oci_layout, sample_images
+from ocimerge.sinks.registry import BlobAction
 from ocimerge.errors import AuthError, BlobMissingError
 from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.registry.transport import RetryPolicy, TLSOptions
@@ -70,7 +71,7 @@ def test_create_and_push_then_skopeo_pulls_every_digest(request: pytest.FixtureR
     result = ocimerge.create(inputs, tags=[f"{server.host}/{repo}:1.0"], registry_options=options)
     [pushed] = result.pushed
     assert pushed.tags == ("1.0",)
-    assert pushed.count("upload") == len({str(b.digest) for i in result.images for b in i.blobs()}) + 2
+    assert pushed.count(BlobAction.UPLOAD) == len({str(b.digest) for i in result.images for b in i.blobs()}) + 2
     raw = skopeo_pull_all(server, f"{repo}:1.0", tmp_path / "pulled")
     assert raw == result.index.raw
     index = json.loads(raw)
@@ -88,8 +89,8 @@ def test_pushing_again_uploads_nothing(registry: RegistryServer, inputs: list[st
     second = ocimerge.create(inputs, tags=[f"{registry.host}/{repo}:1"])
     assert second.index.descriptor.digest == first.index.descriptor.digest
     [pushed] = second.pushed
-    assert pushed.count("upload") == 0
-    assert pushed.count("skip") == len(pushed.blobs)
+    assert pushed.count(BlobAction.UPLOAD) == 0
+    assert pushed.count(BlobAction.SKIP) == len(pushed.blobs)
     writes = [r for r in registry.requests()[before:] if r[0] in ("POST", "PUT", "PATCH")]
     assert writes == [], writes
 
@@ -103,7 +104,8 @@ def test_create_push_and_create_o_then_push_give_the_same_index(registry: Regist
     carried = ocimerge.push(str(archive), [f"{registry.host}/{repo}:1"])
     assert carried.root.digest == direct.index.descriptor.digest
     with Registry(registry.host) as client:
-        raw, media_type, _digest = client.manifest_get(repo, "1")
+        document = client.manifest_get(ocimerge.Reference.parse(f"{client.host}/{repo}:1"))
+    raw, media_type = document.raw, document.descriptor.media_type
     assert raw == direct.index.raw
     assert media_type == "application/vnd.oci.image.index.v1+json"
 
@@ -117,7 +119,7 @@ def test_push_single_platform_and_docker_save_as_they_are(registry: RegistryServ
     save = docker_save([Image(gzip_layers=False)], repo_tags=[["app:1"]]).write_tar(str(tmp_path / "save.tar"))
     saved = ocimerge.push(save, [f"{registry.host}/{repo}:saved"])
     with Registry(registry.host) as client:
-        assert client.manifest_head(repo, "saved").digest == saved.root.digest  # type: ignore[union-attr]
+        assert client.manifest_head(ocimerge.Reference.parse(f"{client.host}/{repo}:saved")).digest == saved.root.digest  # type: ignore[union-attr]
 
 
 def test_several_tags_and_repositories_in_one_run_mount_within_the_registry(registry: RegistryServer,
@@ -127,9 +129,9 @@ def test_several_tags_and_repositories_in_one_run_mount_within_the_registry(regi
                                            f"{registry.host}/{b}:1"])
     first, second = result.pushed
     assert first.tags == ("1", "latest")
-    assert first.count("upload") > 0
-    assert second.count("upload") == 0
-    assert second.count("mount") == first.count("upload")
+    assert first.count(BlobAction.UPLOAD) > 0
+    assert second.count(BlobAction.UPLOAD) == 0
+    assert second.count(BlobAction.MOUNT) == first.count(BlobAction.UPLOAD)
 
 
 def test_dry_run_plans_and_writes_nothing(registry: RegistryServer, inputs: list[str]) -> None:
@@ -138,10 +140,10 @@ def test_dry_run_plans_and_writes_nothing(registry: RegistryServer, inputs: list
     result = ocimerge.create(inputs, tags=[f"{registry.host}/{repo}:1"], dry_run=True)
     [plan] = result.pushed
     assert plan.dry_run
-    assert plan.count("upload") > 0
+    assert plan.count(BlobAction.UPLOAD) > 0
     assert all(r[0] in ("GET", "HEAD") for r in registry.requests()[before:])
     with Registry(registry.host) as client:
-        assert client.manifest_head(repo, "1") is None
+        assert client.manifest_head(ocimerge.Reference.parse(f"{client.host}/{repo}:1")) is None
 
 
 def test_chunked_upload(registry: RegistryServer, tmp_path: Path) -> None:
@@ -174,7 +176,7 @@ def test_second_repository_asks_pull_on_its_mount_source(token_registry: Registr
     a, b = unique("team/src"), unique("team/dst")
     result = ocimerge.create(inputs, tags=[f"{token_registry.host}/{a}:1", f"{token_registry.host}/{b}:1"],
                              registry_options=alice(token_registry))
-    assert result.pushed[1].count("mount") == result.pushed[0].count("upload")
+    assert result.pushed[1].count(BlobAction.MOUNT) == result.pushed[0].count(BlobAction.UPLOAD)
     scopes = {s for r in token_registry.token_server.requests[seen:] for s in r["scopes"]}
     assert f"repository:{a}:pull" in scopes or f"repository:{a}:pull,push" in scopes
     assert not any(s.startswith(f"repository:{b}") and "delete" in s for s in scopes)
@@ -296,11 +298,11 @@ def test_interrupted_push_leaves_no_tag_and_a_rerun_uploads_only_what_is_missing
         with pytest.raises(ocimerge.RemoteError):
             ocimerge.create(inputs, tags=[f"{proxy.host}/{repo}:1"], registry_options=RegistryOptions(retry=FAST_RETRY))
         with Registry(registry.host) as client:
-            assert client.manifest_head(repo, "1") is None
+            assert client.manifest_head(ocimerge.Reference.parse(f"{client.host}/{repo}:1")) is None
         proxy.faults.clear()
         result = ocimerge.create(inputs, tags=[f"{proxy.host}/{repo}:1"])
         [pushed] = result.pushed
-        assert pushed.count("upload") == 0
+        assert pushed.count(BlobAction.UPLOAD) == 0
         assert pushed.tags == ("1",)
     finally:
         proxy.stop()
@@ -318,7 +320,7 @@ def test_partial_archive_is_not_tagged_when_children_are_missing(registry: Regis
     with pytest.raises(BlobMissingError, match="refusing to tag"):
         ocimerge.push(str(partial), [f"{registry.host}/{repo}:latest"])
     with Registry(registry.host) as client:
-        assert client.manifest_head(repo, "latest") is None
+        assert client.manifest_head(ocimerge.Reference.parse(f"{client.host}/{repo}:latest")) is None
 
 
 # -- inspect and the CLI ------------------------------------------------------------------------
@@ -374,8 +376,8 @@ def test_readme_library_example_runs(registry: RegistryServer, tmp_path: Path) -
     finally:
         os.chdir(cwd)
     with Registry(registry.host) as client:
-        assert client.manifest_head("team/app", "1.0") is not None
-        assert client.manifest_head("team/app", "1.0-archive") is not None
+        assert client.manifest_head(ocimerge.Reference.parse(f"{client.host}/team/app:1.0")) is not None
+        assert client.manifest_head(ocimerge.Reference.parse(f"{client.host}/team/app:1.0-archive")) is not None
 
 
 def test_relative_locations_and_chunks(relative_registry: RegistryServer, tmp_path: Path) -> None:
@@ -384,5 +386,5 @@ def test_relative_locations_and_chunks(relative_registry: RegistryServer, tmp_pa
     repo = unique("team/relative")
     ocimerge.push(path, [f"{relative_registry.host}/{repo}:1"], registry_options=RegistryOptions(chunk_size=100_000))
     with Registry(relative_registry.host) as client:
-        raw, _media_type, _digest = client.manifest_get(repo, "1")
+        raw = client.manifest_get(ocimerge.Reference.parse(f"{client.host}/{repo}:1")).raw
     assert raw == image.manifest

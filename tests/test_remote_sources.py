@@ -19,10 +19,12 @@ import pytest
 
 import ocimerge
 from imagebuilder import Image, oci_layout
+from ocimerge.sinks.registry import BlobAction
 from ocimerge.errors import AuthError, PlatformConflictError
 from ocimerge.model.reference import Reference
 from ocimerge.registry.api import Registry, RegistryOptions, RegistryPool
-from ocimerge.remote import MissingSourceError, load_remote
+from ocimerge.errors import SourceNotFoundError as MissingSourceError
+from ocimerge.sources import load, open_source, parse_source
 from registries import USERS, RegistryServer
 
 ALICE = RegistryOptions(username="alice", password=USERS["alice"])
@@ -83,9 +85,9 @@ def test_sources_in_the_target_repository_upload_nothing(registry: RegistryServe
     before = len(registry.requests())
     result = ocimerge.create([f"docker://{registry.host}/{repo}:{t}" for t in digests], tags=[f"{registry.host}/{repo}:1.4"])
     [pushed] = result.pushed
-    assert pushed.count("upload") == 0
-    assert pushed.count("mount") == 0
-    assert pushed.count("skip") == len(pushed.blobs)
+    assert pushed.count(BlobAction.UPLOAD) == 0
+    assert pushed.count(BlobAction.MOUNT) == 0
+    assert pushed.count(BlobAction.SKIP) == len(pushed.blobs)
     blob_writes = [r for r in writes(registry, before) if "/blobs/" in r[1]]
     assert blob_writes == []
     index = skopeo_pull(registry, f"{repo}:1.4", tmp_path / "pulled")
@@ -98,8 +100,8 @@ def test_same_registry_sources_are_mounted_not_uploaded(registry: RegistryServer
     before = len(registry.requests())
     result = ocimerge.create([f"{registry.host}/{source}:{t}" for t in digests], tags=[f"{registry.host}/{target}:1.4"])
     [pushed] = result.pushed
-    assert pushed.count("upload") == 0
-    assert pushed.count("mount") == len(pushed.blobs)
+    assert pushed.count(BlobAction.UPLOAD) == 0
+    assert pushed.count(BlobAction.MOUNT) == len(pushed.blobs)
     mounts = [r for r in writes(registry, before) if "mount=" in r[1]]
     assert len(mounts) == len(pushed.blobs)
     assert all(r[2] == 201 for r in mounts)
@@ -121,7 +123,7 @@ def test_across_registries_blobs_stream_and_digests_survive(registry: RegistrySe
     result = ocimerge.create([f"{token_registry.host}/{repo}:{t}" for t in digests],
                              tags=[f"{registry.host}/{target}:1.4"])
     [pushed] = result.pushed
-    assert pushed.count("copy") == len(pushed.blobs)
+    assert pushed.count(BlobAction.COPY) == len(pushed.blobs)
     assert all(b.source == f"{token_registry.host}/{repo}" for b in pushed.blobs)
     assert pushed.bytes_uploaded == sum(b.size for b in pushed.blobs)
     index = skopeo_pull(registry, f"{target}:1.4", tmp_path / "pulled")
@@ -182,7 +184,7 @@ def test_template_with_ignore_missing_and_metadata(registry: RegistryServer, tmp
     assert "skipped" in result.stderr
     meta = json.loads(metadata.read_text())
     with Registry(registry.host) as client:
-        head = client.manifest_head(repo, "1.4")
+        head = client.manifest_head(Reference.parse(f"{client.host}/{repo}:1.4"))
     assert head is not None
     assert meta["containerimage.digest"] == str(head.digest)
     assert len(meta["ocimerge"]["manifests"]) == len(digests)
@@ -264,6 +266,13 @@ def _mock_pool(documents: dict[str, tuple[bytes, str]]) -> RegistryPool:
     return pool
 
 
+def load_remote(reference: Reference, pool: RegistryPool) -> ocimerge.ImageSet:
+    """Read a registry image the way every command does: open it as a source, walk it."""
+    spec = parse_source(f"docker://{reference}")
+    with open_source(spec, pool.get) as source:
+        return load(spec, source)
+
+
 def test_schema_1_source_is_refused_with_the_way_out() -> None:
     schema1 = json.dumps({"schemaVersion": 1, "name": "a", "tag": "old", "fsLayers": []}).encode()
     with _mock_pool({"old": (schema1, "application/vnd.docker.distribution.manifest.v1+prettyjws")}) as pool, \
@@ -286,13 +295,13 @@ def test_push_copies_a_registry_image_as_it_is(registry: RegistryServer, tmp_pat
     layout = oci_layout(images, attestations=True, names={0: "all"}).write_dir(str(tmp_path / "bk"))
     skopeo_push(registry, f"oci:{layout}:all", f"{repo}:all", all_=True)
     with Registry(registry.host) as client:
-        source_root = client.manifest_head(repo, "all")
+        source_root = client.manifest_head(Reference.parse(f"{client.host}/{repo}:all"))
     assert source_root is not None
     target = unique("team/copy")
     result = ocimerge.push(f"docker://{registry.host}/{repo}:all", [f"{registry.host}/{target}:all"])
     assert result.root.digest == source_root.digest
     [pushed] = result.pushed
-    assert pushed.count("mount") == len(pushed.blobs)
+    assert pushed.count(BlobAction.MOUNT) == len(pushed.blobs)
     index = skopeo_pull(registry, f"{target}:all", tmp_path / "pulled")
     assert len(index["manifests"]) == 4  # type: ignore[arg-type]
 
@@ -322,4 +331,4 @@ def test_a_corrupted_registry_blob_is_caught_by_verify_and_in_transit(registry: 
     with pytest.raises(ocimerge.DigestMismatchError):
         ocimerge.create([f"docker://{registry.host}/{repo}:1"], tags=[f"{relative_registry.host}/{target}:1"])
     with Registry(relative_registry.host) as client:
-        assert client.manifest_head(target, "1") is None
+        assert client.manifest_head(Reference.parse(f"{client.host}/{target}:1")) is None

@@ -28,8 +28,7 @@ LAYERS: dict[str, int] = {
     "ocimerge.registry.credentials": 2,
     "ocimerge.registry": 3,
     "ocimerge.registry.api": 4,
-    "ocimerge.publish": 5,
-    "ocimerge.remote": 5,
+    "ocimerge.sinks.registry": 5,  # the push: orchestration over the registry API
     "ocimerge.inspection": 5,
     "ocimerge.operations": 5,
     "ocimerge.progress": 6,
@@ -94,14 +93,18 @@ def test_imports_follow_the_layering(path: Path) -> None:
 
 PUBLIC_API = sorted([
     "Annotation", "ArchiveError", "Assembly", "Attestation", "AttestationPolicy", "AuthError", "Blob",
-    "BlobMissingError", "Child", "ConversionError", "CreateResult", "Credentials", "Descriptor", "Digest",
-    "DigestMismatchError", "PushEvent", "PushResult", "PushSourceResult", "Registry", "RegistryOptions",
-    "RetryPolicy", "TLSOptions", "inspect_remote", "push",
-    "Document", "DocumentError", "Image", "ImageConfig", "ImageIndex", "ImageManifest", "ImageSet", "IndexFormat",
-    "InputError", "ModelError", "NotAnImageError", "OcimergeError", "OutputError", "Platform",
-    "PlatformConflictError", "PlatformMismatchError", "Reference", "RegistryError", "RemoteError",
-    "SelectionError", "TransportError", "UnsupportedMediaTypeError", "UsageError", "VerifyReport",
-    "__version__", "assemble", "create", "inspect", "open_images", "verify",
+    "BlobAction", "BlobMissingError", "BlobOrigin", "BlobPlan", "BlobUnknownError", "BlobUploadInvalidError",
+    "BlobUploadUnknownError", "Child", "ConversionError", "CreateOptions", "CreateResult", "Credentials",
+    "DeniedError", "Descriptor", "Digest", "DigestInvalidError", "DigestMismatchError", "Document",
+    "DocumentError", "Image", "ImageConfig", "ImageIndex", "ImageManifest", "ImageSet", "IndexFormat",
+    "InputError", "InspectReport", "ManifestBlobUnknownError", "ManifestInvalidError", "ManifestUnknownError",
+    "ModelError", "NameInvalidError", "NameUnknownError", "NotAnImageError", "OcimergeError", "OutputError",
+    "Platform", "PlatformConflictError", "PlatformMismatchError", "PushEvent", "PushEventKind", "PushOptions",
+    "PushResult", "PushSourceResult", "Reference", "Registry", "RegistryError", "RegistryOptions",
+    "RemoteError", "RequestTooLargeError", "RetryPolicy", "SelectionError", "SizeInvalidError", "SourceKind",
+    "SourceNotFoundError", "TLSOptions", "TLSVerificationError", "TooManyRequestsError", "TransportError",
+    "UnauthorizedError", "UnsupportedError", "UnsupportedMediaTypeError", "UsageError", "VerifyReport",
+    "__version__", "assemble", "create", "inspect", "open_images", "push", "verify",
 ])
 
 

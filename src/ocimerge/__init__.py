@@ -14,32 +14,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ocimerge import errors as _errors
 from ocimerge._version import __version__
-from ocimerge.errors import (
-    ArchiveError,
-    AuthError,
-    BlobMissingError,
-    ConversionError,
-    DigestMismatchError,
-    DocumentError,
-    InputError,
-    ModelError,
-    NotAnImageError,
-    OcimergeError,
-    OutputError,
-    PlatformConflictError,
-    PlatformMismatchError,
-    RegistryError,
-    RemoteError,
-    SelectionError,
-    TransportError,
-    UnsupportedMediaTypeError,
-    UsageError,
-)
+from ocimerge.errors import *  # noqa: F403  # the whole tree is public, and cheap to import
 
 if TYPE_CHECKING:
-    from ocimerge.content import Attestation, Blob, Image, ImageSet
-    from ocimerge.inspection import VerifyReport, inspect, inspect_remote, verify
+    from ocimerge.content import Attestation, Blob, BlobOrigin, Image, ImageSet
+    from ocimerge.inspection import InspectReport, VerifyReport, inspect, verify
     from ocimerge.model.assemble import (
         Annotation,
         Assembly,
@@ -53,51 +34,34 @@ if TYPE_CHECKING:
     from ocimerge.model.manifest import Document, ImageConfig, ImageIndex, ImageManifest
     from ocimerge.model.platform import Platform
     from ocimerge.model.reference import Reference
-    from ocimerge.operations import CreateResult, PushSourceResult, create, open_images, push
-    from ocimerge.publish import PushEvent, PushResult
+    from ocimerge.operations import CreateOptions, CreateResult, PushSourceResult, create, open_images, push
     from ocimerge.registry.api import Registry, RegistryOptions
     from ocimerge.registry.credentials import Credentials
     from ocimerge.registry.transport import RetryPolicy, TLSOptions
+    from ocimerge.sinks.registry import BlobAction, BlobPlan, PushEvent, PushEventKind, PushOptions, PushResult
+    from ocimerge.sources import SourceKind
 
 
-# Everything but the errors is imported on first use: `ocimerge --version` and a local merge
-# never pay for the registry client (httpx) they do not touch.
-_LAZY = {
-    "Annotation": "ocimerge.model.assemble",
-    "Assembly": "ocimerge.model.assemble",
-    "Attestation": "ocimerge.content",
-    "AttestationPolicy": "ocimerge.model.assemble",
-    "Blob": "ocimerge.content",
-    "Child": "ocimerge.model.assemble",
-    "CreateResult": "ocimerge.operations",
-    "Credentials": "ocimerge.registry.credentials",
-    "Descriptor": "ocimerge.model.descriptor",
-    "Digest": "ocimerge.model.digest",
-    "Document": "ocimerge.model.manifest",
-    "Image": "ocimerge.content",
-    "ImageConfig": "ocimerge.model.manifest",
-    "ImageIndex": "ocimerge.model.manifest",
-    "ImageManifest": "ocimerge.model.manifest",
-    "ImageSet": "ocimerge.content",
-    "IndexFormat": "ocimerge.model.assemble",
-    "Platform": "ocimerge.model.platform",
-    "PushEvent": "ocimerge.publish",
-    "PushResult": "ocimerge.publish",
-    "PushSourceResult": "ocimerge.operations",
-    "Reference": "ocimerge.model.reference",
-    "Registry": "ocimerge.registry.api",
-    "RegistryOptions": "ocimerge.registry.api",
-    "RetryPolicy": "ocimerge.registry.transport",
-    "TLSOptions": "ocimerge.registry.transport",
-    "VerifyReport": "ocimerge.inspection",
-    "assemble": "ocimerge.model.assemble",
-    "create": "ocimerge.operations",
-    "inspect": "ocimerge.inspection",
-    "inspect_remote": "ocimerge.inspection",
-    "open_images": "ocimerge.operations",
-    "push": "ocimerge.operations",
-    "verify": "ocimerge.inspection",
+# The one list of what the package exports lazily, by module. Everything but the errors is
+# imported on first use: `ocimerge --version` and a local merge never pay for the registry
+# client (httpx) they do not touch. `__all__` and the lazy table are both derived from it.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "ocimerge.content": ("Attestation", "Blob", "BlobOrigin", "Image", "ImageSet"),
+    "ocimerge.inspection": ("InspectReport", "VerifyReport", "inspect", "verify"),
+    "ocimerge.model.assemble": ("Annotation", "Assembly", "AttestationPolicy", "Child", "IndexFormat", "assemble"),
+    "ocimerge.model.descriptor": ("Descriptor",),
+    "ocimerge.model.digest": ("Digest",),
+    "ocimerge.model.manifest": ("Document", "ImageConfig", "ImageIndex", "ImageManifest"),
+    "ocimerge.model.platform": ("Platform",),
+    "ocimerge.model.reference": ("Reference",),
+    "ocimerge.operations": ("CreateOptions", "CreateResult", "PushSourceResult", "create", "open_images", "push"),
+    "ocimerge.registry.api": ("Registry", "RegistryOptions"),
+    "ocimerge.registry.credentials": ("Credentials",),
+    "ocimerge.registry.transport": ("RetryPolicy", "TLSOptions"),
+    "ocimerge.sinks.registry": ("BlobAction", "BlobPlan", "PushEvent", "PushEventKind", "PushOptions", "PushResult"),
+    "ocimerge.sources": ("SourceKind",),
 }
+_LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
@@ -109,59 +73,10 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = [
-    "Annotation",
-    "ArchiveError",
-    "Assembly",
-    "Attestation",
-    "AttestationPolicy",
-    "AuthError",
-    "Blob",
-    "BlobMissingError",
-    "Child",
-    "ConversionError",
-    "CreateResult",
-    "Credentials",
-    "Descriptor",
-    "Digest",
-    "DigestMismatchError",
-    "Document",
-    "DocumentError",
-    "Image",
-    "ImageConfig",
-    "ImageIndex",
-    "ImageManifest",
-    "ImageSet",
-    "IndexFormat",
-    "InputError",
-    "ModelError",
-    "NotAnImageError",
-    "OcimergeError",
-    "OutputError",
-    "Platform",
-    "PlatformConflictError",
-    "PlatformMismatchError",
-    "PushEvent",
-    "PushResult",
-    "PushSourceResult",
-    "Reference",
-    "Registry",
-    "RegistryError",
-    "RegistryOptions",
-    "RemoteError",
-    "RetryPolicy",
-    "SelectionError",
-    "TLSOptions",
-    "TransportError",
-    "UnsupportedMediaTypeError",
-    "UsageError",
-    "VerifyReport",
-    "__version__",
-    "assemble",
-    "create",
-    "inspect",
-    "inspect_remote",
-    "open_images",
-    "push",
-    "verify",
-]
+__all__ = sorted(
+    [
+        *(n for n in _errors.__all__ if isinstance(getattr(_errors, n), type)),
+        *_LAZY,
+        "__version__",
+    ]
+)

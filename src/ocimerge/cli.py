@@ -24,15 +24,14 @@ from ocimerge.errors import (
     RemoteError,
     UsageError,
 )
-from ocimerge.inspection import inspect, inspect_remote, verify
+from ocimerge.inspection import inspect, verify
 from ocimerge.model.assemble import Annotation, AttestationPolicy, IndexFormat
 from ocimerge.model.platform import Platform
-from ocimerge.operations import CreateResult, create, push
+from ocimerge.operations import CreateOptions, CreateResult, create, push
 from ocimerge.progress import ProgressView
-from ocimerge.publish import PushResult
+from ocimerge.sinks.registry import BlobAction, PushResult
 from ocimerge.registry.api import RegistryOptions
 from ocimerge.registry.transport import TLSOptions
-from ocimerge.sources import looks_like_registry_reference
 from ocimerge.specfile import expand_template, read_spec
 
 __all__ = ["EXIT_CODES", "main"]
@@ -268,15 +267,15 @@ def _push_rows(results: Sequence[PushResult], out: TextIO) -> None:
         tags = ", ".join(result.tags) or "(no tag)"
         out.write(
             f"{verb} {result.registry}/{result.repository} [{tags}] {result.root.digest}: "
-            f"{result.count('upload')} blobs uploaded, {result.count('copy')} copied from another registry "
-            f"({_human(result.bytes_uploaded)}), {result.count('mount')} mounted, "
-            f"{result.count('skip')} already there; "
+            f"{result.count(BlobAction.UPLOAD)} blobs uploaded, {result.count(BlobAction.COPY)} copied from "
+            f"another registry ({_human(result.bytes_uploaded)}), {result.count(BlobAction.MOUNT)} mounted, "
+            f"{result.count(BlobAction.SKIP)} already there; "
             f"{result.manifests_pushed} manifests pushed, {result.manifests_skipped} already there\n"
         )
         if result.dry_run:  # the plan, blob by blob
             for plan in result.blobs:
                 source = f" from {plan.source}" if plan.source else ""
-                out.write(f"  {plan.action:<7} {plan.digest}  {_human(plan.size)}{source}\n")
+                out.write(f"  {plan.action.value:<7} {plan.digest}  {_human(plan.size)}{source}\n")
 
 
 def _platforms(values: Sequence[str]) -> list[Platform]:
@@ -304,6 +303,7 @@ def _run_create(args: argparse.Namespace) -> int:
             sources,
             args.output,
             tags=tags,
+            options=CreateOptions(
             platforms=_platforms(args.platform),
             ignore_missing=args.ignore_missing,
             registry_options=_options(args),
@@ -316,7 +316,7 @@ def _run_create(args: argparse.Namespace) -> int:
             tag_name=args.tag_name,
             dry_run=args.dry_run,
             force=args.force,
-        )
+        ))
     finally:
         if view is not None:
             view.finish()
@@ -413,39 +413,20 @@ def _run_push(args: argparse.Namespace) -> int:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    if looks_like_registry_reference(args.source):
-        report = inspect_remote(args.source, _options(args), raw=args.raw)
-        if args.raw:
-            sys.stdout.write(report["raw"])
-            return EXIT_OK
-    elif args.raw:
-        raise UsageError("--raw applies to registry images")
+    report = inspect(args.source, _options(args))
+    if args.raw:
+        sys.stdout.write(report.raw().decode("utf-8"))
+    elif args.json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:
-        report = inspect(args.source)
-    if args.json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
-    else:
-        _print_inspect(report, sys.stdout)
+        _print_inspect(report.to_json(), sys.stdout)
     return EXIT_OK
 
 
 def _run_verify(args: argparse.Namespace) -> int:
     report = verify(args.source, _options(args))
     if args.json:
-        sys.stdout.write(
-            json.dumps(
-                {
-                    "source": report.source,
-                    "ok": report.ok,
-                    "problems": list(report.problems),
-                    "blobsChecked": report.blobs_checked,
-                    "bytesChecked": report.bytes_checked,
-                    "notes": list(report.notes),
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:
         for problem in report.problems:
             sys.stdout.write(f"problem: {problem}\n")

@@ -171,7 +171,10 @@ class Blob:
         """A fresh verifying stream; raise :class:`BlobMissingError` when the blob is absent."""
         if self.opener is None:
             raise BlobMissingError(f"{self.where}: blob {self.descriptor.digest} is not in the source")
-        return VerifyingReader(self.opener(), self.descriptor, self.where, hasher)
+        stream = self.opener()
+        if isinstance(stream, VerifyingReader) and stream.descriptor == self.descriptor and hasher is None:
+            return stream  # already verifies exactly this (a registry blob): hash once, not twice
+        return VerifyingReader(stream, self.descriptor, self.where, hasher)
 
 
 def copy_verified(blob: Blob, write: Callable[[memoryview], object]) -> int:

@@ -17,7 +17,7 @@ chained as ``__cause__`` (``OCIMERGE_DEBUG=1`` prints it).
     │   ├── BlobMissingError        a referenced blob is absent
     │   ├── DigestMismatchError     bytes do not match their descriptor
     │   ├── SelectionError          SRC:TAG / SRC@DIGEST names nothing, or the choice is ambiguous
-    │   └── SourceNotFoundError     the source tag, digest or repository is not in its registry
+    │   └── SourceNotFoundError     no such path, or the tag, digest or repository is not in its registry
     ├── ModelError                  the inputs are readable but cannot be merged as asked
     │   ├── PlatformMismatchError   a platform given for a source disagrees with its config
     │   ├── PlatformConflictError   two sources of one platform
@@ -149,10 +149,12 @@ class SelectionError(InputError):
 
 
 class SourceNotFoundError(InputError):
-    """[REMOTE-3] A registry source's tag, digest or repository is not in the registry.
+    """[REMOTE-3] A source is not there: no such local path, or a registry source's tag,
+    digest or repository is not in its registry.
 
-    Raised where a registry answered ``MANIFEST_UNKNOWN`` or ``NAME_UNKNOWN`` for a source:
-    the input is at fault, not the registry. ``--ignore-missing`` skips such a source.
+    Raised where a path does not exist, or a registry answered ``MANIFEST_UNKNOWN`` or
+    ``NAME_UNKNOWN`` for a source: the input is at fault, not the registry.
+    ``--ignore-missing`` skips such a source.
     """
 
 

@@ -1,7 +1,14 @@
-"""Describing images: ``inspect`` (local sources and registry references) and ``verify``."""
+"""Describing and checking sources: ``inspect`` and ``verify``, one path for every kind.
+
+Both open any source (a local layout or archive, or a registry image) the way ``create``
+does and walk it with the shared walker, so what they report is what ``create`` and
+``push`` would see. Both return typed reports with ``to_json()``; the CLI only renders them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -10,7 +17,7 @@ from ocimerge.content import Image, ImageSet, drain
 from ocimerge.errors import (
     BlobMissingError,
     DigestMismatchError,
-    DocumentError,
+    InputError,
     OcimergeError,
     PlatformMismatchError,
     RegistryError,
@@ -18,17 +25,51 @@ from ocimerge.errors import (
     UnsupportedMediaTypeError,
 )
 from ocimerge.model import mediatype as mt
+from ocimerge.model.annotations import REFERENCE_TYPE, attested_digest
 from ocimerge.model.descriptor import Descriptor
-from ocimerge.model.reference import Reference
 from ocimerge.registry.api import RegistryOptions, RegistryPool
-from ocimerge.remote import load_remote
-from ocimerge.sources import SourceSpec, as_spec, check_platform, open_source
-from ocimerge.sources import load as load_spec
+from ocimerge.sources import SourceSpec, as_spec, load, load_all, open_source
 
-__all__ = ["VerifyReport", "inspect", "inspect_remote", "verify"]
+__all__ = ["InspectReport", "VerifyReport", "inspect", "verify"]
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def _selected(spec: SourceSpec) -> bool:
+    """Whether the spec names one entry (a tag, digest or platform), not the whole source."""
+    return bool(spec.selector.tag or spec.selector.digest or spec.platform)
+
+
+@contextlib.contextmanager
+def _read(spec: SourceSpec, options: RegistryOptions | None) -> Iterator[list[ImageSet | OcimergeError]]:
+    """Every entry of the source (or the one selected), each walked; failures kept in place.
+
+    The source stays open inside the block, so blobs can still be read. A wrong question (a
+    selector that names nothing, a platform that is not there) is raised: it is the caller's
+    mistake, not a property of the source. Registry, auth and network failures are raised
+    too: they say nothing about the image.
+    """
+    with RegistryPool(options) as pool, open_source(spec, pool.get) as source:
+        if not _selected(spec):
+            yield load_all(source)
+            return
+        try:
+            entries: list[ImageSet | OcimergeError] = [load(spec, source)]
+        except (SelectionError, PlatformMismatchError):
+            raise
+        except InputError as exc:
+            entries = [exc]
+        yield entries
 
 
 # -- inspect ------------------------------------------------------------------------------
+
+
+def _descriptor_json(descriptor: Descriptor | None) -> dict[str, Any] | None:
+    if descriptor is None:
+        return None
+    return {"mediaType": descriptor.media_type, "digest": str(descriptor.digest), "size": descriptor.size}
 
 
 def _image_json(image: Image) -> dict[str, Any]:
@@ -39,63 +80,74 @@ def _image_json(image: Image) -> dict[str, Any]:
         "mediaType": image.manifest.descriptor.media_type,
         "size": image.manifest.descriptor.size,
         "configDigest": str(image.config.descriptor.digest),
-        "layers": [{"mediaType": d.media_type, "digest": str(d.digest), "size": d.size} for d in layers],
+        "layers": [_descriptor_json(d) for d in layers],
         "contentSize": image.config.descriptor.size + sum(d.size for d in layers),
         "attestations": [
             {
                 "digest": str(a.entry.digest),
                 "size": a.entry.size,
-                "type": a.entry.annotation("vnd.docker.reference.type"),
-                "references": a.entry.annotation("vnd.docker.reference.digest"),
+                "type": a.entry.annotation(REFERENCE_TYPE),
+                "references": attested_digest(a.entry),
             }
             for a in image.attestations
         ],
     }
 
 
-def _entry_json(result: ImageSet) -> dict[str, Any]:
-    """One entry of an ``inspect`` report: the same shape for local and registry sources."""
+def _entry_json(entry: ImageSet | OcimergeError) -> dict[str, Any]:
+    """One entry of an ``inspect`` report: the same shape for every kind of source."""
+    if isinstance(entry, OcimergeError):
+        return {"error": str(entry)}
     return {
-        "source": result.source,
-        "names": list(result.names),
-        "root": _root_json(result.root),
-        "images": [_image_json(i) for i in result.images],
+        "source": entry.source,
+        "names": list(entry.names),
+        "root": _descriptor_json(entry.root),
+        "images": [_image_json(i) for i in entry.images],
         "absent": [
             {"platform": str(d.platform) if d.platform else None, "digest": str(d.digest), "mediaType": d.media_type}
-            for d in result.absent
+            for d in entry.absent
         ],
-        "notes": list(result.notes),
+        "notes": list(entry.notes),
     }
 
 
-def _root_json(root: Descriptor | None) -> dict[str, Any] | None:
-    if root is None:
-        return None
-    return {"mediaType": root.media_type, "digest": str(root.digest), "size": root.size}
+@attrs.frozen
+class InspectReport:
+    """What ``inspect`` found: each entry of the source, walked, or the reason it is not an image.
+
+    ``entries`` hold an :class:`ImageSet` per image entry and the error for an entry that is
+    not one (an artifact, a referrers index, a broken document).
+    """
+
+    source: str
+    entries: tuple[ImageSet | OcimergeError, ...]
+
+    @property
+    def images(self) -> tuple[ImageSet, ...]:
+        """The entries that are images."""
+        return tuple(e for e in self.entries if isinstance(e, ImageSet))
+
+    def raw(self) -> bytes:
+        """The exact stored bytes of the one root document (``inspect --raw``)."""
+        images = self.images
+        if len(self.entries) != 1 or len(images) != 1:
+            raise SelectionError(f"{self.source}: --raw needs a source with exactly one entry; choose one")
+        return images[0].root_document.raw
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "entries": [_entry_json(e) for e in self.entries]}
 
 
-def inspect(source: str | SourceSpec) -> dict[str, Any]:
-    """A JSON-ready description of a source: its entries, their images, what is absent.
+def inspect(source: str | SourceSpec, options: RegistryOptions | None = None) -> InspectReport:
+    """Describe a source: its entries, their images and attestations, what is absent.
 
     Without a selector every entry of the source is described; an entry that is not an image
-    (an artifact, a referrers index) is listed with the reason in ``error``.
+    is listed with the reason. A registry image is read as a registry source is ([REMOTE-1]):
+    only manifests and configs, each verified.
     """
     spec = as_spec(source)
-    opened = open_source(spec)
-    try:
-        if spec.selector.tag or spec.selector.digest or spec.platform:
-            results: list[ImageSet | OcimergeError] = [load_spec(spec, opened)]
-        else:
-            results = opened.load_all()
-        entries: list[dict[str, Any]] = []
-        for result in results:
-            if isinstance(result, OcimergeError):
-                entries.append({"error": str(result)})
-                continue
-            entries.append(_entry_json(result))
-        return {"source": spec.text, "entries": entries}
-    finally:
-        opened.close()
+    with _read(spec, options) as entries:
+        return InspectReport(spec.text, tuple(entries))
 
 
 # -- verify -------------------------------------------------------------------------------
@@ -115,104 +167,77 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "ok": self.ok,
+            "problems": list(self.problems),
+            "blobsChecked": self.blobs_checked,
+            "bytesChecked": self.bytes_checked,
+            "notes": list(self.notes),
+        }
 
-def _check_image(image: Image, seen: set[str], problems: list[str]) -> tuple[int, int]:
-    count = size = 0
+
+@attrs.define
+class _Tally:
+    """Problems and counts accumulated over a verify run; each blob digest checked once."""
+
+    problems: list[str] = attrs.Factory(list)
+    notes: list[str] = attrs.Factory(list)
+    seen: set[str] = attrs.Factory(set)
+    blobs: int = 0
+    bytes: int = 0
+
+    def image(self, image: Image) -> None:
+        self.problems.extend(_layer_problems(image))
+        blobs = [*image.layers, *(b for a in image.attestations for b in a.blobs)]
+        for blob in blobs:
+            if str(blob.digest) in self.seen:
+                continue
+            self.seen.add(str(blob.digest))
+            if not blob.available and mt.is_foreign_layer(blob.descriptor.media_type):
+                continue
+            try:
+                self.bytes += drain(blob)
+                self.blobs += 1
+            except (DigestMismatchError, BlobMissingError, RegistryError) as exc:
+                self.problems.append(str(exc))
+        self.blobs += 2  # the manifest and config were verified as they were read
+        self.bytes += image.manifest.descriptor.size + image.config.descriptor.size
+
+
+def _layer_problems(image: Image) -> Iterable[str]:
+    """[VERIFY-3] A manifest's layers and its config's ``rootfs.diff_ids`` must agree."""
     config = image.config.value
     layers = image.manifest.value.layers
     if len(config.diff_ids) != len(layers):
-        problems.append(
+        yield (
             f"{image.source}: {image.platform}: manifest has {len(layers)} layers but the "
             f"config lists {len(config.diff_ids)} rootfs.diff_ids"
         )
     for i, (layer, diff_id) in enumerate(zip(layers, config.diff_ids, strict=False)):
         if mt.layer_compression(layer.media_type) is mt.Compression.NONE and layer.digest != diff_id:
-            problems.append(
+            yield (
                 f"{image.source}: {image.platform}: uncompressed layer {i} is {layer.digest} "
                 f"but rootfs.diff_ids[{i}] is {diff_id}"
             )
-    blobs = [*image.layers, *(b for a in image.attestations for b in a.blobs)]
-    for blob in blobs:
-        key = str(blob.digest)
-        if key in seen:
-            continue
-        seen.add(key)
-        if not blob.available and mt.is_foreign_layer(blob.descriptor.media_type):
-            continue
-        try:
-            size += drain(blob)
-            count += 1
-        except (DigestMismatchError, BlobMissingError, RegistryError) as exc:
-            problems.append(str(exc))
-    return count, size
-
-
-def _tally(results: list[ImageSet | OcimergeError], text: str) -> VerifyReport:
-    problems: list[str] = []
-    notes: list[str] = []
-    seen: set[str] = set()
-    count = size = 0
-    for result in results:
-        if isinstance(result, UnsupportedMediaTypeError):
-            notes.append(f"not an image, not checked: {result}")
-            continue
-        if isinstance(result, OcimergeError):
-            problems.append(str(result))
-            continue
-        for image in result.images:
-            c, s = _check_image(image, seen, problems)
-            count += c + 2  # the manifest and config were verified as they were read
-            size += s + image.manifest.descriptor.size + image.config.descriptor.size
-    return VerifyReport(text, tuple(problems), count, size, tuple(notes))
 
 
 def verify(source: str | SourceSpec, options: RegistryOptions | None = None) -> VerifyReport:
     """Re-read and re-hash every blob of every image in a source; collect every problem.
 
     A registry image (``docker://REF``) is downloaded blob by blob, streamed and hashed, never
-    stored.
+    stored. An entry that is not an image is noted, not counted as a problem.
     """
     spec = as_spec(source)
-    results: list[ImageSet | OcimergeError]
-    if spec.kind == "registry":
-        with RegistryPool(options) as pool:
-            try:
-                results = [check_platform(spec, load_remote(Reference.parse(spec.path), pool))]
-            except (SelectionError, PlatformMismatchError):
-                raise
-            except (DigestMismatchError, DocumentError, UnsupportedMediaTypeError) as exc:
-                results = [exc]
-            return _tally(results, spec.text)
-    opened = open_source(spec)
-    try:
-        if spec.selector.tag or spec.selector.digest or spec.platform:
-            try:
-                results = [load_spec(spec, opened)]
-            except (SelectionError, PlatformMismatchError):
-                raise  # the question was wrong, not the source
-            except OcimergeError as exc:
-                results = [exc]
-        else:
-            results = opened.load_all()
-        return _tally(results, spec.text)
-    finally:
-        opened.close()
-
-
-# -- remote -------------------------------------------------------------------------------
-
-
-def inspect_remote(text: str, options: RegistryOptions | None = None, *, raw: bool = False) -> dict[str, Any]:
-    """Describe ``REGISTRY/REPO:TAG`` like ``imagetools inspect``; ``raw`` adds the stored bytes.
-
-    The image is read as a registry source is ([REMOTE-1]): an index is listed image by image
-    (platform, digests, media types, sizes, layers) with its attestation manifests and the
-    image each one describes; every manifest and config read is verified.
-    """
-    reference = Reference.parse(text.removeprefix("docker://"))
-    with RegistryPool(options) as pool:
-        loaded = load_remote(reference, pool)
-    report: dict[str, Any] = {"source": str(reference), "entries": [_entry_json(loaded)]}
-    if raw:
-        report["raw"] = loaded.root_document.raw.decode("utf-8")
-    return report
+    tally = _Tally()
+    with _read(spec, options) as entries:
+        for result in entries:
+            if isinstance(result, UnsupportedMediaTypeError):
+                tally.notes.append(f"not an image, not checked: {result}")
+            elif isinstance(result, OcimergeError):
+                tally.problems.append(str(result))
+            else:
+                for image in result.images:
+                    tally.image(image)
+    return VerifyReport(spec.text, tuple(tally.problems), tally.blobs, tally.bytes, tuple(tally.notes))

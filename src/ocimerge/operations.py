@@ -1,7 +1,12 @@
-"""The library facade: read sources, assemble, write, inspect and verify.
+"""The library facade: read sources, assemble, and hand the result to sinks.
 
-Every function here is what a CLI command does, usable from Python. Errors are
+Every function here is what a CLI command does, usable from Python. Each takes its settings
+as one frozen value (:class:`CreateOptions`, :class:`PushOptions`); keyword arguments given
+to :func:`create` or :func:`push` are folded into that value once, at the door. Errors are
 :class:`ocimerge.errors.OcimergeError` subclasses with one-line messages.
+
+One path for every source: ``open_source`` gives a local layout or archive and a registry
+image alike, the walker turns it into images, and the same sinks take the publication.
 """
 
 from __future__ import annotations
@@ -13,35 +18,25 @@ from typing import Any
 
 import attrs
 
-from ocimerge.content import Attestation, Blob, Image, ImageSet
-from ocimerge.errors import (
-    BlobMissingError,
-    NotAnImageError,
-    UsageError,
-)
-from ocimerge.model import mediatype as mt
-from ocimerge.model.assemble import (
-    Annotation,
-    Assembly,
-    AttestationPolicy,
-    Child,
-    IndexFormat,
-    assemble,
-)
+from ocimerge.content import Image, ImageSet
+from ocimerge.errors import SourceNotFoundError, UsageError
+from ocimerge.model.annotations import REFERENCE_TYPE
+from ocimerge.model.assemble import Annotation, Assembly, AttestationPolicy, Child, IndexFormat, assemble
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.manifest import Document, ImageIndex
 from ocimerge.model.platform import Platform
 from ocimerge.model.reference import Reference
-from ocimerge.publish import Publication, PushEvent, PushResult, parse_target, publish
 from ocimerge.recompress import gzip_image
 from ocimerge.registry.api import RegistryOptions, RegistryPool
-from ocimerge.remote import MissingSourceError, load_remote
-from ocimerge.sinks.oci_layout import write_layout
-from ocimerge.sources import SourceSpec, as_spec, check_platform, open_source
-from ocimerge.sources import load as load_spec
+from ocimerge.sinks.core import Publication
+from ocimerge.sinks.oci_layout import LayoutResult, parse_output
+from ocimerge.sinks.registry import PushEvent, PushOptions, PushResult, RegistrySink, parse_target
+from ocimerge.sources import SourceSpec, Walk, as_spec, load, open_source
 
 __all__ = [
+    "CreateOptions",
     "CreateResult",
+    "PushOptions",
     "PushSourceResult",
     "create",
     "open_images",
@@ -49,20 +44,38 @@ __all__ = [
 ]
 
 
-@contextlib.contextmanager
-def open_images(source: str | SourceSpec) -> Iterator[ImageSet]:
-    """Read the images one source spec selects; their blobs stay readable inside the block.
+@attrs.frozen
+class CreateOptions:
+    """Everything :func:`create` can be asked, as one value.
 
-    >>> import ocimerge
-    >>> with ocimerge.open_images("missing.tar") as images:  # doctest: +SKIP
-    ...     print([str(i.platform) for i in images.images])
+    ``platforms`` keeps only those platforms of multi-platform sources; ``ignore_missing``
+    skips an absent source with a note; ``compress`` gzips uncompressed layers
+    (``format=DOCKER`` implies it); ``tag_name`` names the root in a written ``index.json``;
+    ``dry_run`` writes nothing anywhere (with tags it still asks the registries what they
+    hold, to plan); ``force`` replaces an existing output.
     """
-    spec = as_spec(source)
-    opened = open_source(spec)
-    try:
-        yield load_spec(spec, opened)
-    finally:
-        opened.close()
+
+    format: IndexFormat = IndexFormat.AUTO
+    attestations: AttestationPolicy = AttestationPolicy.KEEP
+    annotations: tuple[Annotation, ...] = attrs.field(default=(), converter=tuple)
+    platforms: tuple[Platform, ...] = attrs.field(default=(), converter=tuple)
+    ignore_missing: bool = False
+    compress: bool = False
+    tag_name: str = "latest"
+    dry_run: bool = False
+    force: bool = False
+    registry_options: RegistryOptions | None = None
+    jobs: int = 4
+    on_event: Callable[[PushEvent], None] | None = attrs.field(default=None, eq=False)
+
+    @property
+    def push_options(self) -> PushOptions:
+        """The push half of these options."""
+        return PushOptions(self.registry_options or RegistryOptions(), self.jobs, self.dry_run, self.on_event)
+
+    @property
+    def walk(self) -> Walk:
+        return Walk(self.platforms, self.attestations is AttestationPolicy.KEEP)
 
 
 @attrs.frozen
@@ -78,189 +91,6 @@ class CreateResult:
     pushed: tuple[PushResult, ...] = ()
 
 
-def _is_output_archive(output: str) -> bool:
-    """``-o x.tar`` (``.tar.gz``, ``.tgz``, or ``oci-archive:x``) writes an archive; else a directory."""
-    if output.startswith("oci:"):
-        return False
-    return output.startswith("oci-archive:") or output.endswith((".tar", ".tar.gz", ".tgz"))
-
-
-def _strip_output_prefix(output: str) -> str:
-    for prefix in ("oci-archive:", "oci:"):
-        if output.startswith(prefix):
-            return output[len(prefix) :]
-    return output
-
-
-def _required_blobs(image: Image) -> Iterator[Blob]:
-    """[SINK-2] The blobs an image needs in the output; a foreign layer the source lacks is left out."""
-    for blob in image.blobs():
-        if not blob.available and mt.is_foreign_layer(blob.descriptor.media_type):
-            continue
-        if not blob.available:
-            raise BlobMissingError(
-                f"{blob.where}: blob {blob.digest} of {image.source} ({image.platform}) is not "
-                "in the source; the image cannot be written without it"
-            )
-        yield blob
-
-
-def _absent_images(loaded: ImageSet) -> list[Descriptor]:
-    return [d for d in loaded.absent if d.annotation("vnd.docker.reference.type") is None]
-
-
-def _load_each(
-    specs: Sequence[SourceSpec],
-    stack: contextlib.ExitStack,
-    pool: RegistryPool,
-    *,
-    platforms: Sequence[Platform],
-    keep_attestations: bool,
-    ignore_missing: bool,
-    notes: list[str],
-) -> list[ImageSet]:
-    """Read every source; local ones stay open (their blobs are read later) until ``stack`` ends."""
-    loaded: list[ImageSet] = []
-    for spec in specs:
-        try:
-            if spec.kind == "registry":
-                reference = Reference.parse(spec.path)
-                found = load_remote(reference, pool, platforms=platforms, keep_attestations=keep_attestations)
-                found = check_platform(spec, found)
-            else:
-                opened = open_source(spec)
-                stack.callback(opened.close)
-                found = load_spec(spec, opened)
-                if platforms:
-                    kept = tuple(i for i in found.images if i.platform in platforms)
-                    if not kept:
-                        have = ", ".join(str(i.platform) for i in found.images)
-                        notes.append(f"{found.source}: no wanted platform (it has {have}); skipped")
-                        continue
-                    found = attrs.evolve(found, images=kept)
-        except (MissingSourceError, NotAnImageError) as exc:
-            if not ignore_missing or (isinstance(exc, NotAnImageError) and "no such file" not in str(exc)):
-                raise
-            notes.append(f"skipped missing source {spec.text} (--ignore-missing): {exc}")
-            continue
-        loaded.append(found)
-    return loaded
-
-
-def _scope_credentials(
-    options: RegistryOptions | None, specs: Sequence[SourceSpec], targets: Sequence[Reference]
-) -> RegistryOptions | None:
-    """[CRED-4] Explicit credentials belong to the targets' registries, else to the sources'."""
-    if options is None or options.explicit_hosts is not None:
-        return options
-    hosts = {t.registry for t in targets} or {Reference.parse(s.path).registry for s in specs if s.kind == "registry"}
-    return attrs.evolve(options, explicit_hosts=frozenset(hosts))
-
-
-def create(
-    sources: Sequence[str | SourceSpec],
-    output: str | None = None,
-    *,
-    tags: Sequence[str] = (),
-    format: IndexFormat = IndexFormat.AUTO,
-    attestations: AttestationPolicy = AttestationPolicy.KEEP,
-    annotations: Sequence[Annotation] = (),
-    platforms: Sequence[Platform] = (),
-    ignore_missing: bool = False,
-    compress: bool = False,
-    tag_name: str = "latest",
-    dry_run: bool = False,
-    force: bool = False,
-    registry_options: RegistryOptions | None = None,
-    jobs: int = 4,
-    on_event: Callable[[PushEvent], None] | None = None,
-) -> CreateResult:
-    """Merge the images of ``sources`` into one index; write it, push it, or both.
-
-    Sources are local layouts and archives or registry references (``docker://REF``, or a
-    reference whose first part is a registry host), mixed freely. An index source is
-    flattened into its images, filtered by ``platforms``. ``output`` ending in ``.tar`` (or
-    prefixed ``oci-archive:``) is written as an archive, otherwise as a directory. ``tags``
-    (``REGISTRY/REPO:TAG``) are pushed to, blobs first and tags last; blobs already in a
-    target's registry are mounted, others streamed across. ``dry_run`` writes nothing
-    anywhere (with ``tags`` it still asks the registries what they hold, to plan).
-    ``ignore_missing`` skips a source that is absent, with a note. ``compress`` gzips
-    uncompressed layers; ``format=DOCKER`` implies it.
-    """
-    if not sources:
-        raise UsageError("no sources given")
-    if output is None and not tags and not dry_run:
-        raise UsageError("nothing to do: pass -o PATH, -t REGISTRY/REPO:TAG, or --dry-run")
-    targets = [parse_target(t) for t in tags]
-    specs = [as_spec(s) for s in sources]
-    registry_options = _scope_credentials(registry_options, specs, targets)
-    with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(RegistryPool(registry_options))
-        notes: list[str] = []
-        loaded = _load_each(
-            specs,
-            stack,
-            pool,
-            platforms=platforms,
-            keep_attestations=attestations is AttestationPolicy.KEEP,
-            ignore_missing=ignore_missing,
-            notes=notes,
-        )
-        images: list[Image] = []
-        for found in loaded:
-            images.extend(found.images)
-            notes.extend(f"{found.source}: {n}" for n in found.notes)
-            if absent := _absent_images(found):
-                skipped = ", ".join(str(d.platform or d.digest.short) for d in absent)
-                notes.append(f"{found.source}: not in the source, skipped: {skipped}")
-        if not images:
-            raise UsageError("no images left to merge (every source was skipped)")
-        if compress or format is IndexFormat.DOCKER:
-            spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="ocimerge-gzip-"))
-            images = [gzip_image(i, spool) for i in images]
-        children = [
-            Child(
-                source=i.source,
-                manifest=i.manifest,
-                platform=i.platform,
-                attestations=tuple((a.entry, a.manifest) for a in i.attestations),
-            )
-            for i in images
-        ]
-        assembly = assemble(children, format=format, attestations=attestations, annotations=annotations)
-        notes.extend(assembly.notes)
-        by_digest = {str(a.manifest.descriptor.digest): a for i in images for a in i.attestations}
-        kept: list[Attestation] = [by_digest[str(d.descriptor.digest)] for d in assembly.attestations]
-        blobs = [b for i in images for b in _required_blobs(i)]
-        blobs += [b for a in kept for b in a.blobs if b.available]
-        children_docs: list[Document[Any]] = [*assembly.manifests, *assembly.attestations]
-        written = 0
-        destination = None
-        if output is not None and not dry_run:
-            destination = _strip_output_prefix(output)
-            written = write_layout(
-                destination,
-                blobs=blobs,
-                documents=[*children_docs, assembly.index],
-                roots=[(assembly.index.descriptor, tag_name)],
-                archive=_is_output_archive(output),
-                force=force,
-            )
-        pushed: tuple[PushResult, ...] = ()
-        if targets:
-            publication = Publication(tuple(blobs), tuple(children_docs), assembly.index)
-            pushed = publish(publication, targets, pool, jobs=jobs, on_event=on_event, dry_run=dry_run)
-        return CreateResult(
-            index=assembly.index,
-            assembly=assembly,
-            images=tuple(images),
-            output=destination,
-            bytes_written=written,
-            notes=tuple(notes),
-            pushed=pushed,
-        )
-
-
 @attrs.frozen
 class PushSourceResult:
     """What :func:`push` sent: the root document as stored, and one result per repository."""
@@ -271,43 +101,156 @@ class PushSourceResult:
     notes: tuple[str, ...]
 
 
+def _settle(cls: type[Any], options: Any, settings: dict[str, Any]) -> Any:
+    """``options`` with keyword ``settings`` folded in; an unknown name is a usage error."""
+    base = options if options is not None else cls()
+    try:
+        return attrs.evolve(base, **settings)
+    except TypeError as exc:
+        raise UsageError(f"unknown option for {cls.__name__}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def open_images(source: str | SourceSpec, registry_options: RegistryOptions | None = None) -> Iterator[ImageSet]:
+    """Read the images one source spec selects; their blobs stay readable inside the block.
+
+    >>> import ocimerge
+    >>> with ocimerge.open_images("missing.tar") as images:  # doctest: +SKIP
+    ...     print([str(i.platform) for i in images.images])
+    """
+    spec = as_spec(source)
+    with RegistryPool(registry_options) as pool, open_source(spec, pool.get) as opened:
+        yield load(spec, opened)
+
+
+def _scope_credentials(
+    options: RegistryOptions | None, specs: Sequence[SourceSpec], targets: Sequence[Reference]
+) -> RegistryOptions | None:
+    """[CRED-4] Explicit credentials belong to the targets' registries, else to the sources'."""
+    if options is None or options.explicit_hosts is not None:
+        return options
+    hosts = {t.registry for t in targets} or {s.reference.registry for s in specs if s.reference is not None}
+    return attrs.evolve(options, explicit_hosts=frozenset(hosts))
+
+
+def _read_sources(
+    specs: Sequence[SourceSpec], stack: contextlib.ExitStack, pool: RegistryPool, options: CreateOptions
+) -> tuple[list[ImageSet], list[str]]:
+    """Read every source (they stay open until ``stack`` ends); returns what was read, and notes."""
+    loaded: list[ImageSet] = []
+    notes: list[str] = []
+    for spec in specs:
+        try:
+            source = stack.enter_context(open_source(spec, pool.get))
+            found = load(spec, source, options.walk)
+        except SourceNotFoundError as exc:
+            if not options.ignore_missing:
+                raise
+            notes.append(f"skipped missing source {spec.text} (--ignore-missing): {exc}")
+            continue
+        notes.extend(f"{found.source}: {n}" for n in found.notes)
+        if not found.images:
+            notes.append(f"{found.source}: no wanted platform; skipped")
+            continue
+        if absent := [d for d in found.absent if d.annotation(REFERENCE_TYPE) is None]:
+            skipped = ", ".join(str(d.platform or d.digest.short) for d in absent)
+            notes.append(f"{found.source}: not in the source, skipped: {skipped}")
+        loaded.append(found)
+    return loaded, notes
+
+
+def _assemble(images: Sequence[Image], options: CreateOptions) -> Assembly:
+    children = [
+        Child(
+            source=i.source,
+            manifest=i.manifest,
+            platform=i.platform,
+            attestations=tuple((a.entry, a.manifest) for a in i.attestations),
+        )
+        for i in images
+    ]
+    return assemble(children, format=options.format, attestations=options.attestations,
+                    annotations=options.annotations)
+
+
+def create(
+    sources: Sequence[str | SourceSpec],
+    output: str | None = None,
+    *,
+    tags: Sequence[str] = (),
+    options: CreateOptions | None = None,
+    **settings: Any,
+) -> CreateResult:
+    """Merge the images of ``sources`` into one index; write it (``output``), push it (``tags``), or both.
+
+    Sources are local layouts and archives or registry references (``docker://REF``, or a
+    reference whose first part is a registry host), mixed freely; an index source is
+    flattened into its images. ``output`` ending in ``.tar`` (or prefixed ``oci-archive:``)
+    is written as an archive, otherwise as a directory. ``tags`` (``REGISTRY/REPO:TAG``) are
+    pushed to, blobs first and tags last. Settings come as ``options`` or as keywords named
+    after its fields (``create(srcs, "out.tar", format=IndexFormat.OCI)``).
+    """
+    opts: CreateOptions = _settle(CreateOptions, options, settings)
+    if not sources:
+        raise UsageError("no sources given")
+    if output is None and not tags and not opts.dry_run:
+        raise UsageError("nothing to do: pass -o PATH, -t REGISTRY/REPO:TAG, or --dry-run")
+    targets = tuple(parse_target(t) for t in tags)
+    specs = [as_spec(s) for s in sources]
+    opts = attrs.evolve(opts, registry_options=_scope_credentials(opts.registry_options, specs, targets))
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(RegistryPool(opts.registry_options))
+        loaded, notes = _read_sources(specs, stack, pool, opts)
+        images = [i for found in loaded for i in found.images]
+        if not images:
+            raise UsageError("no images left to merge (every source was skipped)")
+        if opts.compress or opts.format is IndexFormat.DOCKER:
+            spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="ocimerge-gzip-"))
+            images = [gzip_image(i, spool) for i in images]
+        assembly = _assemble(images, opts)
+        publication = Publication.of_assembly(assembly, images)
+        written = None
+        if output is not None and not opts.dry_run:
+            written = parse_output(output, tag_name=opts.tag_name, force=opts.force).publish(publication)
+        pushed = RegistrySink(targets, pool, opts.push_options).publish(publication) if targets else ()
+        return CreateResult(
+            index=assembly.index,
+            assembly=assembly,
+            images=tuple(images),
+            output=written.path if isinstance(written, LayoutResult) else None,
+            bytes_written=written.bytes_written if written is not None else 0,
+            notes=(*notes, *assembly.notes),
+            pushed=pushed,
+        )
+
+
 def push(
     source: str | SourceSpec,
     tags: Sequence[str],
     *,
+    options: PushOptions | None = None,
     registry_options: RegistryOptions | None = None,
-    jobs: int = 4,
-    on_event: Callable[[PushEvent], None] | None = None,
-    dry_run: bool = False,
+    **settings: Any,
 ) -> PushSourceResult:
-    """Upload a layout or archive as it is (multi-platform or not), digests byte for byte.
+    """Upload a layout, an archive or a registry image as it is, digests byte for byte.
 
     The air-gapped half of the job: an archive written earlier by :func:`create` (or by buildx,
     skopeo, docker save) goes into a registry unchanged. Children the source names but does not
     hold must already be in the target repository, or nothing is tagged. A registry source
     (``docker://REF``) is copied the same way: mounted within its registry, streamed across.
+    Settings come as ``options`` or as keywords named after its fields (``jobs=8``);
+    ``registry_options`` is the ``registry`` field under the name :func:`create` uses.
     """
+    if registry_options is not None:
+        settings["registry"] = registry_options
+    opts: PushOptions = _settle(PushOptions, options, settings)
     if not tags:
         raise UsageError("no target given: ocimerge push SRC REGISTRY/REPO:TAG")
-    targets = [parse_target(t) for t in tags]
-    registry_options = _scope_credentials(registry_options, [], targets)
+    targets = tuple(parse_target(t) for t in tags)
+    scoped = _scope_credentials(opts.registry, [], targets)
+    opts = attrs.evolve(opts, registry=scoped or RegistryOptions())
     spec = as_spec(source)
-    with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(RegistryPool(registry_options))
-        if spec.kind == "registry":  # a copy between registries, byte for byte
-            loaded = check_platform(spec, load_remote(Reference.parse(spec.path), pool))
-        else:
-            opened = open_source(spec)
-            stack.callback(opened.close)
-            loaded = load_spec(spec, opened)
-        root = loaded.root_document
-        images = loaded.images
-        blobs = [b for i in images for b in i.blobs()]
-        blobs += [b for i in images for a in i.attestations for b in a.blobs]
-        documents: list[Document[Any]] = [i.manifest for i in images]
-        documents += [a.manifest for i in images for a in i.attestations]
-        documents += list(loaded.indexes)
-        documents = [d for d in documents if d.descriptor.digest != root.descriptor.digest]
-        publication = Publication(tuple(blobs), tuple(documents), root, tuple(loaded.absent))
-        pushed = publish(publication, targets, pool, jobs=jobs, on_event=on_event, dry_run=dry_run)
-        return PushSourceResult(root.descriptor, images, pushed, loaded.notes)
+    with RegistryPool(opts.registry) as pool, open_source(spec, pool.get) as opened:
+        loaded = load(spec, opened)
+        pushed = RegistrySink(targets, pool, opts).publish(Publication.of_image_set(loaded))
+        return PushSourceResult(loaded.root_document.descriptor, loaded.images, pushed, loaded.notes)

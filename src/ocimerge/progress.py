@@ -10,7 +10,7 @@ import threading
 import time
 from typing import TextIO
 
-from ocimerge.publish import PushEvent
+from ocimerge.sinks.registry import BlobAction, PushEvent, PushEventKind
 
 __all__ = ["ProgressView"]
 
@@ -37,21 +37,21 @@ class ProgressView:
     def on_event(self, event: PushEvent) -> None:
         with self._lock:
             key = event.digest.short
-            if event.kind in ("start", "progress"):
+            if event.kind in (PushEventKind.START, PushEventKind.PROGRESS):
                 previous = self._active.get(key, (0, event.size))[0]
                 self._bytes += event.done - previous
                 self._active[key] = (event.done, event.size)
-            elif event.kind == "done":
+            elif event.kind is PushEventKind.DONE:
                 previous = self._active.pop(key, (0, event.size))[0]
-                if event.action == "upload":
+                if event.action in (BlobAction.UPLOAD, BlobAction.COPY):
                     self._bytes += event.size - previous
                     self._done += 1
-                elif event.action == "mount":
+                elif event.action is BlobAction.MOUNT:
                     self._mounted += 1
                 else:
                     self._skipped += 1
             now = time.monotonic()
-            if event.kind == "done" or now - self._last >= _INTERVAL:
+            if event.kind is PushEventKind.DONE or now - self._last >= _INTERVAL:
                 self._last = now
                 self._draw()
 

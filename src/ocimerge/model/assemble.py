@@ -14,6 +14,7 @@ import attrs
 
 from ocimerge.errors import ConversionError, ModelError, PlatformConflictError, UsageError
 from ocimerge.model import mediatype as mt
+from ocimerge.model.annotations import REFERENCE_DIGEST
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.manifest import Document, ImageIndex, ImageManifest
 from ocimerge.model.platform import Platform
@@ -28,8 +29,6 @@ __all__ = [
     "to_docker_manifest",
 ]
 
-REFERENCE_TYPE = "vnd.docker.reference.type"
-REFERENCE_DIGEST = "vnd.docker.reference.digest"
 
 
 class IndexFormat(enum.Enum):

@@ -21,19 +21,66 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
+import attrs
+
 from ocimerge.content import Blob
 from ocimerge.errors import OutputError
 from ocimerge.model import mediatype as mt
+from ocimerge.model.annotations import REF_NAME
 from ocimerge.model.codec import encode_json
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document
 from ocimerge.sinks._copy import copy_verified
+from ocimerge.sinks.core import Publication
 
-__all__ = ["LAYOUT_HEADER", "index_json", "write_layout"]
+__all__ = ["LAYOUT_HEADER", "LayoutResult", "LayoutSink", "index_json", "parse_output", "write_layout"]
 
 LAYOUT_HEADER = encode_json({"imageLayoutVersion": "1.0.0"})
-REF_NAME = "org.opencontainers.image.ref.name"
+
+
+@attrs.frozen
+class LayoutResult:
+    """What a layout sink wrote: where, and how many bytes of blob content."""
+
+    path: str
+    bytes_written: int
+
+
+@attrs.frozen
+class LayoutSink:
+    """[SINK-6] An OCI layout directory or archive (``archive``) at ``path``.
+
+    ``tag_name`` is the ``org.opencontainers.image.ref.name`` the root gets in
+    ``index.json``; ``force`` allows replacing what is at ``path``.
+    """
+
+    path: str
+    archive: bool
+    tag_name: str | None = "latest"
+    force: bool = False
+
+    def publish(self, publication: Publication) -> LayoutResult:
+        """[SINK-1] Write the whole publication under a temporary name, then rename it."""
+        written = write_layout(
+            self.path,
+            blobs=publication.blobs,
+            documents=[*publication.documents, publication.root],
+            roots=[(publication.root.descriptor, self.tag_name)],
+            archive=self.archive,
+            force=self.force,
+        )
+        return LayoutResult(self.path, written)
+
+
+def parse_output(text: str, *, tag_name: str | None = "latest", force: bool = False) -> LayoutSink:
+    """``-o OUT``: ``OUT.tar`` (``.tar.gz``, ``.tgz``, or ``oci-archive:OUT``) is an archive,
+    ``oci:OUT`` or any other name a layout directory."""
+    if text.startswith("oci:"):
+        return LayoutSink(text.removeprefix("oci:"), False, tag_name, force)
+    if text.startswith("oci-archive:"):
+        return LayoutSink(text.removeprefix("oci-archive:"), True, tag_name, force)
+    return LayoutSink(text, text.endswith((".tar", ".tar.gz", ".tgz")), tag_name, force)
 
 
 def index_json(roots: Iterable[tuple[Descriptor, str | None]]) -> bytes:

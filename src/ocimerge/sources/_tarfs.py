@@ -25,7 +25,7 @@ from typing import BinaryIO, Protocol
 import attrs
 import zstandard
 
-from ocimerge.errors import ArchiveError, BlobMissingError, DocumentError, NotAnImageError
+from ocimerge.errors import ArchiveError, BlobMissingError, DocumentError, NotAnImageError, SourceNotFoundError
 
 __all__ = ["DirFS", "FileSystem", "TarFS", "open_filesystem"]
 
@@ -288,7 +288,7 @@ def open_filesystem(path: str, *, name: str | None = None) -> DirFS | TarFS:
     if os.path.isdir(path):
         return DirFS(path, name=label)
     if not os.path.exists(path):
-        raise NotAnImageError(f"{label}: no such file or directory")
+        raise SourceNotFoundError(f"{label}: no such file or directory")
     with open(path, "rb") as f:
         magic = f.read(8)
     stream = _decompressor(magic, path)

@@ -14,14 +14,15 @@ from typing import Any
 import attrs
 import zstandard
 
-from ocimerge.content import Blob, Image, ImageSet
+from ocimerge.content import Blob, BlobOrigin
 from ocimerge.errors import BlobMissingError, DigestMismatchError, DocumentError, NotAnImageError, SelectionError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.codec import MAX_DOCUMENT_SIZE, decode_json
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
-from ocimerge.model.manifest import Document, ImageConfig, ImageManifest, decode_config
+from ocimerge.model.manifest import Document, ImageManifest, decode_config
 from ocimerge.sources._tarfs import FileSystem, clean_member_name, read_small
+from ocimerge.sources.core import Root, SourceKind
 from ocimerge.sources.selector import Selector, matches_name
 
 __all__ = ["DockerArchive", "sniff_compression"]
@@ -57,7 +58,14 @@ def _get(item: dict[str, Any], key: str) -> Any:
 
 
 class DockerArchive:
-    """A docker-load tarball: ``manifest.json`` plus config and layer files."""
+    """A docker-load tarball: ``manifest.json`` plus config and layer files; a [SOURCE-4] source.
+
+    Docker-save archives store no manifest: each root's OCI manifest is authored on read,
+    once, and its config and layers are served by digest like any other source's content.
+    """
+
+    kind = SourceKind.DOCKER_ARCHIVE
+    origin: BlobOrigin | None = None
 
     def __init__(self, fs: FileSystem) -> None:
         self.fs = fs
@@ -74,6 +82,10 @@ class DockerArchive:
         if not isinstance(value, list):
             raise DocumentError(f"{self.name}: manifest.json: expected a JSON array")
         self.entries = tuple(self._entry(item, i) for i, item in enumerate(value))
+        # what the authored manifests name: documents by digest, layer blobs by digest
+        self._authored: dict[str, Descriptor] = {}
+        self._documents: dict[str, bytes] = {}
+        self._blobs: dict[str, Blob] = {}
 
     def _entry(self, item: object, i: int) -> _Entry:
         where = f"{self.name}: manifest.json[{i}]"
@@ -96,7 +108,7 @@ class DockerArchive:
             layer_sources=sources if isinstance(sources, dict) else {},
         )
 
-    def select(self, selector: Selector) -> _Entry:
+    def select_entry(self, selector: Selector) -> _Entry:
         """[DOCKER-2] The entry ``selector`` names by RepoTags (or by config digest)."""
         entries = self.entries
         if selector.digest is not None:
@@ -118,18 +130,47 @@ class DockerArchive:
                 raise SelectionError(f"{self.name}: manifest.json lists no image")
             raise SelectionError(f"{self.name}: no image matches {selector}; choices: {choices}")
         raise SelectionError(
-            f"{self.name}: the archive holds several images; choose one with {self.name}:TAG; choices: {choices}"
+            f"{self.name}: the archive holds several images; choose one with {self.name}:TAG "
+            f"(e.g. {self.name}:{_example_tag(entries)}); choices: {choices}"
         )
 
-    def load(self, selector: Selector) -> ImageSet:
-        return self.load_entry(self.select(selector))
+    # -- the source core [SOURCE-4]: roots are manifests we author on read ----------------
 
-    def load_entry(self, entry: _Entry) -> ImageSet:
-        """The one image a ``manifest.json`` entry describes."""
+    def select(self, selector: Selector) -> Root:
+        return self._root(self.select_entry(selector))
+
+    def roots(self) -> tuple[Root, ...]:
+        return tuple(self._root(e) for e in self.entries)
+
+    def has(self, descriptor: Descriptor) -> bool:
+        key = str(descriptor.digest)
+        return key in self._documents or (key in self._blobs and self._blobs[key].available)
+
+    def document(self, descriptor: Descriptor, what: str) -> bytes:
+        raw = self._documents.get(str(descriptor.digest))
+        if raw is None:
+            raise BlobMissingError(f"{self.name}: {what}: {descriptor.digest} is not in the archive")
+        return raw
+
+    def blob(self, descriptor: Descriptor, what: str) -> Blob:
+        found = self._blobs.get(str(descriptor.digest))
+        if found is None:
+            return Blob(descriptor, None, f"{self.name}: {what}")
+        return found
+
+    def close(self) -> None:
+        self.fs.close()
+
+    def _root(self, entry: _Entry) -> Root:
+        """Author the entry's manifest once; its config and layers become servable content."""
+        authored = self._authored.get(entry.config)
+        if authored is None:
+            authored = self._authored[entry.config] = self._author(entry)
         label = f"{self.name}" + (f" ({entry.repo_tags[0]})" if entry.repo_tags else "")
-        return ImageSet(label, (self._image(entry, label),), names=entry.repo_tags)
+        return Root(authored, entry.repo_tags, label, stored=False)
 
-    def _image(self, entry: _Entry, label: str) -> Image:
+    def _author(self, entry: _Entry) -> Descriptor:
+        """[DOCKER-1] An OCI manifest for a ``manifest.json`` entry, its content registered."""
         config_raw = read_small(self.fs, entry.config, MAX_DOCUMENT_SIZE)
         config = decode_config(config_raw, where=f"{self.name}: {entry.config}")
         if len(config.diff_ids) != len(entry.layers):
@@ -141,14 +182,12 @@ class DockerArchive:
         layers = tuple(
             self._layer(path, diff_id, entry) for path, diff_id in zip(entry.layers, config.diff_ids, strict=True)
         )
-        manifest = ImageManifest(config=config_descriptor, layers=tuple(b.descriptor for b in layers))
-        return Image(
-            source=label,
-            manifest=Document.author(manifest),
-            config=Document[ImageConfig](config_raw, config, config_descriptor),
-            layers=layers,
-            config_blob=Blob.from_bytes(config_descriptor, config_raw, f"{label}: {entry.config}"),
-        )
+        document = Document.author(ImageManifest(config=config_descriptor, layers=tuple(b.descriptor for b in layers)))
+        self._documents[str(config_descriptor.digest)] = config_raw
+        self._documents[str(document.descriptor.digest)] = document.raw
+        for layer in layers:
+            self._blobs.setdefault(str(layer.digest), layer)
+        return document.descriptor  # type: ignore[no-any-return]
 
     def _layer(self, path: str, diff_id: Digest, entry: _Entry) -> Blob:
         where = f"{self.name}: {path}"
@@ -196,3 +235,8 @@ class DockerArchive:
                 f"{self.name}: {path}: the uncompressed layer does not match rootfs.diff_ids entry {diff_id}"
             )
         return Digest("sha256", stored.hexdigest())
+
+
+def _example_tag(entries: tuple[_Entry, ...]) -> str:
+    """A RepoTag to show in the "several images" advice, or the placeholder TAG."""
+    return next((e.repo_tags[0] for e in entries if e.repo_tags), "TAG")

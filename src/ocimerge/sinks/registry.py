@@ -1,0 +1,375 @@
+"""Pushing a publication to registries, as named steps in an order that is a guarantee.
+
+[PUSH-1] Blobs first: each is *planned* (skip what the repository holds; mount what another
+repository of the same registry holds; upload from a local source; copy from another
+registry; leave a foreign layer alone), then *sent*, ``jobs`` at a time; each digest once.
+[PUSH-2] Then child documents by digest, children before parents, each confirmed present;
+then the root by digest; then each tag. A tag is never written before every document it
+names is confirmed, so an interrupted push leaves no tag pointing at a broken index, and
+running it again uploads only what is missing.
+[PUSH-3] Progress is reported as events; the CLI draws them, the library may ignore them.
+[PUSH-4] Targets are grouped by registry: one client per host. Within a registry, a
+repository pushed after another mounts the blobs the first one received instead of
+uploading them again, and blobs that came from that registry are mounted from their source.
+
+The steps follow go-containerregistry's ``remote/write.go`` (check existing, initiate,
+stream, commit): :func:`plan_blob` is pure, :func:`send_blob` does one blob,
+:func:`put_documents` and :func:`put_tags` the rest, and :func:`push_repository` composes
+them in the order above.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import attrs
+
+from ocimerge.content import Blob
+from ocimerge.errors import BlobMissingError, UsageError
+from ocimerge.model import mediatype as mt
+from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.digest import Digest
+from ocimerge.model.manifest import Document
+from ocimerge.model.reference import Reference
+from ocimerge.registry.api import Mounted, Registry, RegistryOptions, RegistryPool
+from ocimerge.registry.challenge import Scope
+from ocimerge.sinks.core import Publication
+
+__all__ = [
+    "BlobAction",
+    "BlobPlan",
+    "PushEvent",
+    "PushEventKind",
+    "PushOptions",
+    "PushResult",
+    "RegistrySink",
+    "parse_target",
+    "plan_blob",
+    "push_repository",
+]
+
+
+class BlobAction(enum.Enum):
+    """[PUSH-1] What a push does with one blob."""
+
+    SKIP = "skip"  # the repository holds it already
+    MOUNT = "mount"  # another repository of the same registry holds it
+    UPLOAD = "upload"  # sent from a local source
+    COPY = "copy"  # streamed from another registry
+    FOREIGN = "foreign"  # a non-distributable layer: never pushed
+
+
+class PushEventKind(enum.Enum):
+    """[PUSH-3] The life of one blob in a push: started, bytes sent, finished."""
+
+    START = "start"
+    PROGRESS = "progress"
+    DONE = "done"
+
+
+@attrs.frozen
+class PushEvent:
+    """[PUSH-3] What happened to one blob; ``action`` is set on ``DONE``."""
+
+    kind: PushEventKind
+    digest: Digest
+    size: int
+    done: int = 0
+    action: BlobAction | None = None
+
+
+@attrs.frozen
+class BlobPlan:
+    """What a push did (or, in a dry run, would do) with one blob.
+
+    ``source`` names where a mount or copy takes it from (``host/repository`` for a copy,
+    the repository for a mount).
+    """
+
+    digest: Digest
+    size: int
+    action: BlobAction
+    source: str | None = None
+
+
+@attrs.frozen
+class PushOptions:
+    """How to push: registry settings, blobs at once, progress, or only a plan (``dry_run``)."""
+
+    registry: RegistryOptions = attrs.field(factory=RegistryOptions)
+    jobs: int = 4
+    dry_run: bool = False
+    on_event: Callable[[PushEvent], None] | None = attrs.field(default=None, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.jobs < 1:
+            raise UsageError("--jobs must be at least 1")
+
+    def emit(self, event: PushEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+
+@attrs.frozen
+class PushResult:
+    """The outcome of a push to one repository."""
+
+    registry: str
+    repository: str
+    root: Descriptor
+    blobs: tuple[BlobPlan, ...]
+    manifests_pushed: int
+    manifests_skipped: int
+    tags: tuple[str, ...]
+    dry_run: bool = False
+
+    @property
+    def bytes_uploaded(self) -> int:
+        """Bytes sent to the registry: uploads from local sources and copies from other registries."""
+        return sum(b.size for b in self.blobs if b.action in (BlobAction.UPLOAD, BlobAction.COPY))
+
+    def count(self, action: BlobAction) -> int:
+        return sum(1 for b in self.blobs if b.action is action)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "registry": self.registry,
+            "repository": self.repository,
+            "digest": str(self.root.digest),
+            "mediaType": self.root.media_type,
+            "tags": list(self.tags),
+            "dryRun": self.dry_run,
+            "blobs": {
+                "uploaded": self.count(BlobAction.UPLOAD),
+                "copied": self.count(BlobAction.COPY),
+                "mounted": self.count(BlobAction.MOUNT),
+                "skipped": self.count(BlobAction.SKIP),
+                "bytesUploaded": self.bytes_uploaded,
+            },
+            "manifests": {"pushed": self.manifests_pushed, "skipped": self.manifests_skipped},
+        }
+
+
+def parse_target(text: str) -> Reference:
+    """``-t``: ``[docker://]REGISTRY/REPO[:TAG]`` (the tag defaults to latest), never a digest."""
+    reference = Reference.parse(text.removeprefix("docker://"))
+    if reference.digest is not None:
+        raise UsageError(f"{text}: push to a tag, not a digest (the digest is the content's own)")
+    return reference
+
+
+# -- blobs ----------------------------------------------------------------------------------
+
+
+def plan_blob(blob: Blob, *, held: bool, host: str, repository: str, mount_from: str | None) -> BlobPlan:
+    """[PUSH-1] What to do with ``blob`` for ``host/repository``; pure.
+
+    ``held`` is whether the repository already has it, ``mount_from`` another repository
+    of the same registry that has it (or None).
+    """
+    digest, size = blob.digest, blob.descriptor.size
+    if held:
+        return BlobPlan(digest, size, BlobAction.SKIP)
+    if not blob.available:
+        if mt.is_foreign_layer(blob.descriptor.media_type):
+            return BlobPlan(digest, size, BlobAction.FOREIGN)
+        raise BlobMissingError(f"{blob.where}: blob {digest} is neither in the source nor in {host}/{repository}")
+    if mount_from is not None and mount_from != repository:
+        return BlobPlan(digest, size, BlobAction.MOUNT, mount_from)
+    origin = blob.origin
+    if origin is not None and origin.registry != host:
+        return BlobPlan(digest, size, BlobAction.COPY, str(origin))  # streamed across registries
+    return BlobPlan(digest, size, BlobAction.UPLOAD)
+
+
+def send_blob(registry: Registry, repository: str, blob: Blob, plan: BlobPlan, options: PushOptions) -> BlobPlan:
+    """[PUSH-1] Carry out ``plan``: mount, or upload (into the session a refused mount opened).
+
+    Returns what was done: a mount the registry refuses becomes an upload [API-6].
+    """
+    digest, size = plan.digest, plan.size
+    if plan.action not in (BlobAction.MOUNT, BlobAction.UPLOAD, BlobAction.COPY):
+        return plan
+    session = None
+    if plan.action is BlobAction.MOUNT and plan.source is not None:
+        started = registry.start_upload(repository, mount=digest, source=plan.source)
+        if isinstance(started, Mounted):
+            options.emit(PushEvent(PushEventKind.DONE, digest, size, size, BlobAction.MOUNT))
+            return plan
+        session = started  # [API-6] refused: upload into the session it opened
+    options.emit(PushEvent(PushEventKind.START, digest, size))
+    registry.upload(repository, blob, session, progress=_progress(digest, size, options))
+    action = BlobAction.COPY if plan.action is BlobAction.COPY else BlobAction.UPLOAD
+    options.emit(PushEvent(PushEventKind.DONE, digest, size, size, action))
+    return plan if plan.action is not BlobAction.MOUNT else BlobPlan(digest, size, BlobAction.UPLOAD)
+
+
+def _progress(digest: Digest, size: int, options: PushOptions) -> Callable[[int], None]:
+    """A callback that turns bytes sent (from several upload threads) into progress events."""
+    lock = threading.Lock()
+    sent = [0]
+
+    def progress(n: int) -> None:
+        with lock:
+            sent[0] += n
+            done = sent[0]
+        options.emit(PushEvent(PushEventKind.PROGRESS, digest, size, done))
+
+    return progress
+
+
+def _one_blob(registry: Registry, repository: str, blob: Blob, mount_from: str | None, options: PushOptions) -> BlobPlan:
+    """Plan one blob against the registry (one HEAD), then send it unless this is a dry run."""
+    held = registry.blob_exists(repository, blob.digest) is not None
+    plan = plan_blob(blob, held=held, host=registry.host, repository=repository, mount_from=mount_from)
+    if plan.action is BlobAction.SKIP:
+        options.emit(PushEvent(PushEventKind.DONE, plan.digest, plan.size, plan.size, BlobAction.SKIP))
+    if options.dry_run:
+        return plan
+    return send_blob(registry, repository, blob, plan, options)
+
+
+def push_blobs(
+    registry: Registry, repository: str, blobs: Sequence[Blob], mount_from: Mapping[Digest, str], options: PushOptions
+) -> tuple[BlobPlan, ...]:
+    """[PUSH-1] Every blob, ``options.jobs`` at a time; the first failure stops what has not started."""
+    with ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="ocimerge-push") as pool:
+        futures = [pool.submit(_one_blob, registry, repository, b, mount_from.get(b.digest), options) for b in blobs]
+        try:
+            return tuple(f.result() for f in futures)
+        except BaseException:
+            for other in futures:
+                other.cancel()
+            raise
+
+
+# -- documents and tags ------------------------------------------------------------------------
+
+
+def check_required(registry: Registry, target: Reference, publication: Publication) -> None:
+    """[PUSH-2] Entries the source lacks must already be in the repository, or nothing is tagged."""
+    held = {d.descriptor.digest for d in publication.documents}
+    for descriptor in publication.required:
+        if descriptor.digest in held or registry.manifest_head(_by_digest(target, descriptor.digest)) is not None:
+            continue
+        platform = f" ({descriptor.platform})" if descriptor.platform else ""
+        raise BlobMissingError(
+            f"{registry.host}/{target.repository}: the index names {descriptor.digest}{platform}, which is neither "
+            "in the source nor in the repository; refusing to tag an index whose children are missing"
+        )
+
+
+def put_documents(
+    registry: Registry, target: Reference, documents: Sequence[Document[Any]], *, dry_run: bool
+) -> tuple[int, int]:
+    """[PUSH-2] Documents by digest, in order, each once; returns (pushed, already there)."""
+    pushed = skipped = 0
+    seen: set[Digest] = set()
+    for document in documents:
+        digest = document.descriptor.digest
+        if digest in seen:
+            continue
+        seen.add(digest)
+        by_digest = _by_digest(target, digest)
+        if registry.manifest_head(by_digest) is not None:
+            skipped += 1
+            continue
+        if not dry_run:
+            registry.manifest_put(by_digest, document)
+        pushed += 1
+    return pushed, skipped
+
+
+def put_tags(registry: Registry, target: Reference, root: Document[Any], tags: Sequence[str]) -> tuple[str, ...]:
+    """[PUSH-2] Point each tag at the root, last of all; a tag already there is left alone."""
+    for tag in tags:
+        tagged = attrs.evolve(target, tag=tag, digest=None)
+        current = registry.manifest_head(tagged)
+        if current is None or current.digest != root.descriptor.digest:
+            registry.manifest_put(tagged, root)
+    return tuple(tags)
+
+
+def _by_digest(target: Reference, digest: Digest) -> Reference:
+    return Reference(target.registry, target.repository, digest=digest)
+
+
+def push_repository(
+    registry: Registry,
+    target: Reference,
+    publication: Publication,
+    tags: Sequence[str],
+    *,
+    mount_from: Mapping[Digest, str],
+    options: PushOptions,
+) -> PushResult:
+    """[PUSH-1][PUSH-2] One repository: check, blobs, child documents, root, then tags."""
+    repository = target.repository
+    registry.ping()
+    registry.want(Scope.repository(repository, "pull", "push"))
+    if sources := {s for s in mount_from.values() if s != repository}:
+        registry.want(*(Scope.repository(s, "pull") for s in sorted(sources)))
+    check_required(registry, target, publication)
+    plans = push_blobs(registry, repository, publication.blobs, mount_from, options)
+    pushed, skipped = put_documents(registry, target, publication.documents, dry_run=options.dry_run)
+    written: tuple[str, ...] = tuple(tags)
+    if not options.dry_run:
+        root_pushed, root_skipped = put_documents(registry, target, [publication.root], dry_run=False)
+        pushed, skipped = pushed + root_pushed, skipped + root_skipped
+        written = put_tags(registry, target, publication.root, tags)
+    return PushResult(
+        registry=registry.host,
+        repository=repository,
+        root=publication.root.descriptor,
+        blobs=plans,
+        manifests_pushed=pushed,
+        manifests_skipped=skipped,
+        tags=written,
+        dry_run=options.dry_run,
+    )
+
+
+# -- many targets ------------------------------------------------------------------------------
+
+
+def _mount_sources(publication: Publication, host: str, repository: str, first: str | None) -> dict[Digest, str]:
+    """[PUSH-4] Where in ``host`` each blob can be mounted from, for a push to ``repository``."""
+    sources: dict[Digest, str] = {}
+    for blob in publication.blobs:
+        origin = blob.origin
+        if origin is not None and origin.registry == host and origin.repository != repository:
+            sources[blob.digest] = origin.repository  # it came from this registry
+        elif first is not None and first != repository:
+            sources[blob.digest] = first  # an earlier target of this run received it
+    return sources
+
+
+@attrs.frozen
+class RegistrySink:
+    """[SINK-6][PUSH-4] Registry targets as a sink: every repository of ``targets``, tagged."""
+
+    targets: tuple[Reference, ...]
+    pool: RegistryPool = attrs.field(eq=False)
+    options: PushOptions = attrs.field(factory=PushOptions)
+
+    def publish(self, publication: Publication) -> tuple[PushResult, ...]:
+        """Push to each repository in turn, the tags of each written last; one result each."""
+        by_repository: dict[tuple[str, str], list[str]] = {}
+        for target in self.targets:
+            tags = by_repository.setdefault((target.registry, target.repository), [])
+            if target.tag and target.tag not in tags:
+                tags.append(target.tag)
+        results: list[PushResult] = []
+        first_repository: dict[str, str] = {}
+        for (host, repository), tags in by_repository.items():
+            first = first_repository.setdefault(host, repository)
+            mount_from = _mount_sources(publication, host, repository, first if first != repository else None)
+            target = Reference(host, repository)
+            registry = self.pool.get(host)
+            results.append(push_repository(registry, target, publication, tags, mount_from=mount_from,
+                                           options=self.options))
+        return tuple(results)

@@ -1,0 +1,78 @@
+"""The one protocol every image source implements, and the values it speaks in ([SOURCE-4]).
+
+[SOURCE-4] A source (OCI layout directory, OCI archive, docker-save archive, registry image)
+supplies a small core: the roots it holds with their names, the one root a selector
+chooses, whether it holds the content a descriptor names, that content as verified bytes
+(documents) or as a verified stream (blobs). Everything else — flattening indexes, pairing
+attestations, filtering platforms, reporting what is absent — is derived once, by
+:mod:`ocimerge.sources.walk`, for every kind alike (go-containerregistry's ``partial`` idea).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+import attrs
+
+from ocimerge.content import Blob, BlobOrigin
+from ocimerge.model.descriptor import Descriptor
+from ocimerge.sources.selector import Selector
+
+__all__ = ["Root", "Source", "SourceKind"]
+
+
+class SourceKind(enum.Enum):
+    """What a source argument names; the value is its prefix (``oci-archive:PATH``)."""
+
+    AUTO = "auto"  # a local path, its kind detected from its content [SOURCE-1]
+    OCI = "oci"
+    OCI_ARCHIVE = "oci-archive"
+    DOCKER_ARCHIVE = "docker-archive"
+    REGISTRY = "docker"  # docker://REF, or a bare reference whose first part is a host
+
+    @property
+    def is_local(self) -> bool:
+        return self is not SourceKind.REGISTRY
+
+
+@attrs.frozen
+class Root:
+    """One entry a source lists at its top: an ``index.json`` entry, a docker-save image, a tag.
+
+    ``label`` names it in messages and reports; ``stored`` is False when the root document
+    was authored on read (docker-save archives store no manifest), so reports can say so.
+    """
+
+    descriptor: Descriptor
+    names: tuple[str, ...]
+    label: str
+    stored: bool = True
+
+
+class Source(Protocol):
+    """[SOURCE-4] An opened source; close it (or leave its ``with`` block) when done.
+
+    ``document`` returns the whole bytes of a manifest, index or config, verified against
+    the descriptor and capped in size; ``blob`` returns a :class:`Blob` whose opener streams
+    and verifies, with no opener when the source lacks the content (a partial export).
+    ``has`` answers without reading; a registry source answers True and lets ``document``
+    raise :class:`ocimerge.errors.SourceNotFoundError` instead (asking first would cost a
+    request per entry). ``origin`` is where the blobs live when they live in a registry.
+    """
+
+    name: str
+    kind: SourceKind
+    origin: BlobOrigin | None
+
+    def roots(self) -> tuple[Root, ...]: ...
+
+    def select(self, selector: Selector) -> Root: ...
+
+    def has(self, descriptor: Descriptor) -> bool: ...
+
+    def document(self, descriptor: Descriptor, what: str) -> bytes: ...
+
+    def blob(self, descriptor: Descriptor, what: str) -> Blob: ...
+
+    def close(self) -> None: ...
