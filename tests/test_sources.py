@@ -258,3 +258,25 @@ def test_large_blob_hashed_on_a_second_thread_still_fails_on_mismatch(tmp_path: 
     good = oci_layout([image]).write_tar(str(tmp_path / "good.tar"))
     ocimerge.create([good], str(tmp_path / "ok.tar"))
     assert ocimerge.verify(str(tmp_path / "ok.tar")).ok
+
+
+# -- selectors on file names with dots ----------------------------------------------------
+
+
+def test_docker_save_selector_on_a_dotted_file_name(tmp_path: Path) -> None:
+    """README: ``save.tar:acme/app:1.0`` picks by RepoTags; it is not a registry reference."""
+    two = [Image(architecture="amd64"), Image(architecture="arm64", variant="v8")]
+    path = docker_save(two, repo_tags=[["acme/app:1.0"], ["acme/app:2.0"]]).write_tar(str(tmp_path / "save.tar"))
+    assert platforms(f"{path}:acme/app:1.0") == ["linux/amd64"]
+    relative = os.path.relpath(path)
+    assert platforms(f"{relative}:acme/app:2.0") == ["linux/arm64/v8"]
+
+
+def test_the_several_images_advice_works_as_printed(tmp_path: Path) -> None:
+    """The "several images" error shows a selector; running it as shown selects one image."""
+    two = [Image(architecture="amd64"), Image(architecture="arm64", variant="v8")]
+    path = docker_save(two, repo_tags=[["acme/app:1.0"], ["acme/app:2.0"]]).write_tar(str(tmp_path / "save.tar"))
+    with pytest.raises(SelectionError) as caught:
+        platforms(path)
+    advice = str(caught.value).split("(e.g. ", 1)[1].split(")", 1)[0]
+    assert platforms(advice) == ["linux/amd64"]

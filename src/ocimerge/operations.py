@@ -90,6 +90,35 @@ class CreateResult:
     notes: tuple[str, ...]
     pushed: tuple[PushResult, ...] = ()
 
+    def to_json(self) -> dict[str, Any]:
+        """The result as ``--json`` prints it (and ``--metadata-file`` embeds it)."""
+        index = self.index
+        return {
+            "digest": str(index.descriptor.digest),
+            "mediaType": index.descriptor.media_type,
+            "size": index.descriptor.size,
+            "output": self.output,
+            "manifests": [
+                {"platform": str(i.platform), "digest": str(m.descriptor.digest), "source": i.source}
+                for i, m in zip(self.images, self.assembly.manifests, strict=True)
+            ],
+            "pushed": [p.to_json() for p in self.pushed],
+        }
+
+    def metadata(self, tags: Sequence[str]) -> dict[str, Any]:
+        """``--metadata-file``: buildx's keys (``containerimage.*``, ``image.name``), then ours."""
+        descriptor = self.index.descriptor
+        return {
+            "containerimage.digest": str(descriptor.digest),
+            "containerimage.descriptor": {
+                "mediaType": descriptor.media_type,
+                "digest": str(descriptor.digest),
+                "size": descriptor.size,
+            },
+            "image.name": ",".join(tags),
+            "ocimerge": self.to_json(),
+        }
+
 
 @attrs.frozen
 class PushSourceResult:
@@ -99,6 +128,15 @@ class PushSourceResult:
     images: tuple[Image, ...]
     pushed: tuple[PushResult, ...]
     notes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as ``push --json`` prints it."""
+        return {
+            "digest": str(self.root.digest),
+            "mediaType": self.root.media_type,
+            "manifests": [{"platform": str(i.platform), "digest": str(i.digest)} for i in self.images],
+            "pushed": [p.to_json() for p in self.pushed],
+        }
 
 
 def _settle(cls: type[Any], options: Any, settings: dict[str, Any]) -> Any:
