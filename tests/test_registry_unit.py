@@ -18,13 +18,29 @@ import httpx
 import pytest
 
 from ocimerge.content import Blob
-from ocimerge.errors import AuthError, DigestMismatchError
+from ocimerge.errors import (
+    RETRYABLE_STATUSES,
+    AuthError,
+    DeniedError,
+    DigestMismatchError,
+    ManifestUnknownError,
+    RegistryError,
+    RequestTooLargeError,
+    TLSVerificationError,
+    TransportError,
+    UnauthorizedError,
+    UsageError,
+    retryable_status,
+)
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
+from ocimerge.model.manifest import Document, ImageIndex
+from ocimerge.model.reference import Reference
 from ocimerge.registry.api import Registry, RegistryOptions
-from ocimerge.registry.auth import scopes_for_request
+from ocimerge.registry.auth import RegistryAuth, scopes_for_request
 from ocimerge.registry.challenge import Scope, merge_scopes, parse_challenges
 from ocimerge.registry.credentials import DOCKER_HUB_KEY, Credentials, resolve_credentials
+from ocimerge.registry.responses import raise_for_response
 from ocimerge.registry.transport import RetryPolicy, TLSOptions, is_loopback
 
 # -- challenges and scopes --------------------------------------------------------------------
@@ -185,6 +201,11 @@ def test_retry_policy_backoff_and_retry_after() -> None:
 
 # -- HTTP edge cases with MockTransport ---------------------------------------------------------
 
+def test_retry_policy_statuses_are_the_error_tree_s() -> None:
+    assert RetryPolicy().statuses == RETRYABLE_STATUSES
+    assert all(RetryPolicy().should_retry_status(s) == retryable_status(s) for s in range(400, 600))
+
+
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -247,9 +268,9 @@ def test_credentials_never_follow_a_redirect_to_another_host() -> None:
     recorder = Recorder(handle)
     descriptor = Descriptor("application/octet-stream", Digest.of(b"x"), 1)
     with Registry("reg.example", transport=httpx.MockTransport(recorder),
-                  credentials=Credentials("test", "user", "secret")) as registry:
-        response = registry.open_blob("a", descriptor)
-        assert response.read() == b"x"
+                  credentials=Credentials("test", "user", "secret")) as registry, \
+            registry.open_blob("a", descriptor) as reader:
+        assert reader.read() == b"x"
     cdn = [r for r in recorder.requests if r.url.host == "cdn.example"]
     assert cdn
     assert all("authorization" not in r.headers for r in cdn)
@@ -275,7 +296,8 @@ def test_a_refused_fresh_token_is_final() -> None:
     with Registry("reg.example", transport=httpx.MockTransport(recorder), credentials=None,
                   options=RegistryOptions(retry=RetryPolicy(attempts=1))) as registry, \
             pytest.raises(AuthError, match="authentication failed"):
-        registry.manifest_put("a", "1", b"{}", "application/vnd.oci.image.manifest.v1+json")
+        registry.manifest_put(Reference.parse("reg.example/a:1"), Document(b"{}", None, Descriptor(
+            "application/vnd.oci.image.manifest.v1+json", Digest.of(b"{}"), 2)))
     assert len(recorder.requests) < 8
 
 
@@ -336,11 +358,13 @@ def test_manifest_that_does_not_match_its_digest_is_refused() -> None:
 
     with Registry("reg.example", transport=httpx.MockTransport(handle), credentials=None) as registry, \
             pytest.raises(DigestMismatchError):
-        registry.manifest_get("a", "latest")
+        registry.manifest_get(Reference.parse("reg.example/a:latest"))
 
 
 def test_token_response_shapes() -> None:
-    for body in ({"token": "a"}, {"access_token": "b"}, {"token": "c", "access_token": "c", "expires_in": 3}):
+    bodies: tuple[dict[str, object], ...] = (
+        {"token": "a"}, {"access_token": "b"}, {"token": "c", "access_token": "c", "expires_in": 3})
+    for body in bodies:
         def handle(request: httpx.Request, body: dict[str, object] = body) -> httpx.Response:
             if request.url.host == "auth.example":
                 return httpx.Response(200, json=body)
@@ -449,3 +473,249 @@ def test_an_upload_location_on_another_host_gets_no_credentials() -> None:
     assert storage
     assert all("authorization" not in r.headers for r in storage)
     assert any("authorization" in r.headers for r in seen if r.url.host == "reg.example")
+
+
+
+# -- the auth flow, driven by hand as httpx's own tests do --------------------------------------
+
+BEARER = {"WWW-Authenticate": 'Bearer realm="https://auth.example/token",service="reg"'}
+
+
+def manifest_request(method: str = "GET", url: str = "https://reg.example/v2/a/manifests/1") -> httpx.Request:
+    return httpx.Request(method, url, content=b"" if method == "GET" else b"{}")
+
+
+def test_flow_fetches_an_anonymous_token_then_reuses_it() -> None:
+    auth = RegistryAuth("reg.example", None, clock=lambda: 1000.0)
+    request = manifest_request()
+    flow = auth.sync_auth_flow(request)
+    sent = next(flow)
+    assert sent is request
+    assert "authorization" not in sent.headers
+    token_request = flow.send(httpx.Response(401, headers=BEARER, request=request))
+    assert token_request.method == "GET"
+    assert token_request.url.host == "auth.example"
+    assert token_request.url.params["service"] == "reg"
+    assert token_request.url.params.get_list("scope") == ["repository:a:pull"]
+    assert "authorization" not in token_request.headers  # anonymous
+    retried = flow.send(httpx.Response(200, json={"token": "t1"}, request=token_request))
+    assert retried.headers["authorization"] == "Bearer t1"
+    with pytest.raises(StopIteration):
+        flow.send(httpx.Response(200, request=retried))
+    again = auth.sync_auth_flow(manifest_request())  # a second request: the cached token, no fetch
+    assert next(again).headers["authorization"] == "Bearer t1"
+    with pytest.raises(StopIteration):
+        again.send(httpx.Response(200, request=request))
+    assert auth.token_requests == [("repository:a:pull",)]
+
+
+def test_flow_sends_basic_credentials_to_the_token_realm() -> None:
+    auth = RegistryAuth("reg.example", Credentials("test", "u", "p"))
+    request = manifest_request("PUT")
+    flow = auth.sync_auth_flow(request)
+    next(flow)
+    token_request = flow.send(httpx.Response(401, headers=BEARER, request=request))
+    assert token_request.headers["authorization"] == "Basic " + b64("u:p")
+    assert token_request.url.params["account"] == "u"
+    assert token_request.url.params.get_list("scope") == ["repository:a:pull,push"]
+    retried = flow.send(httpx.Response(200, json={"access_token": "t2"}, request=token_request))
+    assert retried.headers["authorization"] == "Bearer t2"
+
+
+def test_flow_answers_a_basic_challenge_once() -> None:
+    auth = RegistryAuth("reg.example", Credentials("test", "u", "p"))
+    request = manifest_request()
+    flow = auth.sync_auth_flow(request)
+    next(flow)
+    retried = flow.send(httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'}, request=request))
+    assert retried.headers["authorization"] == "Basic " + b64("u:p")
+    with pytest.raises(StopIteration):  # [TOKEN-6] the credentials were refused: final
+        flow.send(httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'}, request=request))
+    later = auth.sync_auth_flow(manifest_request())
+    assert next(later).headers["authorization"] == "Basic " + b64("u:p")  # sent up front from now on
+
+
+def test_flow_a_401_after_a_fresh_token_is_final() -> None:
+    auth = RegistryAuth("reg.example", None)
+    request = manifest_request()
+    flow = auth.sync_auth_flow(request)
+    next(flow)
+    token_request = flow.send(httpx.Response(401, headers=BEARER, request=request))
+    retried = flow.send(httpx.Response(200, json={"token": "t"}, request=token_request))
+    with pytest.raises(StopIteration):
+        flow.send(httpx.Response(401, headers=BEARER, request=retried))
+    assert len(auth.token_requests) == 1
+
+
+def test_flow_gives_a_request_to_another_host_nothing() -> None:
+    auth = RegistryAuth("reg.example", Credentials("test", "u", "secret"))
+    prime = auth.sync_auth_flow(manifest_request())
+    next(prime)
+    prime.send(httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'}, request=manifest_request()))
+    request = httpx.Request("PUT", "https://storage.example/upload/1?sig=abc", content=b"x")
+    flow = auth.sync_auth_flow(request)
+    assert "authorization" not in next(flow).headers
+    with pytest.raises(StopIteration):  # a challenge from elsewhere fetches nothing and sends nothing
+        flow.send(httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://evil.example/t"'},
+                                 request=request))
+    assert auth.token_requests == []
+
+
+def test_flow_token_requests_follow_no_redirects() -> None:
+    auth = RegistryAuth("reg.example", Credentials("test", identity_token="rt-1"))
+    request = manifest_request()
+    flow = auth.sync_auth_flow(request)
+    next(flow)
+    token_request = flow.send(httpx.Response(401, headers=BEARER, request=request))
+    assert token_request.method == "POST"
+    assert b"refresh_token=rt-1" in token_request.read()
+    with pytest.raises(AuthError, match="redirect"):
+        flow.send(httpx.Response(307, headers={"Location": "https://elsewhere.example/t"}, request=token_request))
+
+
+@pytest.mark.parametrize(("status", "error"), [(401, UnauthorizedError), (403, AuthError), (500, AuthError)])
+def test_flow_token_service_failures(status: int, error: type[AuthError]) -> None:
+    auth = RegistryAuth("reg.example", Credentials("test", "u", "p"))
+    request = manifest_request()
+    flow = auth.sync_auth_flow(request)
+    next(flow)
+    token_request = flow.send(httpx.Response(401, headers=BEARER, request=request))
+    with pytest.raises(error) as caught:
+        flow.send(httpx.Response(status, request=token_request))
+    assert caught.value.status == status
+
+
+def test_the_flow_is_not_usable_as_a_plain_auth_flow() -> None:
+    with pytest.raises(NotImplementedError):
+        RegistryAuth("reg.example", None).auth_flow(manifest_request())
+
+
+# -- redirects, TLS, error translation --------------------------------------------------------------
+
+
+def ping_ok(handler: Handler) -> Handler:
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200) if request.url.path == "/v2/" else handler(request)
+
+    return handle
+
+
+def test_a_redirect_target_cannot_plant_a_bearer_challenge() -> None:
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "reg.example":
+            if request.url.path == "/v2/" or "authorization" not in request.headers:
+                return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+            return httpx.Response(307, headers={"Location": "https://cdn.example/blob"})
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://evil.example/token"'})
+
+    descriptor = Descriptor("application/octet-stream", Digest.of(b"x"), 1)
+    with Registry("reg.example", transport=httpx.MockTransport(handle),
+                  credentials=Credentials("test", "u", "secret")) as registry, pytest.raises(UnauthorizedError):
+        registry.open_blob("a", descriptor)
+    assert not any(r.url.host == "evil.example" for r in seen)
+    assert all("authorization" not in r.headers for r in seen if r.url.host != "reg.example")
+
+
+def test_redirects_are_followed_for_reads_only_and_not_forever() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/blobs/" + str(Digest.of(b"x"))):
+            return httpx.Response(302, headers={"Location": "/v2/a/blobs/moved"})
+        if request.url.path == "/v2/a/blobs/moved":
+            return httpx.Response(200, content=b"x")
+        if request.url.path == "/v2/a/blobs/" + str(Digest.of(b"y")):
+            return httpx.Response(307, headers={"Location": request.url.path})  # itself, forever
+        return httpx.Response(307, headers={"Location": "https://elsewhere.example/put"})
+
+    with Registry("reg.example", transport=httpx.MockTransport(ping_ok(handle)), credentials=None) as registry:
+        with registry.open_blob("a", Descriptor("application/octet-stream", Digest.of(b"x"), 1)) as reader:
+            assert reader.read() == b"x"  # a relative Location, resolved against the request URL
+        with pytest.raises(RegistryError, match="more than 5 redirects"):
+            registry.blob_exists("a", Digest.of(b"y"))
+        with pytest.raises(RegistryError, match="PUT answered with a redirect"):
+            registry.manifest_put(Reference.parse("reg.example/a:1"), Document(b"{}", None, Descriptor(
+                "application/vnd.oci.image.manifest.v1+json", Digest.of(b"{}"), 2)))
+
+
+def test_an_untrusted_certificate_is_a_tls_error_never_retried_nor_downgraded() -> None:
+    calls: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed "
+                                 "certificate (_ssl.c:1006)", request=request)
+
+    with Registry("127.0.0.1:5000", transport=httpx.MockTransport(handle), credentials=None) as registry, \
+            pytest.raises(TLSVerificationError, match="--ca-file") as caught:
+        registry.ping()
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert not caught.value.retryable
+    assert [r.url.scheme for r in calls] == ["https"]
+
+
+def test_a_failed_connection_is_retried_then_a_chained_transport_error() -> None:
+    slept: list[float] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    options = RegistryOptions(retry=RetryPolicy(attempts=3, random=lambda: 0.0))
+    with Registry("reg.example", options, transport=httpx.MockTransport(handle), credentials=None,
+                  sleep=slept.append) as registry, pytest.raises(TransportError) as caught:
+        registry.ping()
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert registry.requests["GET ping"] == 3
+    assert len(slept) == 2
+
+
+@pytest.mark.parametrize(("status", "body", "error"), [
+    (413, {}, RequestTooLargeError),
+    (403, {}, DeniedError),
+    (401, {}, UnauthorizedError),
+    (404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "gone"}]}, ManifestUnknownError),
+    (400, {"errors": [{"code": "DENIED"}]}, DeniedError),
+])
+def test_error_answers_become_the_error_tree(status: int, body: dict[str, object], error: type[Exception]) -> None:
+    request = httpx.Request("GET", "https://reg.example/v2/a/manifests/1?_state=x")
+    with pytest.raises(error) as caught:
+        raise_for_response(httpx.Response(status, json=body, request=request), "GET manifest 1", "reg.example")
+    assert getattr(caught.value, "status", None) == status
+
+
+# -- manifests and tags ----------------------------------------------------------------------------
+
+
+def test_manifest_get_returns_the_verified_document() -> None:
+    raw = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=raw, headers={"Content-Type": "application/vnd.oci.image.index.v1+json",
+                                                         "Docker-Content-Digest": str(Digest.of(raw))})
+
+    with Registry("reg.example", transport=httpx.MockTransport(ping_ok(handle)), credentials=None) as registry:
+        document = registry.manifest_get(Reference.parse("reg.example/a:1"))
+        assert document.raw == raw
+        assert isinstance(document.value, ImageIndex)
+        assert document.descriptor == Descriptor("application/vnd.oci.image.index.v1+json", Digest.of(raw), len(raw))
+        head = registry.manifest_head(Reference.parse(f"reg.example/a@{Digest.of(raw)}"))
+        assert head is not None
+        assert head.digest == Digest.of(raw)
+        with pytest.raises(UsageError):
+            registry.manifest_get(Reference.parse("other.example/a:1"))
+
+
+def test_tags_follow_links_until_one_repeats_and_refuse_non_json() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/bad/tags/list":
+            return httpx.Response(200, text="<html>")
+        last = request.url.params.get("last")
+        if last is None:
+            return httpx.Response(200, json={"tags": ["a"]}, headers={"Link": '</v2/a/tags/list?last=a>; rel="next"'})
+        return httpx.Response(200, json={"tags": ["b"]}, headers={"Link": '</v2/a/tags/list?last=a>; rel="next"'})
+
+    with Registry("reg.example", transport=httpx.MockTransport(ping_ok(handle)), credentials=None) as registry:
+        assert registry.tags("a") == ("a", "b")
+        with pytest.raises(RegistryError, match="not JSON"):
+            registry.tags("bad")

@@ -1,4 +1,4 @@
-"""Registry authentication as an ``httpx.Auth`` flow: Basic, and Bearer tokens ([TOKEN-1] .. [TOKEN-6]).
+"""Registry authentication as an httpx auth flow: Basic, and Bearer tokens ([TOKEN-1] .. [TOKEN-6]).
 
 [TOKEN-1] Each request needs scopes derived from its URL (``pull`` to read, ``pull,push`` to
 write, ``pull`` on a mount's ``from`` repository), unioned with the session's wanted scopes for
@@ -10,10 +10,17 @@ so a long upload never sends an expired token. ``expires_in`` under 60 s counts 
 a username and password go as Basic credentials on a GET (falling back to the OAuth2
 ``password`` grant when the GET form is not served); without credentials the GET is anonymous.
 [TOKEN-4] Credentials go only to the registry and to the token realm its challenge announced,
-never to a plain-HTTP realm on another machine; redirects to other hosts drop them (httpx), and
-a request to another host (an upload ``Location`` pointing at storage) is sent without them.
+never to a plain-HTTP realm on another machine; a request to another host (an upload
+``Location`` pointing at storage, a redirect target) is sent without them. Token requests
+follow no redirects (a POST carries a password or refresh token in its body): a 3xx answer is
+an :class:`AuthError`.
 [TOKEN-5] Token responses are capped at 1 MiB; ``token`` or ``access_token`` is the token.
 [TOKEN-6] A 401 after a fresh token is final: no loops.
+
+The flow does I/O (its token requests), so it is written as httpx documents for such flows:
+:meth:`RegistryAuth.sync_auth_flow` yields the token request through the same client and is
+sent its answer. The lock guards only the cache; no request is ever in flight under it. One
+token fetch per scope set is in flight at a time: other threads needing it wait for it.
 """
 
 from __future__ import annotations
@@ -22,17 +29,18 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+from typing import Any
 from urllib.parse import parse_qs
 
 import attrs
 import httpx
 
-from ocimerge.errors import AuthError, TransportError
+from ocimerge.errors import AuthError, UnauthorizedError
 from ocimerge.registry.challenge import Challenge, Scope, merge_scopes, parse_challenges
 from ocimerge.registry.credentials import Credentials
-from ocimerge.registry.responses import read_capped
-from ocimerge.registry.transport import is_loopback
+from ocimerge.registry.responses import MAX_ERROR_BODY, read_capped
+from ocimerge.registry.transport import is_loopback, new_request
 
 __all__ = ["RegistryAuth", "Token", "scopes_for_request"]
 
@@ -41,6 +49,10 @@ MIN_LIFETIME = 60.0
 CLIENT_ID = "ocimerge"
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _RESOURCES = ("/blobs/", "/manifests/", "/tags/", "/referrers/")
+
+#: What the flow's helpers are: generators that yield requests, are sent their answers,
+#: and return a value.
+Flow = Generator[httpx.Request, httpx.Response, Any]
 
 
 @attrs.frozen(repr=False)
@@ -53,14 +65,20 @@ class Token:
     lifetime: float
 
     def usable(self, now: float) -> bool:
+        """[TOKEN-2] Whether it has more than a tenth of its lifetime (at least 10 s) left."""
         margin = max(10.0, self.lifetime / 10)
         return now < self.issued + self.lifetime - margin
 
     def covers(self, needed: Iterable[Scope]) -> bool:
-        return all(any(mine.covers(want) for mine in self.scopes) for want in needed)
+        """Whether it was asked for every scope in ``needed``."""
+        return _covers(self.scopes, needed)
 
     def __repr__(self) -> str:
         return f"Token(scopes={[str(s) for s in self.scopes]}, value=<redacted>)"
+
+
+def _covers(mine: tuple[Scope, ...], needed: Iterable[Scope]) -> bool:
+    return all(any(m.covers(want) for m in mine) for want in needed)
 
 
 def scopes_for_request(request: httpx.Request) -> tuple[Scope, ...]:
@@ -85,14 +103,21 @@ def _replayable(request: httpx.Request) -> bool:
     return isinstance(request.stream, httpx.ByteStream)
 
 
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
 class RegistryAuth(httpx.Auth):
-    """Authenticates every request to one registry; safe to share between threads."""
+    """Authenticates every request to one registry; safe to share between threads.
+
+    Use it as a client's ``auth``: httpx drives :meth:`sync_auth_flow`. ``token_requests``
+    lists the scope sets tokens were asked for, in order (for tests and ``--json``).
+    """
 
     def __init__(
         self,
         registry: str,
         credentials: Credentials | None,
-        token_client: Callable[[str], httpx.Client],
         *,
         allow_plain_realm: bool = False,
         clock: Callable[[], float] = time.monotonic,
@@ -101,19 +126,16 @@ class RegistryAuth(httpx.Auth):
         self.registry = registry
         self._origin = (api_host or registry).lower()
         self.credentials = credentials
-        self._token_client = token_client
         self._allow_plain_realm = allow_plain_realm
         self._clock = clock
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # guards the fields below; never held across a yield
         self._bearer: Challenge | None = None
         self._basic = False
         self._tokens: list[Token] = []
+        self._pending: list[tuple[tuple[Scope, ...], threading.Event]] = []
         self._wanted: list[Scope] = []
         self._refresh_token = credentials.identity_token if credentials else None
-        #: every scope set a token was requested for, in order (for tests and --json)
         self.token_requests: list[tuple[str, ...]] = []
-
-    # -- configuration --------------------------------------------------------------------
 
     def want(self, *scopes: Scope) -> None:
         """Ask for these scopes whenever a request touches their repository (a push session)."""
@@ -122,29 +144,58 @@ class RegistryAuth(httpx.Auth):
 
     # -- the flow -------------------------------------------------------------------------
 
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Not used: the flow does I/O, so httpx must drive :meth:`sync_auth_flow` itself."""
+        raise NotImplementedError("RegistryAuth is driven through sync_auth_flow")
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Not supported: ocimerge's clients are synchronous."""
+        raise NotImplementedError("RegistryAuth has no async flow")
+        yield request  # pragma: no cover  (makes this an async generator, as httpx expects)
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Yield ``request`` with credentials, fetching a token first when one is needed.
+
+        [TOKEN-4] A request to another origin is yielded untouched. On a 401 the challenge is
+        learnt and the request is sent once more with a fresh token or Basic credentials
+        [TOKEN-6]; a streamed body cannot be replayed, so its caller re-sends it instead.
+        """
+        if not self._same_origin(request):
+            yield request  # [TOKEN-4] an upload Location or a redirect elsewhere gets nothing of ours
+            return
+        needed = self._needed(request)
+        header = yield from self._authorization(needed, force=False)
+        if header:
+            request.headers["Authorization"] = header
+        response = yield request
+        if response.status_code != 401:
+            return
+        read_capped(response, MAX_ERROR_BODY)  # httpx reads it again before the next request
+        widened = self._learn(response, request, needed)
+        if widened is None:
+            return
+        header = yield from self._authorization(widened, force=True)
+        if not header or not _replayable(request):
+            return  # the caller re-sends a streamed body itself, now with a cached token
+        request.headers["Authorization"] = header
+        yield request
+
     def _needed(self, request: httpx.Request) -> tuple[Scope, ...]:
         own = scopes_for_request(request)
         names = {s.name for s in own}
-        return merge_scopes([*own, *(w for w in self._wanted if w.name in names)])
+        with self._lock:
+            wanted = list(self._wanted)
+        return merge_scopes([*own, *(w for w in wanted if w.name in names)])
 
     def _same_origin(self, request: httpx.Request) -> bool:
         netloc = request.url.netloc.decode().lower()
         default = {"https": 443, "http": 80}.get(request.url.scheme)
         return netloc == self._origin or (request.url.port in (None, default) and request.url.host == self._origin)
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if not self._same_origin(request):
-            # [TOKEN-4] an upload Location or a redirect on another host is a new endpoint:
-            # it gets no credentials of ours
-            yield request
-            return
-        needed = self._needed(request)
-        header = self._authorization(needed, force=False)
-        if header:
-            request.headers["Authorization"] = header
-        response = yield request
-        if response.status_code != 401:
-            return
+    def _learn(
+        self, response: httpx.Response, request: httpx.Request, needed: tuple[Scope, ...]
+    ) -> tuple[Scope, ...] | None:
+        """Learn a 401's challenge; the scopes to authenticate again for, or None to stop."""
         challenges = parse_challenges(response.headers.get_list("www-authenticate"))
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
@@ -152,141 +203,161 @@ class RegistryAuth(httpx.Auth):
             if bearer is not None:
                 self._bearer = bearer
                 if not needed and not bearer.scopes:
-                    return  # GET /v2/: the challenge is learnt; a token waits for a real request
-                needed = merge_scopes([*needed, *bearer.scopes])
-            elif basic is not None:
-                if not (self.credentials and self.credentials.password):
-                    return
-                self._basic = True
-            else:
-                return
-        if "authorization" in request.headers and self._basic and bearer is None:
-            return  # [TOKEN-6] our Basic credentials were refused
-        header = self._authorization(needed, force=True)
-        if not header or not _replayable(request):
-            return  # the caller re-sends a streamed body itself, now with a cached token
-        request.headers["Authorization"] = header
-        yield request
+                    return None  # GET /v2/: the challenge is learnt; a token waits for a real request
+                return merge_scopes([*needed, *bearer.scopes])
+            if basic is None or not (self.credentials and self.credentials.password):
+                return None
+            self._basic = True
+        if "authorization" in request.headers:
+            return None  # [TOKEN-6] our Basic credentials were refused
+        return needed
 
-    def _authorization(self, needed: tuple[Scope, ...], *, force: bool) -> str | None:
+    def _authorization(self, needed: tuple[Scope, ...], *, force: bool) -> Flow:
+        """The ``Authorization`` value for ``needed`` (fetching a token if it must), or None."""
         creds = self.credentials
         if creds is not None and creds.registry_token:
             return f"Bearer {creds.registry_token}"
         with self._lock:
             if self._basic and creds is not None and creds.username and creds.password:
-                raw = f"{creds.username}:{creds.password}".encode()
-                return "Basic " + base64.b64encode(raw).decode()
-            if self._bearer is None:
-                return None
-            now = self._clock()
-            if not force:
-                for token in self._tokens:
-                    if token.usable(now) and token.covers(needed):
-                        return f"Bearer {token.value}"
-            token = self._fetch(self._bearer, needed)
-            self._tokens = [t for t in self._tokens if t.usable(now)] + [token]
-            return f"Bearer {token.value}"
+                return _basic(creds.username, creds.password)
+            bearer = self._bearer
+        if bearer is None:
+            return None
+        token = yield from self._token_for(bearer, needed, force=force)
+        return f"Bearer {token.value}"
+
+    def _token_for(self, challenge: Challenge, needed: tuple[Scope, ...], *, force: bool) -> Flow:
+        """[TOKEN-2] A usable cached token covering ``needed``, else a fresh one.
+
+        ``force`` skips the cache (its token was just refused). A fetch already in flight for
+        scopes covering ``needed`` is waited for rather than repeated: it is fresh.
+        """
+        while True:
+            with self._lock:
+                now = self._clock()
+                cached = None if force else next((t for t in self._tokens if t.usable(now) and t.covers(needed)), None)
+                if cached is not None:
+                    return cached
+                waiting = next((e for scopes, e in self._pending if _covers(scopes, needed)), None)
+                if waiting is None:
+                    entry = (needed, threading.Event())
+                    self._pending.append(entry)
+            if waiting is None:
+                break
+            waiting.wait()  # another thread's fetch; then look again (it may have failed)
+            force = False
+        try:
+            token = yield from self._fetch(challenge, needed)
+            with self._lock:
+                self._tokens = [t for t in self._tokens if t.usable(now)] + [token]
+            return token
+        finally:
+            with self._lock:
+                self._pending.remove(entry)
+            entry[1].set()
 
     # -- token endpoint -------------------------------------------------------------------
 
-    def _fetch(self, challenge: Challenge, scopes: tuple[Scope, ...]) -> Token:
+    def _fetch(self, challenge: Challenge, scopes: tuple[Scope, ...]) -> Flow:
+        """[TOKEN-3] Ask the realm for a token for ``scopes``, in the form the credentials allow."""
+        url = self._realm(challenge)
+        service = challenge.get("service")
+        creds = self.credentials
+        with self._lock:
+            self.token_requests.append(tuple(str(s) for s in scopes))
+            refresh = self._refresh_token
+        if refresh:
+            form = {"grant_type": "refresh_token", "refresh_token": refresh}
+            response, body = yield from self._ask(_post(url, service, scopes, form))
+        elif creds is not None and creds.username and creds.password:
+            basic = (creds.username, creds.password)
+            response, body = yield from self._ask(_get(url, service, scopes, basic))
+            if response.status_code in (404, 405):  # the GET form is not served: OAuth2 password grant
+                form = {"grant_type": "password", "username": creds.username, "password": creds.password}
+                response, body = yield from self._ask(_post(url, service, scopes, form))
+        else:
+            response, body = yield from self._ask(_get(url, service, scopes, None))
+        return self._token(response, body, scopes)
+
+    def _realm(self, challenge: Challenge) -> httpx.URL:
+        """[TOKEN-4] The token realm, refused when it is plain HTTP elsewhere and we hold secrets."""
         realm = challenge.get("realm")
         if not realm:
             raise AuthError(f"{self.registry}: Bearer challenge without a realm")
         url = httpx.URL(realm)
-        creds = self.credentials
-        sends_secret = creds is not None and creds.has_secret
+        sends_secret = self.credentials is not None and self.credentials.has_secret
         if url.scheme != "https" and sends_secret and not (self._allow_plain_realm or is_loopback(url.netloc.decode())):
             raise AuthError(
                 f"{self.registry}: the token service {url.host} is plain HTTP; refusing to send credentials "
                 "(use --plain-http or --insecure if this registry is meant to be reached that way)"
             )
-        service = challenge.get("service")
-        self.token_requests.append(tuple(str(s) for s in scopes))
-        client = self._token_client(url.netloc.decode())
-        if self._refresh_token:
-            response = self._post(
-                client, url, service, scopes, {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
-            )
-        elif creds is not None and creds.username and creds.password:
-            response = self._get(client, url, service, scopes, (creds.username, creds.password))
-            if response.status_code in (404, 405):
-                response = self._post(
-                    client,
-                    url,
-                    service,
-                    scopes,
-                    {"grant_type": "password", "username": creds.username, "password": creds.password},
-                )
-        else:
-            response = self._get(client, url, service, scopes, None)
-        return self._token(response, scopes, url)
+        return url
 
-    def _get(
-        self,
-        client: httpx.Client,
-        url: httpx.URL,
-        service: str | None,
-        scopes: tuple[Scope, ...],
-        basic: tuple[str, str] | None,
-    ) -> httpx.Response:
-        params: list[tuple[str, str | int | float | bool | None]] = []
-        if service:
-            params.append(("service", service))
-        params.extend(("scope", str(s)) for s in scopes)
-        if basic:
-            params.append(("account", basic[0]))
-        return self._send(client, client.build_request("GET", url, params=params), basic)
-
-    def _post(
-        self, client: httpx.Client, url: httpx.URL, service: str | None, scopes: tuple[Scope, ...], form: dict[str, str]
-    ) -> httpx.Response:
-        data = {**form, "client_id": CLIENT_ID, "access_type": "offline"}
-        if service:
-            data["service"] = service
-        if scopes:
-            data["scope"] = " ".join(str(s) for s in scopes)
-        return self._send(client, client.build_request("POST", url, data=data), None)
-
-    def _send(self, client: httpx.Client, request: httpx.Request, basic: tuple[str, str] | None) -> httpx.Response:
-        try:
-            # a POST carries its secret (password or refresh token) in the body, which httpx would
-            # re-send on a 307 to any host: token POSTs follow no redirects
-            return client.send(
-                request,
-                auth=httpx.BasicAuth(*basic) if basic else None,
-                stream=True,
-                follow_redirects=request.method == "GET",
-            )
-        except httpx.HTTPError as exc:
-            raise TransportError(
-                f"{self.registry}: cannot reach the token service {request.url.host}: {exc.__class__.__name__}"
-            ) from None
-
-    def _token(self, response: httpx.Response, scopes: tuple[Scope, ...], url: httpx.URL) -> Token:
-        body = read_capped(response, MAX_TOKEN_RESPONSE)
-        if body is None:
-            raise AuthError(f"{self.registry}: token response from {url.host} is over 1 MiB")
-        source = self.credentials.source if self.credentials else "anonymous access"
-        if response.status_code in (401, 403):
+    def _ask(self, request: httpx.Request) -> Flow:
+        """Yield one token request; its answer and its body, read capped [TOKEN-5]."""
+        response = yield request
+        body = read_capped(response, MAX_TOKEN_RESPONSE)  # read and closed, whatever follows
+        status = response.status_code
+        if 300 <= status < 400:  # [TOKEN-4] never followed: the body may carry a secret
             raise AuthError(
-                f"{self.registry}: the token service {url.host} refused the credentials from {source} "
-                f"({response.status_code}); check the username and password"
+                f"{self.registry}: the token service {request.url.host} answered a redirect ({status}); "
+                "token requests follow no redirects",
+                status=status,
+            )
+        if body is None:
+            raise AuthError(f"{self.registry}: token response from {request.url.host} is over 1 MiB")
+        return response, body
+
+    def _token(self, response: httpx.Response, body: bytes, scopes: tuple[Scope, ...]) -> Token:
+        """The token in a token service answer; its failures as auth errors."""
+        host = response.request.url.host
+        status = response.status_code
+        if status in (401, 403):
+            source = self.credentials.source if self.credentials else "anonymous access"
+            cls = UnauthorizedError if status == 401 else AuthError
+            raise cls(
+                f"{self.registry}: the token service {host} refused the credentials from {source} "
+                f"({status}); check the username and password",
+                status=status,
             )
         if not response.is_success:
-            raise AuthError(f"{self.registry}: the token service {url.host} answered {response.status_code}")
+            raise AuthError(f"{self.registry}: the token service {host} answered {status}", status=status)
         try:
             value = json.loads(body)
             token = value.get("access_token") or value.get("token")
-        except (ValueError, AttributeError):
-            raise AuthError(
-                f"{self.registry}: the token service {url.host} answered something that is not JSON"
-            ) from None
+        except (ValueError, AttributeError) as exc:
+            raise AuthError(f"{self.registry}: the token service {host} answered something that is not JSON") from exc
         if not isinstance(token, str) or not token:
-            raise AuthError(f"{self.registry}: the token service {url.host} answered without a token")
+            raise AuthError(f"{self.registry}: the token service {host} answered without a token")
         lifetime = value.get("expires_in")
         lifetime = float(lifetime) if isinstance(lifetime, int | float) and lifetime > 0 else MIN_LIFETIME
         refresh = value.get("refresh_token")
-        if isinstance(refresh, str) and refresh and self._refresh_token:
-            self._refresh_token = refresh  # the server rotated it
+        with self._lock:
+            if isinstance(refresh, str) and refresh and self._refresh_token:
+                self._refresh_token = refresh  # the server rotated it
         return Token(token, scopes, self._clock(), max(lifetime, MIN_LIFETIME))
+
+
+def _get(
+    url: httpx.URL, service: str | None, scopes: tuple[Scope, ...], basic: tuple[str, str] | None
+) -> httpx.Request:
+    """[TOKEN-3] The GET form: ``service``, one ``scope`` per scope, ``account`` with Basic."""
+    params: list[tuple[str, str]] = []
+    if service:
+        params.append(("service", service))
+    params.extend(("scope", str(s)) for s in scopes)
+    headers = {}
+    if basic:
+        params.append(("account", basic[0]))
+        headers["Authorization"] = _basic(*basic)
+    return new_request("GET", url, params=tuple(params), headers=headers)
+
+
+def _post(url: httpx.URL, service: str | None, scopes: tuple[Scope, ...], form: dict[str, str]) -> httpx.Request:
+    """[TOKEN-3] The OAuth2 POST form: the grant, our client id, one space-separated scope."""
+    data = {**form, "client_id": CLIENT_ID, "access_type": "offline"}
+    if service:
+        data["service"] = service
+    if scopes:
+        data["scope"] = " ".join(str(s) for s in scopes)
+    return new_request("POST", url, data=data)

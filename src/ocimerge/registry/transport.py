@@ -1,13 +1,17 @@
-"""HTTP transport to one registry: TLS, timeouts, user agent, and the retry policy as data.
+"""HTTP transport to one registry: TLS, timeouts, the retry policy as data, and the request loop.
 
 [TLS-1] TLS verification is on by default. Extra trust comes from ``--ca-file`` and from
 docker's ``/etc/docker/certs.d/<host>/`` (``*.crt`` CAs, ``client.cert``/``client.key`` for
 mutual TLS). ``--insecure`` skips verification; ``--plain-http`` speaks HTTP. A loopback
 registry (127.0.0.0/8, ::1, localhost) may be plain HTTP without asking, as docker allows:
 HTTPS is tried first and HTTP used when the server does not speak TLS.
-[RETRY-1] Requests are retried on 408, 429, 500, 502, 503 and 504 and on transport errors, with exponential
-backoff, full jitter and a cap, honouring ``Retry-After``. Every request ocimerge sends is safe
-to repeat (see ``Registry._send``) and its body is re-opened from the source for each attempt.
+[RETRY-1] Requests are retried on the statuses :func:`ocimerge.errors.retryable_status` names
+(408, 429, 500, 502, 503, 504) and on transport errors, with exponential backoff, full jitter
+and a cap, honouring ``Retry-After``. Every request ocimerge sends is safe to repeat (see
+:class:`Sender`) and its body is re-created from the source for each attempt.
+[TOKEN-4] Redirects are followed here, by the loop, never by httpx inside the auth flow: the
+flow only ever sees the answer to the very request it yielded, so a storage host reached by a
+redirect cannot plant a Bearer challenge and collect our credentials.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import ipaddress
 import os
 import random
 import ssl
+import threading
+from collections import Counter
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
@@ -25,11 +31,28 @@ import attrs
 import httpx
 
 from ocimerge._version import __version__
+from ocimerge.errors import RETRYABLE_STATUSES, RegistryError, TLSVerificationError, TransportError
+from ocimerge.registry.responses import raise_for_response, redact_url
 
-__all__ = ["USER_AGENT", "RetryPolicy", "TLSOptions", "build_client", "is_loopback"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "USER_AGENT",
+    "Outgoing",
+    "ResponseStream",
+    "RetryPolicy",
+    "Sender",
+    "TLSOptions",
+    "build_client",
+    "is_loopback",
+    "new_request",
+    "transport_error",
+]
 
 USER_AGENT = f"ocimerge/{__version__} (+https://github.com/ocimerge)"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=120.0, write=120.0, pool=60.0)
+#: Redirect statuses the loop follows for GET and HEAD.
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
 
 
 def is_loopback(host: str) -> bool:
@@ -74,15 +97,20 @@ class TLSOptions:
 
 @attrs.frozen
 class RetryPolicy:
-    """[RETRY-1] When and how long to wait before trying a request again."""
+    """[RETRY-1] When and how long to wait before trying a request again.
+
+    ``statuses`` defaults to :data:`ocimerge.errors.RETRYABLE_STATUSES`, the set behind
+    :attr:`ocimerge.errors.OcimergeError.retryable`, so the loop and the errors agree.
+    """
 
     attempts: int = 5
     base_delay: float = 0.5
     max_delay: float = 20.0
-    statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+    statuses: frozenset[int] = RETRYABLE_STATUSES
     random: Callable[[], float] = attrs.field(default=random.random, eq=False, repr=False)
 
     def should_retry_status(self, status: int) -> bool:
+        """Whether an answer with this status is sent again (attempts permitting)."""
         return status in self.statuses
 
     def delay(self, attempt: int, response: httpx.Response | None = None) -> float:
@@ -118,15 +146,227 @@ def build_client(
 ) -> httpx.Client:
     """One ``httpx.Client`` for one registry host, with its TLS policy and our user agent.
 
-    Redirects are followed; httpx drops ``Authorization`` when a redirect leaves the origin.
+    httpx follows no redirects: :class:`Sender` does, for GET and HEAD only [TOKEN-4].
     ``transport`` replaces the network (unit tests of edge cases only).
     """
     return httpx.Client(
         verify=tls.ssl_context(host) if not tls.plain_http else False,
         timeout=DEFAULT_TIMEOUT,
         headers={"User-Agent": USER_AGENT},
-        follow_redirects=True,
+        follow_redirects=False,
         auth=auth,
         transport=transport,
         limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
     )
+
+
+def new_request(
+    method: str,
+    url: httpx.URL,
+    *,
+    params: tuple[tuple[str, str], ...] | None = None,
+    data: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Request:
+    """A request built outside a client (the auth flow's token requests), with our defaults.
+
+    A request a flow yields is sent as is: it gets our user agent and timeouts only if it
+    carries them itself.
+    """
+    return httpx.Request(
+        method,
+        url,
+        params=params,
+        data=data,
+        headers={"User-Agent": USER_AGENT, **(headers or {})},
+        extensions={"timeout": DEFAULT_TIMEOUT.as_dict()},
+    )
+
+
+def transport_error(exc: httpx.HTTPError, host: str, what: str) -> TransportError:
+    """The :class:`TransportError` an httpx failure means; raise it ``from exc``.
+
+    An untrusted certificate is a :class:`TLSVerificationError` with the fix in its message;
+    the URL named is the request that failed (a token service's, when that one failed).
+    """
+    text = str(exc) or exc.__class__.__name__
+    try:
+        where = f" ({redact_url(exc.request.url)})"
+    except RuntimeError:  # an exception raised before any request was attached
+        where = ""
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = text.split("certificate verify failed:")[-1].strip(" ()")
+        return TLSVerificationError(
+            f"{host}: {what} failed: TLS certificate not trusted ({reason}); pass --ca-file, put the CA in "
+            f"/etc/docker/certs.d/HOST/ca.crt, or use --insecure{where}"
+        )
+    return TransportError(f"{host}: {what} failed: {exc.__class__.__name__}: {text}{where}")
+
+
+@attrs.frozen
+class Outgoing:
+    """One API request as the loop sends it.
+
+    ``build`` makes a fresh request, body included, for every attempt [API-5]; ``kind`` is the
+    counter key (``"PUT blob"``); 2xx and the statuses in ``ok`` are answers, anything else
+    raises; ``stream`` leaves the body unread for the caller; ``retry`` False sends once.
+    """
+
+    build: Callable[[], httpx.Request]
+    kind: str
+    what: str
+    ok: tuple[int, ...] = ()
+    stream: bool = False
+    retry: bool = True
+
+
+class Sender:
+    """[RETRY-1] The request loop of one registry client: retries, redirects, errors, counts.
+
+    :meth:`send` returns the answer to an :class:`Outgoing` request or raises the error it
+    means (:func:`ocimerge.registry.responses.raise_for_response` for error answers,
+    :func:`transport_error` for failed connections, chained). Every request ocimerge sends
+    may be repeated: HEAD, GET and PUT are idempotent, a repeated POST opens a fresh upload
+    session, and a PATCH re-sends its chunk from a re-opened blob (a registry that kept part
+    of it answers 416, which is final). ``requests`` counts attempts by ``Outgoing.kind``.
+    """
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        policy: RetryPolicy,
+        *,
+        host: str,
+        credentials: str = "anonymous access",
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.client = client
+        self.policy = policy
+        self.host = host
+        self.credentials = credentials  # where they came from, for 401/403 messages; never a secret
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+
+    def send(self, out: Outgoing) -> httpx.Response:
+        """Send ``out`` until it is answered, retries permitting; see the class docstring."""
+        attempt = 0
+        reauthenticated = False
+        while True:
+            attempt += 1
+            request = out.build()  # a fresh request and body for every attempt [API-5]
+            self._count(out.kind)
+            try:
+                response = self._exchange(request, out.what)
+            except httpx.HTTPError as exc:
+                error = transport_error(exc, self.host, out.what)
+                if not self._again(out, attempt, retryable=error.retryable):
+                    raise error from exc
+                self._sleep(self.policy.delay(attempt))
+                continue
+            status = response.status_code
+            if status == 401 and not isinstance(request.stream, httpx.ByteStream) and not reauthenticated:
+                # a streamed body cannot be replayed inside the auth flow: its token is now
+                # cached, so the request is built and sent once more (not counted as a retry)
+                response.close()
+                reauthenticated = True
+                attempt -= 1
+                continue
+            if self._again(out, attempt, retryable=self.policy.should_retry_status(status)):
+                delay = self.policy.delay(attempt, response)
+                response.close()
+                self._sleep(delay)
+                continue
+            return self._settle(response, out)
+
+    def _again(self, out: Outgoing, attempt: int, *, retryable: bool) -> bool:
+        return retryable and out.retry and attempt < self.policy.attempts
+
+    def _count(self, kind: str) -> None:
+        with self._lock:
+            self.requests[kind] += 1
+
+    def _exchange(self, request: httpx.Request, what: str) -> httpx.Response:
+        """Send ``request``, following up to ``MAX_REDIRECTS`` redirects of a GET or HEAD."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            response = self.client.send(request, stream=True)
+            if response.status_code not in REDIRECTS or "location" not in response.headers:
+                return response
+            response.close()
+            request = _redirected(request, response, self.host, what)
+        raise RegistryError(
+            f"{self.host}: {what}: more than {MAX_REDIRECTS} redirects", url=redact_url(request.url)
+        )
+
+    def _settle(self, response: httpx.Response, out: Outgoing) -> httpx.Response:
+        """The answer, read unless streamed; an error answer raised as its error class."""
+        if response.status_code not in out.ok:
+            raise_for_response(response, out.what, self.host, self.credentials)  # returns for 2xx only
+        if not out.stream:
+            response.read()
+        return response
+
+
+def _redirected(request: httpx.Request, response: httpx.Response, host: str, what: str) -> httpx.Request:
+    """The request a redirect asks for: same method and headers, none of our credentials.
+
+    Only GET and HEAD are redirected: a body (a blob, a manifest) is never re-sent to
+    wherever a redirect points. A relative ``Location`` is resolved against the request URL.
+    The auth flow sees the new request afresh and adds credentials only on our own origin.
+    """
+    url = redact_url(request.url)
+    if request.method not in ("GET", "HEAD"):
+        raise RegistryError(
+            f"{host}: {what}: {request.method} answered with a redirect ({response.status_code}), "
+            "which is followed only for GET and HEAD",
+            status=response.status_code,
+            url=url,
+        )
+    target = request.url.join(response.headers["location"])
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "authorization")}
+    return httpx.Request(request.method, target, headers=headers, extensions=request.extensions)
+
+
+class ResponseStream:
+    """A blocking ``read``/``readinto`` stream over a streamed response body.
+
+    What a :class:`ocimerge.content.VerifyingReader` reads a registry blob through: httpx
+    failures mid-body become :class:`TransportError` (chained); closing closes the response.
+    """
+
+    def __init__(self, response: httpx.Response, host: str, what: str) -> None:
+        self._response = response
+        self._host = host
+        self._what = what
+        self._chunks = response.iter_bytes(1024 * 1024)
+        self._buffer = b""
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all that is left with ``n < 0``); ``b""`` at the end."""
+        while n < 0 or len(self._buffer) < n:
+            try:
+                self._buffer += next(self._chunks)
+            except StopIteration:
+                break
+            except httpx.HTTPError as exc:
+                raise transport_error(exc, self._host, self._what) from exc
+        if n < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:n], self._buffer[n:]
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Fill ``buffer`` as far as the body allows; the count, 0 at the end."""
+        data = self.read(len(buffer))
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._response.close()
+
+    def __enter__(self) -> ResponseStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
