@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -44,6 +44,14 @@ __all__ = [
 ]
 
 
+def _annotations(values: Iterable[Annotation]) -> tuple[Annotation, ...]:
+    return tuple(values)
+
+
+def _platforms(values: Iterable[Platform]) -> tuple[Platform, ...]:
+    return tuple(values)
+
+
 @attrs.frozen
 class CreateOptions:
     """Everything :func:`create` can be asked, as one value.
@@ -57,8 +65,8 @@ class CreateOptions:
 
     format: IndexFormat = IndexFormat.AUTO
     attestations: AttestationPolicy = AttestationPolicy.KEEP
-    annotations: tuple[Annotation, ...] = attrs.field(default=(), converter=tuple)
-    platforms: tuple[Platform, ...] = attrs.field(default=(), converter=tuple)
+    annotations: tuple[Annotation, ...] = attrs.field(default=(), converter=_annotations)
+    platforms: tuple[Platform, ...] = attrs.field(default=(), converter=_platforms)
     ignore_missing: bool = False
     compress: bool = False
     tag_name: str = "latest"

@@ -42,6 +42,7 @@ from ocimerge.sinks.core import Publication
 __all__ = [
     "BlobAction",
     "BlobPlan",
+    "Destination",
     "PushEvent",
     "PushEventKind",
     "PushOptions",
@@ -222,9 +223,29 @@ def _progress(digest: Digest, size: int, options: PushOptions) -> Callable[[int]
     return progress
 
 
-def _one_blob(registry: Registry, repository: str, blob: Blob, mount_from: str | None, options: PushOptions) -> BlobPlan:
+@attrs.frozen
+class Destination:
+    """One repository a push goes to: its registry client, the tags to write, mount sources.
+
+    ``mount_from`` maps a blob digest to another repository of the same registry that holds
+    it [PUSH-4].
+    """
+
+    registry: Registry = attrs.field(eq=False)
+    target: Reference
+    tags: tuple[str, ...] = ()
+    mount_from: Mapping[Digest, str] = attrs.field(factory=dict, eq=False)
+
+    @property
+    def repository(self) -> str:
+        return self.target.repository
+
+
+def _one_blob(destination: Destination, blob: Blob, options: PushOptions) -> BlobPlan:
     """Plan one blob against the registry (one HEAD), then send it unless this is a dry run."""
+    registry, repository = destination.registry, destination.repository
     held = registry.blob_exists(repository, blob.digest) is not None
+    mount_from = destination.mount_from.get(blob.digest)
     plan = plan_blob(blob, held=held, host=registry.host, repository=repository, mount_from=mount_from)
     if plan.action is BlobAction.SKIP:
         options.emit(PushEvent(PushEventKind.DONE, plan.digest, plan.size, plan.size, BlobAction.SKIP))
@@ -233,12 +254,10 @@ def _one_blob(registry: Registry, repository: str, blob: Blob, mount_from: str |
     return send_blob(registry, repository, blob, plan, options)
 
 
-def push_blobs(
-    registry: Registry, repository: str, blobs: Sequence[Blob], mount_from: Mapping[Digest, str], options: PushOptions
-) -> tuple[BlobPlan, ...]:
+def push_blobs(destination: Destination, blobs: Sequence[Blob], options: PushOptions) -> tuple[BlobPlan, ...]:
     """[PUSH-1] Every blob, ``options.jobs`` at a time; the first failure stops what has not started."""
     with ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="ocimerge-push") as pool:
-        futures = [pool.submit(_one_blob, registry, repository, b, mount_from.get(b.digest), options) for b in blobs]
+        futures = [pool.submit(_one_blob, destination, b, options) for b in blobs]
         try:
             return tuple(f.result() for f in futures)
         except BaseException:
@@ -298,29 +317,21 @@ def _by_digest(target: Reference, digest: Digest) -> Reference:
     return Reference(target.registry, target.repository, digest=digest)
 
 
-def push_repository(
-    registry: Registry,
-    target: Reference,
-    publication: Publication,
-    tags: Sequence[str],
-    *,
-    mount_from: Mapping[Digest, str],
-    options: PushOptions,
-) -> PushResult:
+def push_repository(destination: Destination, publication: Publication, options: PushOptions) -> PushResult:
     """[PUSH-1][PUSH-2] One repository: check, blobs, child documents, root, then tags."""
-    repository = target.repository
+    registry, target, repository = destination.registry, destination.target, destination.repository
     registry.ping()
     registry.want(Scope.repository(repository, "pull", "push"))
-    if sources := {s for s in mount_from.values() if s != repository}:
+    if sources := {s for s in destination.mount_from.values() if s != repository}:
         registry.want(*(Scope.repository(s, "pull") for s in sorted(sources)))
     check_required(registry, target, publication)
-    plans = push_blobs(registry, repository, publication.blobs, mount_from, options)
+    plans = push_blobs(destination, publication.blobs, options)
     pushed, skipped = put_documents(registry, target, publication.documents, dry_run=options.dry_run)
-    written: tuple[str, ...] = tuple(tags)
-    if not options.dry_run:
+    written = destination.tags
+    if not options.dry_run:  # the order guarantee: the root after its children, tags last
         root_pushed, root_skipped = put_documents(registry, target, [publication.root], dry_run=False)
         pushed, skipped = pushed + root_pushed, skipped + root_skipped
-        written = put_tags(registry, target, publication.root, tags)
+        written = put_tags(registry, target, publication.root, destination.tags)
     return PushResult(
         registry=registry.host,
         repository=repository,
@@ -368,8 +379,6 @@ class RegistrySink:
         for (host, repository), tags in by_repository.items():
             first = first_repository.setdefault(host, repository)
             mount_from = _mount_sources(publication, host, repository, first if first != repository else None)
-            target = Reference(host, repository)
-            registry = self.pool.get(host)
-            results.append(push_repository(registry, target, publication, tags, mount_from=mount_from,
-                                           options=self.options))
+            destination = Destination(self.pool.get(host), Reference(host, repository), tuple(tags), mount_from)
+            results.append(push_repository(destination, publication, self.options))
         return tuple(results)

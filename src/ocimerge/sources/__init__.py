@@ -43,7 +43,7 @@ from ocimerge.sources.docker_archive import DockerArchive
 from ocimerge.sources.oci_layout import OciLayout
 from ocimerge.sources.registry import RegistryReader, RegistrySource
 from ocimerge.sources.selector import Selector
-from ocimerge.sources.walk import Walk, load_root
+from ocimerge.sources.walk import EVERYTHING, Walk, load_root
 
 __all__ = [
     "RegistryReader",
@@ -216,7 +216,7 @@ def _open_local(spec: SourceSpec) -> Source:
         raise
 
 
-def load(spec: SourceSpec, source: Source, walk: Walk = Walk()) -> ImageSet:
+def load(spec: SourceSpec, source: Source, walk: Walk = EVERYTHING) -> ImageSet:
     """The images ``spec`` selects from ``source``, filtered or checked by its platform."""
     root = source.select(spec.selector)
     loaded = load_root(source, root, walk)
@@ -225,7 +225,7 @@ def load(spec: SourceSpec, source: Source, walk: Walk = Walk()) -> ImageSet:
     return check_platform(spec, loaded)
 
 
-def load_all(source: Source, walk: Walk = Walk()) -> list[ImageSet | OcimergeError]:
+def load_all(source: Source, walk: Walk = EVERYTHING) -> list[ImageSet | OcimergeError]:
     """Every root of ``source`` walked; a root whose content is bad gives its error in its place.
 
     Only input errors are kept: a registry, auth or network failure says nothing about the

@@ -187,7 +187,7 @@ class DockerArchive:
         self._documents[str(document.descriptor.digest)] = document.raw
         for layer in layers:
             self._blobs.setdefault(str(layer.digest), layer)
-        return document.descriptor  # type: ignore[no-any-return]
+        return document.descriptor
 
     def _layer(self, path: str, diff_id: Digest, entry: _Entry) -> Blob:
         where = f"{self.name}: {path}"

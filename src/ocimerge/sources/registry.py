@@ -51,7 +51,7 @@ class RegistrySource:
         self.registry = registry
         self.reference = reference
         self.name = str(reference)
-        self.origin = BlobOrigin(registry.host, reference.repository)
+        self.origin: BlobOrigin | None = BlobOrigin(registry.host, reference.repository)
         self._documents: dict[str, bytes] = {}
         root = self._get(reference, reference.familiar)
         self._documents[str(root.descriptor.digest)] = root.raw
@@ -71,7 +71,7 @@ class RegistrySource:
             raise UsageError(f"{self.name}: name the tag or digest in the reference itself")
         return self._root
 
-    def has(self, descriptor: Descriptor) -> bool:
+    def has(self, descriptor: Descriptor) -> bool:  # noqa: ARG002 - the protocol's signature
         return True  # asking would cost a request per entry: a miss surfaces in document()
 
     def document(self, descriptor: Descriptor, what: str) -> bytes:

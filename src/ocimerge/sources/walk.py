@@ -28,13 +28,12 @@ from ocimerge.model.manifest import (
     ImageIndex,
     ImageManifest,
     decode_config,
-    decode_index,
     decode_manifest_or_index,
 )
 from ocimerge.model.platform import Platform
 from ocimerge.sources.core import Root, Source
 
-__all__ = ["MAX_ENTRIES", "MAX_NESTING", "Walk", "filter_platforms", "load_root"]
+__all__ = ["EVERYTHING", "MAX_ENTRIES", "MAX_NESTING", "Walk", "filter_platforms", "load_root"]
 
 MAX_NESTING = 8
 #: Entries visited in one walk, over all indexes: far above any real image (Hub's busybox
@@ -55,6 +54,10 @@ class Walk:
         return not self.platforms or platform is None or platform in self.platforms
 
 
+#: The default walk: every platform, attestations included.
+EVERYTHING = Walk()
+
+
 @attrs.define
 class _Found:
     """What flattening found, before images and attestations are paired."""
@@ -69,7 +72,7 @@ class _Found:
     filtered: int = 0
 
 
-def load_root(source: Source, root: Root, walk: Walk = Walk()) -> ImageSet:
+def load_root(source: Source, root: Root, walk: Walk = EVERYTHING) -> ImageSet:
     """[LAYOUT-5] The images under ``root``: a manifest is one image, an index is flattened.
 
     Raises :class:`InputError` subclasses when the root holds no image at all; an index whose
@@ -223,7 +226,9 @@ def _image(source: Source, entry: Descriptor, document: Document[ImageManifest],
     short = entry.digest.short
     if manifest.config.media_type not in _IMAGE_CONFIGS:
         kind = manifest.artifact_type or manifest.config.media_type
-        raise UnsupportedMediaTypeError(f"{source.name}: manifest {short} is an artifact ({kind}), not a container image")
+        raise UnsupportedMediaTypeError(
+            f"{source.name}: manifest {short} is an artifact ({kind}), not a container image"
+        )
     config_raw = source.document(manifest.config, f"config of manifest {short}")
     config = decode_config(config_raw, where=f"{source.name}: config {manifest.config.digest.short}")
     layers = tuple(
