@@ -60,6 +60,7 @@ def _api_host(host: str) -> str:
 
 
 def _media_type(response: httpx.Response) -> str:
+    """The served ``Content-Type`` without parameters; ``""`` when there is none."""
     return (response.headers.get("content-type") or "").split(";")[0].strip()
 
 
@@ -132,6 +133,7 @@ class Registry:
         return build
 
     def _send(self, out: Outgoing) -> httpx.Response:
+        """Send an endpoint's request, after the ping that learns scheme and auth [API-1]."""
         self.ping()
         return self._sender.send(out)
 
@@ -223,6 +225,7 @@ class Registry:
         return UploadSession(location_of(response))
 
     def _session(self, repository: str) -> UploadSession:
+        """A fresh upload session in ``repository`` (no mount asked, so never ``Mounted``)."""
         started = self.start_upload(repository)
         if not isinstance(started, UploadSession):  # only a mount answers Mounted
             raise RegistryError(f"{self.host}: a plain upload to {repository} was answered as a mount")
@@ -284,6 +287,7 @@ class Registry:
         raw = read_capped(response, MAX_MANIFEST)
         if raw is None:
             raise RegistryError(f"{where} is over 4 MiB")
+        # [API-3] the digest asked for wins; a tag read is checked against the header, if any
         header = response.headers.get("docker-content-digest")
         expected = reference.digest or (Digest.parse(header) if header else None)
         if expected is not None and Digest.of(raw, expected.algorithm) != expected:

@@ -45,24 +45,30 @@ class Challenge:
 
 
 class _Reader:
+    """A cursor over one ``WWW-Authenticate`` header (RFC 7235 tokens and quoted strings)."""
+
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
 
     def skip_space(self) -> None:
+        """Step over spaces and tabs (commas are separators, read by the caller)."""
         while self.pos < len(self.text) and self.text[self.pos] in " \t":
             self.pos += 1
 
     def peek(self) -> str:
+        """The next character, or ``""`` at the end."""
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
     def token(self) -> str:
+        """A scheme or parameter name; it stops at ``=`` so ``realm=x`` splits."""
         start = self.pos
         while self.pos < len(self.text) and self.text[self.pos] in _TOKEN_CHARS and self.text[self.pos] != "=":
             self.pos += 1
         return self.text[start : self.pos]
 
     def value(self) -> str:
+        """A parameter value: a bare token, or a quoted string where ``\\`` escapes the next character."""
         if self.peek() != '"':
             start = self.pos
             while self.pos < len(self.text) and self.text[self.pos] not in ", \t":
@@ -84,6 +90,7 @@ class _Reader:
 
 
 def _parse_header(header: str) -> list[Challenge]:
+    """Every challenge in one header: RFC 7235 allows several, comma-separated."""
     reader = _Reader(header)
     challenges: list[Challenge] = []
     scheme: str | None = None

@@ -63,16 +63,19 @@ def config_key(registry: str) -> str:
 
 
 def _host_part(key: str) -> str:
+    """The ``host[:port]`` of an ``auths`` key written as a URL (``https://h:5000/v2/``)."""
     for prefix in ("https://", "http://"):
         key = key.removeprefix(prefix)
     return key.split("/", 1)[0]
 
 
 def _decode_auth(value: str, where: str) -> tuple[str, str]:
+    """[CRED-1] ``auth`` is base64 of ``user:password``, split at the first colon, NULs stripped."""
     try:
         text = base64.b64decode(value, validate=False).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        raise AuthError(f"{where}: 'auth' is not base64 of user:password") from None
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        # chained for OCIMERGE_DEBUG: the decoder's message names a position, never the bytes
+        raise AuthError(f"{where}: 'auth' is not base64 of user:password") from exc
     user, sep, password = text.partition(":")
     if not sep or not user:
         raise AuthError(f"{where}: 'auth' does not hold user:password")
@@ -80,6 +83,7 @@ def _decode_auth(value: str, where: str) -> tuple[str, str]:
 
 
 def _from_auths_entry(entry: Mapping[str, Any], where: str) -> Credentials | None:
+    """The credentials an ``auths`` entry holds; None for an empty entry."""
     identity = entry.get("identitytoken") or None
     registry_token = entry.get("registrytoken") or None
     username = entry.get("username") or None
@@ -103,10 +107,11 @@ def run_helper(helper: str, server: str, env: Mapping[str, str] | None = None) -
             check=False,
             env=None if env is None else dict(env),
         )
-    except FileNotFoundError:
-        raise AuthError(f"credential helper {program} is configured but not on PATH") from None
-    except subprocess.TimeoutExpired:
-        raise AuthError(f"credential helper {program} did not answer within {_HELPER_TIMEOUT} s") from None
+    except FileNotFoundError as exc:
+        raise AuthError(f"credential helper {program} is configured but not on PATH") from exc
+    except subprocess.TimeoutExpired as exc:
+        # its message names the command and the timeout; the server name was its only input
+        raise AuthError(f"credential helper {program} did not answer within {_HELPER_TIMEOUT} s") from exc
     out = result.stdout.decode("utf-8", "replace").strip()
     if result.returncode != 0:
         if _NOT_FOUND in out:
@@ -117,8 +122,10 @@ def run_helper(helper: str, server: str, env: Mapping[str, str] | None = None) -
     try:
         value = json.loads(out)
         username, secret = value.get("Username") or None, value.get("Secret") or None
-    except (ValueError, AttributeError):
-        raise AuthError(f"credential helper {program} answered something that is not its JSON") from None
+    except (ValueError, AttributeError) as exc:
+        # a JSON error's message gives a position only (the text, which may hold the secret,
+        # is kept on the exception but never printed)
+        raise AuthError(f"credential helper {program} answered something that is not its JSON") from exc
     if not secret:
         return None
     source = f"credential helper {program}"
@@ -128,18 +135,20 @@ def run_helper(helper: str, server: str, env: Mapping[str, str] | None = None) -
 
 
 def _docker_config_path(env: Mapping[str, str]) -> str:
+    """``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json`` (docker's own order)."""
     directory = env.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
     return os.path.join(directory, "config.json")
 
 
 def _load_config(path: str) -> dict[str, Any]:
+    """The parsed config; empty when there is none (anonymous access is not an error)."""
     try:
         with open(path, "rb") as f:
             value = json.loads(f.read())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise AuthError(f"{path}: cannot read docker config ({exc.__class__.__name__})") from None
+        raise AuthError(f"{path}: cannot read docker config ({exc.__class__.__name__})") from exc
     return value if isinstance(value, dict) else {}
 
 

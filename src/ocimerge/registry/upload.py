@@ -61,6 +61,7 @@ def check_digest(response: httpx.Response, digest: Digest, host: str, what: str)
 
 
 def _with_digest(location: str, digest: Digest) -> httpx.URL:
+    """[API-4] The location with ``digest=`` added to whatever query it already carries."""
     return httpx.URL(location).copy_add_param("digest", str(digest))
 
 
@@ -99,6 +100,7 @@ class _Chunks:
             self.close()  # the whole blob was read (and its digest checked)
 
     def close(self) -> None:
+        """Close the open reader, if any (a body abandoned mid-blob, or the last one done)."""
         if self._reader is not None:
             self._reader.close()
             self._reader = None
