@@ -41,10 +41,13 @@ demo: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/pytest -q
 
+# ruff (with the complexity and argument-count rules), the formatter as a check, and
+# mypy --strict over the library, its tests and its benchmarks.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench demo
+	$(BIN)/ruff format --check src tests bench demo
 	$(BIN)/mypy
-	$(BIN)/mypy --strict bench/merge_bench.py bench/push_bench.py
+	$(BIN)/mypy --strict tests bench demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/merge_bench.py

@@ -80,7 +80,7 @@ from merge_bench import (
     tool_version,
     verdict,
 )
-from registries import (  # type: ignore[import-not-found]
+from registries import (
     REGISTRY_BINARY,
     cleanup,
     start_registry,
@@ -305,6 +305,7 @@ class Registry:
         self.quiet_wait_s = quiet_wait_s
         self.server = start_registry("anonymous")
         self.host: str = self.server.host
+        assert self.server.process is not None  # start_registry always starts a process
         self.pid: int = self.server.process.pid
 
     def __enter__(self) -> Registry:

@@ -159,7 +159,7 @@ class TokenServer:
             body["refresh_token"] = refresh
         return body
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: C901 - the handler is a class in here so it closes over the server
         server = self
 
         class Handler(BaseHTTPRequestHandler):

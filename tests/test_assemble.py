@@ -151,7 +151,7 @@ def test_docker_format_converts_gzip_oci_children() -> None:
 )
 def test_docker_format_refuses_lossy_conversion(kwargs: dict[str, object], fragment: str) -> None:
     with pytest.raises(ConversionError, match=fragment):
-        assemble([child("linux/amd64", **kwargs)], format=IndexFormat.DOCKER)  # type: ignore[arg-type]
+        assemble([child("linux/amd64", **kwargs)], format=IndexFormat.DOCKER)
 
 
 def test_docker_format_refuses_attestations_unless_dropped() -> None:

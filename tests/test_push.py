@@ -20,10 +20,10 @@ import pytest
 
 import ocimerge
 from imagebuilder import Image, docker_save, oci_layout, sample_images
-from ocimerge.sinks.registry import BlobAction
 from ocimerge.errors import AuthError, BlobMissingError
 from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.registry.transport import RetryPolicy, TLSOptions
+from ocimerge.sinks.registry import BlobAction
 from registries import USERS, Fault, FaultProxy, RegistryServer
 
 

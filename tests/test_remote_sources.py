@@ -13,17 +13,18 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 import ocimerge
 from imagebuilder import Image, oci_layout
-from ocimerge.sinks.registry import BlobAction
 from ocimerge.errors import AuthError, PlatformConflictError
+from ocimerge.errors import SourceNotFoundError as MissingSourceError
 from ocimerge.model.reference import Reference
 from ocimerge.registry.api import Registry, RegistryOptions, RegistryPool
-from ocimerge.errors import SourceNotFoundError as MissingSourceError
+from ocimerge.sinks.registry import BlobAction
 from ocimerge.sources import load, open_source, parse_source
 from registries import USERS, RegistryServer
 
@@ -67,9 +68,10 @@ def skopeo_pull(server: RegistryServer, reference: str, dest: Path) -> dict[str,
     result = subprocess.run([*args, f"docker://{server.host}/{reference}", f"oci:{dest}:x"], capture_output=True,
                             text=True, check=False, timeout=300)
     assert result.returncode == 0, result.stderr
-    index: dict[str, object] = json.loads((dest / "index.json").read_text())
-    [entry] = index["manifests"]  # type: ignore[misc]
-    return json.loads((dest / "blobs" / "sha256" / entry["digest"].split(":")[1]).read_bytes())  # type: ignore[no-any-return]
+    index: dict[str, Any] = json.loads((dest / "index.json").read_text())
+    [entry] = index["manifests"]
+    manifest: dict[str, object] = json.loads((dest / "blobs" / "sha256" / entry["digest"].split(":")[1]).read_bytes())
+    return manifest
 
 
 def writes(server: RegistryServer, since: int) -> list[tuple[str, str, int]]:

@@ -72,7 +72,7 @@ class Registry:
     ``transport`` replaces the network and ``sleep``/``clock`` the time (unit tests only).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only test seams (credentials, sleep, transport, clock)
         self,
         host: str,
         options: RegistryOptions | None = None,

@@ -108,7 +108,7 @@ def _document_blobs(documents: Iterable[Document[Any]]) -> Iterator[Blob]:
         yield Blob.from_bytes(doc.descriptor, doc.raw, f"document {doc.descriptor.digest.short}")
 
 
-def write_layout(
+def write_layout(  # noqa: PLR0913 - the layout's content by name; LayoutSink is the narrow door
     destination: str,
     *,
     blobs: Iterable[Blob],
