@@ -37,7 +37,7 @@ from ocimerge.model.manifest import Document
 from ocimerge.model.reference import Reference
 from ocimerge.registry.api import Mounted, Registry, RegistryOptions, RegistryPool
 from ocimerge.registry.challenge import Scope
-from ocimerge.sinks.core import Publication
+from ocimerge.sinks.core import Publication, unique_blobs
 
 __all__ = [
     "BlobAction",
@@ -325,7 +325,7 @@ def push_repository(destination: Destination, publication: Publication, options:
     if sources := {s for s in destination.mount_from.values() if s != repository}:
         registry.want(*(Scope.repository(s, "pull") for s in sorted(sources)))
     check_required(registry, target, publication)
-    plans = push_blobs(destination, publication.blobs, options)
+    plans = push_blobs(destination, tuple(unique_blobs(publication.blobs)), options)  # each digest once
     pushed, skipped = put_documents(registry, target, publication.documents, dry_run=options.dry_run)
     written = destination.tags
     if not options.dry_run:  # the order guarantee: the root after its children, tags last
