@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,16 @@ import pytest
 from imagebuilder import Image, docker_save, oci_layout, sample_images, sha256
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ocimerge", *args], capture_output=True, text=True,
-                          cwd=cwd, check=False, timeout=120)
+def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ocimerge", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        check=False,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -69,8 +77,10 @@ def test_dry_run_prints_the_index_and_its_digest_and_writes_nothing(tmp_path: Pa
 
 
 def test_docker_save_gzipped_deterministically(tmp_path: Path) -> None:
-    saves = [docker_save([image_], repo_tags=[[f"app:{i}"]]).write_tar(str(tmp_path / f"s{i}.tar"))
-             for i, image_ in enumerate([Image(gzip_layers=False), Image(architecture="arm64", gzip_layers=False)])]
+    saves = [
+        docker_save([image_], repo_tags=[[f"app:{i}"]]).write_tar(str(tmp_path / f"s{i}.tar"))
+        for i, image_ in enumerate([Image(gzip_layers=False), Image(architecture="arm64", gzip_layers=False)])
+    ]
     digests = set()
     for n in range(2):
         out = tmp_path / f"o{n}.tar"
@@ -94,8 +104,9 @@ def test_docker_save_gzipped_deterministically(tmp_path: Path) -> None:
         (["inspect", "README-not-here"], 3, "README-not-here"),
     ],
 )
-def test_errors_are_one_line_with_their_exit_code(tmp_path: Path, inputs: list[str], args: list[str],
-                                                   code: int, fragment: str) -> None:
+def test_errors_are_one_line_with_their_exit_code(
+    tmp_path: Path, inputs: list[str], args: list[str], code: int, fragment: str
+) -> None:
     args = [a.replace("IN0", inputs[0]) for a in args]
     result = run(*args, cwd=tmp_path)
     assert_one_line_error(result, code, fragment)
@@ -157,3 +168,158 @@ def test_gzipped_output_archive_is_deterministic_and_readable(tmp_path: Path, in
     assert first.read_bytes()[:2] == b"\x1f\x8b"
     assert first.read_bytes() == second.read_bytes()
     assert run("verify", str(second)).returncode == 0
+
+
+# -- help: each command lists its own flags and ends with examples ---------------------------------
+
+SUBCOMMANDS = ("create", "push", "inspect", "verify")
+
+
+@pytest.mark.parametrize("command", ["inspect", "verify"])
+def test_read_only_commands_list_no_upload_flags(command: str) -> None:
+    shown = run(command, "--help")
+    assert shown.returncode == 0, shown.stderr
+    assert "--jobs" not in shown.stdout
+    assert "--chunk-size" not in shown.stdout
+    assert "--ca-file" in shown.stdout  # but they do reach registries
+
+
+@pytest.mark.parametrize("command", ["create", "push"])
+def test_uploading_commands_list_upload_and_connection_flags(command: str) -> None:
+    shown = run(command, "--help").stdout
+    for flag in ("--jobs", "--chunk-size", "--username", "--password-stdin", "--ca-file", "--insecure", "--plain-http"):
+        assert flag in shown, flag
+
+
+def test_upload_flags_are_refused_where_nothing_is_uploaded(inputs: list[str]) -> None:
+    result = run("verify", "--jobs", "2", inputs[0])
+    assert result.returncode == 2
+    assert "unrecognized arguments: --jobs" in result.stderr
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_help_ends_with_an_example(command: str) -> None:
+    shown = run(command, "--help")
+    assert shown.returncode == 0, shown.stderr
+    last = shown.stdout.rstrip("\n").splitlines()[-1]
+    assert last.startswith(f"  ocimerge {command} "), shown.stdout
+    assert "examples:" in shown.stdout
+
+
+def test_create_help_says_it_writes_or_pushes() -> None:
+    summary = " ".join(run("--help").stdout.split())  # argparse wraps the summary column
+    assert "write it (-o) or push it (-t)" in summary
+    assert "write it (-o) or push it (-t)" in run("create", "--help").stdout
+
+
+# -- exit codes come from the one table ------------------------------------------------------------
+
+
+def table_code(name: str) -> int:
+    from ocimerge import errors
+    from ocimerge.cli import EXIT_CODES
+
+    cls = getattr(errors, name)
+    return next(code for error_class, code in EXIT_CODES if issubclass(cls, error_class))
+
+
+def test_exit_code_table_is_the_documented_one() -> None:
+    from ocimerge.cli import EXIT_CODES
+
+    assert [(cls.__name__, code) for cls, code in EXIT_CODES] == [
+        ("UsageError", 2),
+        ("InputError", 3),
+        ("ModelError", 3),
+        ("RemoteError", 4),
+        ("OutputError", 5),
+    ]
+
+
+def test_exit_code_for_a_usage_error(tmp_path: Path, inputs: list[str]) -> None:
+    bad_flag = run("create", "--no-such-flag", cwd=tmp_path)
+    assert bad_flag.returncode == table_code("UsageError")
+    assert bad_flag.stderr.strip().splitlines()[-1].startswith("ocimerge: error: ")
+    assert_one_line_error(
+        run("create", "--jobs", "0", "-o", "x.tar", inputs[0], cwd=tmp_path), table_code("UsageError"), "--jobs"
+    )
+    assert_one_line_error(
+        run("push", "--jobs", "0", inputs[0], "localhost:1/team/app:1", cwd=tmp_path),
+        table_code("UsageError"),
+        "--jobs",
+    )
+    assert not (tmp_path / "x.tar").exists()
+
+
+def test_exit_code_for_a_missing_input(tmp_path: Path) -> None:
+    for args in (
+        ["create", "-o", "x.tar", "absent.tar"],
+        ["inspect", "absent.tar"],
+        ["verify", "absent.tar"],
+        ["push", "absent.tar", "localhost:1/team/app:1"],
+    ):
+        assert_one_line_error(run(*args, cwd=tmp_path), table_code("InputError"), "absent.tar")
+
+
+def test_exit_code_for_an_unwritable_output(tmp_path: Path, inputs: list[str]) -> None:
+    assert_one_line_error(
+        run("create", "-o", str(tmp_path / "no-dir" / "x.tar"), *inputs), table_code("OutputError"), "no-dir"
+    )
+    meta = tmp_path / "no-dir" / "meta.json"
+    result = run("create", "-o", str(tmp_path / "x.tar"), "--metadata-file", str(meta), *inputs)
+    assert_one_line_error(result, table_code("OutputError"), str(meta), "metadata file")
+
+
+def test_verify_problems_use_the_input_error_code(tmp_path: Path) -> None:
+    image = Image()
+    layout = oci_layout([image])
+    layer = json.loads(image.manifest)["layers"][0]["digest"]
+    layout.files[f"blobs/sha256/{layer.split(':')[1]}"] += b"!"
+    result = run("verify", "--json", layout.write_tar(str(tmp_path / "bad.tar")))
+    assert result.returncode == table_code("InputError")
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert len(report["problems"]) == 1
+
+
+def test_debug_prints_the_chained_cause_then_the_one_line(tmp_path: Path, inputs: list[str]) -> None:
+    meta = tmp_path / "no-dir" / "meta.json"
+    env = {**os.environ, "OCIMERGE_DEBUG": "1"}
+    result = run("create", "-o", str(tmp_path / "x.tar"), "--metadata-file", str(meta), *inputs, env=env)
+    assert result.returncode == 5
+    assert "Traceback" in result.stderr
+    assert "FileNotFoundError" in result.stderr  # the OS error the message was made from
+    assert "direct cause" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("ocimerge: error: ")
+
+
+# -- --metadata-file: buildx's keys, written atomically --------------------------------------------
+
+
+def test_metadata_file_replaces_atomically(tmp_path: Path, inputs: list[str]) -> None:
+    meta = tmp_path / "meta.json"
+    meta.write_text("old")
+    result = run("create", "--json", "-o", str(tmp_path / "x.tar"), "--metadata-file", str(meta), *inputs)
+    assert result.returncode == 0, result.stderr
+    written = json.loads(meta.read_text())
+    printed = json.loads(result.stdout)
+    assert written["containerimage.digest"] == printed["digest"]
+    assert written["containerimage.descriptor"]["digest"] == printed["digest"]
+    assert written["image.name"] == ""
+    assert written["ocimerge"] == printed
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_write_metadata_failure_is_an_output_error_with_its_cause(tmp_path: Path, inputs: list[str]) -> None:
+    import ocimerge
+    from ocimerge.cli.commands import write_metadata
+
+    result = ocimerge.create(inputs, dry_run=True)
+    target = tmp_path / "a-directory"
+    target.mkdir()
+    with pytest.raises(ocimerge.OutputError, match="a-directory: cannot write the metadata file") as caught:
+        write_metadata(str(target), result, ["registry.example/app:1"])
+    assert isinstance(caught.value.__cause__, OSError)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # the temporary is cleaned up
+    tags = ["registry.example/app:1", "registry.example/app:2"]
+    write_metadata(str(tmp_path / "m.json"), result, tags)
+    assert json.loads((tmp_path / "m.json").read_text())["image.name"] == ",".join(tags)

@@ -1,0 +1,229 @@
+"""The subcommands: parsed arguments in, one library call, its result rendered, an exit code out.
+
+Each ``run_*`` turns ``argparse`` values into the library's option values, calls the
+library once, and hands the typed result to :mod:`ocimerge.cli.render`. Checks live in
+the library (:class:`~ocimerge.sinks.registry.PushOptions` refuses ``--jobs 0``, for
+instance), so the command line and Python callers are refused alike; the few checks here
+are about the command line itself (where a password comes from, which flags go together).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import sys
+from collections.abc import Callable, Iterator, Sequence
+
+from ocimerge.cli import render
+from ocimerge.cli.exits import EXIT_OK, code_for
+from ocimerge.errors import InputError, OutputError, UsageError
+from ocimerge.inspection import inspect, verify
+from ocimerge.model.assemble import Annotation, AttestationPolicy, IndexFormat
+from ocimerge.model.platform import Platform
+from ocimerge.operations import CreateOptions, CreateResult, create, push
+from ocimerge.progress import ProgressView
+from ocimerge.registry.api import RegistryOptions
+from ocimerge.registry.transport import TLSOptions
+from ocimerge.sinks.registry import PushOptions
+from ocimerge.specfile import expand_template, read_spec
+
+__all__ = ["COMMANDS", "write_metadata"]
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    """The password from stdin when ``--password-stdin`` asks for it; never from an argument."""
+    if args.password_stdin:
+        if not args.username:
+            raise UsageError("--password-stdin needs --username")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: nothing on stdin")
+        return password
+    if args.username:
+        # a password flag would leak into shell history and `ps`: stdin is the only way in
+        raise UsageError("--username needs --password-stdin (passwords never go on the command line)")
+    return None
+
+
+def _registry_options(args: argparse.Namespace) -> RegistryOptions:
+    """The connection flags (and ``--chunk-size``, where the command has it) as registry options."""
+    tls = TLSOptions(ca_file=args.ca_file, insecure=args.insecure, plain_http=args.plain_http)
+    # inspect and verify upload nothing, so they have no --chunk-size at all
+    chunk_size = vars(args).get("chunk_size")
+    return RegistryOptions(tls=tls, username=args.username, password=_password(args), chunk_size=chunk_size)
+
+
+def _progress(args: argparse.Namespace) -> ProgressView | None:
+    """Progress bars on stderr, only when it is a terminal and no one asked for quiet or JSON."""
+    if args.quiet or args.json or not sys.stderr.isatty():
+        return None
+    return ProgressView(sys.stderr)
+
+
+@contextlib.contextmanager
+def _progress_while(args: argparse.Namespace, *, wanted: bool = True) -> Iterator[ProgressView | None]:
+    """A progress view (or None) for the block; its final state is drawn however the block ends."""
+    view = _progress(args) if wanted else None
+    try:
+        yield view
+    finally:
+        if view is not None:
+            view.finish()
+
+
+def _push_options(args: argparse.Namespace, view: ProgressView | None) -> PushOptions:
+    """The upload and connection flags as push options (``PushOptions`` checks ``--jobs``)."""
+    return PushOptions(
+        registry=_registry_options(args),
+        jobs=args.jobs,
+        dry_run=args.dry_run,
+        on_event=view.on_event if view is not None else None,
+    )
+
+
+def _platforms(values: Sequence[str]) -> list[Platform]:
+    """Repeated and comma-separated ``--platform`` values, each parsed (bad syntax is a UsageError)."""
+    return [Platform.parse(p) for value in values for p in value.split(",") if p.strip()]
+
+
+def _create_inputs(args: argparse.Namespace) -> tuple[list[str], list[str], list[str]]:
+    """``create``'s sources, tags and annotations from arguments, ``--template`` and ``--spec``."""
+    sources, tags, annotations = list(args.sources), list(args.tag), list(args.annotation)
+    if args.template:
+        sources += expand_template(args.template, _platforms([args.platforms or ""])).sources
+    elif args.platforms:
+        raise UsageError("--platforms goes with --template; to filter sources use --platform")
+    if args.spec:
+        plan = read_spec(args.spec)
+        sources += plan.sources
+        # a tag given both with -t and in the spec is pushed once, in the order first seen
+        tags += [t for t in plan.targets if t not in tags]
+        annotations += plan.annotations
+    if not sources:
+        raise UsageError("no sources: give SRC arguments, --template with --platforms, or --spec")
+    return sources, tags, annotations
+
+
+def _create_options(args: argparse.Namespace, annotations: Sequence[str], upload: PushOptions) -> CreateOptions:
+    """Every other ``create`` flag as :class:`CreateOptions`, the push half taken from ``upload``."""
+    return CreateOptions(
+        platforms=_platforms(args.platform),
+        ignore_missing=args.ignore_missing,
+        registry_options=upload.registry,
+        jobs=upload.jobs,
+        on_event=upload.on_event,
+        format=IndexFormat(args.format),
+        attestations=AttestationPolicy(args.attestations),
+        annotations=[Annotation.parse(a) for a in annotations],
+        compress=args.compress == "gzip",
+        tag_name=args.tag_name,
+        dry_run=args.dry_run,
+        force=args.force,
+    )
+
+
+def _create_json(result: CreateResult, *, dry_run: bool) -> dict[str, object]:
+    """``create --json``: the result's own JSON; a dry run adds the index document it would write."""
+    payload = result.to_json()
+    if dry_run:
+        # the decoded index, so a script reads the document without a second parse of a string
+        payload["index"] = json.loads(result.index.raw)
+    return payload
+
+
+def run_create(args: argparse.Namespace) -> int:
+    """``create``: merge, then write (-o), push (-t), or only show (--dry-run); returns the exit code."""
+    sources, tags, annotations = _create_inputs(args)
+    # progress only when pushing: writing a file is local and quick enough to go unreported
+    with _progress_while(args, wanted=bool(tags)) as view:
+        # PushOptions is built even without -t, so a bad --jobs is refused before any work
+        options = _create_options(args, annotations, _push_options(args, view))
+        result = create(sources, args.output, tags=tags, options=options)
+    render.print_notes(result.notes, quiet=args.quiet)
+    if args.metadata_file and not args.dry_run:
+        write_metadata(args.metadata_file, result, tags)
+    if args.json:
+        render.print_json(_create_json(result, dry_run=args.dry_run), sys.stdout)
+    elif args.dry_run:
+        render.print_dry_run(result, sys.stdout)
+    else:
+        render.print_create(result, sys.stdout)
+    return EXIT_OK
+
+
+def write_metadata(path: str, result: CreateResult, tags: Sequence[str]) -> None:
+    """``--metadata-file``: ``result.metadata(tags)`` as JSON at ``path``, atomically.
+
+    Written to a temporary file in the same directory and renamed over ``path``, so a reader
+    (a CI step waiting for the file) sees the old content or the whole new one, never half.
+    Any OS failure is an :class:`OutputError` naming ``path``, with the OS error as its cause.
+    """
+    text = json.dumps(result.metadata(tags), indent=2) + "\n"
+    directory, name = os.path.split(os.path.abspath(path))
+    # a name of our own (pid and random), so two runs writing the same file never collide
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        _write_new(temporary, text)
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise OutputError(f"{path}: cannot write the metadata file ({exc.strerror or exc})") from exc
+
+
+def _write_new(path: str, text: str) -> None:
+    """Create ``path`` (it must not exist) holding ``text``, flushed to disk before returning."""
+    # O_EXCL: never write through a file someone else put there; 0o666 lets the umask decide,
+    # as a plain open() would, rather than tempfile's private 0o600
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run_push(args: argparse.Namespace) -> int:
+    """``push``: upload a source as it is to every target; returns the exit code."""
+    with _progress_while(args) as view:
+        result = push(args.source, args.targets, options=_push_options(args, view))
+    render.print_notes(result.notes, quiet=args.quiet)
+    if args.json:
+        render.print_json(result.to_json(), sys.stdout)
+    else:
+        render.print_pushes(result.pushed, sys.stdout)
+    return EXIT_OK
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    """``inspect``: a table of the source's entries, its ``--json``, or the ``--raw`` stored bytes."""
+    report = inspect(args.source, _registry_options(args))
+    if args.raw:
+        sys.stdout.write(report.raw().decode("utf-8"))
+    elif args.json:
+        render.print_json(report.to_json(), sys.stdout)
+    else:
+        render.print_inspect(report, sys.stdout)
+    return EXIT_OK
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """``verify``: every problem found; the exit code is bad input's (3) when there is any."""
+    report = verify(args.source, _registry_options(args))
+    if args.json:
+        render.print_json(report.to_json(), sys.stdout)
+    else:
+        render.print_verify(report, sys.stdout)
+    # problems were reported, not raised: the code still says "bad input", from the one table
+    return EXIT_OK if report.ok else code_for(InputError)
+
+
+#: Each subcommand's name and the function that runs it.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "create": run_create,
+    "push": run_push,
+    "inspect": run_inspect,
+    "verify": run_verify,
+}

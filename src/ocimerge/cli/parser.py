@@ -1,0 +1,255 @@
+"""The argument parser: one function per subcommand, small helpers for shared flag groups.
+
+Each subcommand lists only the flags it uses: every command reaches registries, so all four
+take the *connection* flags; only ``create`` and ``push`` upload, so only they take the
+*upload* flags. Each ``--help`` ends with examples, written as they would be typed.
+Values are checked only as far as argparse can (a size, a choice); everything else is
+checked once, by the library, and reported as a :class:`~ocimerge.errors.UsageError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, NoReturn
+
+from ocimerge._version import __version__
+from ocimerge.cli.exits import code_for
+from ocimerge.errors import UsageError
+from ocimerge.model.assemble import AttestationPolicy, IndexFormat
+
+__all__ = ["build_parser", "parse_size"]
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # argparse's subparsers action is generic only in typeshed, so the alias exists for mypy alone
+    _Subparsers: TypeAlias = argparse._SubParsersAction["_Parser"]
+
+# Raw: the examples in each epilog keep their line breaks and indentation.
+_FORMAT = argparse.RawDescriptionHelpFormatter
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors follow ours: ``ocimerge: error: …``, the usage exit code."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and the one-line error to stderr, and exit with the usage code."""
+        self.print_usage(sys.stderr)
+        self.exit(code_for(UsageError), f"ocimerge: error: {message}\n")
+
+
+def _examples(*lines: str) -> str:
+    """An epilog of example command lines, indented as argparse indents its own sections."""
+    return "examples:\n" + "".join(f"  {line}\n" for line in lines)
+
+
+def parse_size(text: str) -> int:
+    """``--chunk-size``: a positive byte count, optionally with a K, M or G (binary) suffix.
+
+    >>> parse_size("8M"), parse_size("1GiB"), parse_size("4096")
+    (8388608, 1073741824, 4096)
+    """
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+    # "8MiB", "8MB" and "8M" all mean 8 MiB: strip the B and i, then read the unit letter
+    number, unit = text.rstrip("BbIi"), ""
+    if number and number[-1].upper() in units:
+        number, unit = number[:-1], number[-1].upper()
+    try:
+        value = int(number) * units[unit]
+    except ValueError:
+        # from None: argparse prints only this message, and the int() error adds nothing
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: e.g. 8388608, 8M, 1G") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the chunk size must be positive")
+    return value
+
+
+def _connection_flags(parser: argparse.ArgumentParser) -> None:
+    """How to reach and authenticate to registries: every command may read or write one."""
+    group = parser.add_argument_group("registry connection")
+    group.add_argument("--username", metavar="USER", help="registry user (with --password-stdin)")
+    group.add_argument("--password-stdin", action="store_true", help="read the password or token from stdin")
+    group.add_argument("--ca-file", metavar="FILE", help="trust this CA bundle for registry TLS")
+    group.add_argument("--insecure", action="store_true", help="do not verify registry TLS certificates")
+    group.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
+
+
+def _upload_flags(parser: argparse.ArgumentParser) -> None:
+    """How to upload blobs: only for the commands that push (``create -t``, ``push``)."""
+    group = parser.add_argument_group("upload")
+    # no range check here: PushOptions refuses --jobs < 1 itself, for library callers too
+    group.add_argument("--jobs", type=int, default=4, metavar="N", help="blobs uploaded at once (default 4)")
+    group.add_argument("--chunk-size", type=parse_size, metavar="SIZE", help="upload in chunks of this size (e.g. 8M)")
+
+
+def _result_flags(parser: argparse.ArgumentParser) -> None:
+    """``--json`` and ``-q`` for the commands that push, and so have notes and progress to silence."""
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no notes or progress on stderr")
+
+
+def _create_sources(parser: argparse.ArgumentParser) -> None:
+    """``create``'s ways to name sources: arguments, a per-platform template, a spec file."""
+    parser.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SRC[=PLATFORM]",
+        help="local layout or archive, or registry image (docker://REF or HOST/REPO:TAG)",
+    )
+    parser.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="OS/ARCH[/VARIANT]",
+        help="take only these platforms from multi-platform sources (repeatable, or comma-separated)",
+    )
+    parser.add_argument(
+        "--template", metavar="REF", help="registry source per platform: OS, ARCH, VARIANT are replaced"
+    )
+    parser.add_argument("--platforms", metavar="P1,P2", help="the platforms --template expands to")
+    parser.add_argument(
+        "--spec", metavar="FILE", help="JSON spec: image, tags, manifests [{image, platform}], annotations"
+    )
+    parser.add_argument("--ignore-missing", action="store_true", help="skip a source that is absent, with a note")
+
+
+def _create_index(parser: argparse.ArgumentParser) -> None:
+    """``create``'s choices about the index itself: its type, attestations, annotations, layers."""
+    parser.add_argument(
+        "--format",
+        choices=[f.value for f in IndexFormat],
+        default="auto",
+        help="index type: auto (Docker list only when nothing is lost), oci, docker",
+    )
+    parser.add_argument(
+        "--attestations",
+        choices=[p.value for p in AttestationPolicy],
+        default="keep",
+        help="keep or drop BuildKit attestation manifests (default keep)",
+    )
+    parser.add_argument(
+        "--annotation",
+        action="append",
+        default=[],
+        metavar="[manifest-descriptor:]KEY=VALUE",
+        help="annotation on the index, or on its entries with manifest-descriptor:",
+    )
+    parser.add_argument(
+        "--compress",
+        choices=["none", "gzip"],
+        default="none",
+        help="gzip uncompressed (docker-save) layers, deterministically",
+    )
+
+
+def _create_destinations(parser: argparse.ArgumentParser) -> None:
+    """``create``'s destinations: a file or directory (-o), registry tags (-t), a metadata file."""
+    parser.add_argument("-o", "--output", metavar="OUT", help="OUT.tar writes an OCI archive, OUT/ a layout directory")
+    parser.add_argument(
+        "-t",
+        "--tag",
+        action="append",
+        default=[],
+        metavar="REGISTRY/REPO:TAG",
+        help="push the result here (repeatable: several tags, repositories, registries)",
+    )
+    parser.add_argument(
+        "--tag-name", default="latest", metavar="TAG", help="the tag written in index.json (default latest)"
+    )
+    parser.add_argument("--metadata-file", metavar="FILE", help="write the result as JSON here, as buildx does")
+    parser.add_argument("--dry-run", action="store_true", help="print the index and its digest, write nothing")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+
+
+def _add_create(subparsers: _Subparsers) -> None:
+    """Add ``create``: merge sources into one index, then write it, push it, or both."""
+    summary = "merge images into one multi-platform image; write it (-o) or push it (-t)"
+    parser = subparsers.add_parser(
+        "create",
+        help=summary,
+        formatter_class=_FORMAT,
+        description=f"{summary[0].upper()}{summary[1:]}.\n\n"
+        "Sources are OCI layouts, OCI archives, docker-save archives or registry images:\n"
+        "  [oci:|oci-archive:|docker-archive:]PATH[:TAG|@DIGEST][=PLATFORM]\n"
+        "  docker://REF or HOST/REPO:TAG",
+        epilog=_examples(
+            "ocimerge create -o app.tar amd64.tar arm64.tar=linux/arm64",
+            "ocimerge create -t registry.example/app:1.4 registry.example/app:1.4-amd64 registry.example/app:1.4-arm64",
+        ),
+    )
+    _create_sources(parser)
+    _create_index(parser)
+    _create_destinations(parser)
+    _result_flags(parser)
+    _connection_flags(parser)
+    _upload_flags(parser)
+
+
+def _add_push(subparsers: _Subparsers) -> None:
+    """Add ``push``: upload one layout, archive or registry image as it is, to one or more tags."""
+    parser = subparsers.add_parser(
+        "push",
+        help="upload a layout or archive to a registry as it is",
+        formatter_class=_FORMAT,
+        description="Upload an OCI layout, OCI archive or docker-save archive (single- or\n"
+        "multi-platform) to one or more registry references, digests preserved byte for\n"
+        "byte. A registry source (docker://REF) is copied the same way.",
+        epilog=_examples(
+            "ocimerge push app.tar registry.example/team/app:1.4 registry.example/team/app:latest",
+            "ocimerge push --dry-run docker://ghcr.io/acme/app:1.4 registry.example/acme/app:1.4",
+        ),
+    )
+    parser.add_argument("source", metavar="SRC")
+    parser.add_argument("targets", nargs="+", metavar="REGISTRY/REPO:TAG")
+    parser.add_argument("--dry-run", action="store_true", help="ask the registry what it holds; upload nothing")
+    _result_flags(parser)
+    _connection_flags(parser)
+    _upload_flags(parser)
+
+
+def _add_inspect(subparsers: _Subparsers) -> None:
+    """Add ``inspect``: describe every entry of a source or a registry image."""
+    parser = subparsers.add_parser(
+        "inspect",
+        help="show the platforms, digests and sizes of a source or a registry image",
+        formatter_class=_FORMAT,
+        description="Show every entry of a source: platforms, manifest digests, media types, sizes,\n"
+        "layer and attestation counts, and the platforms it names but does not hold.",
+        epilog=_examples("ocimerge inspect app.tar", "ocimerge inspect --raw docker://registry.example/team/app:1.4"),
+    )
+    parser.add_argument("source", metavar="SRC|REGISTRY/REPO:TAG")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--raw", action="store_true", help="print the exact stored bytes of a registry image")
+    _connection_flags(parser)
+
+
+def _add_verify(subparsers: _Subparsers) -> None:
+    """Add ``verify``: re-hash every blob of a source and report every problem found."""
+    parser = subparsers.add_parser(
+        "verify",
+        help="re-hash every blob of a source and report every problem",
+        formatter_class=_FORMAT,
+        description="Re-read and re-hash every blob of every image of a source, and report every\n"
+        "problem found, not only the first. A registry image is streamed, never stored.",
+        epilog=_examples("ocimerge verify app.tar", "ocimerge verify docker://registry.example/team/app:1.4"),
+    )
+    parser.add_argument("source", metavar="SRC|docker://REF")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _connection_flags(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``ocimerge`` parser; ``args.command`` names the subcommand chosen."""
+    parser = _Parser(
+        prog="ocimerge",
+        formatter_class=_FORMAT,
+        description="Merge per-architecture container images into one multi-platform image.",
+        epilog=_examples("ocimerge create -o app.tar amd64.tar arm64.tar", "ocimerge COMMAND --help"),
+    )
+    parser.add_argument("--version", action="version", version=f"ocimerge {__version__}")
+    # parser_class: subcommand errors are ours too (one line, the usage exit code)
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_create, _add_push, _add_inspect, _add_verify):
+        add(subparsers)
+    return parser

@@ -1,0 +1,165 @@
+"""Rendering: the typed results of the library, as text tables, lines or JSON.
+
+Nothing here decides anything: every function takes a result the library built (or its
+``to_json()``) and writes it to the stream it is given. JSON output is exactly the results'
+own ``to_json()``, so ``--json`` and the Python API never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from ocimerge.inspection import InspectReport, VerifyReport
+from ocimerge.operations import CreateResult
+from ocimerge.sinks.registry import BlobAction, PushResult
+
+__all__ = [
+    "human",
+    "print_create",
+    "print_dry_run",
+    "print_inspect",
+    "print_json",
+    "print_notes",
+    "print_pushes",
+    "print_verify",
+]
+
+
+def human(size: int) -> str:
+    """A byte count for people: bytes as a whole number, larger sizes in binary units to a tenth.
+
+    >>> human(512), human(1536), human(5 * 1024**3)
+    ('512 B', '1.5 KiB', '5.0 GiB')
+    """
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        # GiB is the largest unit: a terabyte image reads as "1024.0 GiB", not a new unit
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover
+
+
+def _table(rows: Sequence[Sequence[str]], out: TextIO, indent: str = "  ") -> None:
+    """Write ``rows`` (the first is the header) as left-aligned columns two spaces apart."""
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        # rstrip: the last column is padded too, and trailing blanks only upset diffs
+        out.write(indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def print_json(payload: Any, out: TextIO) -> None:
+    """Write ``payload`` as indented JSON, one document ending in a newline."""
+    out.write(json.dumps(payload, indent=2) + "\n")
+
+
+def print_notes(notes: Sequence[str], *, quiet: bool) -> None:
+    """Write each note to stderr as ``ocimerge: note: …``, unless ``quiet``."""
+    if not quiet:
+        for note in notes:
+            sys.stderr.write(f"ocimerge: note: {note}\n")
+
+
+def _push_line(result: PushResult) -> str:
+    """The one-line summary of a push to one repository (``Pushed …`` or ``Would push …``)."""
+    verb = "Would push" if result.dry_run else "Pushed"
+    tags = ", ".join(result.tags) or "(no tag)"
+    return (
+        f"{verb} {result.registry}/{result.repository} [{tags}] {result.root.digest}: "
+        f"{result.count(BlobAction.UPLOAD)} blobs uploaded, {result.count(BlobAction.COPY)} copied from "
+        f"another registry ({human(result.bytes_uploaded)}), {result.count(BlobAction.MOUNT)} mounted, "
+        f"{result.count(BlobAction.SKIP)} already there; "
+        f"{result.manifests_pushed} manifests pushed, {result.manifests_skipped} already there\n"
+    )
+
+
+def print_pushes(results: Sequence[PushResult], out: TextIO) -> None:
+    """A summary line per repository pushed to; for a dry run, the plan blob by blob under it."""
+    for result in results:
+        out.write(_push_line(result))
+        if result.dry_run:
+            for plan in result.blobs:
+                source = f" from {plan.source}" if plan.source else ""
+                out.write(f"  {plan.action.value:<7} {plan.digest}  {human(plan.size)}{source}\n")
+
+
+def print_dry_run(result: CreateResult, out: TextIO) -> None:
+    """``create --dry-run``: the index's exact bytes on one line, its digest, then any push plan."""
+    index = result.index
+    out.write(index.raw.decode("utf-8") + "\n")
+    out.write(f"Digest: {index.descriptor.digest}\n")
+    print_pushes(result.pushed, out)
+
+
+def print_create(result: CreateResult, out: TextIO) -> None:
+    """``create``: where it was written, the index, a row per image by platform, then the pushes."""
+    index = result.index
+    rows = [["PLATFORM", "DIGEST", "SOURCE"]]
+    # images and manifests are parallel; sorting the pairs keeps each image with its manifest
+    pairs = sorted(zip(result.images, result.assembly.manifests, strict=True), key=lambda p: p[0].platform.key)
+    for image, manifest in pairs:
+        rows.append([str(image.platform), str(manifest.descriptor.digest), image.source])
+    if result.output:
+        out.write(f"Wrote {result.output}\n")
+    out.write(f"  {index.descriptor.media_type}  {index.descriptor.digest}\n")
+    _table(rows, out)
+    print_pushes(result.pushed, out)
+
+
+def _image_rows(entry: dict[str, Any]) -> list[list[str]]:
+    """The table of one inspected entry: a row per image, then a row per absent platform."""
+    rows = [["PLATFORM", "DIGEST", "MEDIA TYPE", "SIZE", "LAYERS", "ATTESTATIONS"]]
+    for image in entry["images"]:
+        rows.append(
+            [
+                image["platform"],
+                image["digest"],
+                image["mediaType"],
+                human(image["contentSize"]),
+                str(len(image["layers"])),
+                str(len(image["attestations"])),
+            ]
+        )
+    for absent in entry["absent"]:
+        rows.append([absent["platform"] or "?", absent["digest"], absent["mediaType"], "absent", "-", "-"])
+    return rows
+
+
+def _print_entry(entry: dict[str, Any], out: TextIO) -> None:
+    """One entry of ``inspect``'s report: its names and root, its images, its notes."""
+    if "error" in entry:
+        out.write(f"  not an image: {entry['error']}\n\n")
+        return
+    names = ", ".join(entry["names"]) or "untagged"
+    root = entry["root"]
+    if root:
+        out.write(f"  {names}  {root['mediaType']}  {root['digest']}  {human(root['size'])}\n")
+    else:
+        # a docker-save image has no stored manifest: the one shown is authored on read
+        out.write(f"  {names}  (docker-save image; manifest authored on read)\n")
+    _table(_image_rows(entry), out, indent="    ")
+    for note in entry["notes"]:
+        out.write(f"    note: {note}\n")
+    out.write("\n")
+
+
+def print_inspect(report: InspectReport, out: TextIO) -> None:
+    """``inspect``: the source, then each entry, rendered from the report's ``to_json()``."""
+    # from to_json(): the table shows exactly what --json prints, in the same words
+    shown = report.to_json()
+    out.write(f"{shown['source']}\n")
+    for entry in shown["entries"]:
+        _print_entry(entry, out)
+
+
+def print_verify(report: VerifyReport, out: TextIO) -> None:
+    """``verify``: every problem and note on its own line, then a verdict with what was checked."""
+    for problem in report.problems:
+        out.write(f"problem: {problem}\n")
+    for note in report.notes:
+        out.write(f"note: {note}\n")
+    verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    out.write(f"{report.source}: {verdict}; {report.blobs_checked} blobs, {human(report.bytes_checked)} checked\n")
