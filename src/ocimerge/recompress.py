@@ -27,7 +27,11 @@ GZIP_LEVEL = 6
 
 
 class _HashingFile:
-    """Counts and hashes what gzip writes, on its way to the spool file."""
+    """Counts and hashes what gzip writes, on its way to the spool file.
+
+    Hashing on the way out means the new digest is known when compression ends, without
+    reading the spooled file back. Only the methods :class:`gzip.GzipFile` calls exist.
+    """
 
     def __init__(self, path: str) -> None:
         self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
@@ -35,6 +39,7 @@ class _HashingFile:
         self.size = 0
 
     def write(self, data: bytes) -> int:
+        """Hash, count and write ``data``; the return value is what the file wrote."""
         self.hasher.update(data)
         self.size += len(data)
         return self._file.write(data)
@@ -49,8 +54,12 @@ class _HashingFile:
 def gzip_layer(blob: Blob, directory: str) -> Blob:
     """[COMPRESS-2] The gzip form of an uncompressed layer, spooled under ``directory``.
 
-    The source is verified as it streams; the result's descriptor keeps the vocabulary (OCI
-    or Docker) of the input's media type.
+    The source is verified as it streams ([VERIFY-1]); the result's descriptor keeps the
+    vocabulary (OCI or Docker) of the input's media type and its annotations, with the new
+    digest and size. The spool file is named after the source digest, so the same layer in
+    two images is compressed to the same path with the same bytes ([COMPRESS-1]). Raises
+    whatever reading the blob raises (a digest mismatch, an I/O error) and :class:`OSError`
+    when the spool file cannot be written.
     """
     descriptor = blob.descriptor
     path = os.path.join(directory, f"{descriptor.digest.encoded}.gz")
@@ -58,8 +67,11 @@ def gzip_layer(blob: Blob, directory: str) -> Blob:
     try:
         with (
             blob.open() as reader,
+            # [COMPRESS-1] mtime 0 and an explicit empty name: GzipFile otherwise stamps the
+            # current time (and a file object's name) in the header, giving a new digest each run.
             gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=GZIP_LEVEL) as gz,
         ):
+            # One reused buffer: layers can be gigabytes, and readinto avoids a copy per chunk.
             buffer = bytearray(CHUNK_SIZE)
             view = memoryview(buffer)
             while n := reader.readinto(view):
@@ -80,7 +92,9 @@ def gzip_image(image: Image, directory: str) -> Image:
     """The image with every uncompressed layer gzipped and its manifest re-authored.
 
     Returns ``image`` itself when no layer is uncompressed. A rewritten manifest has a new
-    digest, so the image's attestations (which name the old one) no longer apply.
+    digest, so the image's attestations (which name the old one) no longer apply and are
+    dropped ([ATTEST-2]). The config and its DiffIDs stay as they are: DiffIDs are digests of
+    the uncompressed tars, which recompression does not change. Raises as :func:`gzip_layer`.
     """
     manifest = image.manifest.value
     if not any(mt.layer_compression(d.media_type) is mt.Compression.NONE for d in manifest.layers):

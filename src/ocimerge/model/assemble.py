@@ -2,6 +2,12 @@
 
 A pure, total function ([INDEX-1] .. [INDEX-6], [ATTEST-1] .. [ATTEST-3], [CONVERT-1] ..
 [CONVERT-3]): no I/O, the same inputs in any order give the same bytes and digest.
+
+It is the heart of ``create``: sources have already been read and verified into
+:class:`Child` values, and sinks will write what :class:`Assembly` returns. Keeping it free
+of I/O is what lets the spec-notes examples pin exact index bytes and digests ([INDEX-2]),
+and makes every refusal ([INDEX-3], [INDEX-4], [CONVERT-1]) happen before anything is written
+or pushed.
 """
 
 from __future__ import annotations
@@ -30,9 +36,12 @@ __all__ = [
 ]
 
 
-
 class IndexFormat(enum.Enum):
-    """The output document: decided from the inputs (AUTO), or forced."""
+    """[INDEX-4] The output document: decided from the inputs (AUTO), or forced.
+
+    AUTO keeps Docker inputs Docker, as buildx does, so tooling that expects a manifest list
+    for Docker images gets one; anything a list cannot carry makes it an OCI index.
+    """
 
     AUTO = "auto"
     OCI = "oci"
@@ -40,12 +49,18 @@ class IndexFormat(enum.Enum):
 
 
 class AttestationPolicy(enum.Enum):
-    """Whether attestation manifests travel with their images."""
+    """[ATTEST-3] Whether attestation manifests travel with their images (KEEP) or not (DROP).
+
+    DROP exists because kept attestations force an OCI index ([INDEX-4]), and some registry
+    UIs list the ``unknown/unknown`` entries as if they were images.
+    """
 
     KEEP = "keep"
     DROP = "drop"
 
 
+# [INDEX-6] buildx's spelling: an optional scope ("index" or "manifest-descriptor"), an optional
+# [PLATFORM] on it, then KEY=VALUE. re.S lets a value span lines (a multi-line description).
 _ANNOTATION = re.compile(
     r"(?:(?P<scope>index|manifest-descriptor)(?:\[(?P<platform>[^\]]+)\])?:)?(?P<key>[^=]+)=(?P<value>.*)",
     re.S,
@@ -70,6 +85,12 @@ class Annotation:
 
     @classmethod
     def parse(cls, text: str) -> Annotation:
+        """[INDEX-6] Parse one ``--annotation`` argument.
+
+        An unscoped ``KEY=VALUE`` is for the index (buildx's default). Raises
+        :class:`UsageError` for a missing ``=``, an empty key, a platform on an ``index:``
+        annotation (the index has one set of annotations), or a bad platform.
+        """
         match = _ANNOTATION.fullmatch(text)
         if match is None or not match["key"].strip():
             raise UsageError(f"invalid annotation {text!r}: expected [index:|manifest-descriptor:]KEY=VALUE")
@@ -82,7 +103,13 @@ class Annotation:
 
 @attrs.frozen
 class Child:
-    """One image as assembly sees it: its manifest document, platform and attestations."""
+    """One image as assembly sees it: its manifest document, platform and attestations.
+
+    ``source`` is the argument the image came from, used only to name it in messages;
+    ``platform`` is the config's ([PLATFORM-4]), not the manifest's; each attestation is the
+    entry it was read from (its annotations and platform are kept, [ATTEST-3]) and its
+    manifest document. Sources build these after verifying every byte ([VERIFY-1]).
+    """
 
     source: str
     manifest: Document[ImageManifest]
@@ -95,7 +122,9 @@ class Assembly:
     """The result: the index document, and each child's manifest as the index names it.
 
     ``manifests[i]`` is the (possibly converted) manifest of ``children[i]`` of the call;
-    ``attestations`` are the attestation manifests the index lists.
+    ``attestations`` are the attestation manifests the index lists; ``notes`` say what was
+    dropped and why ([ATTEST-2]), for the command line to print. A sink must write every
+    document here, since the index names them all.
     """
 
     index: Document[ImageIndex]
@@ -104,6 +133,8 @@ class Assembly:
     notes: tuple[str, ...] = ()
 
 
+# [CONVERT-1] The layer types with a Docker form: gzip (plain and foreign) only. Docker schema 2
+# defines no zstd type, and uncompressed layers are refused earlier with the --compress remedy.
 _TO_DOCKER_LAYER = {
     mt.OCI_LAYER_GZIP: mt.DOCKER_LAYER_GZIP,
     mt.DOCKER_LAYER_GZIP: mt.DOCKER_LAYER_GZIP,
@@ -118,10 +149,12 @@ def to_docker_manifest(doc: Document[ImageManifest], source: str) -> Document[Im
     Docker manifests are returned unchanged (same bytes). An OCI manifest converts only when
     its config is an image config and every layer is gzip; annotations, ``subject`` and
     ``artifactType`` have no Docker form, so their presence is a :class:`ConversionError`.
+    ``source`` names the image in messages. The result is a new document (new digest), so
+    attestations naming the old one no longer apply ([ATTEST-2]).
     """
     manifest = doc.value
     if manifest.is_docker:
-        return doc
+        return doc  # [CONVERT-3] same bytes, same digest: nothing to re-author
     where = f"{source}: manifest {doc.descriptor.digest.short}"
     if manifest.annotations or manifest.subject or manifest.artifact_type:
         raise ConversionError(
@@ -144,6 +177,8 @@ def to_docker_manifest(doc: Document[ImageManifest], source: str) -> Document[Im
             )
         if layer.media_type not in _TO_DOCKER_LAYER:
             raise ConversionError(f"{where}: layer {i} type {layer.media_type} has no Docker form")
+        # eStargz and similar tools keep their index in layer annotations; converting would
+        # silently turn such an image into a plain one.
         if layer.annotations:
             raise ConversionError(
                 f"{where}: layer {i} has annotations (e.g. eStargz) that a Docker manifest would drop; use --format oci"
@@ -152,6 +187,7 @@ def to_docker_manifest(doc: Document[ImageManifest], source: str) -> Document[Im
     config = attrs.evolve(manifest.config, media_type=mt.DOCKER_CONFIG)
     if config.annotations:
         raise ConversionError(f"{where}: the config descriptor has annotations; use --format oci")
+    # Digests and sizes are unchanged: the blobs are the same bytes under another type name.
     converted = ImageManifest(config=config, layers=tuple(layers), media_type=mt.DOCKER_MANIFEST)
     return Document.author(converted)
 
@@ -165,6 +201,8 @@ def _check_platforms(children: Sequence[Child]) -> None:
                 f"{child.source}: image {child.manifest.descriptor.digest.short} has no platform "
                 f"({child.platform}); it cannot be an entry of a multi-platform index"
             )
+        # Keyed on the normalised platform ([PLATFORM-3]): linux/arm64 and linux/arm64/v8 are
+        # a conflict, never two entries of which clients would silently pick the first.
         other = seen.get(child.platform)
         if other is not None:
             raise PlatformConflictError(
@@ -181,7 +219,11 @@ def _wants_docker(
     keep_attestations: bool,
     annotations: Sequence[Annotation],
 ) -> bool:
-    """[INDEX-4] AUTO picks a Docker list only when every child is Docker and nothing is lost."""
+    """[INDEX-4] AUTO picks a Docker list only when every child is Docker and nothing is lost.
+
+    A forced DOCKER refuses (:class:`ConversionError`) what a manifest list cannot carry
+    rather than dropping it; OCI children are then converted by :func:`to_docker_manifest`.
+    """
     has_attestations = keep_attestations and any(c.attestations for c in children)
     if format is IndexFormat.OCI:
         return False
@@ -199,6 +241,7 @@ def _wants_docker(
 
 
 def _entry_annotations(child: Child, annotations: Iterable[Annotation]) -> dict[str, str]:
+    """[INDEX-6] The entry annotations for ``child``: unscoped ones, and its platform's."""
     return {
         a.key: a.value for a in annotations if not a.on_index and (a.platform is None or a.platform == child.platform)
     }
@@ -215,8 +258,13 @@ def assemble(
 
     [INDEX-2] Entries are ordered by normalised platform (os, architecture, variant,
     os.version, os.features), then attestation entries in the order of their images; so the
-    same images in any order give identical bytes. Raises :class:`PlatformConflictError`,
-    :class:`ConversionError` or :class:`ModelError` when the inputs cannot be merged as asked.
+    same images in any order give identical bytes. ``format`` chooses the document
+    ([INDEX-4]), ``attestations`` whether attestations are listed ([ATTEST-3]) and
+    ``annotations`` go on the index or its entries ([INDEX-6]).
+
+    Raises :class:`UsageError` for no children, :class:`PlatformConflictError` or
+    :class:`ModelError` for platforms that cannot share an index ([INDEX-3]), and
+    :class:`ConversionError` when the format asked for cannot carry the inputs.
     """
     if not children:
         raise UsageError("no images to assemble")
@@ -225,6 +273,8 @@ def assemble(
     docker = _wants_docker(format, children, keep, annotations)
     notes: list[str] = []
     manifests = tuple(to_docker_manifest(c.manifest, c.source) if docker else c.manifest for c in children)
+    # [INDEX-2] the digest breaks ties so the order never depends on the order of the inputs
+    # (equal keys are already refused by _check_platforms; this keeps the sort total anyway).
     order = sorted(range(len(children)), key=lambda i: (children[i].platform.key, str(manifests[i].descriptor.digest)))
     entries: list[Descriptor] = []
     attestation_entries: list[Descriptor] = []
@@ -237,7 +287,7 @@ def assemble(
                 digest=manifest.descriptor.digest,
                 size=manifest.descriptor.size,
                 annotations=_entry_annotations(child, annotations),
-                platform=child.platform,
+                platform=child.platform,  # as the config spells it, not normalised [INDEX-1]
             )
         )
         if not keep:
@@ -255,6 +305,7 @@ def assemble(
                     digest=doc.descriptor.digest,
                     size=doc.descriptor.size,
                     annotations=entry.annotations,
+                    # BuildKit's marker platform, so clients that pick by platform skip it [ATTEST-1]
                     platform=entry.platform or Platform("unknown", "unknown"),
                 )
             )

@@ -1,4 +1,12 @@
-"""Platforms: ``os/arch[/variant]`` with containerd's normalisation ([PLATFORM-1] .. [PLATFORM-5])."""
+"""Platforms: ``os/arch[/variant]`` with containerd's normalisation ([PLATFORM-1] .. [PLATFORM-5]).
+
+A platform is what an index entry is keyed on, so this module decides which images are "the
+same platform" for conflict detection ([INDEX-3]), ``SRC=PLATFORM`` selection ([PLATFORM-5]),
+per-platform annotations ([INDEX-6]) and entry order ([INDEX-2]). It implements the object
+and its spellings ([PLATFORM-1]), containerd's normalisation ([PLATFORM-2]) and equality on
+the normalised form ([PLATFORM-3]); taking the platform from the config and only the variant
+from a descriptor ([PLATFORM-4]) is :meth:`Platform.with_variant_from`.
+"""
 
 from __future__ import annotations
 
@@ -12,42 +20,60 @@ from ocimerge.errors import DocumentError, UsageError
 
 __all__ = ["Platform"]
 
+# [PLATFORM-1] One command-line component (os, arch or variant); anything else, a space or a
+# comma from a mistyped --platforms list, is rejected before it can become a non-matching key.
 _COMPONENT = re.compile(r"[A-Za-z0-9_.-]+")
+
+# [PLATFORM-2] Aliases that fix the variant whatever was given: i386 has none, and Debian's
+# armhf / armel names carry none of their own, so containerd's fixed v7 / v6 is used.
+_FIXED_ARCH = {"i386": ("386", ""), "armhf": ("arm", "v7"), "armel": ("arm", "v6")}
+
+
+def _normalize_arm64_variant(variant: str) -> str:
+    # Unlike containerd (which drops it), the implied v8 is written out: [PLATFORM-2] "Differs
+    # from upstream". Equality is the same either way, only the printed normal form differs.
+    if variant in ("", "8", "v8", "v8.0"):
+        return "v8"
+    if variant in ("9", "9.0", "v9.0"):
+        return "v9"
+    return variant
+
+
+def _normalize_arm_variant(variant: str) -> str:
+    # A bare "arm" means v7, as in containerd, which treats v7 as the default 32-bit arm; so
+    # "linux/arm" and "linux/arm/v7" are one platform and conflict ([INDEX-3]).
+    if variant in ("", "7"):
+        return "v7"
+    if variant in ("5", "6", "8"):
+        return "v" + variant
+    return variant
 
 
 def _normalize_arch(arch: str, variant: str) -> tuple[str, str]:
     """[PLATFORM-2] containerd/platforms ``normalizeArch``, with arm64's implied v8 made explicit."""
     arch = arch.lower()
     variant = variant.lower()
-    if arch == "i386":
-        return "386", ""
+    if arch in _FIXED_ARCH:
+        return _FIXED_ARCH[arch]
     if arch in ("x86_64", "x86-64", "amd64"):
+        # v1 is the baseline every amd64 CPU meets, so it says nothing; v2..v4 are kept.
         return "amd64", "" if variant == "v1" else variant
     if arch in ("aarch64", "arm64"):
-        if variant in ("", "8", "v8", "v8.0"):
-            return "arm64", "v8"
-        if variant in ("9", "9.0", "v9.0"):
-            return "arm64", "v9"
-        return "arm64", variant
-    if arch == "armhf":
-        return "arm", "v7"
-    if arch == "armel":
-        return "arm", "v6"
+        return "arm64", _normalize_arm64_variant(variant)
     if arch == "arm":
-        if variant in ("", "7"):
-            return "arm", "v7"
-        if variant in ("5", "6", "8"):
-            return "arm", "v" + variant
-        return "arm", variant
+        return "arm", _normalize_arm_variant(variant)
+    # Unknown architectures (riscv64, s390x, ppc64le, ...) are compared as written, lowercased.
     return arch, variant
 
 
 def _normalize_os(os: str) -> str:
+    """[PLATFORM-2] containerd's ``normalizeOS``: lowercase, and ``macos`` is ``darwin``."""
     os = os.lower()
     return "darwin" if os == "macos" else os
 
 
 def _features(value: Iterable[str] | None) -> tuple[str, ...]:
+    """attrs converter: a JSON list (or None) becomes a tuple, so platforms stay hashable."""
     return tuple(value or ())
 
 
@@ -78,7 +104,11 @@ class Platform:
 
     @classmethod
     def parse(cls, text: str) -> Platform:
-        """Parse ``os/arch[/variant]`` as given on a command line; raise :class:`UsageError`."""
+        """[PLATFORM-1] Parse ``os/arch[/variant]`` as given on a command line.
+
+        The spelling is kept as typed (not normalised). Raises :class:`UsageError` for fewer
+        than two or more than three parts, or a part outside ``[A-Za-z0-9_.-]+``.
+        """
         parts = text.strip().split("/")
         if not 2 <= len(parts) <= 3 or not all(_COMPONENT.fullmatch(p) for p in parts):
             raise UsageError(f"invalid platform {text!r}: expected os/arch[/variant], e.g. linux/arm64/v8")
@@ -86,7 +116,13 @@ class Platform:
 
     @classmethod
     def from_json(cls, value: object, *, where: str = "platform") -> Platform:
-        """Parse the ``platform`` object of a descriptor (or the platform fields of a config)."""
+        """[PLATFORM-1] Parse the ``platform`` object of a descriptor, or a config's platform fields.
+
+        ``value`` is the decoded JSON; unknown members are ignored, because a config carries
+        many other fields at the same level. ``where`` prefixes error messages. Raises
+        :class:`DocumentError` when it is not an object, ``os`` / ``architecture`` are not
+        strings, or an optional field has the wrong type.
+        """
         if not isinstance(value, Mapping):
             raise DocumentError(f"{where}: expected a JSON object")
         os_ = value.get("os")
@@ -103,7 +139,11 @@ class Platform:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The ``platform`` object in image-spec field order, empty fields left out."""
+        """[PLATFORM-1] The ``platform`` object in image-spec field order, empty fields left out.
+
+        The fields are written as read, not normalised: the index we author shows the platform
+        the image's config states ([INDEX-1]).
+        """
         out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
         if self.os_version:
             out["os.version"] = self.os_version
@@ -116,7 +156,11 @@ class Platform:
         return out
 
     def normalized(self) -> Platform:
-        """[PLATFORM-2] The containerd-normalised spelling of this platform."""
+        """[PLATFORM-2] The containerd-normalised spelling of this platform (a new value).
+
+        ``os.features`` are sorted and de-duplicated because they are a set; ``features`` are
+        copied as they are, since they take no part in equality ([PLATFORM-3]).
+        """
         arch, variant = _normalize_arch(self.architecture, self.variant)
         return Platform(
             os=_normalize_os(self.os),
@@ -147,10 +191,14 @@ class Platform:
         Configs often omit the variant (``arm64``) that the builder's descriptor or the user
         spelled out (``arm64/v8``); the more specific spelling is kept in the index.
         """
+        # Equality ignores a variant that normalisation implies (arm64 ~ arm64/v8), so this
+        # never copies a variant across genuinely different platforms (arm/v6 vs arm/v7).
         if not self.variant and other.variant and other == self:
             return attrs.evolve(self, variant=other.variant)
         return self
 
+    # [PLATFORM-3] eq=False above: attrs would compare fields as spelled, and "linux/aarch64"
+    # must equal "linux/arm64/v8" wherever platforms are compared, hashed or sorted.
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Platform):
             return NotImplemented
@@ -163,6 +211,7 @@ class Platform:
         return self.key < other.key
 
     def __str__(self) -> str:
+        """[PLATFORM-1] ``os/arch[/variant]`` plus `` (os.version)``; an empty os reads ``unknown``."""
         text = f"{self.os or 'unknown'}/{self.architecture}"
         if self.variant:
             text += f"/{self.variant}"
@@ -172,6 +221,7 @@ class Platform:
 
 
 def _optional_str(value: Mapping[str, Any], key: str, where: str) -> str:
+    """An optional string member; absent or ``null`` is ``""``, another type a DocumentError."""
     item = value.get(key)
     if item is None:
         return ""
@@ -181,6 +231,7 @@ def _optional_str(value: Mapping[str, Any], key: str, where: str) -> str:
 
 
 def _optional_strs(value: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    """An optional list of strings; absent or ``null`` is ``()``, another shape a DocumentError."""
     item = value.get(key)
     if item is None:
         return ()

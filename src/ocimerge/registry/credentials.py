@@ -10,6 +10,8 @@ else ``~/.docker/config.json``): ``credHelpers[host]``, then ``credsStore``, the
 [CRED-3] Helpers speak docker's protocol: ``docker-credential-NAME get`` with the server key on
 stdin, JSON ``{"Username","Secret"}`` on stdout; ``Username == "<token>"`` means ``Secret`` is
 an identity token; "credentials not found" means anonymous.
+[CRED-4] (explicit credentials go only to the registries they were given for) is applied by
+the caller, ``RegistryOptions.credentials_for``; this module only finds credentials for a host.
 Secrets never appear in ``repr``, logs or messages: :class:`Credentials` redacts them.
 """
 
@@ -30,14 +32,25 @@ from ocimerge.model.reference import DOCKER_HUB
 
 __all__ = ["DOCKER_HUB_KEY", "Credentials", "config_key", "resolve_credentials"]
 
+#: [CRED-1] docker login's historical key for Docker Hub (the v1 index URL), kept by docker/cli.
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+# [CRED-3] docker-credential-helpers' errCredentialsNotFound text: "no credentials", not a failure.
 _NOT_FOUND = "credentials not found in native keychain"
+# [CRED-3] seconds: a keychain may prompt to be unlocked, but a stuck helper must not hang CI.
 _HELPER_TIMEOUT = 30
 
 
 @attrs.frozen(repr=False)
 class Credentials:
-    """What to authenticate with, and where it came from (``source``, safe to print)."""
+    """What to authenticate with, and where it came from (``source``, safe to print).
+
+    At most one kind of secret is normally set: ``password`` (with ``username``) for basic
+    auth or a token request, ``identity_token`` an OAuth2 refresh token ([TOKEN-3]),
+    ``registry_token`` a bearer token used as is ([CRED-2]).
+
+    >>> Credentials("config.json", "alice", "s3cr3t")
+    Credentials(source='config.json', username='alice', secret=<redacted>)
+    """
 
     source: str
     username: str | None = None
@@ -47,16 +60,22 @@ class Credentials:
 
     @property
     def has_secret(self) -> bool:
+        """Whether there is anything to authenticate with (a username alone is not)."""
         return bool(self.password or self.identity_token or self.registry_token)
 
     def __repr__(self) -> str:
+        """Source and username only: credentials end up in tracebacks and debug logs."""
         return f"Credentials(source={self.source!r}, username={self.username!r}, secret=<redacted>)"
 
     __str__ = __repr__
 
 
 def config_key(registry: str) -> str:
-    """[CRED-1] The ``config.json`` key of a registry host (Docker Hub has its own)."""
+    """[CRED-1] The ``config.json`` key of a registry host (Docker Hub has its own).
+
+    ``registry`` is a normalised host (``Reference.registry``); every Docker Hub alias maps to
+    :data:`DOCKER_HUB_KEY`, any other host is its own key. Never raises.
+    """
     if registry in (DOCKER_HUB, "index.docker.io", "registry-1.docker.io"):
         return DOCKER_HUB_KEY
     return registry
@@ -70,7 +89,8 @@ def _host_part(key: str) -> str:
 
 
 def _decode_auth(value: str, where: str) -> tuple[str, str]:
-    """[CRED-1] ``auth`` is base64 of ``user:password``, split at the first colon, NULs stripped."""
+    """[CRED-2] ``auth`` is base64 of ``user:password``, split at the first colon, NULs stripped."""
+    # NULs are trimmed from the password as docker/cli's decodeAuth trims them.
     try:
         text = base64.b64decode(value, validate=False).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError) as exc:
@@ -83,7 +103,8 @@ def _decode_auth(value: str, where: str) -> tuple[str, str]:
 
 
 def _from_auths_entry(entry: Mapping[str, Any], where: str) -> Credentials | None:
-    """The credentials an ``auths`` entry holds; None for an empty entry."""
+    """[CRED-2] The credentials an ``auths`` entry holds; None for an empty entry."""
+    # ``auth`` wins over separate username/password fields, as in docker/cli.
     identity = entry.get("identitytoken") or None
     registry_token = entry.get("registrytoken") or None
     username = entry.get("username") or None
@@ -96,7 +117,13 @@ def _from_auths_entry(entry: Mapping[str, Any], where: str) -> Credentials | Non
 
 
 def run_helper(helper: str, server: str, env: Mapping[str, str] | None = None) -> Credentials | None:
-    """[CRED-3] Ask ``docker-credential-<helper>`` for ``server``; None when it has nothing."""
+    """[CRED-3] Ask ``docker-credential-<helper>`` for ``server``; None when it has nothing.
+
+    ``server`` is the config key ([CRED-1]) written to the helper's stdin; ``env`` is the
+    environment to run it in (None: ours). Raises :class:`AuthError` when the program is not
+    on PATH, does not answer in time, fails for another reason than "not found", or answers
+    something that is not its JSON; messages never carry more than the first output line.
+    """
     program = f"docker-credential-{helper}"
     try:
         result = subprocess.run(
@@ -153,12 +180,18 @@ def _load_config(path: str) -> dict[str, Any]:
 
 
 def from_docker_config(registry: str, env: Mapping[str, str]) -> Credentials | None:
-    """[CRED-1] Credentials for ``registry`` from docker's config.json, or None."""
+    """[CRED-1] Credentials for ``registry`` from docker's config.json, or None.
+
+    ``env`` supplies ``DOCKER_CONFIG`` and the helpers' environment. A missing config file is
+    anonymous access. Raises :class:`AuthError` for an unreadable config, a malformed
+    ``auth`` or a failing credential helper.
+    """
     path = _docker_config_path(env)
     config = _load_config(path)
     key = config_key(registry)
     helpers = config.get("credHelpers") or {}
     if isinstance(helpers, dict) and isinstance(helpers.get(key), str):
+        # A per-host helper's answer is final, even "none": docker does not fall through either.
         return run_helper(helpers[key], key, env)
     if isinstance(config.get("credsStore"), str) and config["credsStore"]:
         found = run_helper(config["credsStore"], key, env)
@@ -168,6 +201,8 @@ def from_docker_config(registry: str, env: Mapping[str, str]) -> Credentials | N
     if not isinstance(auths, dict):
         return None
     entry = auths.get(key)
+    # Older docker logins and other tools store URL-shaped keys (https://host:5000/v2/); match
+    # on the host part as docker/cli does, except for Hub, whose key is fixed.
     if entry is None and key != DOCKER_HUB_KEY:
         entry = next((v for k, v in auths.items() if _host_part(k) == registry), None)
     if not isinstance(entry, dict):
@@ -182,7 +217,13 @@ def resolve_credentials(
     password: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Credentials | None:
-    """[CRED-1] The credentials to use for ``registry``, or None for anonymous access."""
+    """[CRED-1] The credentials to use for ``registry``, or None for anonymous access.
+
+    Explicit ``username`` / ``password`` first, then ``OCIMERGE_USERNAME`` /
+    ``OCIMERGE_PASSWORD`` in ``env`` (default ``os.environ``), then docker's config. Raises
+    :class:`AuthError` when only half of a pair is given (a silent anonymous fallback would
+    hide the mistake), or as :func:`from_docker_config`.
+    """
     env = os.environ if env is None else env
     if username is not None or password is not None:
         if not username or password is None:
