@@ -50,6 +50,7 @@ def _password(args: argparse.Namespace) -> str | None:
 
 def _registry_options(args: argparse.Namespace) -> RegistryOptions:
     """The connection flags (and ``--chunk-size``, where the command has it) as registry options."""
+    # TLS settings apply to every registry of the run; credentials are scoped by the library
     tls = TLSOptions(ca_file=args.ca_file, insecure=args.insecure, plain_http=args.plain_http)
     # inspect and verify upload nothing, so they have no --chunk-size at all
     chunk_size = vars(args).get("chunk_size")
@@ -58,6 +59,7 @@ def _registry_options(args: argparse.Namespace) -> RegistryOptions:
 
 def _progress(args: argparse.Namespace) -> ProgressView | None:
     """Progress bars on stderr, only when it is a terminal and no one asked for quiet or JSON."""
+    # bars in a log file are noise (escape codes, a line per redraw): terminals only
     if args.quiet or args.json or not sys.stderr.isatty():
         return None
     return ProgressView(sys.stderr)
@@ -142,6 +144,7 @@ def run_create(args: argparse.Namespace) -> int:
         # PushOptions is built even without -t, so a bad --jobs is refused before any work
         options = _create_options(args, annotations, _push_options(args, view))
         result = create(sources, args.output, tags=tags, options=options)
+    # notes after the progress view is finished, so they never land inside its redrawn lines
     render.print_notes(result.notes, quiet=args.quiet)
     if args.metadata_file and not args.dry_run:
         write_metadata(args.metadata_file, result, tags)
@@ -165,6 +168,7 @@ def write_metadata(path: str, result: CreateResult, tags: Sequence[str]) -> None
     directory, name = os.path.split(os.path.abspath(path))
     # a name of our own (pid and random), so two runs writing the same file never collide
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # serialised before the temporary exists, so a failure there leaves nothing to clean up
     try:
         _write_new(temporary, text)
         os.replace(temporary, path)
@@ -201,6 +205,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     """``inspect``: a table of the source's entries, its ``--json``, or the ``--raw`` stored bytes."""
     report = inspect(args.source, _registry_options(args))
     if args.raw:
+        # no newline added: the bytes are exactly those stored, for piping into sha256sum
         sys.stdout.write(report.raw().decode("utf-8"))
     elif args.json:
         render.print_json(report.to_json(), sys.stdout)

@@ -69,8 +69,10 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     """How to reach and authenticate to registries: every command may read or write one."""
     group = parser.add_argument_group("registry connection")
     group.add_argument("--username", metavar="USER", help="registry user (with --password-stdin)")
+    # no --password: a secret in argv shows in `ps` and in shell history
     group.add_argument("--password-stdin", action="store_true", help="read the password or token from stdin")
     group.add_argument("--ca-file", metavar="FILE", help="trust this CA bundle for registry TLS")
+    # --insecure keeps TLS but trusts any certificate; --plain-http drops TLS (docker's split)
     group.add_argument("--insecure", action="store_true", help="do not verify registry TLS certificates")
     group.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
 
@@ -91,12 +93,15 @@ def _result_flags(parser: argparse.ArgumentParser) -> None:
 
 def _create_sources(parser: argparse.ArgumentParser) -> None:
     """``create``'s ways to name sources: arguments, a per-platform template, a spec file."""
+    # nargs="*": sources may come from --template or --spec alone; "none at all" is checked
+    # after those are expanded, with a message naming all three ways
     parser.add_argument(
         "sources",
         nargs="*",
         metavar="SRC[=PLATFORM]",
         help="local layout or archive, or registry image (docker://REF or HOST/REPO:TAG)",
     )
+    # repeatable and comma-separated both, as buildx and docker accept either spelling
     parser.add_argument(
         "--platform",
         action="append",
@@ -107,6 +112,8 @@ def _create_sources(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--template", metavar="REF", help="registry source per platform: OS, ARCH, VARIANT are replaced"
     )
+    # --platforms (plural) only expands --template; --platform (singular) filters. The run
+    # refuses --platforms without --template rather than guess which one was meant.
     parser.add_argument("--platforms", metavar="P1,P2", help="the platforms --template expands to")
     parser.add_argument(
         "--spec", metavar="FILE", help="JSON spec: image, tags, manifests [{image, platform}], annotations"
@@ -116,6 +123,7 @@ def _create_sources(parser: argparse.ArgumentParser) -> None:
 
 def _create_index(parser: argparse.ArgumentParser) -> None:
     """``create``'s choices about the index itself: its type, attestations, annotations, layers."""
+    # choices come from the library's enums, so a new value shows up here without an edit
     parser.add_argument(
         "--format",
         choices=[f.value for f in IndexFormat],
@@ -128,6 +136,7 @@ def _create_index(parser: argparse.ArgumentParser) -> None:
         default="keep",
         help="keep or drop BuildKit attestation manifests (default keep)",
     )
+    # parsed later by Annotation.parse, so bad syntax is the library's UsageError, one line
     parser.add_argument(
         "--annotation",
         action="append",
@@ -135,6 +144,7 @@ def _create_index(parser: argparse.ArgumentParser) -> None:
         metavar="[manifest-descriptor:]KEY=VALUE",
         help="annotation on the index, or on its entries with manifest-descriptor:",
     )
+    # only uncompressed (docker-save) layers are gzipped; compressed layers keep their bytes
     parser.add_argument(
         "--compress",
         choices=["none", "gzip"],
@@ -146,6 +156,7 @@ def _create_index(parser: argparse.ArgumentParser) -> None:
 def _create_destinations(parser: argparse.ArgumentParser) -> None:
     """``create``'s destinations: a file or directory (-o), registry tags (-t), a metadata file."""
     parser.add_argument("-o", "--output", metavar="OUT", help="OUT.tar writes an OCI archive, OUT/ a layout directory")
+    # -t as buildx spells it; repeatable, and the tags may name several registries
     parser.add_argument(
         "-t",
         "--tag",
@@ -157,6 +168,7 @@ def _create_destinations(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tag-name", default="latest", metavar="TAG", help="the tag written in index.json (default latest)"
     )
+    # buildx's flag and keys, so CI steps written for buildx read our file unchanged
     parser.add_argument("--metadata-file", metavar="FILE", help="write the result as JSON here, as buildx does")
     parser.add_argument("--dry-run", action="store_true", help="print the index and its digest, write nothing")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
@@ -164,6 +176,7 @@ def _create_destinations(parser: argparse.ArgumentParser) -> None:
 
 def _add_create(subparsers: _Subparsers) -> None:
     """Add ``create``: merge sources into one index, then write it, push it, or both."""
+    # one summary for the command list and the help page, so the two never drift apart
     summary = "merge images into one multi-platform image; write it (-o) or push it (-t)"
     parser = subparsers.add_parser(
         "create",
@@ -178,6 +191,7 @@ def _add_create(subparsers: _Subparsers) -> None:
             "ocimerge create -t registry.example/app:1.4 registry.example/app:1.4-amd64 registry.example/app:1.4-arm64",
         ),
     )
+    # groups in the order a reader decides: what goes in, what it becomes, where it goes
     _create_sources(parser)
     _create_index(parser)
     _create_destinations(parser)
@@ -201,7 +215,9 @@ def _add_push(subparsers: _Subparsers) -> None:
         ),
     )
     parser.add_argument("source", metavar="SRC")
+    # one source, many targets: one read of the source serves every repository pushed to
     parser.add_argument("targets", nargs="+", metavar="REGISTRY/REPO:TAG")
+    # a dry run still talks to the registry: the plan is what it holds, not a guess
     parser.add_argument("--dry-run", action="store_true", help="ask the registry what it holds; upload nothing")
     _result_flags(parser)
     _connection_flags(parser)
@@ -220,6 +236,7 @@ def _add_inspect(subparsers: _Subparsers) -> None:
     )
     parser.add_argument("source", metavar="SRC|REGISTRY/REPO:TAG")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    # --raw wins over --json: the stored bytes are already JSON, and re-encoding would alter them
     parser.add_argument("--raw", action="store_true", help="print the exact stored bytes of a registry image")
     _connection_flags(parser)
 
@@ -234,6 +251,7 @@ def _add_verify(subparsers: _Subparsers) -> None:
         "problem found, not only the first. A registry image is streamed, never stored.",
         epilog=_examples("ocimerge verify app.tar", "ocimerge verify docker://registry.example/team/app:1.4"),
     )
+    # docker:// spelled out: a registry image is downloaded blob by blob, which is worth saying
     parser.add_argument("source", metavar="SRC|docker://REF")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     _connection_flags(parser)

@@ -65,6 +65,7 @@ def print_notes(notes: Sequence[str], *, quiet: bool) -> None:
 
 def _push_line(result: PushResult) -> str:
     """The one-line summary of a push to one repository (``Pushed …`` or ``Would push …``)."""
+    # one line per repository whatever happened, so scripts can grep for "Pushed"
     verb = "Would push" if result.dry_run else "Pushed"
     tags = ", ".join(result.tags) or "(no tag)"
     return (
@@ -89,6 +90,7 @@ def print_pushes(results: Sequence[PushResult], out: TextIO) -> None:
 def print_dry_run(result: CreateResult, out: TextIO) -> None:
     """``create --dry-run``: the index's exact bytes on one line, its digest, then any push plan."""
     index = result.index
+    # the exact bytes (not re-encoded JSON), so `sha256sum` of the line matches the digest
     out.write(index.raw.decode("utf-8") + "\n")
     out.write(f"Digest: {index.descriptor.digest}\n")
     print_pushes(result.pushed, out)
@@ -102,7 +104,7 @@ def print_create(result: CreateResult, out: TextIO) -> None:
     pairs = sorted(zip(result.images, result.assembly.manifests, strict=True), key=lambda p: p[0].platform.key)
     for image, manifest in pairs:
         rows.append([str(image.platform), str(manifest.descriptor.digest), image.source])
-    if result.output:
+    if result.output:  # None when only pushed
         out.write(f"Wrote {result.output}\n")
     out.write(f"  {index.descriptor.media_type}  {index.descriptor.digest}\n")
     _table(rows, out)
@@ -124,12 +126,14 @@ def _image_rows(entry: dict[str, Any]) -> list[list[str]]:
             ]
         )
     for absent in entry["absent"]:
+        # a partial export names these but holds nothing of them: no size, layers or attestations
         rows.append([absent["platform"] or "?", absent["digest"], absent["mediaType"], "absent", "-", "-"])
     return rows
 
 
 def _print_entry(entry: dict[str, Any], out: TextIO) -> None:
     """One entry of ``inspect``'s report: its names and root, its images, its notes."""
+    # an entry that is not an image (an artifact, a referrers index) is shown, not skipped
     if "error" in entry:
         out.write(f"  not an image: {entry['error']}\n\n")
         return
