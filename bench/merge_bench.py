@@ -119,13 +119,19 @@ def write_archive(path: Path, arch: str, variant: str | None, layer_size: int) -
         if variant:
             plat["variant"] = variant
         # The layers are random bytes, not tars: their digest stands in for the diff_id.
-        config = {**plat, "config": {"Cmd": ["/bin/sh"]},
-                  "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in layers]}}
-        manifest = {"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "layers": layers,
-                    "config": {"mediaType": CONFIG_TYPE, **_add_blob(out, _json(config))}}
+        config = {
+            **plat,
+            "config": {"Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in layers]},
+        }
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "layers": layers,
+            "config": {"mediaType": CONFIG_TYPE, **_add_blob(out, _json(config))},
+        }
         entry = {"mediaType": MANIFEST_TYPE, **_add_blob(out, _json(manifest)), "platform": plat}
-        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                 "manifests": [entry]}
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [entry]}
         _add_bytes(out, "index.json", _json(index))
         out.write(b"\0" * (2 * tarfile.BLOCKSIZE))
     os.replace(temp, path)
@@ -148,8 +154,7 @@ def ensure_inputs(size_mib: int, regen: bool) -> list[Path]:
     start = time.perf_counter()
     for (arch, variant, _), path in zip(PLATFORMS, paths, strict=True):
         write_archive(path, arch, variant, size_mib * MIB // LAYERS_PER_IMAGE)
-    stamp.write_text(json.dumps({"size_mib": size_mib,
-                                 "files": {p.name: p.stat().st_size for p in paths}}))
+    stamp.write_text(json.dumps({"size_mib": size_mib, "files": {p.name: p.stat().st_size for p in paths}}))
     print(f"generated {folder} in {time.perf_counter() - start:.1f} s", flush=True)
     return paths
 
@@ -236,11 +241,12 @@ def subjects(inputs: list[Path]) -> list[Subject]:
     out.mkdir(parents=True, exist_ok=True)
     merged, layout = out / "merged.tar", out / "skopeo-layout"
     names = [name for _, _, name in PLATFORMS]
-    skopeo = [[SKOPEO, "copy", "-q", "--preserve-digests", f"oci-archive:{src}",
-               f"oci:{layout}:{name}"] for src, name in zip(inputs, names, strict=True)]
+    skopeo = [
+        [SKOPEO, "copy", "-q", "--preserve-digests", f"oci-archive:{src}", f"oci:{layout}:{name}"]
+        for src, name in zip(inputs, names, strict=True)
+    ]
     return [
-        Subject("ocimerge", [[str(OCIMERGE), "create", "-q", "-o", str(merged),
-                              *map(str, inputs)]], merged),
+        Subject("ocimerge", [[str(OCIMERGE), "create", "-q", "-o", str(merged), *map(str, inputs)]], merged),
         Subject("cp", [["cp", *map(str, inputs), str(out / "cp") + "/"]], out / "cp", True),
         Subject("skopeo", skopeo, layout),
     ]
@@ -260,8 +266,7 @@ def bench_size(size_mib: int, repeat: int, regen: bool) -> dict[str, Any]:
         for i in range(repeat):
             for sub in subs:
                 sub.runs.append(sub.measure())
-                print(f"  run {i + 1}/{repeat} {sub.name:8s} {sub.runs[-1].seconds:7.2f} s",
-                      flush=True)
+                print(f"  run {i + 1}/{repeat} {sub.name:8s} {sub.runs[-1].seconds:7.2f} s", flush=True)
     finally:
         for sub in subs:
             sub.clean()
@@ -296,34 +301,39 @@ def report(results: list[dict[str, Any]]) -> dict[str, bool]:
     for res in results:
         size, mib = res["size_mib_per_image"], res["input_bytes"] / MIB
         print(f"\nsize {size} MiB per image ({mib:.0f} MiB of input in total)")
-        for name, label in (("ocimerge", "ocimerge create"), ("cp", "cp"),
-                            ("skopeo", "skopeo copy x3")):
+        for name, label in (("ocimerge", "ocimerge create"), ("cp", "cp"), ("skopeo", "skopeo copy x3")):
             med, runs = res["median_s"][name], [r["seconds"] for r in res["runs"][name]]
-            print(f"  {label:16s} {med:7.2f} s  (min {min(runs):5.2f}, max {max(runs):5.2f})  "
-                  f"{mib / med:5.0f} MiB/s  peak RSS {res['peak_rss_mib'][name]:5.1f} MiB")
-        for key, limit, label in (("ocimerge_over_cp", RATIO_CP, "ocimerge / cp"),
-                                  ("ocimerge_over_skopeo", RATIO_SKOPEO, "ocimerge / skopeo")):
+            print(
+                f"  {label:16s} {med:7.2f} s  (min {min(runs):5.2f}, max {max(runs):5.2f})  "
+                f"{mib / med:5.0f} MiB/s  peak RSS {res['peak_rss_mib'][name]:5.1f} MiB"
+            )
+        for key, limit, label in (
+            ("ocimerge_over_cp", RATIO_CP, "ocimerge / cp"),
+            ("ocimerge_over_skopeo", RATIO_SKOPEO, "ocimerge / skopeo"),
+        ):
             ok = targets[f"{key}@{size}"] = res[key] <= limit
-            print(f"  {label:18s} {res[key]:8.2f}      {'target <= ' + str(limit):18s} "
-                  f"{verdict(ok)}")
+            print(f"  {label:18s} {res[key]:8.2f}      {'target <= ' + str(limit):18s} {verdict(ok)}")
         rss = res["peak_rss_mib"]["ocimerge"]
         ok = targets[f"rss@{size}"] = rss < RSS_LIMIT_MIB
-        print(f"  {'ocimerge peak RSS':18s} {rss:8.1f} MiB  {f'target < {RSS_LIMIT_MIB:.0f} MiB':18s} "
-              f"{verdict(ok)}")
+        print(f"  {'ocimerge peak RSS':18s} {rss:8.1f} MiB  {f'target < {RSS_LIMIT_MIB:.0f} MiB':18s} {verdict(ok)}")
     rss_all = [r["peak_rss_mib"]["ocimerge"] for r in results]
     spread = max(rss_all) - min(rss_all)
     ok = targets["rss_flat"] = spread <= RSS_FLAT_MIB
-    sizes = ", ".join(f"{r['size_mib_per_image']} MiB/image: {x:.1f} MiB"
-                      for r, x in zip(results, rss_all, strict=True))
-    print(f"\nocimerge peak RSS flat ({sizes}): spread {spread:.1f} MiB   "
-          f"target <= {RSS_FLAT_MIB:.0f} MiB   {verdict(ok)}")
+    sizes = ", ".join(
+        f"{r['size_mib_per_image']} MiB/image: {x:.1f} MiB" for r, x in zip(results, rss_all, strict=True)
+    )
+    print(
+        f"\nocimerge peak RSS flat ({sizes}): spread {spread:.1f} MiB   "
+        f"target <= {RSS_FLAT_MIB:.0f} MiB   {verdict(ok)}"
+    )
     return targets
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--size-mb", type=int, default=420,
-                        help="MiB of layer data per image (default 420); a quarter is run too")
+    parser.add_argument(
+        "--size-mb", type=int, default=420, help="MiB of layer data per image (default 420); a quarter is run too"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per command (median)")
     parser.add_argument("--regen", action="store_true", help="rewrite the cached inputs")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
@@ -354,23 +364,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print("\n==== ocimerge merge benchmark ====")
     print(f"command:  {command}")
-    print(f"machine:  nproc {machine['nproc']}, {machine['python']}, {machine['system']}, "
-          f"{machine['skopeo']}, {machine['ocimerge']}")
-    print(f"method:   median of {args.repeat} timed run(s) per command, round-robin, each "
-          "after one untimed warm-up run;\n          page cache warm (not dropped), sync "
-          "before every run; each image is 3 layers of random bytes")
-    print(f"fixed:    ocimerge start-up ({OCIMERGE.name} --version) {startup:.2f} s; "
-          f"RSS floor of the launcher {floor:.1f} MiB (cp's RSS is this floor)")
+    print(
+        f"machine:  nproc {machine['nproc']}, {machine['python']}, {machine['system']}, "
+        f"{machine['skopeo']}, {machine['ocimerge']}"
+    )
+    print(
+        f"method:   median of {args.repeat} timed run(s) per command, round-robin, each "
+        "after one untimed warm-up run;\n          page cache warm (not dropped), sync "
+        "before every run; each image is 3 layers of random bytes"
+    )
+    print(
+        f"fixed:    ocimerge start-up ({OCIMERGE.name} --version) {startup:.2f} s; "
+        f"RSS floor of the launcher {floor:.1f} MiB (cp's RSS is this floor)"
+    )
     for name, cmds in results[0]["commands"].items():
         print(f"timed:    [{name}] " + " && ".join(cmds))
     targets = report(results)
     failed = [k for k, ok in targets.items() if not ok]
-    print(f"\nresult: {len(targets) - len(failed)}/{len(targets)} targets met"
-          + (f" (missed: {', '.join(failed)})" if failed else ""))
+    print(
+        f"\nresult: {len(targets) - len(failed)}/{len(targets)} targets met"
+        + (f" (missed: {', '.join(failed)})" if failed else "")
+    )
     if args.json:
-        payload = {"command": command, "machine": machine, "repeat": args.repeat,
-                   "ocimerge_startup_s": startup, "rss_floor_mib": floor,
-                   "results": results, "targets": targets}
+        payload = {
+            "command": command,
+            "machine": machine,
+            "repeat": args.repeat,
+            "ocimerge_startup_s": startup,
+            "rss_floor_mib": floor,
+            "results": results,
+            "targets": targets,
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 

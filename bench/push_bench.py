@@ -185,14 +185,20 @@ def write_archive(path: Path, arch: str, variant: str | None, layers: Sequence[i
         plat: dict[str, str] = {"architecture": arch, "os": "linux"}
         if variant:
             plat["variant"] = variant
-        config = {**plat, "config": {"Cmd": ["/bin/sh"]},
-                  "rootfs": {"type": "layers", "diff_ids": [diff_id for _, diff_id in added]}}
+        config = {
+            **plat,
+            "config": {"Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id for _, diff_id in added]},
+        }
         config_descriptor = {"mediaType": CONFIG_TYPE, **_add_blob(out, _json(config))}
-        manifest = {"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "config": config_descriptor,
-                    "layers": [d for d, _ in added]}
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "config": config_descriptor,
+            "layers": [d for d, _ in added],
+        }
         entry = {"mediaType": MANIFEST_TYPE, **_add_blob(out, _json(manifest)), "platform": plat}
-        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                 "manifests": [entry]}
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [entry]}
         _add_bytes(out, "index.json", _json(index))
         out.write(b"\0" * 1024)
     os.replace(temp, path)
@@ -203,8 +209,12 @@ def ensure_inputs(case: Case, regen: bool) -> tuple[list[Path], dict[str, int]]:
     """The archives of ``case``, generated unless cached; and every blob to push (digest: size)."""
     paths = [case.folder / f"in-{name}.tar" for _, _, name in case.platforms]
     stamp = case.folder / "stamp.json"
-    spec = {"layers": list(case.layer_sizes), "shared": case.shared_bytes, "gzip": "stored",
-            "platforms": [name for _, _, name in case.platforms]}
+    spec = {
+        "layers": list(case.layer_sizes),
+        "shared": case.shared_bytes,
+        "gzip": "stored",
+        "platforms": [name for _, _, name in case.platforms],
+    }
     if not regen and stamp.exists():
         saved = json.loads(stamp.read_text())
         if saved.get("spec") == spec and all(
@@ -219,8 +229,7 @@ def ensure_inputs(case: Case, regen: bool) -> tuple[list[Path], dict[str, int]]:
     blobs: dict[str, int] = {}
     for (arch, variant, _), path in zip(case.platforms, paths, strict=True):
         blobs.update(write_archive(path, arch, variant, [*shared, *case.layer_sizes]))
-    stamp.write_text(json.dumps({"spec": spec, "files": {p.name: p.stat().st_size for p in paths},
-                                 "blobs": blobs}))
+    stamp.write_text(json.dumps({"spec": spec, "files": {p.name: p.stat().st_size for p in paths}, "blobs": blobs}))
     print(f"generated {case.folder} in {time.perf_counter() - start:.1f} s", flush=True)
     return paths, blobs
 
@@ -294,8 +303,14 @@ def wait_until_quiet(limit_s: float) -> None:
 
 def total(runs: Sequence[Run]) -> Run:
     """Steps run one after the other: summed times, the largest peak RSS."""
-    return Run(sum(r.seconds for r in runs), max(r.max_rss_kib for r in runs), sum(r.user_s for r in runs),
-               sum(r.sys_s for r in runs), sum(r.registry_cpu_s for r in runs), sum(r.rest_cpu_s for r in runs))
+    return Run(
+        sum(r.seconds for r in runs),
+        max(r.max_rss_kib for r in runs),
+        sum(r.user_s for r in runs),
+        sum(r.sys_s for r in runs),
+        sum(r.registry_cpu_s for r in runs),
+        sum(r.rest_cpu_s for r in runs),
+    )
 
 
 class Registry:
@@ -330,8 +345,9 @@ class Registry:
         return out
 
     def _get(self, reference: str, repository: str, accept: str) -> dict[str, Any]:
-        request = urllib.request.Request(f"http://{self.host}/v2/{repository}/manifests/{reference}",
-                                         headers={"Accept": accept})
+        request = urllib.request.Request(
+            f"http://{self.host}/v2/{repository}/manifests/{reference}", headers={"Accept": accept}
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             value: dict[str, Any] = json.load(response)
         return value
@@ -349,8 +365,7 @@ class Registry:
 
 def ocimerge_argv(host: str, case: Case, inputs: Sequence[Path], jobs: int | None) -> list[str]:
     extra = ["--jobs", str(jobs)] if jobs else []
-    return [str(OCIMERGE), "create", "-q", "--json", *extra, "-t", f"{host}/{case.repository}:{TAG}",
-            *map(str, inputs)]
+    return [str(OCIMERGE), "create", "-q", "--json", *extra, "-t", f"{host}/{case.repository}:{TAG}", *map(str, inputs)]
 
 
 def buildah_argvs(host: str, case: Case, inputs: Sequence[Path], folder: Path) -> list[list[str]]:
@@ -358,8 +373,16 @@ def buildah_argvs(host: str, case: Case, inputs: Sequence[Path], folder: Path) -
     return [
         [*base, "manifest", "create", LIST_NAME],
         *([*base, "manifest", "add", LIST_NAME, f"oci-archive:{p}"] for p in inputs),
-        [*base, "manifest", "push", "-q", "--all", "--tls-verify=false", LIST_NAME,
-         f"docker://{host}/{case.repository}:{TAG}"],
+        [
+            *base,
+            "manifest",
+            "push",
+            "-q",
+            "--all",
+            "--tls-verify=false",
+            LIST_NAME,
+            f"docker://{host}/{case.repository}:{TAG}",
+        ],
     ]
 
 
@@ -436,8 +459,11 @@ def bench_case(case: Case, repeat: int, jobs: int | None, regen: bool, quiet_wai
         result.add("ocimerge fresh", fresh)
         result.add("ocimerge again", again)
         result.commands.setdefault("ocimerge", [shlex.join(argv)])
-        print(f"  ({case.key}) run {i + 1}/{repeat} ocimerge  fresh {fresh.seconds:7.2f} s   "
-              f"again {again.seconds:5.2f} s", flush=True)
+        print(
+            f"  ({case.key}) run {i + 1}/{repeat} ocimerge  fresh {fresh.seconds:7.2f} s   "
+            f"again {again.seconds:5.2f} s",
+            flush=True,
+        )
         with Registry(quiet_wait_s) as registry:
             steps, commands = buildah_sequence(registry, case, inputs)
             result.buildah_same_blobs.append(check_registry(registry, case, blobs, "buildah"))
@@ -445,11 +471,15 @@ def bench_case(case: Case, repeat: int, jobs: int | None, regen: bool, quiet_wai
         result.add("buildah fresh", total(steps))
         result.add("buildah push", steps[-1])
         result.add("buildah again", total(again_steps))
-        result.buildah_steps.append({"create": steps[0].seconds, "add": sum(r.seconds for r in steps[1:-1]),
-                                     "push": steps[-1].seconds})
+        result.buildah_steps.append(
+            {"create": steps[0].seconds, "add": sum(r.seconds for r in steps[1:-1]), "push": steps[-1].seconds}
+        )
         result.commands.setdefault("buildah", commands)
-        print(f"  ({case.key}) run {i + 1}/{repeat} buildah   fresh {total(steps).seconds:7.2f} s   "
-              f"again {total(again_steps).seconds:5.2f} s", flush=True)
+        print(
+            f"  ({case.key}) run {i + 1}/{repeat} buildah   fresh {total(steps).seconds:7.2f} s   "
+            f"again {total(again_steps).seconds:5.2f} s",
+            flush=True,
+        )
     return result
 
 
@@ -462,22 +492,28 @@ def report(results: list[CaseResult]) -> dict[str, bool]:
     for res in results:
         mib = res.bytes_to_push / MIB
         print(f"\ncase ({res.case}): {res.description}; {res.blobs} blobs, {mib:.1f} MiB to push")
-        print(f"  {'':22s} {'median':>8s} {'min':>7s} {'max':>7s} {'MiB/s':>7s} {'peak RSS':>9s} "
-              f"{'CPU u+s':>8s} {'registry CPU':>13s} {'rest of machine':>16s}")
+        print(
+            f"  {'':22s} {'median':>8s} {'min':>7s} {'max':>7s} {'MiB/s':>7s} {'peak RSS':>9s} "
+            f"{'CPU u+s':>8s} {'registry CPU':>13s} {'rest of machine':>16s}"
+        )
         for name in ("ocimerge fresh", "ocimerge again", "buildah fresh", "buildah push", "buildah again"):
             runs = res.runs[name]
             secs = [r.seconds for r in runs]
             med = res.median(name)
             rate = f"{mib / med:7.0f}" if "again" not in name else f"{'-':>7s}"
             label = "  of which push" if name == "buildah push" else name
-            print(f"  {label:22s} {med:6.2f} s {min(secs):7.2f} {max(secs):7.2f} {rate} "
-                  f"{max(r.max_rss_kib for r in runs) / 1024:5.1f} MiB "
-                  f"{statistics.median(r.cpu_s for r in runs):6.2f} s "
-                  f"{statistics.median(r.registry_cpu_s for r in runs):10.2f} s "
-                  f"{statistics.median(r.rest_cpu_s for r in runs):13.2f} s")
+            print(
+                f"  {label:22s} {med:6.2f} s {min(secs):7.2f} {max(secs):7.2f} {rate} "
+                f"{max(r.max_rss_kib for r in runs) / 1024:5.1f} MiB "
+                f"{statistics.median(r.cpu_s for r in runs):6.2f} s "
+                f"{statistics.median(r.registry_cpu_s for r in runs):10.2f} s "
+                f"{statistics.median(r.rest_cpu_s for r in runs):13.2f} s"
+            )
         steps = {k: statistics.median(s[k] for s in res.buildah_steps) for k in ("create", "add", "push")}
-        print(f"  buildah fresh steps (median): create {steps['create']:.2f} s, "
-              f"add x{len(res.commands['buildah']) - 2} {steps['add']:.2f} s, push {steps['push']:.2f} s")
+        print(
+            f"  buildah fresh steps (median): create {steps['create']:.2f} s, "
+            f"add x{len(res.commands['buildah']) - 2} {steps['add']:.2f} s, push {steps['push']:.2f} s"
+        )
         same = all(res.buildah_same_blobs)
         print(f"  buildah pushed exactly the input blobs (no recompression): {'yes' if same else 'NO'}")
         ratio = res.median("ocimerge fresh") / res.median("buildah fresh")
@@ -491,15 +527,20 @@ def report(results: list[CaseResult]) -> dict[str, bool]:
             ok = targets["a_again_s"] = again < AGAIN_LIMIT_S
             print(f"  {'ocimerge again':30s} {again:8.2f} s    {f'target < {AGAIN_LIMIT_S} s':22s} {verdict(ok)}")
             ok = targets["a_cpu_per_gib"] = cpu < CPU_LIMIT_S_PER_GIB
-            print(f"  {'ocimerge CPU per GiB pushed':30s} {cpu:8.2f} s    "
-                  f"{f'target < {CPU_LIMIT_S_PER_GIB} s':22s} {verdict(ok)}")
+            print(
+                f"  {'ocimerge CPU per GiB pushed':30s} {cpu:8.2f} s    "
+                f"{f'target < {CPU_LIMIT_S_PER_GIB} s':22s} {verdict(ok)}"
+            )
         else:
             print(f"  {'ocimerge CPU per GiB pushed':30s} {cpu:8.2f} s    (information: start-up dominates)")
-    rss = max(max(r.max_rss_kib for r in res.runs[n]) for res in results
-              for n in ("ocimerge fresh", "ocimerge again")) / 1024
+    rss = (
+        max(max(r.max_rss_kib for r in res.runs[n]) for res in results for n in ("ocimerge fresh", "ocimerge again"))
+        / 1024
+    )
     ok = targets["rss"] = rss < RSS_LIMIT_MIB
-    print(f"\nocimerge peak RSS, all runs of all cases: {rss:.1f} MiB   target < {RSS_LIMIT_MIB:.0f} MiB   "
-          f"{verdict(ok)}")
+    print(
+        f"\nocimerge peak RSS, all runs of all cases: {rss:.1f} MiB   target < {RSS_LIMIT_MIB:.0f} MiB   {verdict(ok)}"
+    )
     return targets
 
 
@@ -513,12 +554,20 @@ def use_pycache() -> None:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(WORK / "pycache")
     python = str(OCIMERGE.parent / "python")
-    paths = subprocess.run([python, "-c", "import sys; print(*(p for p in sys.path if p), sep='\\n')"],
-                           capture_output=True, text=True, check=True).stdout.split()
+    paths = subprocess.run(
+        [python, "-c", "import sys; print(*(p for p in sys.path if p), sep='\\n')"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     print(f"compiling bytecode into {WORK / 'pycache'} ...", flush=True)
     skip = r"/(tests?|idlelib|tkinter|lib2to3|ensurepip|turtledemo|pydoc_data)/"
-    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "-x", skip, *paths],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(
+        [python, "-m", "compileall", "-q", "-j", "0", "-x", skip, *paths],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def bytecode_note() -> str:
@@ -530,10 +579,22 @@ def bytecode_note() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
-    memory = next((int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal:")), 0)
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    memory = next(
+        (
+            int(line.split()[1]) // 1024
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal:")
+        ),
+        0,
+    )
     return {
         "nproc": len(os.sched_getaffinity(0)),
         "cpu": cpu,
@@ -550,21 +611,33 @@ def machine_info() -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--size-mb", type=int, default=420,
-                        help="MiB of layer data per image in case (a) (default 420)")
+    parser.add_argument(
+        "--size-mb", type=int, default=420, help="MiB of layer data per image in case (a) (default 420)"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per command (median; default 1)")
     parser.add_argument("--jobs", type=int, help="pass --jobs N to ocimerge (default: ocimerge's own, 4)")
-    parser.add_argument("--quiet-wait", type=float, default=60.0, metavar="S",
-                        help="wait up to S seconds for an idle machine before each timed run (default 60; 0: no)")
-    parser.add_argument("--pycache", action="store_true",
-                        help="run ocimerge with cached bytecode (PYTHONPYCACHEPREFIX under bench/work)")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="wait up to S seconds for an idle machine before each timed run (default 60; 0: no)",
+    )
+    parser.add_argument(
+        "--pycache",
+        action="store_true",
+        help="run ocimerge with cached bytecode (PYTHONPYCACHEPREFIX under bench/work)",
+    )
     parser.add_argument("--regen", action="store_true", help="rewrite the cached inputs")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     if args.size_mb < 3 or args.repeat < 1 or (args.jobs is not None and args.jobs < 1):
         parser.error("--size-mb must be at least 3, --repeat and --jobs at least 1")
-    for tool, fix in ((str(OCIMERGE), "make"), (BUILDAH, "apt-get install -y buildah"),
-                      (REGISTRY_BINARY, "apt-get install -y docker-registry")):
+    for tool, fix in (
+        (str(OCIMERGE), "make"),
+        (BUILDAH, "apt-get install -y buildah"),
+        (REGISTRY_BINARY, "apt-get install -y docker-registry"),
+    ):
         if not os.access(tool, os.X_OK):
             print(f"push_bench: error: {tool} is not installed (run: {fix})", file=sys.stderr)
             return 2
@@ -586,31 +659,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print("\n==== ocimerge push benchmark ====")
     print(f"command:  {command}")
-    print(f"machine:  nproc {machine['nproc']}, {machine['cpu']}, {machine['memory_mib']} MiB RAM, "
-          f"load {' '.join(machine['loadavg_at_start'])} at start\n          {machine['python']}, "
-          f"{machine['system']}\n          {machine['buildah']}, {machine['registry']}, {machine['ocimerge']}\n"
-          f"          ocimerge bytecode: {machine['ocimerge_bytecode']}")
-    print(f"method:   median of {args.repeat} run(s); each fresh push to a new, empty Distribution on "
-          "127.0.0.1 (plain HTTP),\n          'again' = the same command once more on that registry; "
-          "buildah in a fresh vfs root every time;\n          inputs read once before timing (warm page "
-          f"cache); sync, then a wait (up to {args.quiet_wait:.0f} s) for an idle machine, before every run;\n"
-          "          layers are gzip streams of random bytes; 'rest of machine' "
-          "= busy CPU (/proc/stat) not charged to the client or the registry: other processes and\n          "
-          "kernel work (loopback softirq, write-back); a large value means the run was disturbed")
-    print(f"fixed:    ocimerge start-up ({OCIMERGE.name} --version) {startup:.2f} s, CPU {startup_cpu:.2f} s; "
-          f"RSS floor of the launcher {floor:.1f} MiB")
+    print(
+        f"machine:  nproc {machine['nproc']}, {machine['cpu']}, {machine['memory_mib']} MiB RAM, "
+        f"load {' '.join(machine['loadavg_at_start'])} at start\n          {machine['python']}, "
+        f"{machine['system']}\n          {machine['buildah']}, {machine['registry']}, {machine['ocimerge']}\n"
+        f"          ocimerge bytecode: {machine['ocimerge_bytecode']}"
+    )
+    print(
+        f"method:   median of {args.repeat} run(s); each fresh push to a new, empty Distribution on "
+        "127.0.0.1 (plain HTTP),\n          'again' = the same command once more on that registry; "
+        "buildah in a fresh vfs root every time;\n          inputs read once before timing (warm page "
+        f"cache); sync, then a wait (up to {args.quiet_wait:.0f} s) for an idle machine, before every run;\n"
+        "          layers are gzip streams of random bytes; 'rest of machine' "
+        "= busy CPU (/proc/stat) not charged to the client or the registry: other processes and\n          "
+        "kernel work (loopback softirq, write-back); a large value means the run was disturbed"
+    )
+    print(
+        f"fixed:    ocimerge start-up ({OCIMERGE.name} --version) {startup:.2f} s, CPU {startup_cpu:.2f} s; "
+        f"RSS floor of the launcher {floor:.1f} MiB"
+    )
     for res in results:
         for name, cmds in res.commands.items():
             print(f"timed:    ({res.case}) [{name}] " + "\n            && ".join(cmds))
     targets = report(results)
     failed = [k for k, ok in targets.items() if not ok]
-    print(f"\nresult: {len(targets) - len(failed)}/{len(targets)} targets met"
-          + (f" (missed: {', '.join(failed)})" if failed else ""))
+    print(
+        f"\nresult: {len(targets) - len(failed)}/{len(targets)} targets met"
+        + (f" (missed: {', '.join(failed)})" if failed else "")
+    )
     if args.json:
-        payload = {"command": command, "machine": machine, "repeat": args.repeat, "jobs": args.jobs,
-                   "quiet_wait_s": args.quiet_wait, "size_mib_per_image": args.size_mb, "ocimerge_startup_s": startup,
-                   "ocimerge_startup_cpu_s": startup_cpu, "rss_floor_mib": floor,
-                   "cases": [r.to_json() for r in results], "targets": targets}
+        payload = {
+            "command": command,
+            "machine": machine,
+            "repeat": args.repeat,
+            "jobs": args.jobs,
+            "quiet_wait_s": args.quiet_wait,
+            "size_mib_per_image": args.size_mb,
+            "ocimerge_startup_s": startup,
+            "ocimerge_startup_cpu_s": startup_cpu,
+            "rss_floor_mib": floor,
+            "cases": [r.to_json() for r in results],
+            "targets": targets,
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 

@@ -20,10 +20,12 @@ PLATFORMS = [("amd64", None, "amd64"), ("arm64", "v8", "arm64"), ("arm", "v7", "
 def main(directory: str) -> None:
     os.makedirs(directory, exist_ok=True)
     for arch, variant, label in PLATFORMS:
-        app = tar_bytes({
-            "app/hello.sh": f"#!/bin/sh\necho hello from {arch}{variant or ''}\n".encode(),
-            "app/VERSION": b"1.0.0\n",
-        })
+        app = tar_bytes(
+            {
+                "app/hello.sh": f"#!/bin/sh\necho hello from {arch}{variant or ''}\n".encode(),
+                "app/VERSION": b"1.0.0\n",
+            }
+        )
         base = tar_bytes({"etc/os-release": f"NAME=demo\nARCH={label}\n".encode()})
         image = Image(architecture=arch, variant=variant, layers=[base, app])
         path = os.path.join(directory, f"app-{label}.tar")

@@ -135,20 +135,34 @@ class Image:
 
 def attestation_for(image: Image) -> tuple[dict[str, Any], dict[str, bytes]]:
     """A BuildKit-style provenance attestation manifest for ``image``: (entry, blobs)."""
-    statement = dumps({
-        "_type": "https://in-toto.io/Statement/v0.1",
-        "predicateType": "https://slsa.dev/provenance/v0.2",
-        "subject": [{"name": "_", "digest": {"sha256": image.digest.split(":")[1]}}],
-        "predicate": {"builder": {"id": "imagebuilder"}},
-    })
-    config = dumps({"architecture": "unknown", "os": "unknown", "config": {},
-                    "rootfs": {"type": "layers", "diff_ids": [sha256(statement)]}})
-    manifest = dumps({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": descriptor(OCI_CONFIG, config),
-        "layers": [descriptor(IN_TOTO, statement, annotations={"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"})],
-    })
+    statement = dumps(
+        {
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": "https://slsa.dev/provenance/v0.2",
+            "subject": [{"name": "_", "digest": {"sha256": image.digest.split(":")[1]}}],
+            "predicate": {"builder": {"id": "imagebuilder"}},
+        }
+    )
+    config = dumps(
+        {
+            "architecture": "unknown",
+            "os": "unknown",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(statement)]},
+        }
+    )
+    manifest = dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": [
+                descriptor(
+                    IN_TOTO, statement, annotations={"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"}
+                )
+            ],
+        }
+    )
     entry = descriptor(
         OCI_MANIFEST,
         manifest,
@@ -293,14 +307,24 @@ def docker_save(
                 layout.files[path] = layer
                 layer_paths.append(path)
                 layer_descriptors.append(descriptor(OCI_LAYER_TAR, layer))
-            manifest = dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                              "config": descriptor(OCI_CONFIG, image.config), "layers": layer_descriptors})
+            manifest = dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": descriptor(OCI_CONFIG, image.config),
+                    "layers": layer_descriptors,
+                }
+            )
             layout.add_blob(manifest)
             annotations = {}
             if tags:
-                annotations = {"io.containerd.image.name": f"docker.io/library/{tags[0]}",
-                               "org.opencontainers.image.ref.name": tags[0].rsplit(":", 1)[1]}
-            oci_entries.append(descriptor(OCI_MANIFEST, manifest, **({"annotations": annotations} if annotations else {})))
+                annotations = {
+                    "io.containerd.image.name": f"docker.io/library/{tags[0]}",
+                    "org.opencontainers.image.ref.name": tags[0].rsplit(":", 1)[1],
+                }
+            oci_entries.append(
+                descriptor(OCI_MANIFEST, manifest, **({"annotations": annotations} if annotations else {}))
+            )
         else:
             config_path = f"{config_hex}.json"
             layout.files[config_path] = image.config

@@ -77,12 +77,14 @@ class KeyPair:
 
     @property
     def key_pem(self) -> bytes:
-        return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                      serialization.NoEncryption())
+        return self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
 
 
-def make_cert(common_name: str, *, issuer: KeyPair | None = None, ca: bool = False,
-              sans: list[x509.GeneralName] | None = None) -> KeyPair:
+def make_cert(
+    common_name: str, *, issuer: KeyPair | None = None, ca: bool = False, sans: list[x509.GeneralName] | None = None
+) -> KeyPair:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
@@ -137,18 +139,31 @@ class TokenServer:
             granted = allowed(user, name, actions.split(","))
             access.append({"type": "repository", "name": name, "actions": granted})
         now = int(time.time())
-        header = {"typ": "JWT", "alg": "RS256",
-                  "x5c": [base64.b64encode(self.signing.cert.public_bytes(serialization.Encoding.DER)).decode()]}
-        claims = {"iss": ISSUER, "sub": user, "aud": SERVICE, "exp": now + self.expires_in, "nbf": now - 10,
-                  "iat": now, "jti": uuid.uuid4().hex, "access": access}
+        header = {
+            "typ": "JWT",
+            "alg": "RS256",
+            "x5c": [base64.b64encode(self.signing.cert.public_bytes(serialization.Encoding.DER)).decode()],
+        }
+        claims = {
+            "iss": ISSUER,
+            "sub": user,
+            "aud": SERVICE,
+            "exp": now + self.expires_in,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
         signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
         signature = self.signing.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{_b64url(signature)}"
 
     def answer(self, user: str, scopes: list[str], *, offline: bool) -> dict[str, Any]:
         token = self.issue(user, scopes)
-        body: dict[str, Any] = {"expires_in": self.expires_in,
-                                "issued_at": datetime.datetime.now(datetime.UTC).isoformat()}
+        body: dict[str, Any] = {
+            "expires_in": self.expires_in,
+            "issued_at": datetime.datetime.now(datetime.UTC).isoformat(),
+        }
         if self.shape in ("token", "both"):
             body["token"] = token
         if self.shape in ("access_token", "both"):
@@ -185,8 +200,9 @@ class TokenServer:
                 query = parse_qs(urlparse(self.path).query)
                 user = self._basic_user()
                 scopes = query.get("scope", [])
-                server.requests.append({"method": "GET", "user": user, "scopes": scopes,
-                                        "authorization": "Authorization" in self.headers})
+                server.requests.append(
+                    {"method": "GET", "user": user, "scopes": scopes, "authorization": "Authorization" in self.headers}
+                )
                 if user is None:
                     self._reply(401, {"details": "bad credentials"})
                     return
@@ -198,8 +214,14 @@ class TokenServer:
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 scopes = form.get("scope", "").split()
                 grant = form.get("grant_type")
-                server.requests.append({"method": "POST", "grant": grant, "scopes": scopes,
-                                        "authorization": "Authorization" in self.headers})
+                server.requests.append(
+                    {
+                        "method": "POST",
+                        "grant": grant,
+                        "scopes": scopes,
+                        "authorization": "Authorization" in self.headers,
+                    }
+                )
                 if grant == "password":
                     user = form.get("username", "")
                     if USERS.get(user) != form.get("password"):
@@ -258,8 +280,13 @@ class RegistryServer:
             if "response completed" not in line:
                 continue
             fields = dict(_logfmt(line))
-            out.append((fields.get("http.request.method", ""), fields.get("http.request.uri", ""),
-                        int(fields.get("http.response.status", "0") or 0)))
+            out.append(
+                (
+                    fields.get("http.request.method", ""),
+                    fields.get("http.request.uri", ""),
+                    int(fields.get("http.response.status", "0") or 0),
+                )
+            )
         return out
 
     def start(self) -> RegistryServer:
@@ -272,11 +299,25 @@ class RegistryServer:
         storage.mkdir(parents=True, exist_ok=True)
         lines = [
             "version: 0.1",
-            "log:", "  level: info", "  formatter: text", "  accesslog:", "    disabled: true",
-            "storage:", "  filesystem:", f"    rootdirectory: {storage}", "  delete:", "    enabled: true",
-            "  maintenance:", "    uploadpurging:", "      enabled: false",
-            "health:", "  storagedriver:", "    enabled: false",
-            "http:", f"  addr: 127.0.0.1:{self.port}", f"  secret: {secrets.token_hex(16)}",
+            "log:",
+            "  level: info",
+            "  formatter: text",
+            "  accesslog:",
+            "    disabled: true",
+            "storage:",
+            "  filesystem:",
+            f"    rootdirectory: {storage}",
+            "  delete:",
+            "    enabled: true",
+            "  maintenance:",
+            "    uploadpurging:",
+            "      enabled: false",
+            "health:",
+            "  storagedriver:",
+            "    enabled: false",
+            "http:",
+            f"  addr: 127.0.0.1:{self.port}",
+            f"  secret: {secrets.token_hex(16)}",
         ]
         if self.mode == "relative":  # upload Locations relative to the request, not absolute
             lines.append("  relativeurls: true")
@@ -284,27 +325,44 @@ class RegistryServer:
             ca = make_cert("ocimerge test CA", ca=True)
             import ipaddress
 
-            server = make_cert("127.0.0.1", issuer=ca, sans=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                             x509.DNSName("localhost")])
+            server = make_cert(
+                "127.0.0.1",
+                issuer=ca,
+                sans=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
+            )
             (self.root / "ca.crt").write_bytes(ca.cert_pem)
             (self.root / "server.crt").write_bytes(server.cert_pem + ca.cert_pem)
             (self.root / "server.key").write_bytes(server.key_pem)
             self.ca_file = str(self.root / "ca.crt")
             entries = [f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)).decode()}" for u, p in USERS.items()]
             (self.root / "htpasswd").write_text("\n".join(entries) + "\n")
-            lines += ["  tls:", f"    certificate: {self.root / 'server.crt'}", f"    key: {self.root / 'server.key'}",
-                      "auth:", "  htpasswd:", "    realm: ocimerge-test", f"    path: {self.root / 'htpasswd'}"]
+            lines += [
+                "  tls:",
+                f"    certificate: {self.root / 'server.crt'}",
+                f"    key: {self.root / 'server.key'}",
+                "auth:",
+                "  htpasswd:",
+                "    realm: ocimerge-test",
+                f"    path: {self.root / 'htpasswd'}",
+            ]
         elif self.mode == "token":
             signing = make_cert("ocimerge token signer")
             (self.root / "token.crt").write_bytes(signing.cert_pem)
             self.token_server = TokenServer(signing)
             self.token_server.start()
-            lines += ["auth:", "  token:", f"    realm: {self.token_server.realm}", f"    service: {SERVICE}",
-                      f"    issuer: {ISSUER}", f"    rootcertbundle: {self.root / 'token.crt'}"]
+            lines += [
+                "auth:",
+                "  token:",
+                f"    realm: {self.token_server.realm}",
+                f"    service: {SERVICE}",
+                f"    issuer: {ISSUER}",
+                f"    rootcertbundle: {self.root / 'token.crt'}",
+            ]
         (self.root / "config.yml").write_text("\n".join(lines) + "\n")
         log = open(self.log, "wb")  # noqa: SIM115 - kept open for the process's life
-        self.process = subprocess.Popen([REGISTRY_BINARY, "serve", str(self.root / "config.yml")],
-                                        stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [REGISTRY_BINARY, "serve", str(self.root / "config.yml")], stdout=log, stderr=subprocess.STDOUT
+        )
         self._wait()
         return self
 

@@ -22,12 +22,22 @@ from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document, ImageManifest, decode_index
 from ocimerge.model.platform import Platform
 
-PLATFORMS = ["linux/amd64", "linux/arm64/v8", "linux/arm/v7", "linux/arm/v6", "linux/ppc64le",
-             "linux/s390x", "linux/386", "linux/riscv64", "windows/amd64"]
+PLATFORMS = [
+    "linux/amd64",
+    "linux/arm64/v8",
+    "linux/arm/v7",
+    "linux/arm/v6",
+    "linux/ppc64le",
+    "linux/s390x",
+    "linux/386",
+    "linux/riscv64",
+    "windows/amd64",
+]
 
 
-def manifest(seed: str, *, docker: bool = False, layer_type: str | None = None,
-             annotations: dict[str, str] | None = None) -> Document[ImageManifest]:
+def manifest(
+    seed: str, *, docker: bool = False, layer_type: str | None = None, annotations: dict[str, str] | None = None
+) -> Document[ImageManifest]:
     config_type = mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG
     layer = layer_type or (mt.DOCKER_LAYER_GZIP if docker else mt.OCI_LAYER_GZIP)
     value = ImageManifest(
@@ -40,17 +50,24 @@ def manifest(seed: str, *, docker: bool = False, layer_type: str | None = None,
 
 
 def child(platform: str, **kwargs: object) -> Child:
-    return Child(source=f"{platform}.tar", manifest=manifest(platform, **kwargs),  # type: ignore[arg-type]
-                 platform=Platform.parse(platform))
+    return Child(
+        source=f"{platform}.tar",
+        manifest=manifest(platform, **kwargs),  # type: ignore[arg-type]
+        platform=Platform.parse(platform),
+    )
 
 
 def attested(platform: str) -> Child:
     base = child(platform)
     att = manifest("att-" + platform)
     entry = Descriptor(
-        mt.OCI_MANIFEST, att.descriptor.digest, att.descriptor.size,
-        annotations={"vnd.docker.reference.type": "attestation-manifest",
-                     "vnd.docker.reference.digest": str(base.manifest.descriptor.digest)},
+        mt.OCI_MANIFEST,
+        att.descriptor.digest,
+        att.descriptor.size,
+        annotations={
+            "vnd.docker.reference.type": "attestation-manifest",
+            "vnd.docker.reference.digest": str(base.manifest.descriptor.digest),
+        },
         platform=Platform("unknown", "unknown"),
     )
     return Child(base.source, base.manifest, base.platform, attestations=((entry, att),))
@@ -94,8 +111,9 @@ def test_platform_is_written_as_given() -> None:
     assert {"architecture": "arm", "os": "linux", "variant": "v7"} in platforms
 
 
-@pytest.mark.parametrize(("a", "b"), [("linux/arm64", "linux/arm64/v8"), ("linux/amd64", "linux/x86_64"),
-                                       ("linux/arm", "linux/arm/v7")])
+@pytest.mark.parametrize(
+    ("a", "b"), [("linux/arm64", "linux/arm64/v8"), ("linux/amd64", "linux/x86_64"), ("linux/arm", "linux/arm/v7")]
+)
 def test_same_normalised_platform_twice_is_a_conflict(a: str, b: str) -> None:
     with pytest.raises(PlatformConflictError, match=r"linux/.*\.tar.*\.tar"):
         assemble([child(a), Child("other.tar", manifest("other"), Platform.parse(b))])
@@ -175,9 +193,11 @@ def test_oci_format_is_forced() -> None:
 def test_entry_annotations_scoped_by_platform() -> None:
     result = assemble(
         [child("linux/amd64"), child("linux/arm64")],
-        annotations=[Annotation.parse("manifest-descriptor:org.all=1"),
-                     Annotation.parse("manifest-descriptor[linux/arm64/v8]:org.arm=2"),
-                     Annotation.parse("index:org.index=3")],
+        annotations=[
+            Annotation.parse("manifest-descriptor:org.all=1"),
+            Annotation.parse("manifest-descriptor[linux/arm64/v8]:org.arm=2"),
+            Annotation.parse("index:org.index=3"),
+        ],
     )
     value = json.loads(result.index.raw)
     assert value["annotations"] == {"org.index": "3"}

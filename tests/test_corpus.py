@@ -88,83 +88,140 @@ class Read:
 
 READS: tuple[Read, ...] = (
     # 1. BuildKit / buildx type=oci
-    Read("actions-toolkit/oci-archive/hello-oci-multiplatform-gzip.tar",
-         ("linux/amd64", "linux/arm64"), LAYOUT, layers=1, attestations=1),
+    Read(
+        "actions-toolkit/oci-archive/hello-oci-multiplatform-gzip.tar",
+        ("linux/amd64", "linux/arm64"),
+        LAYOUT,
+        layers=1,
+        attestations=1,
+    ),
     Read("actions-toolkit/oci-archive/hello-oci-gzip.tar", ("linux/amd64",), LAYOUT, layers=1),
     Read("dive/test-oci-gzip-image.tar", ("linux/arm64",), LAYOUT, layers=1),
     Read("dive/test-oci-zstd-image.tar", ("linux/arm64",), LAYOUT, layers=1),
     Read("dive/test-oci-estargz-image.tar", ("linux/arm64",), LAYOUT, layers=1),
     Read("dive/test-oci-uncompressed-image.tar", ("linux/arm64",), LAYOUT, layers=1),
-    Read("stereoscope/multiplatform_oci_dir", ("linux/amd64", "linux/arm64"), LAYOUT,
-         name="docker.io/library/multi-platform:latest"),
-    *(Read("regclient/testrepo", ARCHES4, LAYOUT, selector=f":{t}", name=t)
-      for t in ("b1", "b2", "b3", "v3")),
+    Read(
+        "stereoscope/multiplatform_oci_dir",
+        ("linux/amd64", "linux/arm64"),
+        LAYOUT,
+        name="docker.io/library/multi-platform:latest",
+    ),
+    *(Read("regclient/testrepo", ARCHES4, LAYOUT, selector=f":{t}", name=t) for t in ("b1", "b2", "b3", "v3")),
     # v1: the two unknown/unknown builder entries are not images
     Read("regclient/testrepo", ("linux/amd64", "linux/arm64"), LAYOUT, selector=":v1"),
     # v2: "3 platforms" (README); which three: (artifact)
     Read("regclient/testrepo", ARCHES4[:3], LAYOUT, selector=":v2"),
     # 2. docker save and other docker-load tarballs ("amd64*": platform from the (artifact)
     # config, the README does not state it)
-    Read("dive/test-docker-image.tar", ("linux/amd64",), DOCKER, name="dive-test:latest",
-         layers=14),
+    Read("dive/test-docker-image.tar", ("linux/amd64",), DOCKER, name="dive-test:latest", layers=14),
     Read("osv-scalibr/basic.tar", ("linux/amd64",), DOCKER, name="basic:latest", layers=2),
-    Read("containers-image/docker-archive/almostempty.tar", ("linux/amd64",), DOCKER,
-         name="emptyimage:latest", layers=1),  # amd64*
-    Read(TEST_LINK, ("linux/amd64",), DOCKER, selector=":bazel/v1/tarball:test_image_1",
-         name="bazel/v1/tarball:test_image_1", layers=1),
-    Read(TEST_LINK, ("linux/amd64",), DOCKER, selector=":bazel/v1/tarball:test_image_3",
-         name="bazel/v1/tarball:test_image_3", layers=2),
+    Read(
+        "containers-image/docker-archive/almostempty.tar", ("linux/amd64",), DOCKER, name="emptyimage:latest", layers=1
+    ),  # amd64*
+    Read(
+        TEST_LINK,
+        ("linux/amd64",),
+        DOCKER,
+        selector=":bazel/v1/tarball:test_image_1",
+        name="bazel/v1/tarball:test_image_1",
+        layers=1,
+    ),
+    Read(
+        TEST_LINK,
+        ("linux/amd64",),
+        DOCKER,
+        selector=":bazel/v1/tarball:test_image_3",
+        name="bazel/v1/tarball:test_image_3",
+        layers=2,
+    ),
     # the same two images by the tag part alone ([LAYOUT-3] bare-tag matching)
-    Read(TEST_LINK, ("linux/amd64",), DOCKER, selector=":test_image_1",
-         name="bazel/v1/tarball:test_image_1", layers=1),
-    Read(TEST_LINK, ("linux/amd64",), DOCKER, selector=":test_image_3",
-         name="bazel/v1/tarball:test_image_3", layers=2),
-    Read("ggcr/tarball/test_image_1.tar", ("linux/amd64",), DOCKER,
-         name="bazel/v1/tarball:test_image_1", layers=1),  # amd64*
-    Read("trivy/alpine-310.tar.gz", ("linux/amd64",), DOCKER, name="alpine:3.10",
-         layers=1),  # amd64*
+    Read(TEST_LINK, ("linux/amd64",), DOCKER, selector=":test_image_1", name="bazel/v1/tarball:test_image_1", layers=1),
+    Read(TEST_LINK, ("linux/amd64",), DOCKER, selector=":test_image_3", name="bazel/v1/tarball:test_image_3", layers=2),
+    Read(
+        "ggcr/tarball/test_image_1.tar", ("linux/amd64",), DOCKER, name="bazel/v1/tarball:test_image_1", layers=1
+    ),  # amd64*
+    Read("trivy/alpine-310.tar.gz", ("linux/amd64",), DOCKER, name="alpine:3.10", layers=1),  # amd64*
     # "manifests": null: the images come from manifest.json
     Read("ggcr/tarball/hello-world-v25.tar", ("linux/arm64",), DOCKER, layers=1),
-    Read("snyk/docker-archives/docker-save/hello-world.tar", ("linux/amd64",), LAYOUT,
-         name="docker.io/library/hello-world:latest", layers=1),
-    Read("snyk/docker-oci-archives/busybox.armv7.tar", ("linux/arm/v7",), LAYOUT,
-         name="docker.io/library/busybox:latest", layers=1),
-    Read("snyk/containerd-archives/busybox-single-arch-with-attestation-manifest.tar",
-         ("linux/arm64",), LAYOUT, name="docker.io/foo/bar:v3", layers=1, attestations=1),
-    Read("snyk/containerd-archives/busybox.amd64.tar", ("linux/amd64",), LAYOUT,
-         name="docker.io/library/busybox:latest", layers=1, absent=19,
-         absent_platforms=("linux/arm/v5", "linux/arm/v6", "linux/arm/v7", "linux/arm64/v8")),
-    Read("snyk/containerd-archives/alpine.tar", ("linux/amd64",), LAYOUT,
-         name="docker.io/library/alpine:3.14", layers=1),
-    *(Read(path, ("linux/amd64",), LAYOUT, name="docker.io/library/hello-world:latest",
-           layers=1, absent=10,
-           absent_platforms=("linux/arm/v5", "linux/arm/v7", "linux/arm64/v8",
-                             "windows/amd64 (10.0.20348.1249)",
-                             "windows/amd64 (10.0.17763.3650)"))
-      for path in ("oras-go/hello-world.tar", "oras-go/hello-world-prefixed-path.tar")),
-    Read("snyk/kaniko-archives/kaniko-busybox.tar", ("linux/amd64",), DOCKER,
-         layers=1),  # amd64*
+    Read(
+        "snyk/docker-archives/docker-save/hello-world.tar",
+        ("linux/amd64",),
+        LAYOUT,
+        name="docker.io/library/hello-world:latest",
+        layers=1,
+    ),
+    Read(
+        "snyk/docker-oci-archives/busybox.armv7.tar",
+        ("linux/arm/v7",),
+        LAYOUT,
+        name="docker.io/library/busybox:latest",
+        layers=1,
+    ),
+    Read(
+        "snyk/containerd-archives/busybox-single-arch-with-attestation-manifest.tar",
+        ("linux/arm64",),
+        LAYOUT,
+        name="docker.io/foo/bar:v3",
+        layers=1,
+        attestations=1,
+    ),
+    Read(
+        "snyk/containerd-archives/busybox.amd64.tar",
+        ("linux/amd64",),
+        LAYOUT,
+        name="docker.io/library/busybox:latest",
+        layers=1,
+        absent=19,
+        absent_platforms=("linux/arm/v5", "linux/arm/v6", "linux/arm/v7", "linux/arm64/v8"),
+    ),
+    Read(
+        "snyk/containerd-archives/alpine.tar", ("linux/amd64",), LAYOUT, name="docker.io/library/alpine:3.14", layers=1
+    ),
+    *(
+        Read(
+            path,
+            ("linux/amd64",),
+            LAYOUT,
+            name="docker.io/library/hello-world:latest",
+            layers=1,
+            absent=10,
+            absent_platforms=(
+                "linux/arm/v5",
+                "linux/arm/v7",
+                "linux/arm64/v8",
+                "windows/amd64 (10.0.20348.1249)",
+                "windows/amd64 (10.0.17763.3650)",
+            ),
+        )
+        for path in ("oras-go/hello-world.tar", "oras-go/hello-world-prefixed-path.tar")
+    ),
+    Read("snyk/kaniko-archives/kaniko-busybox.tar", ("linux/amd64",), DOCKER, layers=1),  # amd64*
     # lowercase manifest.json keys; the tag is (artifact)
-    Read("jib/jib-image.tar", ("linux/amd64",), DOCKER, name="extraction.test:latest",
-         layers=2),  # amd64*
+    Read("jib/jib-image.tar", ("linux/amd64",), DOCKER, name="extraction.test:latest", layers=2),  # amd64*
     # 3. OCI layouts written by other tools (tag 2 has an odd media type: see LAYOUT_ENTRIES)
-    *(Read("ggcr/layout/test_index", ("linux/amd64",), LAYOUT, selector=f":{t}", name=t,
-           layers=1) for t in ("1", "3", "4")),  # amd64*
-    *(Read(DELETE_LAYOUT, ("linux/amd64", "linux/386"), LAYOUT, selector=f":{t}", name=t,
-           layers=1) for t in ("latest", "3.18.3", "3.16.7")),
-    *(Read(DELETE_LAYOUT, ("linux/amd64",), LAYOUT, selector=f":{t}", name=t, layers=1)
-      for t in ("3", "3.18", "3.17.5")),
-    *(Read("oras/e2e-zot-images", (p,), LAYOUT, selector=f":{t}", name=t, layers=1)
-      for t, p in (("linux-amd64", "linux/amd64"), ("linux-arm64", "linux/arm64"),
-                   ("linux-armv7", "linux/arm/v7"))),
+    *(
+        Read("ggcr/layout/test_index", ("linux/amd64",), LAYOUT, selector=f":{t}", name=t, layers=1)
+        for t in ("1", "3", "4")
+    ),  # amd64*
+    *(
+        Read(DELETE_LAYOUT, ("linux/amd64", "linux/386"), LAYOUT, selector=f":{t}", name=t, layers=1)
+        for t in ("latest", "3.18.3", "3.16.7")
+    ),
+    *(
+        Read(DELETE_LAYOUT, ("linux/amd64",), LAYOUT, selector=f":{t}", name=t, layers=1)
+        for t in ("3", "3.18", "3.17.5")
+    ),
+    *(
+        Read("oras/e2e-zot-images", (p,), LAYOUT, selector=f":{t}", name=t, layers=1)
+        for t, p in (("linux-amd64", "linux/amd64"), ("linux-arm64", "linux/arm64"), ("linux-armv7", "linux/arm/v7"))
+    ),
     Read("oras/e2e-zot-images", ARCHES4[:3], LAYOUT, selector=":multi", layers=1),
     # the untagged hello-world manifest, by digest
     Read(SINGULARITY, ("linux/arm64/v8",), LAYOUT, selector=f"@{HELLO_WORLD_ARM64}", layers=1),
     Read("imgutil/busybox", ("linux/amd64",), LAYOUT, layers=1),
     Read("imgutil/busybox-sparse", ("linux/amd64",), LAYOUT, layers=1),  # layer blob absent
     Read("trivy/test.oci", ("linux/amd64",), LAYOUT, layers=1),  # amd64*
-    Read("stereoscope/valid-oci.tar", ("linux/amd64",), LAYOUT, name="sample:latest",
-         layers=1),  # amd64*
+    Read("stereoscope/valid-oci.tar", ("linux/amd64",), LAYOUT, name="sample:latest", layers=1),  # amd64*
 )
 
 
@@ -180,28 +237,43 @@ class Entries:
 
 LAYOUT_ENTRIES: tuple[Entries, ...] = (
     # 7 tags; 1.0.0 has the config size defect and cannot be read
-    Entries(DELETE_LAYOUT, 7, {
-        **dict.fromkeys(("latest", "3.18.3", "3.16.7"), ("linux/amd64", "linux/386")),
-        **dict.fromkeys(("3", "3.18", "3.17.5"), ("linux/amd64",)),
-    }),
+    Entries(
+        DELETE_LAYOUT,
+        7,
+        {
+            **dict.fromkeys(("latest", "3.18.3", "3.16.7"), ("linux/amd64", "linux/386")),
+            **dict.fromkeys(("3", "3.18", "3.17.5"), ("linux/amd64",)),
+        },
+    ),
     # entry 2's media type application/vnd.oci.descriptor.v1+json names no manifest
     Entries("ggcr/layout/test_index", 4, dict.fromkeys(("1", "3", "4"), ("linux/amd64",))),
     # linux-*, multi; empty_index, nonjson-config and foobar are not images
-    Entries("oras/e2e-zot-images", 7, {
-        "linux-amd64": ("linux/amd64",),
-        "linux-arm64": ("linux/arm64",),
-        "linux-armv7": ("linux/arm/v7",),
-        "multi": ARCHES4[:3],
-    }),
+    Entries(
+        "oras/e2e-zot-images",
+        7,
+        {
+            "linux-amd64": ("linux/amd64",),
+            "linux-arm64": ("linux/arm64",),
+            "linux-armv7": ("linux/arm/v7",),
+            "multi": ARCHES4[:3],
+        },
+    ),
     Entries("regclient/external", 3, {}),  # artifacts only: "no platforms"
     # 26 entries; images b1-b3, v1-v3 (plus a referrers-fallback '.meta' tag naming v3's
     # index, (artifact)); the rest are artifacts, referrers indexes, builder manifests
-    Entries("regclient/testrepo", 26, {
-        "b1": ARCHES4, "b2": ARCHES4, "b3": ARCHES4, "v3": ARCHES4,
-        "v1": ("linux/amd64", "linux/arm64"), "v2": ARCHES4[:3],
-        "sha256-7ceb9b6bcc274697d0c38be6214b50cec79d601bc61708747d3f6cb772f6c6fa"
-        ".6fe828b32b9b4572.meta": ARCHES4,
-    }),
+    Entries(
+        "regclient/testrepo",
+        26,
+        {
+            "b1": ARCHES4,
+            "b2": ARCHES4,
+            "b3": ARCHES4,
+            "v3": ARCHES4,
+            "v1": ("linux/amd64", "linux/arm64"),
+            "v2": ARCHES4[:3],
+            "sha256-7ceb9b6bcc274697d0c38be6214b50cec79d601bc61708747d3f6cb772f6c6fa.6fe828b32b9b4572.meta": ARCHES4,
+        },
+    ),
     Entries(SINGULARITY, 3, {HELLO_WORLD_ARM64: ("linux/arm64/v8",)}),
 )
 
@@ -220,8 +292,7 @@ class Corpus:
 LAYOUT_BLOBS: tuple[Corpus, ...] = (
     Corpus("actions-toolkit/oci-archive/hello-oci-multiplatform-gzip.tar", 13),
     Corpus("actions-toolkit/oci-archive/hello-oci-gzip.tar", 3),
-    *(Corpus(f"dive/test-oci-{c}-image.tar", 3)
-      for c in ("gzip", "zstd", "estargz", "uncompressed")),
+    *(Corpus(f"dive/test-oci-{c}-image.tar", 3) for c in ("gzip", "zstd", "estargz", "uncompressed")),
     Corpus("stereoscope/multiplatform_oci_dir", 7),
     Corpus("regclient/testrepo", 91),
     Corpus("regclient/external", 6),
@@ -251,8 +322,7 @@ LAYOUT_BLOBS: tuple[Corpus, ...] = (
 # Valid artifacts whose images have all their blobs: verify must pass. Partial multi-arch
 # exports are included: their absent platforms are not images of the source.
 VERIFY_OK: tuple[tuple[str, str | None], ...] = (
-    *((r.id, None) for r in READS
-      if r.path not in ("imgutil/busybox-sparse", "oras/e2e-zot-images") and not r.xfail),
+    *((r.id, None) for r in READS if r.path not in ("imgutil/busybox-sparse", "oras/e2e-zot-images") and not r.xfail),
     (TEST_LINK, None),  # both images, one layer.tar a symlink
     ("ggcr/layout/test_index", None),  # entry 2 is noted as not an image
     (SINGULARITY, None),
@@ -269,10 +339,8 @@ VERIFY_BAD: tuple[str, ...] = (
 
 BUILDKIT_MANIFESTS: tuple[tuple[str, str, str], ...] = (
     ("buildkit-compat/oci/default-gzip/v20/manifest.json", mt.OCI_MANIFEST, mt.OCI_LAYER_GZIP),
-    ("buildkit-compat/oci/manifest-annotation/v20/manifest.json", mt.OCI_MANIFEST,
-     mt.OCI_LAYER_GZIP),
-    ("buildkit-compat/image/default-gzip/v20/manifest.json", mt.DOCKER_MANIFEST,
-     mt.DOCKER_LAYER_GZIP),
+    ("buildkit-compat/oci/manifest-annotation/v20/manifest.json", mt.OCI_MANIFEST, mt.OCI_LAYER_GZIP),
+    ("buildkit-compat/image/default-gzip/v20/manifest.json", mt.DOCKER_MANIFEST, mt.DOCKER_LAYER_GZIP),
 )
 BUILDKIT_CONFIG_PATH = "buildkit-compat/common/default-gzip/v20/config.json"
 
@@ -358,8 +426,7 @@ def _strip(name: str) -> str:
 def _tree(path: Path) -> dict[str, bytes]:
     """Every regular file of a directory or tar (gzip detected), by cleaned member name."""
     if path.is_dir():
-        return {f.relative_to(path).as_posix(): f.read_bytes() for f in path.rglob("*")
-                if f.is_file()}
+        return {f.relative_to(path).as_posix(): f.read_bytes() for f in path.rglob("*") if f.is_file()}
     out: dict[str, bytes] = {}
     with tarfile.open(path) as tar:
         for member in tar.getmembers():
@@ -394,9 +461,7 @@ class Walk:
 def _walk(files: dict[str, bytes]) -> Walk:
     """Follow every descriptor from index.json (indexes nested, configs and layers too)."""
     walk = Walk()
-    pending: list[tuple[dict[str, Any], bool]] = [
-        (d, True) for d in _load(files, "index.json").get("manifests") or []
-    ]
+    pending: list[tuple[dict[str, Any], bool]] = [(d, True) for d in _load(files, "index.json").get("manifests") or []]
     seen: set[tuple[str, int, bool]] = set()  # the size too: descriptors may disagree on it
     while pending:
         descriptor, is_document = pending.pop(0)
@@ -531,9 +596,7 @@ def test_inspect_describes_every_layout_entry(row: Entries) -> None:
     """inspect lists each index.json entry: the README's images, the others as errors."""
     entries = ocimerge.inspect(str(CORPUS / row.path)).to_json()["entries"]
     assert len(entries) == row.count
-    found = {
-        _entry_key(e): _norms(i["platform"] for i in e["images"]) for e in entries if "images" in e
-    }
+    found = {_entry_key(e): _norms(i["platform"] for i in e["images"]) for e in entries if "images" in e}
     assert found == {k: _norms(v) for k, v in row.images.items()}
     errors = [e["error"] for e in entries if "error" in e]
     assert len(errors) == row.count - len(found)
@@ -600,8 +663,7 @@ def test_layout_manifests_are_byte_exact(row: Read) -> None:
     [
         pytest.param("snyk/containerd-archives/busybox.amd64.tar", BUSYBOX_INDEX, id="busybox"),
         pytest.param("oras-go/hello-world.tar", HELLO_WORLD_LIST, id="hello-world"),
-        pytest.param("oras-go/hello-world-prefixed-path.tar", HELLO_WORLD_LIST,
-                     id="hello-world-prefixed-path"),
+        pytest.param("oras-go/hello-world-prefixed-path.tar", HELLO_WORLD_LIST, id="hello-world-prefixed-path"),
     ],
 )
 def test_docker_hub_documents_are_the_root(path: str, root: str) -> None:
@@ -619,9 +681,10 @@ def test_docker_hub_documents_are_the_root(path: str, root: str) -> None:
 
 @pytest.mark.parametrize(
     "row",
-    [pytest.param(spec, id=spec,
-                  marks=[pytest.mark.xfail(strict=True, reason=why)] if why else [])
-     for spec, why in VERIFY_OK],
+    [
+        pytest.param(spec, id=spec, marks=[pytest.mark.xfail(strict=True, reason=why)] if why else [])
+        for spec, why in VERIFY_OK
+    ],
 )
 def test_verify_passes_on_complete_artifacts(row: str) -> None:
     report = ocimerge.verify(str(CORPUS / row))
@@ -690,7 +753,11 @@ def test_cli_refuses_pre_docker_110_save_in_one_line() -> None:
     env = {k: v for k, v in os.environ.items() if k != "OCIMERGE_DEBUG"}
     done = subprocess.run(
         [sys.executable, "-m", "ocimerge", "inspect", str(CORPUS / "moby/emptyLayer.tar")],
-        capture_output=True, text=True, env=env, check=False, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
     )
     assert done.returncode == 3
     assert done.stdout == ""
@@ -711,10 +778,7 @@ def test_merge_per_arch_exports(tmp_path: Path) -> None:
         "snyk/docker-oci-archives/busybox.armv7.tar": "linux/arm/v7",
     }
     # each source's index.json names its image manifest directly (README)
-    expected = {
-        _norm(p): _load(_files(rel), "index.json")["manifests"][0]["digest"]
-        for rel, p in sources.items()
-    }
+    expected = {_norm(p): _load(_files(rel), "index.json")["manifests"][0]["digest"] for rel, p in sources.items()}
     assert expected["linux/amd64"].startswith(HELLO_OCI_AMD64)
     output = tmp_path / "merged.tar"
     ocimerge.create([str(CORPUS / rel) for rel in sources], str(output))
@@ -736,7 +800,8 @@ def test_merge_keeps_attestations_with_their_images(tmp_path: Path) -> None:
     _, source_index = _root_index(_files(multi))
     source_refs = {
         m["digest"]: m["annotations"][REF_DIGEST]
-        for m in source_index["manifests"] if REF_DIGEST in m.get("annotations", {})
+        for m in source_index["manifests"]
+        if REF_DIGEST in m.get("annotations", {})
     }
     assert len(source_refs) == 2
     output = tmp_path / "attested.tar"
@@ -748,8 +813,7 @@ def test_merge_keeps_attestations_with_their_images(tmp_path: Path) -> None:
     files = _tree(output)
     _, index = _root_index(files)
     attested = {
-        m["digest"]: m["annotations"][REF_DIGEST]
-        for m in index["manifests"] if REF_DIGEST in m.get("annotations", {})
+        m["digest"]: m["annotations"][REF_DIGEST] for m in index["manifests"] if REF_DIGEST in m.get("annotations", {})
     }
     assert attested == source_refs
     images = {m["digest"] for m in index["manifests"]} - set(attested)
@@ -775,8 +839,7 @@ def _decode(rel: str) -> ImageManifest | ImageIndex:
 
 def _descriptors(rel: str) -> ImageIndex:
     """A JSON array of descriptors, decoded as the manifests of an index."""
-    wrapped = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX,
-               "manifests": json.loads((CORPUS / rel).read_bytes())}
+    wrapped = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": json.loads((CORPUS / rel).read_bytes())}
     decoded = decode_manifest_or_index(json.dumps(wrapped).encode(), where=rel)
     assert isinstance(decoded, ImageIndex)
     return decoded
@@ -817,11 +880,10 @@ def test_buildx_rendered_index() -> None:
     images = [d for d in index.manifests if not _is_attestation(d)]
     attestations = [d for d in index.manifests if _is_attestation(d)]
     assert _norms(d.platform for d in images) == _norms(
-        ("linux/amd64", "linux/arm/v7", "linux/arm64", "linux/s390x", "linux/ppc64le",
-         "linux/riscv64"))
+        ("linux/amd64", "linux/arm/v7", "linux/arm64", "linux/s390x", "linux/ppc64le", "linux/riscv64")
+    )
     assert len(attestations) == 6
-    assert sorted(d.annotation(REF_DIGEST) or "" for d in attestations) == sorted(
-        str(d.digest) for d in images)
+    assert sorted(d.annotation(REF_DIGEST) or "" for d in attestations) == sorted(str(d.digest) for d in images)
 
 
 def test_buildx_attestation_listing_matches_its_index() -> None:

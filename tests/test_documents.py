@@ -138,8 +138,9 @@ def test_document_errors(raw: bytes, error: type[Exception], fragment: str) -> N
 
 
 def test_document_without_media_type_is_sniffed() -> None:
-    raw = json.dumps({"schemaVersion": 2, "config": {"mediaType": mt.OCI_CONFIG, "digest": CONFIG_DIGEST, "size": 1},
-                      "layers": []}).encode()
+    raw = json.dumps(
+        {"schemaVersion": 2, "config": {"mediaType": mt.OCI_CONFIG, "digest": CONFIG_DIGEST, "size": 1}, "layers": []}
+    ).encode()
     parsed = decode_manifest_or_index(raw)
     assert isinstance(parsed, ImageManifest)
     assert parsed.media_type is None

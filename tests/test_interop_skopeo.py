@@ -23,21 +23,26 @@ def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("skopeo")
     if binary is None:
         pytest.fail("skopeo is not installed: run 'apt-get install skopeo' (make test does it as root)")
-    result = subprocess.run([binary, "--insecure-policy", *args], capture_output=True, text=True, check=False, timeout=300)
+    result = subprocess.run(
+        [binary, "--insecure-policy", *args], capture_output=True, text=True, check=False, timeout=300
+    )
     assert result.returncode == 0, f"skopeo {' '.join(args)} failed: {result.stderr}"
     return result
 
 
 @pytest.fixture
 def merged(tmp_path: Path) -> tuple[Path, ocimerge.CreateResult]:
-    inputs = [oci_layout([image], attestations=(i == 0)).write_tar(str(tmp_path / f"in{i}.tar"))
-              for i, image in enumerate(sample_images())]
+    inputs = [
+        oci_layout([image], attestations=(i == 0)).write_tar(str(tmp_path / f"in{i}.tar"))
+        for i, image in enumerate(sample_images())
+    ]
     out = tmp_path / "merged.tar"
     return out, ocimerge.create(inputs, str(out))
 
 
-def test_skopeo_copies_our_archive_with_every_digest_preserved(tmp_path: Path,
-                                                               merged: tuple[Path, ocimerge.CreateResult]) -> None:
+def test_skopeo_copies_our_archive_with_every_digest_preserved(
+    tmp_path: Path, merged: tuple[Path, ocimerge.CreateResult]
+) -> None:
     out, result = merged
     copy = tmp_path / "copy"
     skopeo("copy", "--all", "--preserve-digests", f"oci-archive:{out}", f"oci:{copy}:latest")
@@ -51,7 +56,9 @@ def test_skopeo_copies_our_archive_with_every_digest_preserved(tmp_path: Path,
         assert ocimerge.Digest.of(child) == ocimerge.Digest.parse(entry["digest"])
     # and we read skopeo's copy back
     with ocimerge.open_images(str(copy)) as images:
-        assert sorted(str(i.digest) for i in images.images) == sorted(str(m.descriptor.digest) for m in result.assembly.manifests)
+        assert sorted(str(i.digest) for i in images.images) == sorted(
+            str(m.descriptor.digest) for m in result.assembly.manifests
+        )
     assert ocimerge.verify(str(copy)).ok
 
 
@@ -66,7 +73,9 @@ def test_skopeo_reads_our_directory_layout(tmp_path: Path) -> None:
 
 
 def test_we_read_what_skopeo_writes(tmp_path: Path) -> None:
-    source = oci_layout([Image(architecture="arm64", variant="v8")], shape="manifest", names={0: "t"}).write_dir(str(tmp_path / "src"))
+    source = oci_layout([Image(architecture="arm64", variant="v8")], shape="manifest", names={0: "t"}).write_dir(
+        str(tmp_path / "src")
+    )
     skopeo("copy", f"oci:{source}:t", f"oci-archive:{tmp_path / 'sk-oci.tar'}:t")
     skopeo("copy", f"oci:{source}:t", f"docker-archive:{tmp_path / 'sk-docker.tar'}:acme/app:1.0")
     sources = [str(tmp_path / "sk-oci.tar"), str(tmp_path / "sk-docker.tar")]

@@ -89,8 +89,12 @@ def test_platform_normalisation(given_: str, normal: str) -> None:
 
 @pytest.mark.parametrize(
     ("a", "b"),
-    [("linux/arm/v6", "linux/arm/v7"), ("linux/arm64", "linux/amd64"), ("linux/amd64", "windows/amd64"),
-     ("linux/amd64/v2", "linux/amd64")],
+    [
+        ("linux/arm/v6", "linux/arm/v7"),
+        ("linux/arm64", "linux/amd64"),
+        ("linux/amd64", "windows/amd64"),
+        ("linux/amd64/v2", "linux/amd64"),
+    ],
 )
 def test_platforms_that_differ(a: str, b: str) -> None:
     assert Platform.parse(a) != Platform.parse(b)
@@ -197,8 +201,13 @@ def test_reference_round_trips(registry: str, path: list[str], tag: str) -> None
     st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=3),
 )
 def test_descriptor_round_trips(data: bytes, annotations: dict[str, str]) -> None:
-    d = Descriptor("application/octet-stream", Digest.of(data), len(data), annotations=annotations,
-                   platform=Platform("linux", "arm", "v7"))
+    d = Descriptor(
+        "application/octet-stream",
+        Digest.of(data),
+        len(data),
+        annotations=annotations,
+        platform=Platform("linux", "arm", "v7"),
+    )
     assert Descriptor.from_json(d.to_json()) == d
 
 

@@ -34,37 +34,55 @@ def unique(name: str) -> str:
 @pytest.fixture
 def inputs(tmp_path: Path) -> list[str]:
     images = sample_images()
-    return [oci_layout([image], attestations=(i == 0)).write_tar(str(tmp_path / f"in{i}.tar"))
-            for i, image in enumerate(images)]
+    return [
+        oci_layout([image], attestations=(i == 0)).write_tar(str(tmp_path / f"in{i}.tar"))
+        for i, image in enumerate(images)
+    ]
 
 
 def alice(server: RegistryServer, **extra: object) -> RegistryOptions:
-    return RegistryOptions(tls=TLSOptions(ca_file=server.ca_file), username="alice",
-                           password=USERS["alice"], **extra)  # type: ignore[arg-type]
+    return RegistryOptions(tls=TLSOptions(ca_file=server.ca_file), username="alice", password=USERS["alice"], **extra)  # type: ignore[arg-type]
 
 
 def skopeo_pull_all(server: RegistryServer, reference: str, dest: Path) -> bytes:
     args = ["skopeo", "--insecure-policy", "copy", "--all", "--preserve-digests", "--src-tls-verify=false"]
     if server.mode not in ("anonymous", "relative"):
         args += ["--src-creds", f"alice:{USERS['alice']}"]
-    result = subprocess.run([*args, f"docker://{server.host}/{reference}", f"oci:{dest}:pulled"],
-                            capture_output=True, text=True, check=False, timeout=300)
+    result = subprocess.run(
+        [*args, f"docker://{server.host}/{reference}", f"oci:{dest}:pulled"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
-    return subprocess.run(["skopeo", "--insecure-policy", "inspect", "--raw", f"oci:{dest}:pulled"],
-                          capture_output=True, check=True, timeout=60).stdout
+    return subprocess.run(
+        ["skopeo", "--insecure-policy", "inspect", "--raw", f"oci:{dest}:pulled"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
 
 
 def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ocimerge", *args], capture_output=True, text=True, input=stdin,
-                          env={**os.environ, **(env or {})}, check=False, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ocimerge", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env={**os.environ, **(env or {})},
+        check=False,
+        timeout=300,
+    )
 
 
 # -- the main job ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("mode", ["registry", "relative_registry", "tls_registry", "token_registry"])
-def test_create_and_push_then_skopeo_pulls_every_digest(request: pytest.FixtureRequest, mode: str,
-                                                        inputs: list[str], tmp_path: Path) -> None:
+def test_create_and_push_then_skopeo_pulls_every_digest(
+    request: pytest.FixtureRequest, mode: str, inputs: list[str], tmp_path: Path
+) -> None:
     server: RegistryServer = request.getfixturevalue(mode)
     repo = unique("team/app")
     options = alice(server) if server.mode not in ("anonymous", "relative") else RegistryOptions()
@@ -95,8 +113,9 @@ def test_pushing_again_uploads_nothing(registry: RegistryServer, inputs: list[st
     assert writes == [], writes
 
 
-def test_create_push_and_create_o_then_push_give_the_same_index(registry: RegistryServer, inputs: list[str],
-                                                                  tmp_path: Path) -> None:
+def test_create_push_and_create_o_then_push_give_the_same_index(
+    registry: RegistryServer, inputs: list[str], tmp_path: Path
+) -> None:
     direct = ocimerge.create(inputs, tags=[f"{registry.host}/{unique('team/direct')}:1"])
     archive = tmp_path / "multi.tar"
     ocimerge.create(inputs, str(archive))
@@ -122,11 +141,13 @@ def test_push_single_platform_and_docker_save_as_they_are(registry: RegistryServ
         assert client.manifest_head(ocimerge.Reference.parse(f"{client.host}/{repo}:saved")).digest == saved.root.digest  # type: ignore[union-attr]
 
 
-def test_several_tags_and_repositories_in_one_run_mount_within_the_registry(registry: RegistryServer,
-                                                                           inputs: list[str]) -> None:
+def test_several_tags_and_repositories_in_one_run_mount_within_the_registry(
+    registry: RegistryServer, inputs: list[str]
+) -> None:
     a, b = unique("team/a"), unique("team/b")
-    result = ocimerge.create(inputs, tags=[f"{registry.host}/{a}:1", f"{registry.host}/{a}:latest",
-                                           f"{registry.host}/{b}:1"])
+    result = ocimerge.create(
+        inputs, tags=[f"{registry.host}/{a}:1", f"{registry.host}/{a}:latest", f"{registry.host}/{b}:1"]
+    )
     first, second = result.pushed
     assert first.tags == ("1", "latest")
     assert first.count(BlobAction.UPLOAD) > 0
@@ -174,16 +195,20 @@ def test_second_repository_asks_pull_on_its_mount_source(token_registry: Registr
     assert token_registry.token_server is not None
     seen = len(token_registry.token_server.requests)
     a, b = unique("team/src"), unique("team/dst")
-    result = ocimerge.create(inputs, tags=[f"{token_registry.host}/{a}:1", f"{token_registry.host}/{b}:1"],
-                             registry_options=alice(token_registry))
+    result = ocimerge.create(
+        inputs,
+        tags=[f"{token_registry.host}/{a}:1", f"{token_registry.host}/{b}:1"],
+        registry_options=alice(token_registry),
+    )
     assert result.pushed[1].count(BlobAction.MOUNT) == result.pushed[0].count(BlobAction.UPLOAD)
     scopes = {s for r in token_registry.token_server.requests[seen:] for s in r["scopes"]}
     assert f"repository:{a}:pull" in scopes or f"repository:{a}:pull,push" in scopes
     assert not any(s.startswith(f"repository:{b}") and "delete" in s for s in scopes)
 
 
-def test_identity_token_uses_the_refresh_grant(token_registry: RegistryServer, inputs: list[str],
-                                               tmp_path: Path) -> None:
+def test_identity_token_uses_the_refresh_grant(
+    token_registry: RegistryServer, inputs: list[str], tmp_path: Path
+) -> None:
     assert token_registry.token_server is not None
     server = token_registry.token_server
     refresh = server.answer("alice", [], offline=True)["refresh_token"]
@@ -191,8 +216,15 @@ def test_identity_token_uses_the_refresh_grant(token_registry: RegistryServer, i
     config.mkdir()
     (config / "config.json").write_text(json.dumps({"auths": {token_registry.host: {"identitytoken": refresh}}}))
     seen = len(server.requests)
-    result = cli("create", "-q", "--json", "-t", f"{token_registry.host}/{unique('team/idt')}:1", *inputs,
-                 env={"DOCKER_CONFIG": str(config)})
+    result = cli(
+        "create",
+        "-q",
+        "--json",
+        "-t",
+        f"{token_registry.host}/{unique('team/idt')}:1",
+        *inputs,
+        env={"DOCKER_CONFIG": str(config)},
+    )
     assert result.returncode == 0, result.stderr
     grants = [r.get("grant") for r in server.requests[seen:]]
     assert grants
@@ -200,26 +232,43 @@ def test_identity_token_uses_the_refresh_grant(token_registry: RegistryServer, i
     assert refresh not in result.stdout + result.stderr
 
 
-def test_docker_config_auth_and_credential_helper(tls_registry: RegistryServer, inputs: list[str],
-                                                  tmp_path: Path) -> None:
+def test_docker_config_auth_and_credential_helper(
+    tls_registry: RegistryServer, inputs: list[str], tmp_path: Path
+) -> None:
     config = tmp_path / "docker"
     config.mkdir()
     auth = base64.b64encode(f"alice:{USERS['alice']}".encode()).decode()
     (config / "config.json").write_text(json.dumps({"auths": {f"https://{tls_registry.host}/v2/": {"auth": auth}}}))
     common = ["--ca-file", str(tls_registry.ca_file)]
-    result = cli("create", "-q", "-t", f"{tls_registry.host}/{unique('team/cfg')}:1", *common, *inputs,
-                 env={"DOCKER_CONFIG": str(config)})
+    result = cli(
+        "create",
+        "-q",
+        "-t",
+        f"{tls_registry.host}/{unique('team/cfg')}:1",
+        *common,
+        *inputs,
+        env={"DOCKER_CONFIG": str(config)},
+    )
     assert result.returncode == 0, result.stderr
     # a credential helper, speaking docker's protocol, found on PATH
     bindir = tmp_path / "bin"
     bindir.mkdir()
     helper = bindir / "docker-credential-ocimergetest"
-    helper.write_text("#!/bin/sh\nread server\n"
-                      f"printf '{{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"{USERS['alice']}\"}}' \"$server\"\n")
+    helper.write_text(
+        "#!/bin/sh\nread server\n"
+        f'printf \'{{"ServerURL":"%s","Username":"alice","Secret":"{USERS["alice"]}"}}\' "$server"\n'
+    )
     helper.chmod(helper.stat().st_mode | stat.S_IEXEC)
     (config / "config.json").write_text(json.dumps({"credHelpers": {tls_registry.host: "ocimergetest"}}))
-    result = cli("create", "-q", "-t", f"{tls_registry.host}/{unique('team/helper')}:1", *common, *inputs,
-                 env={"DOCKER_CONFIG": str(config), "PATH": f"{bindir}:{os.environ['PATH']}"})
+    result = cli(
+        "create",
+        "-q",
+        "-t",
+        f"{tls_registry.host}/{unique('team/helper')}:1",
+        *common,
+        *inputs,
+        env={"DOCKER_CONFIG": str(config), "PATH": f"{bindir}:{os.environ['PATH']}"},
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -251,12 +300,23 @@ def test_pull_only_user_is_denied(request: pytest.FixtureRequest, mode: str, inp
 
 def test_tls_needs_the_ca_or_insecure(tls_registry: RegistryServer, inputs: list[str]) -> None:
     target = f"{tls_registry.host}/{unique('team/tls')}:1"
-    result = cli("create", "-t", target, "--username", "alice", "--password-stdin", *inputs,
-                 stdin=USERS["alice"] + "\n")
+    result = cli(
+        "create", "-t", target, "--username", "alice", "--password-stdin", *inputs, stdin=USERS["alice"] + "\n"
+    )
     assert result.returncode == 4
     assert "CERTIFICATE" in result.stderr.upper() or "SSL" in result.stderr.upper()
-    insecure = cli("create", "-q", "-t", target, "--insecure", "--username", "alice", "--password-stdin", *inputs,
-                   stdin=USERS["alice"] + "\n")
+    insecure = cli(
+        "create",
+        "-q",
+        "-t",
+        target,
+        "--insecure",
+        "--username",
+        "alice",
+        "--password-stdin",
+        *inputs,
+        stdin=USERS["alice"] + "\n",
+    )
     assert insecure.returncode == 0, insecure.stderr
 
 
@@ -280,16 +340,18 @@ def test_a_failed_blob_upload_is_retried(registry: RegistryServer, inputs: list[
     try:
         proxy.faults.append(Fault("PUT", "/blobs/uploads/", times=1, status=status))
         repo = unique("team/retry")
-        result = ocimerge.create(inputs, tags=[f"{proxy.host}/{repo}:1"],
-                                 registry_options=RegistryOptions(retry=FAST_RETRY), jobs=1)
+        result = ocimerge.create(
+            inputs, tags=[f"{proxy.host}/{repo}:1"], registry_options=RegistryOptions(retry=FAST_RETRY), jobs=1
+        )
         assert proxy.faults[0].seen == 1
         assert result.pushed[0].tags == ("1",)
     finally:
         proxy.stop()
 
 
-def test_interrupted_push_leaves_no_tag_and_a_rerun_uploads_only_what_is_missing(registry: RegistryServer,
-                                                                                  inputs: list[str]) -> None:
+def test_interrupted_push_leaves_no_tag_and_a_rerun_uploads_only_what_is_missing(
+    registry: RegistryServer, inputs: list[str]
+) -> None:
     proxy = FaultProxy(registry.host)
     try:
         repo = unique("team/interrupted")
@@ -344,8 +406,19 @@ def test_remote_inspect_and_raw(registry: RegistryServer, inputs: list[str]) -> 
 
 def test_cli_json_and_secrets_never_printed(tls_registry: RegistryServer, inputs: list[str]) -> None:
     repo = unique("team/json")
-    result = cli("create", "--json", "-t", f"{tls_registry.host}/{repo}:1", "--ca-file", str(tls_registry.ca_file),
-                 "--username", "alice", "--password-stdin", *inputs, stdin=USERS["alice"] + "\n")
+    result = cli(
+        "create",
+        "--json",
+        "-t",
+        f"{tls_registry.host}/{repo}:1",
+        "--ca-file",
+        str(tls_registry.ca_file),
+        "--username",
+        "alice",
+        "--password-stdin",
+        *inputs,
+        stdin=USERS["alice"] + "\n",
+    )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     [pushed] = payload["pushed"]

@@ -46,16 +46,29 @@ from ocimerge.registry.transport import RetryPolicy, TLSOptions, is_loopback
 # -- challenges and scopes --------------------------------------------------------------------
 
 CHALLENGES = [
-    (['Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"'],
-     [("bearer", {"realm": "https://auth.example/token", "service": "registry.example", "scope": "repository:a/b:pull"})]),
+    (
+        ['Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"'],
+        [
+            (
+                "bearer",
+                {"realm": "https://auth.example/token", "service": "registry.example", "scope": "repository:a/b:pull"},
+            )
+        ],
+    ),
     (['bearer Realm="https://a/t", SERVICE=reg'], [("bearer", {"realm": "https://a/t", "service": "reg"})]),
     (['Basic realm="my \\"registry\\""'], [("basic", {"realm": 'my "registry"'})]),
-    (['Basic realm="r"', 'Bearer realm="https://t",service="s"'],
-     [("basic", {"realm": "r"}), ("bearer", {"realm": "https://t", "service": "s"})]),
-    (['Basic realm="r", Bearer realm="https://t",error="insufficient_scope"'],
-     [("basic", {"realm": "r"}), ("bearer", {"realm": "https://t", "error": "insufficient_scope"})]),
-    (['Bearer realm="https://t",scope="repository:a:pull repository:b:pull,push"'],
-     [("bearer", {"realm": "https://t", "scope": "repository:a:pull repository:b:pull,push"})]),
+    (
+        ['Basic realm="r"', 'Bearer realm="https://t",service="s"'],
+        [("basic", {"realm": "r"}), ("bearer", {"realm": "https://t", "service": "s"})],
+    ),
+    (
+        ['Basic realm="r", Bearer realm="https://t",error="insufficient_scope"'],
+        [("basic", {"realm": "r"}), ("bearer", {"realm": "https://t", "error": "insufficient_scope"})],
+    ),
+    (
+        ['Bearer realm="https://t",scope="repository:a:pull repository:b:pull,push"'],
+        [("bearer", {"realm": "https://t", "scope": "repository:a:pull repository:b:pull,push"})],
+    ),
     ([""], []),
 ]
 
@@ -81,8 +94,11 @@ def test_challenge_scopes_and_merging() -> None:
         ("HEAD", "https://r/v2/team/app/blobs/sha256:x", ["repository:team/app:pull"]),
         ("GET", "https://r/v2/a/manifests/1", ["repository:a:pull"]),
         ("PUT", "https://r/v2/a/b/c/manifests/1", ["repository:a/b/c:pull,push"]),
-        ("POST", "https://r/v2/dst/blobs/uploads/?mount=sha256:x&from=src/repo",
-         ["repository:dst:pull,push", "repository:src/repo:pull"]),
+        (
+            "POST",
+            "https://r/v2/dst/blobs/uploads/?mount=sha256:x&from=src/repo",
+            ["repository:dst:pull,push", "repository:src/repo:pull"],
+        ),
         ("GET", "https://r/v2/", []),
     ],
 )
@@ -111,12 +127,17 @@ def b64(text: str) -> str:
 
 
 def test_credentials_from_auths(tmp_path: Path) -> None:
-    env = write_config(tmp_path, {"auths": {
-        "https://index.docker.io/v1/": {"auth": b64("hub:hubpass")},
-        "https://registry.example:5000/v2/": {"auth": b64("me:pa:ss\0")},
-        "idt.example": {"identitytoken": "rt-1"},
-        "empty.example": {},
-    }})
+    env = write_config(
+        tmp_path,
+        {
+            "auths": {
+                "https://index.docker.io/v1/": {"auth": b64("hub:hubpass")},
+                "https://registry.example:5000/v2/": {"auth": b64("me:pa:ss\0")},
+                "idt.example": {"identitytoken": "rt-1"},
+                "empty.example": {},
+            }
+        },
+    )
     hub = resolve_credentials("docker.io", env=env)
     assert hub is not None
     assert (hub.username, hub.password) == ("hub", "hubpass")
@@ -133,8 +154,11 @@ def test_credentials_from_auths(tmp_path: Path) -> None:
 
 
 def test_explicit_and_environment_credentials_win(tmp_path: Path) -> None:
-    env = {**write_config(tmp_path, {"auths": {"r.example": {"auth": b64("cfg:cfg")}}}),
-           "OCIMERGE_USERNAME": "envuser", "OCIMERGE_PASSWORD": "envpass"}
+    env = {
+        **write_config(tmp_path, {"auths": {"r.example": {"auth": b64("cfg:cfg")}}}),
+        "OCIMERGE_USERNAME": "envuser",
+        "OCIMERGE_PASSWORD": "envpass",
+    }
     found = resolve_credentials("r.example", env=env)
     assert found is not None
     assert found.username == "envuser"
@@ -155,12 +179,28 @@ def helper(tmp_path: Path, name: str, script: str) -> dict[str, str]:
 
 
 def test_credential_helpers(tmp_path: Path) -> None:
-    env = write_config(tmp_path, {"credHelpers": {"a.example": "token", "b.example": "none"},
-                                  "credsStore": "store", "auths": {"c.example": {"auth": b64("c:c")}}})
-    env.update(helper(tmp_path, "token", 'read s; echo "{\\"ServerURL\\":\\"$s\\",\\"Username\\":\\"<token>\\",\\"Secret\\":\\"rt\\"}"\n'))
+    env = write_config(
+        tmp_path,
+        {
+            "credHelpers": {"a.example": "token", "b.example": "none"},
+            "credsStore": "store",
+            "auths": {"c.example": {"auth": b64("c:c")}},
+        },
+    )
+    env.update(
+        helper(
+            tmp_path,
+            "token",
+            'read s; echo "{\\"ServerURL\\":\\"$s\\",\\"Username\\":\\"<token>\\",\\"Secret\\":\\"rt\\"}"\n',
+        )
+    )
     helper(tmp_path, "none", "echo 'credentials not found in native keychain'; exit 1\n")
-    helper(tmp_path, "store", 'read s; if [ "$s" = "https://index.docker.io/v1/" ]; then echo \'{"Username":"hub","Secret":"h"}\'; '
-                              "else echo 'credentials not found in native keychain'; exit 1; fi\n")
+    helper(
+        tmp_path,
+        "store",
+        'read s; if [ "$s" = "https://index.docker.io/v1/" ]; then echo \'{"Username":"hub","Secret":"h"}\'; '
+        "else echo 'credentials not found in native keychain'; exit 1; fi\n",
+    )
     a = resolve_credentials("a.example", env=env)
     assert a is not None
     assert a.identity_token == "rt"
@@ -201,6 +241,7 @@ def test_retry_policy_backoff_and_retry_after() -> None:
 
 # -- HTTP edge cases with MockTransport ---------------------------------------------------------
 
+
 def test_retry_policy_statuses_are_the_error_tree_s() -> None:
     assert RetryPolicy().statuses == RETRYABLE_STATUSES
     assert all(RetryPolicy().should_retry_status(s) == retryable_status(s) for s in range(400, 600))
@@ -233,7 +274,9 @@ def token_registry(lifetime: int = 60) -> tuple[Recorder, dict[str, int]]:
             if request.method == "HEAD":
                 return httpx.Response(404)
             return httpx.Response(200, json={})
-        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/token",service="reg"'})
+        return httpx.Response(
+            401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/token",service="reg"'}
+        )
 
     return Recorder(handle), issued
 
@@ -241,8 +284,12 @@ def token_registry(lifetime: int = 60) -> tuple[Recorder, dict[str, int]]:
 def test_tokens_are_reused_then_renewed_before_expiry() -> None:
     recorder, issued = token_registry(lifetime=300)
     now = [1000.0]
-    with Registry("reg.example", transport=httpx.MockTransport(recorder), clock=lambda: now[0],
-                  credentials=Credentials("test", "u", "p")) as registry:
+    with Registry(
+        "reg.example",
+        transport=httpx.MockTransport(recorder),
+        clock=lambda: now[0],
+        credentials=Credentials("test", "u", "p"),
+    ) as registry:
         digest = Digest.of(b"x")
         assert registry.blob_exists("a/b", digest) is None
         assert registry.blob_exists("a/b", digest) is None
@@ -267,9 +314,12 @@ def test_credentials_never_follow_a_redirect_to_another_host() -> None:
 
     recorder = Recorder(handle)
     descriptor = Descriptor("application/octet-stream", Digest.of(b"x"), 1)
-    with Registry("reg.example", transport=httpx.MockTransport(recorder),
-                  credentials=Credentials("test", "user", "secret")) as registry, \
-            registry.open_blob("a", descriptor) as reader:
+    with (
+        Registry(
+            "reg.example", transport=httpx.MockTransport(recorder), credentials=Credentials("test", "user", "secret")
+        ) as registry,
+        registry.open_blob("a", descriptor) as reader,
+    ):
         assert reader.read() == b"x"
     cdn = [r for r in recorder.requests if r.url.host == "cdn.example"]
     assert cdn
@@ -280,9 +330,12 @@ def test_plain_http_realm_elsewhere_gets_no_credentials() -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="http://auth.example/token"'})
 
-    with Registry("reg.example", transport=httpx.MockTransport(handle),
-                  credentials=Credentials("test", "u", "p")) as registry, \
-            pytest.raises(AuthError, match="plain HTTP"):
+    with (
+        Registry(
+            "reg.example", transport=httpx.MockTransport(handle), credentials=Credentials("test", "u", "p")
+        ) as registry,
+        pytest.raises(AuthError, match="plain HTTP"),
+    ):
         registry.blob_exists("a", Digest.of(b"x"))
 
 
@@ -293,11 +346,19 @@ def test_a_refused_fresh_token_is_final() -> None:
         return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/token"'})
 
     recorder = Recorder(handle)
-    with Registry("reg.example", transport=httpx.MockTransport(recorder), credentials=None,
-                  options=RegistryOptions(retry=RetryPolicy(attempts=1))) as registry, \
-            pytest.raises(AuthError, match="authentication failed"):
-        registry.manifest_put(Reference.parse("reg.example/a:1"), Document(b"{}", None, Descriptor(
-            "application/vnd.oci.image.manifest.v1+json", Digest.of(b"{}"), 2)))
+    with (
+        Registry(
+            "reg.example",
+            transport=httpx.MockTransport(recorder),
+            credentials=None,
+            options=RegistryOptions(retry=RetryPolicy(attempts=1)),
+        ) as registry,
+        pytest.raises(AuthError, match="authentication failed"),
+    ):
+        registry.manifest_put(
+            Reference.parse("reg.example/a:1"),
+            Document(b"{}", None, Descriptor("application/vnd.oci.image.manifest.v1+json", Digest.of(b"{}"), 2)),
+        )
     assert len(recorder.requests) < 8
 
 
@@ -313,8 +374,9 @@ def test_retry_after_is_honoured_on_429() -> None:
         return httpx.Response(404)
 
     slept: list[float] = []
-    with Registry("reg.example", transport=httpx.MockTransport(handle), credentials=None,
-                  sleep=slept.append) as registry:
+    with Registry(
+        "reg.example", transport=httpx.MockTransport(handle), credentials=None, sleep=slept.append
+    ) as registry:
         assert registry.blob_exists("a", Digest.of(b"x")) is None
     assert slept == [2.0]
 
@@ -342,8 +404,12 @@ def test_relative_location_query_kept_and_413_falls_back_to_chunks() -> None:
         assert request.url.params.get("digest") == str(blob.digest)
         return httpx.Response(201, headers={"Docker-Content-Digest": str(blob.digest)})
 
-    with Registry("reg.example", transport=httpx.MockTransport(handle), credentials=None,
-                  options=RegistryOptions(chunked_threshold=10_000)) as registry:
+    with Registry(
+        "reg.example",
+        transport=httpx.MockTransport(handle),
+        credentials=None,
+        options=RegistryOptions(chunked_threshold=10_000),
+    ) as registry:
         registry.upload("a", blob)
     assert bytes(stored) == data
 
@@ -352,19 +418,30 @@ def test_manifest_that_does_not_match_its_digest_is_refused() -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v2/":
             return httpx.Response(200)
-        return httpx.Response(200, content=b'{"schemaVersion":2}', headers={
-            "Content-Type": "application/vnd.oci.image.manifest.v1+json",
-            "Docker-Content-Digest": str(Digest.of(b"something else"))})
+        return httpx.Response(
+            200,
+            content=b'{"schemaVersion":2}',
+            headers={
+                "Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                "Docker-Content-Digest": str(Digest.of(b"something else")),
+            },
+        )
 
-    with Registry("reg.example", transport=httpx.MockTransport(handle), credentials=None) as registry, \
-            pytest.raises(DigestMismatchError):
+    with (
+        Registry("reg.example", transport=httpx.MockTransport(handle), credentials=None) as registry,
+        pytest.raises(DigestMismatchError),
+    ):
         registry.manifest_get(Reference.parse("reg.example/a:latest"))
 
 
 def test_token_response_shapes() -> None:
     bodies: tuple[dict[str, object], ...] = (
-        {"token": "a"}, {"access_token": "b"}, {"token": "c", "access_token": "c", "expires_in": 3})
+        {"token": "a"},
+        {"access_token": "b"},
+        {"token": "c", "access_token": "c", "expires_in": 3},
+    )
     for body in bodies:
+
         def handle(request: httpx.Request, body: dict[str, object] = body) -> httpx.Response:
             if request.url.host == "auth.example":
                 return httpx.Response(200, json=body)
@@ -396,9 +473,13 @@ def test_password_grant_when_the_get_form_is_not_served() -> None:
             return httpx.Response(200, json={"access_token": "t2"})
         if request.headers.get("authorization") == "Bearer t2":
             return httpx.Response(404)
-        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/token",service="s"'})
+        return httpx.Response(
+            401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/token",service="s"'}
+        )
 
-    with Registry("reg.example", transport=httpx.MockTransport(handle), credentials=Credentials("t", "u", "p")) as registry:
+    with Registry(
+        "reg.example", transport=httpx.MockTransport(handle), credentials=Credentials("t", "u", "p")
+    ) as registry:
         assert registry.blob_exists("a", Digest.of(b"x")) is None
 
 
@@ -467,13 +548,14 @@ def test_an_upload_location_on_another_host_gets_no_credentials() -> None:
             return httpx.Response(202, headers={"Location": "https://storage.example/upload/1?sig=abc"})
         return httpx.Response(200)
 
-    with Registry("reg.example", transport=httpx.MockTransport(handle), credentials=Credentials("t", "u", "secret")) as registry:
+    with Registry(
+        "reg.example", transport=httpx.MockTransport(handle), credentials=Credentials("t", "u", "secret")
+    ) as registry:
         registry.upload("a", blob)
     storage = [r for r in seen if r.url.host == "storage.example"]
     assert storage
     assert all("authorization" not in r.headers for r in storage)
     assert any("authorization" in r.headers for r in seen if r.url.host == "reg.example")
-
 
 
 # -- the auth flow, driven by hand as httpx's own tests do --------------------------------------
@@ -556,8 +638,9 @@ def test_flow_gives_a_request_to_another_host_nothing() -> None:
     flow = auth.sync_auth_flow(request)
     assert "authorization" not in next(flow).headers
     with pytest.raises(StopIteration):  # a challenge from elsewhere fetches nothing and sends nothing
-        flow.send(httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://evil.example/t"'},
-                                 request=request))
+        flow.send(
+            httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://evil.example/t"'}, request=request)
+        )
     assert auth.token_requests == []
 
 
@@ -612,8 +695,12 @@ def test_a_redirect_target_cannot_plant_a_bearer_challenge() -> None:
         return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://evil.example/token"'})
 
     descriptor = Descriptor("application/octet-stream", Digest.of(b"x"), 1)
-    with Registry("reg.example", transport=httpx.MockTransport(handle),
-                  credentials=Credentials("test", "u", "secret")) as registry, pytest.raises(UnauthorizedError):
+    with (
+        Registry(
+            "reg.example", transport=httpx.MockTransport(handle), credentials=Credentials("test", "u", "secret")
+        ) as registry,
+        pytest.raises(UnauthorizedError),
+    ):
         registry.open_blob("a", descriptor)
     assert not any(r.url.host == "evil.example" for r in seen)
     assert all("authorization" not in r.headers for r in seen if r.url.host != "reg.example")
@@ -635,8 +722,10 @@ def test_redirects_are_followed_for_reads_only_and_not_forever() -> None:
         with pytest.raises(RegistryError, match="more than 5 redirects"):
             registry.blob_exists("a", Digest.of(b"y"))
         with pytest.raises(RegistryError, match="PUT answered with a redirect"):
-            registry.manifest_put(Reference.parse("reg.example/a:1"), Document(b"{}", None, Descriptor(
-                "application/vnd.oci.image.manifest.v1+json", Digest.of(b"{}"), 2)))
+            registry.manifest_put(
+                Reference.parse("reg.example/a:1"),
+                Document(b"{}", None, Descriptor("application/vnd.oci.image.manifest.v1+json", Digest.of(b"{}"), 2)),
+            )
 
 
 def test_an_untrusted_certificate_is_a_tls_error_never_retried_nor_downgraded() -> None:
@@ -644,11 +733,15 @@ def test_an_untrusted_certificate_is_a_tls_error_never_retried_nor_downgraded() 
 
     def handle(request: httpx.Request) -> httpx.Response:
         calls.append(request)
-        raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed "
-                                 "certificate (_ssl.c:1006)", request=request)
+        raise httpx.ConnectError(
+            "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c:1006)",
+            request=request,
+        )
 
-    with Registry("127.0.0.1:5000", transport=httpx.MockTransport(handle), credentials=None) as registry, \
-            pytest.raises(TLSVerificationError, match="--ca-file") as caught:
+    with (
+        Registry("127.0.0.1:5000", transport=httpx.MockTransport(handle), credentials=None) as registry,
+        pytest.raises(TLSVerificationError, match="--ca-file") as caught,
+    ):
         registry.ping()
     assert isinstance(caught.value.__cause__, httpx.ConnectError)
     assert not caught.value.retryable
@@ -662,21 +755,28 @@ def test_a_failed_connection_is_retried_then_a_chained_transport_error() -> None
         raise httpx.ConnectError("connection refused", request=request)
 
     options = RegistryOptions(retry=RetryPolicy(attempts=3, random=lambda: 0.0))
-    with Registry("reg.example", options, transport=httpx.MockTransport(handle), credentials=None,
-                  sleep=slept.append) as registry, pytest.raises(TransportError) as caught:
+    with (
+        Registry(
+            "reg.example", options, transport=httpx.MockTransport(handle), credentials=None, sleep=slept.append
+        ) as registry,
+        pytest.raises(TransportError) as caught,
+    ):
         registry.ping()
     assert isinstance(caught.value.__cause__, httpx.ConnectError)
     assert registry.requests["GET ping"] == 3
     assert len(slept) == 2
 
 
-@pytest.mark.parametrize(("status", "body", "error"), [
-    (413, {}, RequestTooLargeError),
-    (403, {}, DeniedError),
-    (401, {}, UnauthorizedError),
-    (404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "gone"}]}, ManifestUnknownError),
-    (400, {"errors": [{"code": "DENIED"}]}, DeniedError),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (413, {}, RequestTooLargeError),
+        (403, {}, DeniedError),
+        (401, {}, UnauthorizedError),
+        (404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "gone"}]}, ManifestUnknownError),
+        (400, {"errors": [{"code": "DENIED"}]}, DeniedError),
+    ],
+)
 def test_error_answers_become_the_error_tree(status: int, body: dict[str, object], error: type[Exception]) -> None:
     request = httpx.Request("GET", "https://reg.example/v2/a/manifests/1?_state=x")
     with pytest.raises(error) as caught:
@@ -691,8 +791,14 @@ def test_manifest_get_returns_the_verified_document() -> None:
     raw = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
 
     def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=raw, headers={"Content-Type": "application/vnd.oci.image.index.v1+json",
-                                                         "Docker-Content-Digest": str(Digest.of(raw))})
+        return httpx.Response(
+            200,
+            content=raw,
+            headers={
+                "Content-Type": "application/vnd.oci.image.index.v1+json",
+                "Docker-Content-Digest": str(Digest.of(raw)),
+            },
+        )
 
     with Registry("reg.example", transport=httpx.MockTransport(ping_ok(handle)), credentials=None) as registry:
         document = registry.manifest_get(Reference.parse("reg.example/a:1"))

@@ -42,8 +42,9 @@ def skopeo_push(server: RegistryServer, source: str, reference: str, *, all_: bo
         args.append("--all")
     if server.mode != "anonymous":
         args += ["--dest-creds", f"alice:{USERS['alice']}"]
-    result = subprocess.run([*args, source, f"docker://{server.host}/{reference}"], capture_output=True, text=True,
-                            check=False, timeout=300)
+    result = subprocess.run(
+        [*args, source, f"docker://{server.host}/{reference}"], capture_output=True, text=True, check=False, timeout=300
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -53,8 +54,9 @@ def per_arch(server: RegistryServer, repository: str, tmp_path: Path, *, attesta
     for arch, variant in PLATFORMS:
         image = Image(architecture=arch, variant=variant)
         tag = f"1.4-{arch}{variant or ''}"
-        layout = oci_layout([image], attestations=attestation, shape="index" if attestation else "manifest",
-                            names={0: tag})
+        layout = oci_layout(
+            [image], attestations=attestation, shape="index" if attestation else "manifest", names={0: tag}
+        )
         path = layout.write_dir(str(tmp_path / f"{repository.replace('/', '_')}-{tag}"))
         skopeo_push(server, f"oci:{path}:{tag}", f"{repository}:{tag}", all_=attestation)
         digests[tag] = image.digest
@@ -65,8 +67,13 @@ def skopeo_pull(server: RegistryServer, reference: str, dest: Path) -> dict[str,
     args = ["skopeo", "--insecure-policy", "copy", "--all", "--preserve-digests", "--src-tls-verify=false"]
     if server.mode != "anonymous":
         args += ["--src-creds", f"alice:{USERS['alice']}"]
-    result = subprocess.run([*args, f"docker://{server.host}/{reference}", f"oci:{dest}:x"], capture_output=True,
-                            text=True, check=False, timeout=300)
+    result = subprocess.run(
+        [*args, f"docker://{server.host}/{reference}", f"oci:{dest}:x"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     index: dict[str, Any] = json.loads((dest / "index.json").read_text())
     [entry] = index["manifests"]
@@ -85,7 +92,9 @@ def test_sources_in_the_target_repository_upload_nothing(registry: RegistryServe
     repo = unique("team/app")
     digests = per_arch(registry, repo, tmp_path)
     before = len(registry.requests())
-    result = ocimerge.create([f"docker://{registry.host}/{repo}:{t}" for t in digests], tags=[f"{registry.host}/{repo}:1.4"])
+    result = ocimerge.create(
+        [f"docker://{registry.host}/{repo}:{t}" for t in digests], tags=[f"{registry.host}/{repo}:1.4"]
+    )
     [pushed] = result.pushed
     assert pushed.count(BlobAction.UPLOAD) == 0
     assert pushed.count(BlobAction.MOUNT) == 0
@@ -111,8 +120,9 @@ def test_same_registry_sources_are_mounted_not_uploaded(registry: RegistryServer
     assert {m["digest"] for m in index["manifests"]} == set(digests.values())  # type: ignore[attr-defined]
 
 
-def test_across_registries_blobs_stream_and_digests_survive(registry: RegistryServer, token_registry: RegistryServer,
-                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_across_registries_blobs_stream_and_digests_survive(
+    registry: RegistryServer, token_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = unique("team/app")
     digests = per_arch(token_registry, repo, tmp_path)
     target = unique("mirror/app")
@@ -122,8 +132,9 @@ def test_across_registries_blobs_stream_and_digests_survive(registry: RegistrySe
     auth = base64.b64encode(f"alice:{USERS['alice']}".encode()).decode()
     (config / "config.json").write_text(json.dumps({"auths": {token_registry.host: {"auth": auth}}}))
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
-    result = ocimerge.create([f"{token_registry.host}/{repo}:{t}" for t in digests],
-                             tags=[f"{registry.host}/{target}:1.4"])
+    result = ocimerge.create(
+        [f"{token_registry.host}/{repo}:{t}" for t in digests], tags=[f"{registry.host}/{target}:1.4"]
+    )
     [pushed] = result.pushed
     assert pushed.count(BlobAction.COPY) == len(pushed.blobs)
     assert all(b.source == f"{token_registry.host}/{repo}" for b in pushed.blobs)
@@ -150,19 +161,28 @@ def test_index_source_flattened_filtered_with_attestations(registry: RegistrySer
     images = [Image(architecture=a, variant=v) for a, v in PLATFORMS]
     layout = oci_layout(images, attestations=True, names={0: "all"}).write_dir(str(tmp_path / "bk"))
     skopeo_push(registry, f"oci:{layout}:all", f"{repo}:all", all_=True)
-    result = ocimerge.create([f"docker://{registry.host}/{repo}:all"], tags=[f"{registry.host}/{repo}:two"],
-                             platforms=[ocimerge.Platform.parse("linux/amd64"), ocimerge.Platform.parse("linux/arm/v7")])
+    result = ocimerge.create(
+        [f"docker://{registry.host}/{repo}:all"],
+        tags=[f"{registry.host}/{repo}:two"],
+        platforms=[ocimerge.Platform.parse("linux/amd64"), ocimerge.Platform.parse("linux/arm/v7")],
+    )
     assert sorted(str(i.platform) for i in result.images) == ["linux/amd64", "linux/arm/v7"]
     index = json.loads(result.index.raw)
     attestations = [m for m in index["manifests"] if m["platform"]["os"] == "unknown"]
     images_listed = [m["digest"] for m in index["manifests"] if m["platform"]["os"] != "unknown"]
     assert sorted(a["annotations"]["vnd.docker.reference.digest"] for a in attestations) == sorted(images_listed)
-    shown = subprocess.run([sys.executable, "-m", "ocimerge", "inspect", "--json", f"docker://{registry.host}/{repo}:two"],
-                           capture_output=True, text=True, check=True, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-m", "ocimerge", "inspect", "--json", f"docker://{registry.host}/{repo}:two"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     [entry] = json.loads(shown.stdout)["entries"]
     assert all(len(i["attestations"]) == 1 for i in entry["images"])
-    dropped = ocimerge.create([f"docker://{registry.host}/{repo}:all"], dry_run=True,
-                              attestations=ocimerge.AttestationPolicy.DROP)
+    dropped = ocimerge.create(
+        [f"docker://{registry.host}/{repo}:all"], dry_run=True, attestations=ocimerge.AttestationPolicy.DROP
+    )
     assert all(m["platform"]["os"] != "unknown" for m in json.loads(dropped.index.raw)["manifests"])
 
 
@@ -170,17 +190,32 @@ def test_index_source_flattened_filtered_with_attestations(registry: RegistrySer
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ocimerge", *args], capture_output=True, text=True, check=False,
-                          timeout=300, env={**os.environ})
+    return subprocess.run(
+        [sys.executable, "-m", "ocimerge", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={**os.environ},
+    )
 
 
 def test_template_with_ignore_missing_and_metadata(registry: RegistryServer, tmp_path: Path) -> None:
     repo = unique("team/tpl")
     digests = per_arch(registry, repo, tmp_path)
     metadata = tmp_path / "meta.json"
-    result = cli("create", "--template", f"{registry.host}/{repo}:1.4-ARCHVARIANT",
-                 "--platforms", "linux/amd64,linux/arm64/v8,linux/arm/v7,linux/s390x", "--ignore-missing",
-                 "-t", f"{registry.host}/{repo}:1.4", "--metadata-file", str(metadata))
+    result = cli(
+        "create",
+        "--template",
+        f"{registry.host}/{repo}:1.4-ARCHVARIANT",
+        "--platforms",
+        "linux/amd64,linux/arm64/v8,linux/arm/v7,linux/s390x",
+        "--ignore-missing",
+        "-t",
+        f"{registry.host}/{repo}:1.4",
+        "--metadata-file",
+        str(metadata),
+    )
     assert result.returncode == 0, result.stderr
     assert "s390x" in result.stderr
     assert "skipped" in result.stderr
@@ -190,8 +225,14 @@ def test_template_with_ignore_missing_and_metadata(registry: RegistryServer, tmp
     assert head is not None
     assert meta["containerimage.digest"] == str(head.digest)
     assert len(meta["ocimerge"]["manifests"]) == len(digests)
-    missing = cli("create", "--template", f"{registry.host}/{repo}:1.4-ARCHVARIANT", "--platforms",
-                  "linux/amd64,linux/s390x", "--dry-run")
+    missing = cli(
+        "create",
+        "--template",
+        f"{registry.host}/{repo}:1.4-ARCHVARIANT",
+        "--platforms",
+        "linux/amd64,linux/s390x",
+        "--dry-run",
+    )
     assert missing.returncode == 3
     assert "1.4-s390x" in missing.stderr
     assert "Traceback" not in missing.stderr
@@ -201,13 +242,22 @@ def test_spec_file_and_dry_run_plan(registry: RegistryServer, tmp_path: Path) ->
     repo = unique("team/spec")
     digests = per_arch(registry, repo, tmp_path)
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({
-        "image": f"{registry.host}/{unique('team/out')}:2.0",
-        "tags": ["latest"],
-        "manifests": [{"image": f"{registry.host}/{repo}:1.4-amd64", "platform": {"os": "linux", "architecture": "amd64"}},
-                      {"image": f"docker://{registry.host}/{repo}:1.4-arm64v8", "platform": "linux/arm64/v8"}],
-        "annotations": {"org.opencontainers.image.source": "https://example.invalid/app"},
-    }))
+    spec.write_text(
+        json.dumps(
+            {
+                "image": f"{registry.host}/{unique('team/out')}:2.0",
+                "tags": ["latest"],
+                "manifests": [
+                    {
+                        "image": f"{registry.host}/{repo}:1.4-amd64",
+                        "platform": {"os": "linux", "architecture": "amd64"},
+                    },
+                    {"image": f"docker://{registry.host}/{repo}:1.4-arm64v8", "platform": "linux/arm64/v8"},
+                ],
+                "annotations": {"org.opencontainers.image.source": "https://example.invalid/app"},
+            }
+        )
+    )
     before = len(registry.requests())
     plan = cli("create", "--spec", str(spec), "--dry-run")
     assert plan.returncode == 0, plan.stderr
@@ -234,8 +284,9 @@ def test_missing_source_tag_is_named(registry: RegistryServer) -> None:
         ocimerge.create([f"docker://{registry.host}/{repo}:nope"], dry_run=True)
 
 
-def test_unauthorised_source_registry_names_registry_and_credentials(token_registry: RegistryServer,
-                                                                      tmp_path: Path) -> None:
+def test_unauthorised_source_registry_names_registry_and_credentials(
+    token_registry: RegistryServer, tmp_path: Path
+) -> None:
     repo = unique("private/app")
     per_arch(token_registry, repo, tmp_path)
     with pytest.raises(AuthError) as caught:
@@ -244,8 +295,11 @@ def test_unauthorised_source_registry_names_registry_and_credentials(token_regis
     assert token_registry.host in message
     assert "anonymous" in message
     with pytest.raises(AuthError) as wrong:
-        ocimerge.create([f"docker://{token_registry.host}/{repo}:1.4-amd64"], dry_run=True,
-                        registry_options=RegistryOptions(username="alice", password="wrong-pass-77"))
+        ocimerge.create(
+            [f"docker://{token_registry.host}/{repo}:1.4-amd64"],
+            dry_run=True,
+            registry_options=RegistryOptions(username="alice", password="wrong-pass-77"),
+        )
     assert "--username/--password-stdin" in str(wrong.value)
     assert "wrong-pass-77" not in str(wrong.value)
 
@@ -277,17 +331,22 @@ def load_remote(reference: Reference, pool: RegistryPool) -> ocimerge.ImageSet:
 
 def test_schema_1_source_is_refused_with_the_way_out() -> None:
     schema1 = json.dumps({"schemaVersion": 1, "name": "a", "tag": "old", "fsLayers": []}).encode()
-    with _mock_pool({"old": (schema1, "application/vnd.docker.distribution.manifest.v1+prettyjws")}) as pool, \
-            pytest.raises(ocimerge.UnsupportedMediaTypeError, match="schema 1 is not supported; re-push"):
+    with (
+        _mock_pool({"old": (schema1, "application/vnd.docker.distribution.manifest.v1+prettyjws")}) as pool,
+        pytest.raises(ocimerge.UnsupportedMediaTypeError, match="schema 1 is not supported; re-push"),
+    ):
         load_remote(Reference.parse("reg.example/team/a:old"), pool)
 
 
 def test_source_index_with_missing_children_is_an_error() -> None:
     child = Image()
-    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                        "manifests": [child.entry()]}).encode()
-    with _mock_pool({"1.0": (index, "application/vnd.oci.image.index.v1+json")}) as pool, \
-            pytest.raises(MissingSourceError, match="does not have"):
+    index = json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [child.entry()]}
+    ).encode()
+    with (
+        _mock_pool({"1.0": (index, "application/vnd.oci.image.index.v1+json")}) as pool,
+        pytest.raises(MissingSourceError, match="does not have"),
+    ):
         load_remote(Reference.parse("reg.example/team/a:1.0"), pool)
 
 
@@ -308,9 +367,9 @@ def test_push_copies_a_registry_image_as_it_is(registry: RegistryServer, tmp_pat
     assert len(index["manifests"]) == 4  # type: ignore[arg-type]
 
 
-def test_a_corrupted_registry_blob_is_caught_by_verify_and_in_transit(registry: RegistryServer,
-                                                                      relative_registry: RegistryServer,
-                                                                      tmp_path: Path) -> None:
+def test_a_corrupted_registry_blob_is_caught_by_verify_and_in_transit(
+    registry: RegistryServer, relative_registry: RegistryServer, tmp_path: Path
+) -> None:
     repo = unique("team/verify")
     image = Image(gzip_layers=False, layers=[os.urandom(50_000)])
     path = oci_layout([image]).write_tar(str(tmp_path / "v.tar"))

@@ -49,9 +49,15 @@ SHAPES = {
     "oci-tar-gzip": lambda d: oci_layout([Image()]).write_tar(str(d / "a.tar.gz"), compression="gzip"),
     "oci-tar-zstd": lambda d: oci_layout([Image()]).write_tar(str(d / "a.tar.zst"), compression="zstd"),
     "buildkit-index-with-attestation": lambda d: oci_layout([Image()], attestations=True).write_tar(str(d / "bk.tar")),
-    "docker-save-classic": lambda d: docker_save([Image(gzip_layers=False)], repo_tags=[["app:1"]]).write_tar(str(d / "s.tar")),
-    "docker-save-25": lambda d: docker_save([Image(gzip_layers=False)], repo_tags=[["app:1"]], modern=True).write_tar(str(d / "s.tar")),
-    "docker-save-gzip-whole": lambda d: docker_save([Image(gzip_layers=False)]).write_tar(str(d / "s.tgz"), compression="gzip"),
+    "docker-save-classic": lambda d: docker_save([Image(gzip_layers=False)], repo_tags=[["app:1"]]).write_tar(
+        str(d / "s.tar")
+    ),
+    "docker-save-25": lambda d: docker_save([Image(gzip_layers=False)], repo_tags=[["app:1"]], modern=True).write_tar(
+        str(d / "s.tar")
+    ),
+    "docker-save-gzip-whole": lambda d: docker_save([Image(gzip_layers=False)]).write_tar(
+        str(d / "s.tgz"), compression="gzip"
+    ),
     "docker-types-in-oci-layout": lambda d: oci_layout([Image(docker_types=True)]).write_dir(str(d / "dl")),
 }
 
@@ -86,7 +92,10 @@ def test_docker_save_manifest_is_authored_from_diff_ids(tmp_path: Path) -> None:
 
 def test_docker_save_symlinked_layers(tmp_path: Path) -> None:
     shared = b"shared layer" * 100
-    images = [Image(gzip_layers=False, layers=[shared]), Image(architecture="arm64", gzip_layers=False, layers=[shared])]
+    images = [
+        Image(gzip_layers=False, layers=[shared]),
+        Image(architecture="arm64", gzip_layers=False, layers=[shared]),
+    ]
     path = docker_save(images, repo_tags=[["a:1"], ["b:1"]], symlink_shared=True).write_tar(str(tmp_path / "s.tar"))
     assert platforms(f"{path}:a:1") == ["linux/amd64"]
     assert platforms(f"{path}:b:1") == ["linux/arm64"]
@@ -157,11 +166,19 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[str, type[Exception], str]]:
     layout = oci_layout([image])
     layer_digest = json.loads(image.manifest)["layers"][0]["digest"]
     layout.files[f"blobs/sha256/{layer_digest.split(':')[1]}"] = b"X" * len(image.blobs[layer_digest])
-    out["blob-mismatch"] = (layout.write_tar(str(tmp / "mismatch.tar")), DigestMismatchError, "does not match its digest")
+    out["blob-mismatch"] = (
+        layout.write_tar(str(tmp / "mismatch.tar")),
+        DigestMismatchError,
+        "does not match its digest",
+    )
 
     layout = oci_layout([image])
     del layout.files[f"blobs/sha256/{image.digest.split(':')[1]}"]
-    out["index-names-missing-blob"] = (layout.write_tar(str(tmp / "missing.tar")), BlobMissingError, "not in the layout")
+    out["index-names-missing-blob"] = (
+        layout.write_tar(str(tmp / "missing.tar")),
+        BlobMissingError,
+        "not in the layout",
+    )
 
     layout = oci_layout([image])
     layout.files["index.json"] = b'{"schemaVersion":2,"manifests":['
@@ -174,18 +191,36 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[str, type[Exception], str]]:
     layout = oci_layout([image])
     bogus = dumps({"schemaVersion": 2, "mediaType": "application/x-bogus"})
     layout.add_blob(bogus)
-    layout.files["index.json"] = dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(bogus), "size": len(bogus)}]})
-    out["unknown-media-type"] = (layout.write_tar(str(tmp / "unknown.tar")), UnsupportedMediaTypeError, "application/x-bogus")
+    layout.files["index.json"] = dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(bogus), "size": len(bogus)}
+            ],
+        }
+    )
+    out["unknown-media-type"] = (
+        layout.write_tar(str(tmp / "unknown.tar")),
+        UnsupportedMediaTypeError,
+        "application/x-bogus",
+    )
 
     layout = oci_layout([image])
     big = b'{"schemaVersion":2,"pad":"' + b"x" * (4 * 1024 * 1024) + b'"}'
     layout.add_blob(big)
-    layout.files["index.json"] = dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(big), "size": len(big)}]})
+    layout.files["index.json"] = dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(big), "size": len(big)}
+            ],
+        }
+    )
     out["manifest-over-4mib"] = (layout.write_tar(str(tmp / "big.tar")), DocumentError, "limit")
 
-    layout = Layout({"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "index.json": b'{"schemaVersion":2,"manifests":[]}'})
+    layout = Layout(
+        {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "index.json": b'{"schemaVersion":2,"manifests":[]}'}
+    )
     out["no-image"] = (layout.write_dir(str(tmp / "empty")), SelectionError, "holds no image")
 
     (tmp / "junk.bin").write_bytes(os.urandom(4096))
@@ -214,8 +249,17 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[str, type[Exception], str]]:
 
 
 BAD = [
-    "blob-mismatch", "index-names-missing-blob", "invalid-json", "not-an-index", "unknown-media-type",
-    "manifest-over-4mib", "no-image", "not-an-archive", "dotdot-member", "symlink-outside", "truncated",
+    "blob-mismatch",
+    "index-names-missing-blob",
+    "invalid-json",
+    "not-an-index",
+    "unknown-media-type",
+    "manifest-over-4mib",
+    "no-image",
+    "not-an-archive",
+    "dotdot-member",
+    "symlink-outside",
+    "truncated",
     "docker-save-layer-vs-diff-id",
 ]
 
@@ -235,11 +279,22 @@ def test_attestation_dropped_when_its_image_is_absent(tmp_path: Path) -> None:
     entry, blobs = attestation_for(Image(architecture="s390x"))
     layout = oci_layout([image])
     layout.add_blobs(blobs)
-    index = dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                   "manifests": [image.entry(), entry]})
+    index = dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [image.entry(), entry],
+        }
+    )
     layout.add_blob(index)
-    layout.files["index.json"] = dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(index), "size": len(index)}]})
+    layout.files["index.json"] = dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [
+                {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(index), "size": len(index)}
+            ],
+        }
+    )
     with ocimerge.open_images(layout.write_dir(str(tmp_path / "l"))) as images:
         assert images.images[0].attestations == ()
         assert any("dropped attestation" in n for n in images.notes)

@@ -38,8 +38,23 @@ LAYERS: dict[str, int] = {
 }
 # Third-party imports allowed per layer (stdlib is always allowed except I/O in the model).
 THIRD_PARTY = {0: {"attrs"}, 1: {"attrs"}, 2: {"attrs", "zstandard"}, 3: {"attrs", "httpx", "cryptography"}}
-MODEL_FORBIDDEN = {"os", "io", "socket", "logging", "time", "datetime", "pathlib", "tempfile", "shutil",
-                   "subprocess", "urllib", "http", "random", "tarfile", "gzip"}
+MODEL_FORBIDDEN = {
+    "os",
+    "io",
+    "socket",
+    "logging",
+    "time",
+    "datetime",
+    "pathlib",
+    "tempfile",
+    "shutil",
+    "subprocess",
+    "urllib",
+    "http",
+    "random",
+    "tarfile",
+    "gzip",
+}
 
 
 def module_name(path: Path) -> str:
@@ -83,29 +98,106 @@ def test_imports_follow_the_layering(path: Path) -> None:
             # layer 1 wraps streams (io.BytesIO for in-memory documents) but opens nothing
             forbidden = MODEL_FORBIDDEN - ({"io"} if mine == 1 else set())
             assert top not in forbidden, f"{name} must do no I/O but imports {imported}"
-            if top not in THIRD_PARTY[mine] and top not in {"__future__", "typing", "collections", "enum", "re",
-                                                             "json", "hashlib", "abc", "dataclasses", "functools",
-                                                             "io"}:
+            if top not in THIRD_PARTY[mine] and top not in {
+                "__future__",
+                "typing",
+                "collections",
+                "enum",
+                "re",
+                "json",
+                "hashlib",
+                "abc",
+                "dataclasses",
+                "functools",
+                "io",
+            }:
                 raise AssertionError(f"{name} (layer {mine}) imports {imported}")
         elif mine in THIRD_PARTY and top in {"httpx", "cryptography", "attrs", "zstandard"}:
             assert top in THIRD_PARTY[mine], f"{name} (layer {mine}) may not use {top}"
 
 
-PUBLIC_API = sorted([
-    "Annotation", "ArchiveError", "Assembly", "Attestation", "AttestationPolicy", "AuthError", "Blob",
-    "BlobAction", "BlobMissingError", "BlobOrigin", "BlobPlan", "BlobUnknownError", "BlobUploadInvalidError",
-    "BlobUploadUnknownError", "Child", "ConversionError", "CreateOptions", "CreateResult", "Credentials",
-    "DeniedError", "Descriptor", "Digest", "DigestInvalidError", "DigestMismatchError", "Document",
-    "DocumentError", "Image", "ImageConfig", "ImageIndex", "ImageManifest", "ImageSet", "IndexFormat",
-    "InputError", "InspectReport", "ManifestBlobUnknownError", "ManifestInvalidError", "ManifestUnknownError",
-    "ModelError", "NameInvalidError", "NameUnknownError", "NotAnImageError", "OcimergeError", "OutputError",
-    "Platform", "PlatformConflictError", "PlatformMismatchError", "PushEvent", "PushEventKind", "PushOptions",
-    "PushResult", "PushSourceResult", "Reference", "Registry", "RegistryError", "RegistryOptions",
-    "RemoteError", "RequestTooLargeError", "RetryPolicy", "SelectionError", "SizeInvalidError", "SourceKind",
-    "SourceNotFoundError", "TLSOptions", "TLSVerificationError", "TooManyRequestsError", "TransportError",
-    "UnauthorizedError", "UnsupportedError", "UnsupportedMediaTypeError", "UsageError", "VerifyReport",
-    "__version__", "assemble", "create", "inspect", "open_images", "push", "verify",
-])
+PUBLIC_API = sorted(
+    [
+        "Annotation",
+        "ArchiveError",
+        "Assembly",
+        "Attestation",
+        "AttestationPolicy",
+        "AuthError",
+        "Blob",
+        "BlobAction",
+        "BlobMissingError",
+        "BlobOrigin",
+        "BlobPlan",
+        "BlobUnknownError",
+        "BlobUploadInvalidError",
+        "BlobUploadUnknownError",
+        "Child",
+        "ConversionError",
+        "CreateOptions",
+        "CreateResult",
+        "Credentials",
+        "DeniedError",
+        "Descriptor",
+        "Digest",
+        "DigestInvalidError",
+        "DigestMismatchError",
+        "Document",
+        "DocumentError",
+        "Image",
+        "ImageConfig",
+        "ImageIndex",
+        "ImageManifest",
+        "ImageSet",
+        "IndexFormat",
+        "InputError",
+        "InspectReport",
+        "ManifestBlobUnknownError",
+        "ManifestInvalidError",
+        "ManifestUnknownError",
+        "ModelError",
+        "NameInvalidError",
+        "NameUnknownError",
+        "NotAnImageError",
+        "OcimergeError",
+        "OutputError",
+        "Platform",
+        "PlatformConflictError",
+        "PlatformMismatchError",
+        "PushEvent",
+        "PushEventKind",
+        "PushOptions",
+        "PushResult",
+        "PushSourceResult",
+        "Reference",
+        "Registry",
+        "RegistryError",
+        "RegistryOptions",
+        "RemoteError",
+        "RequestTooLargeError",
+        "RetryPolicy",
+        "SelectionError",
+        "SizeInvalidError",
+        "SourceKind",
+        "SourceNotFoundError",
+        "TLSOptions",
+        "TLSVerificationError",
+        "TooManyRequestsError",
+        "TransportError",
+        "UnauthorizedError",
+        "UnsupportedError",
+        "UnsupportedMediaTypeError",
+        "UsageError",
+        "VerifyReport",
+        "__version__",
+        "assemble",
+        "create",
+        "inspect",
+        "open_images",
+        "push",
+        "verify",
+    ]
+)
 
 
 def test_public_api_is_pinned() -> None:
@@ -139,6 +231,12 @@ def test_module_doctests(name: str) -> None:
 
 
 def test_public_value_types_carry_a_doctest() -> None:
-    for cls in (ocimerge.Digest, ocimerge.Platform, ocimerge.Descriptor, ocimerge.Reference, ocimerge.Document,
-                ocimerge.Annotation):
+    for cls in (
+        ocimerge.Digest,
+        ocimerge.Platform,
+        ocimerge.Descriptor,
+        ocimerge.Reference,
+        ocimerge.Document,
+        ocimerge.Annotation,
+    ):
         assert ">>>" in (cls.__doc__ or ""), cls.__name__

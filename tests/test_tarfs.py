@@ -46,8 +46,14 @@ def test_members_are_read_in_place(tmp_path: Path) -> None:
 
 
 def test_links_inside_the_archive_resolve(tmp_path: Path) -> None:
-    path = write_tar(tmp_path / "a.tar", [("a/layer.tar", b"data"), link("b/layer.tar", "../a/layer.tar"),
-                                          link("c/layer.tar", "a/layer.tar", hard=True)])
+    path = write_tar(
+        tmp_path / "a.tar",
+        [
+            ("a/layer.tar", b"data"),
+            link("b/layer.tar", "../a/layer.tar"),
+            link("c/layer.tar", "a/layer.tar", hard=True),
+        ],
+    )
     fs = open_filesystem(str(path))
     assert read_small(fs, "b/layer.tar", 10) == b"data"
     assert read_small(fs, "c/layer.tar", 10) == b"data"
@@ -64,7 +70,9 @@ def test_links_inside_the_archive_resolve(tmp_path: Path) -> None:
         (link("l", "../x", hard=True), "outside"),
     ],
 )
-def test_hostile_members_are_refused(tmp_path: Path, member: tarfile.TarInfo | tuple[str, bytes], fragment: str) -> None:
+def test_hostile_members_are_refused(
+    tmp_path: Path, member: tarfile.TarInfo | tuple[str, bytes], fragment: str
+) -> None:
     path = write_tar(tmp_path / "evil.tar", [("index.json", b"{}"), member])
     with pytest.raises(ArchiveError, match=fragment) as info:
         open_filesystem(str(path))
@@ -112,11 +120,12 @@ def test_clean_member_name() -> None:
     assert clean_member_name("./", "x") == ""
 
 
-
-
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.dictionaries(st.from_regex(r"[a-z]{1,6}(/[a-z]{1,6}){0,2}", fullmatch=True),
-                       st.binary(max_size=3000), min_size=1, max_size=6))
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z]{1,6}(/[a-z]{1,6}){0,2}", fullmatch=True), st.binary(max_size=3000), min_size=1, max_size=6
+    )
+)
 def test_generated_archives_round_trip(tmp_path_factory: pytest.TempPathFactory, files: dict[str, bytes]) -> None:
     # a name may not be both a file and a directory
     names = sorted(files)

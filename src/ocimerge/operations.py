@@ -215,8 +215,7 @@ def _assemble(images: Sequence[Image], options: CreateOptions) -> Assembly:
         )
         for i in images
     ]
-    return assemble(children, format=options.format, attestations=options.attestations,
-                    annotations=options.annotations)
+    return assemble(children, format=options.format, attestations=options.attestations, annotations=options.annotations)
 
 
 def create(

@@ -294,9 +294,7 @@ class Sender:
                 return response
             response.close()
             request = _redirected(request, response, self.host, what)
-        raise RegistryError(
-            f"{self.host}: {what}: more than {MAX_REDIRECTS} redirects", url=redact_url(request.url)
-        )
+        raise RegistryError(f"{self.host}: {what}: more than {MAX_REDIRECTS} redirects", url=redact_url(request.url))
 
     def _settle(self, response: httpx.Response, out: Outgoing) -> httpx.Response:
         """The answer, read unless streamed; an error answer raised as its error class."""

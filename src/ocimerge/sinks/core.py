@@ -50,8 +50,14 @@ class Publication:
         images = tuple(images)
         kept = {d.descriptor.digest for d in assembly.attestations}
         blobs = [b for i in images for b in required_blobs(i)]
-        blobs += [b for i in images for a in i.attestations if a.manifest.descriptor.digest in kept for b in a.blobs
-                  if b.available]
+        blobs += [
+            b
+            for i in images
+            for a in i.attestations
+            if a.manifest.descriptor.digest in kept
+            for b in a.blobs
+            if b.available
+        ]
         documents = (*assembly.manifests, *assembly.attestations)
         return cls(tuple(unique_blobs(blobs)), documents, assembly.index)
 
