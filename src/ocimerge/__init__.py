@@ -1,12 +1,25 @@
 """ocimerge: assemble multi-platform OCI image indexes and Docker manifest lists.
 
-The public API is ``__all__`` (pinned by ``tests/test_public_api.py``)::
+The public API is ``__all__`` (pinned by ``test_public_api_is_pinned`` in
+``tests/test_structure.py``); submodules are the implementation behind it::
 
     import ocimerge
 
     result = ocimerge.create(["amd64.tar", "arm64.tar"], "multiarch.tar")
     print(result.index.descriptor.digest)
     ocimerge.push("multiarch.tar", ["registry.example:5000/team/app:1.0"])
+
+What the names are for: ``create``, ``push`` and ``open_images`` are the commands as
+functions; ``inspect`` and ``verify`` report on a source without changing anything; the
+model values (``Descriptor``, ``Digest``, ``Platform``, ``Reference``, the documents and
+``assemble``) are pure and usable without any source; ``Registry`` is the low-level client,
+one method per endpoint. Every error is an ``OcimergeError`` subclass exported here by
+name, so callers catch by category (``InputError``, ``OutputError``, ``RegistryError``)
+instead of matching messages.
+
+Importing the package is cheap: only the error tree is loaded eagerly, every other name is
+imported on first access through the module ``__getattr__`` (PEP 562), so
+``ocimerge --version`` and a local merge never load httpx.
 """
 
 from __future__ import annotations
@@ -15,10 +28,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ocimerge import errors as _errors
+
+# kept in step with pyproject.toml's version by hand; _version imports nothing, so
+# `ocimerge --version` stays instant
 from ocimerge._version import __version__ as __version__
 from ocimerge.errors import *  # noqa: F403  # the whole tree is public, and cheap to import
 
+# The lazy ``__getattr__`` below is invisible to mypy and editors, hence these static
+# imports; they never run. Keep them, ``_EXPORTS`` and ``PUBLIC_API`` in
+# tests/test_structure.py in step: the test catches a name missing from ``_EXPORTS``.
 if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the lazy names
+    # content values: what walking a source yields, blobs that verify as they stream
     from ocimerge.content import (
         Attestation as Attestation,
     )
@@ -34,6 +54,8 @@ if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the la
     from ocimerge.content import (
         ImageSet as ImageSet,
     )
+
+    # the typed reports of inspect and verify
     from ocimerge.inspection import (
         InspectReport as InspectReport,
     )
@@ -46,6 +68,8 @@ if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the la
     from ocimerge.inspection import (
         verify as verify,
     )
+
+    # the pure model (layer 0): assembly, descriptors, digests, documents, platforms
     from ocimerge.model.assemble import (
         Annotation as Annotation,
     )
@@ -88,6 +112,8 @@ if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the la
     from ocimerge.model.reference import (
         Reference as Reference,
     )
+
+    # the commands as functions, with their frozen options and results
     from ocimerge.operations import (
         CreateOptions as CreateOptions,
     )
@@ -106,6 +132,8 @@ if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the la
     from ocimerge.operations import (
         push as push,
     )
+
+    # the registry client and its connection settings (these pull in httpx)
     from ocimerge.registry.api import (
         Registry as Registry,
     )
@@ -121,6 +149,8 @@ if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the la
     from ocimerge.registry.transport import (
         TLSOptions as TLSOptions,
     )
+
+    # what a push reports: per-blob plans, progress events, per-repository results
     from ocimerge.sinks.registry import (
         BlobAction as BlobAction,
     )
@@ -161,12 +191,20 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "ocimerge.registry.credentials": ("Credentials",),
     "ocimerge.registry.transport": ("RetryPolicy", "TLSOptions"),
     "ocimerge.sinks.registry": ("BlobAction", "BlobPlan", "PushEvent", "PushEventKind", "PushOptions", "PushResult"),
+    # from sources only the kind: reports and results name it, the readers stay internal
     "ocimerge.sources": ("SourceKind",),
 }
+# name -> defining module, for __getattr__; every name appears under exactly one module
 _LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
+    """PEP 562: import the module that defines ``name`` on first access and return it.
+
+    The value is cached in the module's globals, so the import happens once and later
+    lookups never come back here. Raises ``AttributeError`` for a name that is not exported,
+    as a plain module would, so ``hasattr`` and ``getattr(ocimerge, name, default)`` work.
+    """
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ocimerge' has no attribute {name!r}")
@@ -175,6 +213,9 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+# Only the error classes are exported from the error module (its __all__ also lists
+# constants such as RETRYABLE_STATUSES); ``from ocimerge import *`` resolves the lazy names
+# through __getattr__, so it imports everything, httpx included.
 __all__ = sorted(  # noqa: PLE0605 - derived from the one list above, as the issue asks
     [
         *(n for n in _errors.__all__ if isinstance(getattr(_errors, n), type)),

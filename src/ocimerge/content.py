@@ -58,6 +58,7 @@ class VerifyingReader:
 
     @property
     def descriptor(self) -> Descriptor:
+        """The descriptor the stream is verified against."""
         return self._descriptor
 
     def read(self, size: int = -1) -> bytes:
@@ -115,6 +116,7 @@ class VerifyingReader:
             )
 
     def close(self) -> None:
+        """Close the underlying stream; a reader closed early has verified nothing."""
         self._stream.close()
 
     def __enter__(self) -> VerifyingReader:
@@ -161,10 +163,12 @@ class Blob:
 
     @property
     def digest(self) -> Digest:
+        """The digest the blob is verified against (its descriptor's)."""
         return self.descriptor.digest
 
     @property
     def available(self) -> bool:
+        """Whether the source holds the bytes; an unavailable blob raises when opened."""
         return self.opener is not None
 
     def open(self, hasher: Hasher | None = None) -> VerifyingReader:
@@ -230,6 +234,7 @@ class Image:
 
     @property
     def digest(self) -> Digest:
+        """The image manifest's digest: what an index entry and an attestation name."""
         return self.manifest.descriptor.digest
 
     def blobs(self) -> Iterator[Blob]:

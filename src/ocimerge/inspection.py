@@ -58,6 +58,7 @@ def _read(spec: SourceSpec, options: RegistryOptions | None) -> Iterator[list[Im
             entries: list[ImageSet | OcimergeError] = [load(spec, source)]
         except (SelectionError, PlatformMismatchError):
             raise
+        # any other input problem is a finding about the source: reported, not raised
         except InputError as exc:
             entries = [exc]
         yield entries
@@ -67,12 +68,18 @@ def _read(spec: SourceSpec, options: RegistryOptions | None) -> Iterator[list[Im
 
 
 def _descriptor_json(descriptor: Descriptor | None) -> dict[str, Any] | None:
+    """A descriptor as its three identifying fields, spelled as in the specs' JSON."""
     if descriptor is None:
         return None
     return {"mediaType": descriptor.media_type, "digest": str(descriptor.digest), "size": descriptor.size}
 
 
 def _image_json(image: Image) -> dict[str, Any]:
+    """One image of an ``inspect`` report; ``platform`` is the config's ([PLATFORM-4]).
+
+    ``contentSize`` is what a pull transfers beyond the manifest: config plus layers as
+    stored (compressed), not the unpacked size.
+    """
     layers = image.manifest.value.layers
     return {
         "platform": str(image.platform),
@@ -128,13 +135,18 @@ class InspectReport:
         return tuple(e for e in self.entries if isinstance(e, ImageSet))
 
     def raw(self) -> bytes:
-        """The exact stored bytes of the one root document (``inspect --raw``)."""
+        """The exact stored bytes of the one root document (``inspect --raw``).
+
+        Unchanged bytes ([DOC-1]), so ``sha256sum`` of the output is the root's digest.
+        ``SelectionError`` when the source has several entries or its one entry failed.
+        """
         images = self.images
         if len(self.entries) != 1 or len(images) != 1:
             raise SelectionError(f"{self.source}: --raw needs a source with exactly one entry; choose one")
         return images[0].root_document.raw
 
     def to_json(self) -> dict[str, Any]:
+        """The report as ``inspect --json`` prints it; failed entries as ``{"error": …}``."""
         return {"source": self.source, "entries": [_entry_json(e) for e in self.entries]}
 
 
@@ -144,6 +156,9 @@ def inspect(source: str | SourceSpec, options: RegistryOptions | None = None) ->
     Without a selector every entry of the source is described; an entry that is not an image
     is listed with the reason. A registry image is read as a registry source is ([REMOTE-1]):
     only manifests and configs, each verified.
+
+    Raises for a wrong question (a selector or platform that names nothing) and for
+    registry failures; the report is complete when it returns, since no layer is read.
     """
     spec = as_spec(source)
     with _read(spec, options) as entries:
@@ -155,7 +170,11 @@ def inspect(source: str | SourceSpec, options: RegistryOptions | None = None) ->
 
 @attrs.frozen
 class VerifyReport:
-    """Every problem found (not only the first), and how much was checked."""
+    """Every problem found (not only the first), and how much was checked.
+
+    ``problems`` are one-line messages naming the blob or image; ``notes`` are entries left
+    unchecked because they are not images. The counts include manifests and configs.
+    """
 
     source: str
     problems: tuple[str, ...]
@@ -165,9 +184,11 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when nothing was wrong; what ``ocimerge verify`` turns into its exit code."""
         return not self.problems
 
     def to_json(self) -> dict[str, Any]:
+        """The report as ``verify --json`` prints it."""
         return {
             "source": self.source,
             "ok": self.ok,
@@ -189,17 +210,20 @@ class _Tally:
     bytes: int = 0
 
     def image(self, image: Image) -> None:
+        """Check one image: [VERIFY-3] first, then each blob not yet seen, read to the end."""
         self.problems.extend(_layer_problems(image))
         blobs = [*image.layers, *(b for a in image.attestations for b in a.blobs)]
         for blob in blobs:
             if str(blob.digest) in self.seen:
                 continue
             self.seen.add(str(blob.digest))
+            # [MEDIA-4] a foreign layer lives at its URLs, not in the source: nothing to check
             if not blob.available and mt.is_foreign_layer(blob.descriptor.media_type):
                 continue
             try:
                 self.bytes += drain(blob)
                 self.blobs += 1
+            # a registry failure on one blob is a problem of that blob; the rest still count
             except (DigestMismatchError, BlobMissingError, RegistryError) as exc:
                 self.problems.append(str(exc))
         self.blobs += 2  # the manifest and config were verified as they were read
@@ -215,6 +239,7 @@ def _layer_problems(image: Image) -> Iterable[str]:
             f"{image.source}: {image.platform}: manifest has {len(layers)} layers but the "
             f"config lists {len(config.diff_ids)} rootfs.diff_ids"
         )
+    # strict=False: a count mismatch is reported above; pair what can be paired anyway
     for i, (layer, diff_id) in enumerate(zip(layers, config.diff_ids, strict=False)):
         if mt.layer_compression(layer.media_type) is mt.Compression.NONE and layer.digest != diff_id:
             yield (
@@ -228,6 +253,10 @@ def verify(source: str | SourceSpec, options: RegistryOptions | None = None) -> 
 
     A registry image (``docker://REF``) is downloaded blob by blob, streamed and hashed, never
     stored. An entry that is not an image is noted, not counted as a problem.
+
+    Raises when the source cannot be opened, for a wrong question, and for registry failures
+    while documents are read; every problem with blob content is in the report, so one run
+    lists them all.
     """
     spec = as_spec(source)
     tally = _Tally()

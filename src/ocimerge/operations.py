@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 
+# attrs converters: callers may pass any iterable (a list, a generator), and the options
+# store a tuple so that the frozen value is hashable and cannot change under a running merge
 def _annotations(values: Iterable[Annotation]) -> tuple[Annotation, ...]:
     return tuple(values)
 
@@ -61,6 +63,9 @@ class CreateOptions:
     (``format=DOCKER`` implies it); ``tag_name`` names the root in a written ``index.json``;
     ``dry_run`` writes nothing anywhere (with tags it still asks the registries what they
     hold, to plan); ``force`` replaces an existing output.
+
+    ``registry_options``, ``jobs`` and ``on_event`` are the push settings, used only when
+    ``create`` has tags; the value is frozen, so one instance can be reused across runs.
     """
 
     format: IndexFormat = IndexFormat.AUTO
@@ -83,12 +88,18 @@ class CreateOptions:
 
     @property
     def walk(self) -> Walk:
+        """[REMOTE-2] What to read of each source: attestations only when they are kept,
+        so ``--attestations drop`` never fetches them from a registry."""
         return Walk(self.platforms, self.attestations is AttestationPolicy.KEEP)
 
 
 @attrs.frozen
 class CreateResult:
-    """What :func:`create` built: the index document, the assembly, and where it went."""
+    """What :func:`create` built: the index document, the assembly, and where it went.
+
+    ``images`` are in the order of ``assembly.manifests`` (the pairing ``to_json`` relies
+    on); ``output`` is None when nothing was written (no ``-o``, or a dry run).
+    """
 
     index: Document[ImageIndex]
     assembly: Assembly
@@ -114,7 +125,11 @@ class CreateResult:
         }
 
     def metadata(self, tags: Sequence[str]) -> dict[str, Any]:
-        """``--metadata-file``: buildx's keys (``containerimage.*``, ``image.name``), then ours."""
+        """``--metadata-file``: buildx's keys (``containerimage.*``, ``image.name``), then ours.
+
+        buildx's names, so CI steps written for ``docker buildx build --metadata-file``
+        (reading ``containerimage.digest``) work unchanged on ocimerge's output.
+        """
         descriptor = self.index.descriptor
         return {
             "containerimage.digest": str(descriptor.digest),
@@ -160,6 +175,11 @@ def _settle(cls: type[Any], options: Any, settings: dict[str, Any]) -> Any:
 def open_images(source: str | SourceSpec, registry_options: RegistryOptions | None = None) -> Iterator[ImageSet]:
     """Read the images one source spec selects; their blobs stay readable inside the block.
 
+    The spec is parsed as on the command line ([SOURCE-2]); raises what opening and
+    walking raise (``InputError`` subclasses, ``RegistryError``). The source, and any
+    registry client it needed, stays open inside the block and is closed when it ends, so
+    a blob must be read inside the block.
+
     >>> import ocimerge
     >>> with ocimerge.open_images("missing.tar") as images:  # doctest: +SKIP
     ...     print([str(i.platform) for i in images.images])
@@ -190,6 +210,7 @@ def _read_sources(
             source = stack.enter_context(open_source(spec, pool.get))
             found = load(spec, source, options.walk)
         except SourceNotFoundError as exc:
+            # [REMOTE-3] only a missing source is skippable; a corrupt one always fails
             if not options.ignore_missing:
                 raise
             notes.append(f"skipped missing source {spec.text} (--ignore-missing): {exc}")
@@ -198,6 +219,7 @@ def _read_sources(
         if not found.images:
             notes.append(f"{found.source}: no wanted platform; skipped")
             continue
+        # absent attestations are the walker's to note: it knows which image they belong to
         if absent := [d for d in found.absent if d.annotation(REFERENCE_TYPE) is None]:
             skipped = ", ".join(str(d.platform or d.digest.short) for d in absent)
             notes.append(f"{found.source}: not in the source, skipped: {skipped}")
@@ -206,6 +228,7 @@ def _read_sources(
 
 
 def _assemble(images: Sequence[Image], options: CreateOptions) -> Assembly:
+    """The pure assembly step: images reduced to what ``model.assemble`` needs, no I/O."""
     children = [
         Child(
             source=i.source,
@@ -234,12 +257,18 @@ def create(
     is written as an archive, otherwise as a directory. ``tags`` (``REGISTRY/REPO:TAG``) are
     pushed to, blobs first and tags last. Settings come as ``options`` or as keywords named
     after its fields (``create(srcs, "out.tar", format=IndexFormat.OCI)``).
+
+    Raises ``UsageError`` for nothing to do or no image left, and the ``InputError``,
+    ``OutputError`` and ``RegistryError`` subclasses of what fails. Every source stays
+    open until the output is written and the push is done; the output appears atomically
+    or not at all ([SINK-1]), and a tag is written only after everything it names ([PUSH-2]).
     """
     opts: CreateOptions = _settle(CreateOptions, options, settings)
     if not sources:
         raise UsageError("no sources given")
     if output is None and not tags and not opts.dry_run:
         raise UsageError("nothing to do: pass -o PATH, -t REGISTRY/REPO:TAG, or --dry-run")
+    # parse every argument before opening anything: a typo fails before any download
     targets = tuple(parse_target(t) for t in tags)
     specs = [as_spec(s) for s in sources]
     opts = attrs.evolve(opts, registry_options=_scope_credentials(opts.registry_options, specs, targets))
@@ -249,11 +278,15 @@ def create(
         images = [i for found in loaded for i in found.images]
         if not images:
             raise UsageError("no images left to merge (every source was skipped)")
+        # [CONVERT-1] a Docker list cannot carry uncompressed layers, hence the implication;
+        # [COMPRESS-2] the spool lives on the stack because the gzipped layers are read
+        # again when the publication is written and pushed
         if opts.compress or opts.format is IndexFormat.DOCKER:
             spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="ocimerge-gzip-"))
             images = [gzip_image(i, spool) for i in images]
         assembly = _assemble(images, opts)
         publication = Publication.of_assembly(assembly, images)
+        # write locally first: it is atomic and private, while a push is visible once tagged
         written = None
         if output is not None and not opts.dry_run:
             written = parse_output(output, tag_name=opts.tag_name, force=opts.force).publish(publication)
@@ -285,6 +318,10 @@ def push(
     (``docker://REF``) is copied the same way: mounted within its registry, streamed across.
     Settings come as ``options`` or as keywords named after its fields (``jobs=8``);
     ``registry_options`` is the ``registry`` field under the name :func:`create` uses.
+
+    Raises ``UsageError`` without tags (or for a digest target, [PUSH-4]), and what reading
+    the source or the registry raises. Every stored digest is preserved ([SINK-6]): nothing
+    is re-encoded, so the pushed root has the digest the source's root has.
     """
     if registry_options is not None:
         settings["registry"] = registry_options

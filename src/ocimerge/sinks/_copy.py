@@ -1,4 +1,8 @@
-"""Copying a blob to a file with its hash computed on a second core ([VERIFY-2])."""
+"""Copying a blob to a file with its hash computed on a second core ([VERIFY-2]).
+
+The layout sink copies every layer through here; on a large layer, hashing inline
+would make sha256 and not the disk the bottleneck of ``create``.
+"""
 
 from __future__ import annotations
 
@@ -26,21 +30,27 @@ class _ThreadedHasher:
         self._pending: dict[int, Future[None]] = {}
 
     def update(self, data: bytes | bytearray | memoryview, /) -> None:
+        """Queue an update; the data is not copied, so its buffer must not change until
+        :meth:`wait_for` returns for it (the single worker keeps updates in order)."""
+        # keyed by the buffer a view is over: the caller waits on the buffer, not the view
         key = id(data.obj) if isinstance(data, memoryview) else id(data)
         self._pending[key] = self._pool.submit(self._hasher.update, data)
 
     def wait_for(self, buffer: bytearray) -> None:
+        """Block until the queued update reading ``buffer`` is done; re-raise its error."""
         future = self._pending.pop(id(buffer), None)
         if future is not None:
             future.result()
 
     def hexdigest(self) -> str:
+        """The digest once every queued update has run (the verifying reader calls this)."""
         for future in self._pending.values():
             future.result()
         self._pending.clear()
         return self._hasher.hexdigest()
 
     def close(self) -> None:
+        """Stop the worker after it finishes what is queued; no thread outlives the copy."""
         self._pool.shutdown(wait=True)
 
 
@@ -53,6 +63,9 @@ def copy_verified(blob: Blob, write: Callable[[memoryview], object]) -> int:
 
     [VERIFY-2] Large blobs are hashed on a second thread, overlapping the copy, with two
     alternating buffers; the digest is still checked before this returns.
+    ``write`` must consume the view before returning, since the buffer is reused; it
+    raises ``DigestMismatchError`` for wrong or truncated content, after which the bytes
+    already written are untrustworthy and the caller must discard them.
     """
     size = blob.descriptor.size
     if size < _THREADED_MIN:

@@ -82,7 +82,9 @@ class Publication:
 class Sink(Protocol[R_co]):
     """[SINK-6] Where a publication goes: a layout directory, an archive, registry targets."""
 
-    def publish(self, publication: Publication) -> R_co: ...
+    def publish(self, publication: Publication) -> R_co:
+        """Deliver everything, blobs verified on the way ([SINK-2]), the root named last."""
+        ...
 
 
 def required_blobs(image: Image) -> Iterator[Blob]:

@@ -36,6 +36,8 @@ from ocimerge.sinks.core import Publication
 
 __all__ = ["LAYOUT_HEADER", "LayoutResult", "LayoutSink", "index_json", "parse_output", "write_layout"]
 
+#: [LAYOUT-1] The ``oci-layout`` file we write: always, though we accept layouts without
+#: it, because image-layout.md requires it and stricter readers than ours may check it.
 LAYOUT_HEADER = encode_json({"imageLayoutVersion": "1.0.0"})
 
 
@@ -61,7 +63,14 @@ class LayoutSink:
     force: bool = False
 
     def publish(self, publication: Publication) -> LayoutResult:
-        """[SINK-1] Write the whole publication under a temporary name, then rename it."""
+        """[SINK-1] Write the whole publication under a temporary name, then rename it.
+
+        The root document goes last of all documents, so ``index.json`` never names
+        anything not yet written ([SINK-3]); every blob is verified on the way out
+        ([SINK-2]), so a corrupt source aborts the publication and leaves no output.
+        Raises ``OutputError`` (existing path, unwritable place) and whatever reading a
+        blob raises (``DigestMismatchError``, ``BlobMissingError``).
+        """
         written = write_layout(
             self.path,
             blobs=publication.blobs,
@@ -75,7 +84,11 @@ class LayoutSink:
 
 def parse_output(text: str, *, tag_name: str | None = "latest", force: bool = False) -> LayoutSink:
     """``-o OUT``: ``OUT.tar`` (``.tar.gz``, ``.tgz``, or ``oci-archive:OUT``) is an archive,
-    ``oci:OUT`` or any other name a layout directory."""
+    ``oci:OUT`` or any other name a layout directory.
+
+    The prefixes follow skopeo's transport names, so a user can copy the same target
+    string between the two tools; nothing is checked on disk here.
+    """
     if text.startswith("oci:"):
         return LayoutSink(text.removeprefix("oci:"), False, tag_name, force)
     if text.startswith("oci-archive:"):
@@ -84,9 +97,15 @@ def parse_output(text: str, *, tag_name: str | None = "latest", force: bool = Fa
 
 
 def index_json(roots: Iterable[tuple[Descriptor, str | None]]) -> bytes:
-    """The ``index.json`` naming each root descriptor with its tag (or none)."""
+    """The ``index.json`` naming each root descriptor with its tag (or none).
+
+    The bytes are the canonical encoding ([JSON-2]), so the same roots always give the
+    same file.
+    """
     manifests = []
     for descriptor, tag in roots:
+        # drop the source's annotations and platform: a stale ref.name from the input
+        # layout must not survive next to the one this output chose ([LAYOUT-3])
         plain = Descriptor(descriptor.media_type, descriptor.digest, descriptor.size)
         if tag:
             plain = plain.with_annotations({REF_NAME: tag})
@@ -95,6 +114,7 @@ def index_json(roots: Iterable[tuple[Descriptor, str | None]]) -> bytes:
 
 
 def _unique(blobs: Iterable[Blob]) -> Iterator[Blob]:
+    """[SINK-2] Each digest once, first occurrence wins, order otherwise kept ([SINK-3])."""
     seen: set[str] = set()
     for blob in blobs:
         key = str(blob.digest)
@@ -104,6 +124,7 @@ def _unique(blobs: Iterable[Blob]) -> Iterator[Blob]:
 
 
 def _document_blobs(documents: Iterable[Document[Any]]) -> Iterator[Blob]:
+    """Documents as blobs over their raw bytes: written exactly as read ([DOC-1])."""
     for doc in documents:
         yield Blob.from_bytes(doc.descriptor, doc.raw, f"document {doc.descriptor.digest.short}")
 
@@ -124,11 +145,14 @@ def write_layout(  # noqa: PLR0913 - the layout's content by name; LayoutSink is
     ``destination`` exists and ``force`` is false, or cannot be written.
     """
     destination = os.path.abspath(destination)
+    # an empty directory is what `mkdir out` leaves: taking it over destroys nothing
     if os.path.lexists(destination) and not force and not _is_empty_dir(destination):
         raise OutputError(f"{destination}: already exists; remove it, choose another path, or pass --force")
     parent = os.path.dirname(destination)
     if not os.path.isdir(parent):
         raise OutputError(f"{destination}: the directory {parent} does not exist")
+    # the checks above come before any blob is read: a bad path fails in milliseconds,
+    # not after gigabytes have been copied
     content = list(_unique([*blobs, *_document_blobs(documents)]))
     index = index_json(roots)
     try:
@@ -140,6 +164,7 @@ def write_layout(  # noqa: PLR0913 - the layout's content by name; LayoutSink is
 
 
 def _is_empty_dir(path: str) -> bool:
+    """A real (not symlinked) directory with no entries."""
     return os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
 
 
@@ -148,6 +173,8 @@ def _blob_name(blob: Blob) -> str:
 
 
 def _write_dir(destination: str, content: list[Blob], index: bytes) -> int:
+    """[SINK-1] The layout as a directory; the temporary is beside ``destination`` so the
+    final rename stays on one file system and is atomic."""
     temp = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.", dir=os.path.dirname(destination))
     try:
         total = 0
@@ -158,6 +185,7 @@ def _write_dir(destination: str, content: list[Blob], index: bytes) -> int:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
                 total += copy_verified(blob, f.write)
+        # [SINK-3] index.json last: a reader that sees it sees every blob it names
         with open(os.path.join(temp, "index.json"), "wb") as f:
             f.write(index)
         _replace(temp, destination)
@@ -172,9 +200,11 @@ def _replace(temp: str, destination: str) -> None:
     if not os.path.lexists(destination):
         os.replace(temp, destination)
         return
+    # a directory cannot be replaced by rename in one step: move the old one aside first,
+    # so that for an instant there is no output, but never a half-written one
     if os.path.isdir(destination) and not os.path.islink(destination):
         old = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.old.", dir=os.path.dirname(destination))
-        os.rmdir(old)
+        os.rmdir(old)  # mkdtemp only reserved a unique name; rename needs it free
         os.rename(destination, old)
         os.replace(temp, destination)
         shutil.rmtree(old, ignore_errors=True)
@@ -184,6 +214,11 @@ def _replace(temp: str, destination: str) -> None:
 
 
 def _tar_header(name: str, size: int, *, directory: bool = False) -> bytes:
+    """[SINK-4] A deterministic header: fixed modes, mtime 0, root owner, no user names.
+
+    PAX rather than ustar: PAX headers have no size or name-length limits, and
+    layers over 8 GiB are real.
+    """
     info = tarfile.TarInfo(name)
     info.size = 0 if directory else size
     info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
@@ -195,6 +230,8 @@ def _tar_header(name: str, size: int, *, directory: bool = False) -> bytes:
 
 
 def _write_member(out: BinaryIO, name: str, blob: Blob) -> int:
+    """One member, streamed and verified; the header's size is the descriptor's, which the
+    verified copy guarantees is the number of bytes that follow."""
     out.write(_tar_header(name, blob.descriptor.size))
     written = copy_verified(blob, out.write)
     padding = -written % tarfile.BLOCKSIZE
@@ -204,6 +241,12 @@ def _write_member(out: BinaryIO, name: str, blob: Blob) -> int:
 
 
 def _write_tar(destination: str, content: list[Blob], index: bytes) -> int:
+    """[SINK-1] [SINK-3] The layout as a tar (gzipped as a whole by [SINK-5]).
+
+    Written by hand rather than through ``tarfile.addfile`` so that each member goes
+    through :func:`copy_verified` (threaded hashing, [VERIFY-2]) and every header is
+    exactly [SINK-4]'s.
+    """
     fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(destination)}.", dir=os.path.dirname(destination))
     try:
         total = 0
@@ -213,12 +256,14 @@ def _write_tar(destination: str, content: list[Blob], index: bytes) -> int:
                 # [SINK-5] compressed as a whole, deterministically (no name, mtime 0)
                 out = files.enter_context(gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0))  # type: ignore[assignment]
             _write_member(out, "oci-layout", _bytes_blob(LAYOUT_HEADER))
+            # explicit directory entries (0755): else an extracting tar invents them itself
             for directory in sorted({"blobs/", *(os.path.dirname(_blob_name(b)) + "/" for b in content)}):
                 out.write(_tar_header(directory, 0, directory=True))
             for blob in content:
                 total += _write_member(out, _blob_name(blob), blob)
             _write_member(out, "index.json", _bytes_blob(index))
             out.write(b"\0" * (tarfile.BLOCKSIZE * 2))  # end-of-archive marker
+        # mkstemp creates 0600; give the archive the mode any other new file would get
         os.chmod(temp, 0o644 & ~_umask())
         _replace(temp, destination)
     except BaseException:
@@ -229,10 +274,12 @@ def _write_tar(destination: str, content: list[Blob], index: bytes) -> int:
 
 
 def _bytes_blob(data: bytes) -> Blob:
+    """A small layout file (``oci-layout``, ``index.json``) as a blob for :func:`_write_member`."""
     return Blob.from_bytes(Descriptor(mt.OCI_EMPTY, Digest.of(data), len(data)), data, "layout file")
 
 
 def _umask() -> int:
+    """The process umask; reading it means setting it, so it is restored at once."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

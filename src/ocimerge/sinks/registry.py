@@ -107,10 +107,13 @@ class PushOptions:
     on_event: Callable[[PushEvent], None] | None = attrs.field(default=None, eq=False)
 
     def __attrs_post_init__(self) -> None:
+        """Check ``jobs`` here, not in the CLI, so library callers get the same ``UsageError``."""
         if self.jobs < 1:
             raise UsageError("--jobs must be at least 1")
 
     def emit(self, event: PushEvent) -> None:
+        """[PUSH-3] Hand ``event`` to ``on_event``; called from the push worker threads, so
+        the callback must be thread-safe (the CLI's progress display locks)."""
         if self.on_event is not None:
             self.on_event(event)
 
@@ -134,9 +137,11 @@ class PushResult:
         return sum(b.size for b in self.blobs if b.action in (BlobAction.UPLOAD, BlobAction.COPY))
 
     def count(self, action: BlobAction) -> int:
+        """How many distinct blobs were handled by ``action``."""
         return sum(1 for b in self.blobs if b.action is action)
 
     def to_json(self) -> dict[str, Any]:
+        """The result as ``--json`` prints it under ``pushed``: counts, not per-blob plans."""
         return {
             "registry": self.registry,
             "repository": self.repository,
@@ -191,6 +196,8 @@ def send_blob(registry: Registry, repository: str, blob: Blob, plan: BlobPlan, o
     """[PUSH-1] Carry out ``plan``: mount, or upload (into the session a refused mount opened).
 
     Returns what was done: a mount the registry refuses becomes an upload [API-6].
+    The upload verifies the blob as it streams ([API-5]), so a corrupt source raises
+    ``DigestMismatchError`` before the registry commits the blob.
     """
     digest, size = plan.digest, plan.size
     if plan.action not in (BlobAction.MOUNT, BlobAction.UPLOAD, BlobAction.COPY):
@@ -206,6 +213,7 @@ def send_blob(registry: Registry, repository: str, blob: Blob, plan: BlobPlan, o
     registry.upload(repository, blob, session, progress=_progress(digest, size, options))
     action = BlobAction.COPY if plan.action is BlobAction.COPY else BlobAction.UPLOAD
     options.emit(PushEvent(PushEventKind.DONE, digest, size, size, action))
+    # report what really happened: a refused mount was paid for as an upload
     return plan if plan.action is not BlobAction.MOUNT else BlobPlan(digest, size, BlobAction.UPLOAD)
 
 
@@ -238,6 +246,7 @@ class Destination:
 
     @property
     def repository(self) -> str:
+        """The repository path within the registry (``team/app``)."""
         return self.target.repository
 
 
@@ -261,6 +270,8 @@ def push_blobs(destination: Destination, blobs: Sequence[Blob], options: PushOpt
         try:
             return tuple(f.result() for f in futures)
         except BaseException:
+            # cancel() stops only queued blobs; running ones finish, and since no document
+            # or tag has been written yet, a re-run resumes from what got through
             for other in futures:
                 other.cancel()
             raise
@@ -271,6 +282,7 @@ def push_blobs(destination: Destination, blobs: Sequence[Blob], options: PushOpt
 
 def check_required(registry: Registry, target: Reference, publication: Publication) -> None:
     """[PUSH-2] Entries the source lacks must already be in the repository, or nothing is tagged."""
+    # run before any blob is sent: a push that cannot end in a tag should cost nothing
     held = {d.descriptor.digest for d in publication.documents}
     for descriptor in publication.required:
         if descriptor.digest in held or registry.manifest_head(_by_digest(target, descriptor.digest)) is not None:
@@ -294,6 +306,7 @@ def put_documents(
             continue
         seen.add(digest)
         by_digest = _by_digest(target, digest)
+        # HEAD first: a re-run after an interruption sends only what is missing ([PUSH-2])
         if registry.manifest_head(by_digest) is not None:
             skipped += 1
             continue
@@ -307,6 +320,7 @@ def put_tags(registry: Registry, target: Reference, root: Document[Any], tags: S
     """[PUSH-2] Point each tag at the root, last of all; a tag already there is left alone."""
     for tag in tags:
         tagged = attrs.evolve(target, tag=tag, digest=None)
+        # an identical PUT would still count as a push (registry notifications, audit logs)
         current = registry.manifest_head(tagged)
         if current is None or current.digest != root.descriptor.digest:
             registry.manifest_put(tagged, root)
@@ -314,13 +328,15 @@ def put_tags(registry: Registry, target: Reference, root: Document[Any], tags: S
 
 
 def _by_digest(target: Reference, digest: Digest) -> Reference:
+    """``target``'s repository addressed by ``digest``: how every non-tag document is put."""
     return Reference(target.registry, target.repository, digest=digest)
 
 
 def push_repository(destination: Destination, publication: Publication, options: PushOptions) -> PushResult:
     """[PUSH-1][PUSH-2] One repository: check, blobs, child documents, root, then tags."""
     registry, target, repository = destination.registry, destination.target, destination.repository
-    registry.ping()
+    registry.ping()  # [API-1] fail on a non-registry before asking for any token
+    # [AUTH-3] declare every scope up front: one token then covers the blobs and the mounts
     registry.want(Scope.repository(repository, "pull", "push"))
     if sources := {s for s in destination.mount_from.values() if s != repository}:
         registry.want(*(Scope.repository(s, "pull") for s in sorted(sources)))
@@ -372,11 +388,14 @@ class RegistrySink:
         by_repository: dict[tuple[str, str], list[str]] = {}
         for target in self.targets:
             tags = by_repository.setdefault((target.registry, target.repository), [])
+            # [PUSH-4] one push per repository; a tag named twice is written once, in order
             if target.tag and target.tag not in tags:
                 tags.append(target.tag)
         results: list[PushResult] = []
         first_repository: dict[str, str] = {}
         for (host, repository), tags in by_repository.items():
+            # repositories are pushed one after another, so by the time the second starts the
+            # first holds every blob it was sent and can be the mount source for them
             first = first_repository.setdefault(host, repository)
             mount_from = _mount_sources(publication, host, repository, first if first != repository else None)
             destination = Destination(self.pool.get(host), Reference(host, repository), tuple(tags), mount_from)

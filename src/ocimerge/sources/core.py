@@ -33,6 +33,7 @@ class SourceKind(enum.Enum):
 
     @property
     def is_local(self) -> bool:
+        """Whether the source is a path on this machine (anything but a registry image)."""
         return self is not SourceKind.REGISTRY
 
 
@@ -65,14 +66,26 @@ class Source(Protocol):
     kind: SourceKind
     origin: BlobOrigin | None
 
-    def roots(self) -> tuple[Root, ...]: ...
+    def roots(self) -> tuple[Root, ...]:
+        """Every entry at the source's top, in the source's own order (what ``inspect`` lists)."""
+        ...
 
-    def select(self, selector: Selector) -> Root: ...
+    def select(self, selector: Selector) -> Root:
+        """The one root ``selector`` names; ``SelectionError`` (listing choices) otherwise."""
+        ...
 
-    def has(self, descriptor: Descriptor) -> bool: ...
+    def has(self, descriptor: Descriptor) -> bool:
+        """Whether the content is present, without reading it; False marks it absent."""
+        ...
 
-    def document(self, descriptor: Descriptor, what: str) -> bytes: ...
+    def document(self, descriptor: Descriptor, what: str) -> bytes:
+        """The exact, verified bytes of a manifest, index or config; ``what`` names it in errors."""
+        ...
 
-    def blob(self, descriptor: Descriptor, what: str) -> Blob: ...
+    def blob(self, descriptor: Descriptor, what: str) -> Blob:
+        """A re-openable, verifying blob; unavailable (never raising here) when absent."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release files and temporary copies; blobs must not be opened after this."""
+        ...

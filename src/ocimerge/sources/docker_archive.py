@@ -4,6 +4,11 @@
 author an OCI manifest for it. An uncompressed layer's digest is its DiffID, verified when
 the layer streams; a compressed layer (kaniko, Jib) is hashed once here and its
 decompressed stream checked against ``rootfs.diff_ids``.
+
+Docker 25+ archives also hold an OCI layout; ``sources.open_source`` decides whether to
+trust that layout's manifest or this module's authored one ([DOCKER-5]). This module only
+reads ``manifest.json`` and the files it names: the legacy ``repositories`` and ``<id>/json``
+files are ignored, because ``docker load`` itself has not needed them since Docker 1.10.
 """
 
 from __future__ import annotations
@@ -29,11 +34,17 @@ __all__ = ["DockerArchive", "sniff_compression"]
 
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
+# 1 MiB reads: large enough that hashing, not syscalls, dominates a compressed-layer pass
 _CHUNK = 1024 * 1024
 
 
 def sniff_compression(head: bytes) -> mt.Compression:
-    """[DOCKER-3] A layer's compression from its leading bytes (not from its name)."""
+    """[DOCKER-3] A layer's compression from its leading bytes (not from its name).
+
+    ``head`` is the first bytes of the file (four suffice for every magic we know); the
+    answer is gzip, zstd or none and this never raises. Names lie: kaniko and Jib write
+    gzip layers as ``layer.tar``, so only the magic is trusted.
+    """
     if head.startswith(_GZIP):
         return mt.Compression.GZIP
     if head.startswith(_ZSTD):
@@ -43,6 +54,12 @@ def sniff_compression(head: bytes) -> mt.Compression:
 
 @attrs.frozen
 class _Entry:
+    """One ``manifest.json`` image: cleaned config and layer paths, its tags, foreign layers.
+
+    ``layer_sources`` maps a DiffID to the descriptor of a layer whose file docker left out
+    (a Windows base layer, [MEDIA-4]); it is excluded from equality because it is raw JSON.
+    """
+
     config: str
     repo_tags: tuple[str, ...]
     layers: tuple[str, ...]
@@ -68,6 +85,14 @@ class DockerArchive:
     origin: BlobOrigin | None = None
 
     def __init__(self, fs: FileSystem) -> None:
+        """Read and check ``manifest.json`` of ``fs``; configs and layers are read later.
+
+        Raises ``NotAnImageError`` when there is no ``manifest.json`` (naming the pre-1.10
+        format when its ``repositories`` file is there) and ``DocumentError`` when the file
+        is not an array of well-formed entries. Every path is cleaned by [TAR-1] here, so a
+        hostile ``manifest.json`` cannot point a later read outside the archive. The
+        archive takes ownership of ``fs``: :meth:`close` closes it.
+        """
         self.fs = fs
         self.name = fs.name
         if not fs.exists("manifest.json"):
@@ -88,6 +113,7 @@ class DockerArchive:
         self._blobs: dict[str, Blob] = {}
 
     def _entry(self, item: object, i: int) -> _Entry:
+        """[DOCKER-1] Entry ``i``, type-checked; ``RepoTags: null`` is untagged, not an error."""
         where = f"{self.name}: manifest.json[{i}]"
         if not isinstance(item, dict):
             raise DocumentError(f"{where}: expected an object")
@@ -109,7 +135,11 @@ class DockerArchive:
         )
 
     def select_entry(self, selector: Selector) -> _Entry:
-        """[DOCKER-2] The entry ``selector`` names by RepoTags (or by config digest)."""
+        """[DOCKER-2] The entry ``selector`` names by RepoTags (or by config digest).
+
+        Exactly one entry must match; otherwise ``SelectionError`` lists every entry's tags
+        so the user can retry with ``SRC:TAG``. An empty selector picks the only entry.
+        """
         entries = self.entries
         if selector.digest is not None:
             # the config's file name carries the image ID: <hex>.json, blobs/sha256/<hex>, sha256:<hex>
@@ -137,28 +167,40 @@ class DockerArchive:
     # -- the source core [SOURCE-4]: roots are manifests we author on read ----------------
 
     def select(self, selector: Selector) -> Root:
+        """The root of the one entry ``selector`` names; raises as :meth:`select_entry`."""
         return self._root(self.select_entry(selector))
 
     def roots(self) -> tuple[Root, ...]:
+        """Every entry's root, in ``manifest.json`` order; authors each manifest once."""
         return tuple(self._root(e) for e in self.entries)
 
     def has(self, descriptor: Descriptor) -> bool:
+        """Whether the content is here; only content of roots authored so far is known.
+
+        A foreign layer (listed in ``LayerSources``, its file absent) is known but not had.
+        """
         key = str(descriptor.digest)
         return key in self._documents or (key in self._blobs and self._blobs[key].available)
 
     def document(self, descriptor: Descriptor, what: str) -> bytes:
+        """The raw bytes of an authored manifest or its config; ``BlobMissingError`` if unknown.
+
+        No verification is needed here: the bytes were hashed when they were registered.
+        """
         raw = self._documents.get(str(descriptor.digest))
         if raw is None:
             raise BlobMissingError(f"{self.name}: {what}: {descriptor.digest} is not in the archive")
         return raw
 
     def blob(self, descriptor: Descriptor, what: str) -> Blob:
+        """A layer blob by digest; an absent one is a ``Blob`` without opener ([LAYOUT-2])."""
         found = self._blobs.get(str(descriptor.digest))
         if found is None:
             return Blob(descriptor, None, f"{self.name}: {what}")
         return found
 
     def close(self) -> None:
+        """Close the file system (and delete its decompressed temporary copy, [TAR-3])."""
         self.fs.close()
 
     def _root(self, entry: _Entry) -> Root:
@@ -170,7 +212,12 @@ class DockerArchive:
         return Root(authored, entry.repo_tags, label, stored=False)
 
     def _author(self, entry: _Entry) -> Descriptor:
-        """[DOCKER-1] An OCI manifest for a ``manifest.json`` entry, its content registered."""
+        """[DOCKER-1] An OCI manifest for a ``manifest.json`` entry, its content registered.
+
+        Raises ``DocumentError`` when the layer count and ``rootfs.diff_ids`` disagree (the
+        pairing of layer and DiffID is by position, so a mismatch has no sound reading).
+        Nothing is registered until every layer has been checked.
+        """
         config_raw = read_small(self.fs, entry.config, MAX_DOCUMENT_SIZE)
         config = decode_config(config_raw, where=f"{self.name}: {entry.config}")
         if len(config.diff_ids) != len(entry.layers):
@@ -190,10 +237,16 @@ class DockerArchive:
         return document.descriptor
 
     def _layer(self, path: str, diff_id: Digest, entry: _Entry) -> Blob:
+        """The blob of one layer file, its descriptor built by [DOCKER-3] or [DOCKER-4].
+
+        A missing file is allowed only when ``LayerSources`` describes it (a foreign layer
+        docker does not save); any other missing layer is ``BlobMissingError``.
+        """
         where = f"{self.name}: {path}"
         if not self.fs.exists(path):
             foreign = entry.layer_sources.get(str(diff_id))
             if isinstance(foreign, dict):
+                # docker save omits non-distributable layers and records them here instead
                 descriptor = Descriptor.from_json(foreign, where=f"{where} (LayerSources)")
                 return Blob(descriptor, None, where)
             raise BlobMissingError(f"{where}: layer named in manifest.json is not in the archive")
@@ -214,6 +267,7 @@ class DockerArchive:
         """[DOCKER-4] One pass: the stored digest, and the DiffID of the decompressed stream."""
         stored = Digest.new_hasher()
         uncompressed = diff_id.hasher()
+        # wbits=47 (32 + 15): zlib detects the gzip header itself and uses the largest window
         if compression is mt.Compression.GZIP:
             decompressor: Any = zlib.decompressobj(wbits=47)
         else:
@@ -229,6 +283,7 @@ class DockerArchive:
                         decompressor = zlib.decompressobj(wbits=47)
                         uncompressed.update(decompressor.decompress(rest))
                 except Exception as exc:
+                    # a corrupt stream cannot yield its DiffID: report it as a content mismatch
                     raise DigestMismatchError(f"{self.name}: {path}: cannot decompress the layer ({exc})") from None
         if not diff_id.matches(uncompressed):
             raise DigestMismatchError(

@@ -3,6 +3,10 @@
 [LAYOUT-1] .. [LAYOUT-4]: the :class:`~ocimerge.sources.core.Source` core over a layout; the
 walk below its roots ([LAYOUT-5]) is :mod:`ocimerge.sources.walk`'s. Also reads BuildKit's
 ``type=oci`` output and the OCI half of Docker 25+ ``docker save``.
+
+Nothing here trusts the layout: every document is size-capped before it is read and every
+byte is verified against the descriptor that named it, so a layout copied from elsewhere
+can be merged without first checking it with ``ocimerge verify``.
 """
 
 from __future__ import annotations
@@ -41,10 +45,18 @@ class OciLayout:
     origin: BlobOrigin | None = None
 
     def __init__(self, fs: FileSystem) -> None:
+        """[LAYOUT-1] Read ``index.json`` of ``fs`` (and check ``oci-layout`` when present).
+
+        Raises ``InputError`` without ``index.json``, ``DocumentError`` for a wrong layout
+        version or an invalid index. Blobs are not touched until asked for; the layout takes
+        ownership of ``fs`` and :meth:`close` closes it.
+        """
         self.fs = fs
         self.name = fs.name
         if not fs.exists("index.json"):
             raise InputError(f"{self.name}: OCI layout without index.json")
+        # [LAYOUT-1] the header is optional (it carries only a version: see the clause); when present
+        # it must say 1.0.0, as containerd's importer insists. 64 KiB: it is one tiny object.
         if fs.exists("oci-layout"):
             header = decode_json(read_small(fs, "oci-layout", 64 * 1024), where=f"{self.name}: oci-layout")
             version = header.get("imageLayoutVersion") if isinstance(header, dict) else None
@@ -56,7 +68,12 @@ class OciLayout:
     # -- content ---------------------------------------------------------------------------
 
     def blob(self, descriptor: Descriptor, where: str | None = None) -> Blob:
-        """The blob a descriptor names; its opener checks the stored size first [LAYOUT-2]."""
+        """The blob a descriptor names; its opener checks the stored size first [LAYOUT-2].
+
+        A blob the layout lacks is returned unavailable rather than raised, since a partial
+        export may legitimately omit it; the error comes only if someone opens it. The size
+        check makes a wrong-length file fail before any byte is streamed to a sink.
+        """
         path = blob_path(descriptor.digest)
         label = f"{self.name}: {where or path}"
         if not self.fs.exists(path):
@@ -76,7 +93,12 @@ class OciLayout:
         return self.fs.exists(blob_path(descriptor.digest))
 
     def document(self, descriptor: Descriptor, where: str) -> bytes:
-        """A manifest, index or config: capped, read whole and verified [VERIFY-1]."""
+        """A manifest, index or config: capped, read whole and verified [VERIFY-1].
+
+        Raises ``DocumentError`` over [JSON-3]'s cap (checked on the descriptor, before any
+        read), ``BlobMissingError`` when absent and ``DigestMismatchError`` when the bytes
+        are not the ones the descriptor names. The bytes returned are exactly those stored.
+        """
         if descriptor.size > MAX_DOCUMENT_SIZE:
             raise DocumentError(
                 f"{self.name}: {where} is {descriptor.size} bytes, over the "
@@ -99,6 +121,7 @@ class OciLayout:
         return tuple(self._root(e) for e in self.entries())
 
     def _root(self, entry: Descriptor) -> Root:
+        """A root for an ``index.json`` entry; stored, so its own digest is shown and kept."""
         names = entry_names(entry)
         return Root(entry, names, self.name + (f" ({names[-1]})" if names else ""))
 
@@ -112,6 +135,8 @@ class OciLayout:
         With no selector the layout must hold exactly one image (several names for one digest
         count once); otherwise the error lists the choices.
         """
+        # only images are selectable: other entries (artifacts, unknown types) never count
+        # towards "exactly one image", but are still listed as choices in the messages
         entries = [e for e in self.entries() if e.media_type in mt.MANIFEST_TYPES | mt.INDEX_TYPES]
         if selector.digest is not None:
             found = [e for e in entries if e.digest == selector.digest]
@@ -122,6 +147,7 @@ class OciLayout:
             )
         if selector.tag is not None:
             found = [e for e in entries if matches_name(selector.tag, entry_names(e))]
+            # a tag listed under several names (ref.name and containerd's image name) is one image
             if len({e.digest for e in found}) == 1:
                 return found[0]
             if not found:
@@ -144,4 +170,5 @@ class OciLayout:
         return entries[0]
 
     def close(self) -> None:
+        """Close the file system; blobs opened earlier stay readable until they are closed."""
         self.fs.close()

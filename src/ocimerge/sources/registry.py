@@ -33,9 +33,13 @@ class RegistryReader(Protocol):
 
     host: str
 
-    def manifest_get(self, reference: Reference) -> Document[Any]: ...
+    def manifest_get(self, reference: Reference) -> Document[Any]:
+        """The document ``reference`` names, verified against a digest reference [API-3]."""
+        ...
 
-    def open_blob(self, repository: str, descriptor: Descriptor, where: str | None = None) -> VerifyingReader: ...
+    def open_blob(self, repository: str, descriptor: Descriptor, where: str | None = None) -> VerifyingReader:
+        """A stream over the blob that verifies against ``descriptor`` as it is read."""
+        ...
 
 
 class RegistrySource:
@@ -64,14 +68,18 @@ class RegistrySource:
             raise SourceNotFoundError(f"{self.name}: {what} is not in the registry ({exc.code})") from exc
 
     def roots(self) -> tuple[Root, ...]:
+        """The one root: the document the reference names."""
         return (self._root,)
 
     def select(self, selector: Selector) -> Root:
+        """The root; a ``:TAG``/``@DIGEST`` selector after a reference is a ``UsageError``,
+        since ``REF:TAG`` already means the tag and a second one would be ambiguous."""
         if selector.tag or selector.digest:
             raise UsageError(f"{self.name}: name the tag or digest in the reference itself")
         return self._root
 
     def has(self, descriptor: Descriptor) -> bool:  # noqa: ARG002 - the protocol's signature
+        """Always True: absence surfaces as ``SourceNotFoundError`` from :meth:`document`."""
         return True  # asking would cost a request per entry: a miss surfaces in document()
 
     def document(self, descriptor: Descriptor, what: str) -> bytes:
@@ -88,6 +96,8 @@ class RegistrySource:
             return reader.read()
 
     def blob(self, descriptor: Descriptor, what: str) -> Blob:
+        """A blob streamed from the registry on each open, its origin set so a push to the
+        same registry mounts it instead of downloading and re-uploading ([PUSH-4])."""
         registry, repository, where = self.registry, self.reference.repository, f"{self.name}: {what}"
 
         def opener() -> BinaryIO:

@@ -1,4 +1,8 @@
-"""Choosing one image in a source that holds several: ``SRC:TAG`` and ``SRC@DIGEST``."""
+"""Choosing one image in a source that holds several: ``SRC:TAG`` and ``SRC@DIGEST``.
+
+The name matching here is shared by layouts ([LAYOUT-4]) and docker-save archives
+([DOCKER-2]), so ``app.tar:1.0`` means the same whichever kind of file ``app.tar`` is.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from ocimerge.model.reference import Reference
 
 __all__ = ["Selector", "describe_choices", "matches_name"]
 
+# a layout can hold hundreds of tags: an error message lists a screenful, then counts the rest
 _MAX_LISTED = 12
 
 
@@ -24,6 +29,7 @@ class Selector:
     digest: Digest | None = None
 
     def __str__(self) -> str:
+        """The selector as the user wrote it after ``SRC``: ``@sha256:…``, ``:tag`` or ``""``."""
         if self.digest is not None:
             return f"@{self.digest}"
         return f":{self.tag}" if self.tag else ""
@@ -49,6 +55,7 @@ def matches_name(wanted: str, names: Iterable[str]) -> bool:
 
 
 def _normalised(name: str) -> Reference | None:
+    """``name`` as a normalised reference ([REF-2]), or None when it is not a valid one."""
     try:
         return Reference.parse(name)
     except UsageError:

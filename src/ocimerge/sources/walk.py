@@ -35,10 +35,13 @@ from ocimerge.sources.core import Root, Source
 
 __all__ = ["EVERYTHING", "MAX_ENTRIES", "MAX_NESTING", "Walk", "filter_platforms", "load_root"]
 
+#: [LAYOUT-5] Index depth followed: real images rarely nest more than one index deep;
+#: the bound turns a cycle or a hostile chain of indexes into a clear error.
 MAX_NESTING = 8
 #: Entries visited in one walk, over all indexes: far above any real image (Hub's busybox
 #: index has 20), far below what a hostile fan-out would make us do.
 MAX_ENTRIES = 10_000
+# a manifest with any other config media type is an artifact (a Helm chart, a signature)
 _IMAGE_CONFIGS = frozenset({mt.OCI_CONFIG, mt.DOCKER_CONFIG})
 
 
@@ -60,7 +63,12 @@ EVERYTHING = Walk()
 
 @attrs.define
 class _Found:
-    """What flattening found, before images and attestations are paired."""
+    """What flattening found, before images and attestations are paired.
+
+    ``seen`` holds every digest already visited (the graph walk), ``visited`` counts entries
+    against ``MAX_ENTRIES``, and ``filtered`` counts images dropped for their platform, so an
+    empty result can say *why* it is empty.
+    """
 
     manifests: list[tuple[Descriptor, Document[ImageManifest]]] = attrs.Factory(list)
     attestations: list[Attestation] = attrs.Factory(list)
@@ -77,6 +85,11 @@ def load_root(source: Source, root: Root, walk: Walk = EVERYTHING) -> ImageSet:
 
     Raises :class:`InputError` subclasses when the root holds no image at all; an index whose
     images were all filtered out by ``walk.platforms`` gives an empty set with a note.
+    ``DocumentError`` for an index graph too deep or too wide, and the source's own errors
+    (``DigestMismatchError``, ``BlobMissingError``) for a document it cannot serve intact.
+    Every manifest, index and config is verified as it is read; layers are not read here,
+    only described by ``Blob`` values that verify when they are opened. The source must stay
+    open for as long as the returned set's blobs are used.
     """
     descriptor = root.descriptor
     if descriptor.media_type not in mt.MANIFEST_TYPES | mt.INDEX_TYPES:
@@ -84,6 +97,7 @@ def load_root(source: Source, root: Root, walk: Walk = EVERYTHING) -> ImageSet:
             f"{root.label}: entry {descriptor.digest.short} has unknown media type {descriptor.media_type!r}"
         )
     document = _read(source, descriptor, f"entry {descriptor.digest.short}")
+    # an authored root (docker-save) has no digest of its own in the source to report
     shown = descriptor if root.stored else None
     if isinstance(document.value, ImageManifest):
         image = _image(source, descriptor, document, root.label)  # type: ignore[arg-type]
@@ -113,7 +127,11 @@ def load_root(source: Source, root: Root, walk: Walk = EVERYTHING) -> ImageSet:
 
 
 def _raise_empty(root: Root, found: _Found) -> None:
-    """An index that yields no image: filtered (a note), all absent, or no image at all."""
+    """An index that yields no image: filtered (a note), all absent, or no image at all.
+
+    Filtering wins: a source with no image of the wanted platform is skipped, not an error
+    ([REMOTE-2]), because ``create --platforms`` is routinely run over mixed sources.
+    """
     if found.filtered:
         found.notes.append("no image of a wanted platform")
         return
@@ -125,7 +143,11 @@ def _raise_empty(root: Root, found: _Found) -> None:
 
 
 def _read(source: Source, descriptor: Descriptor, what: str) -> Document[ImageManifest | ImageIndex]:
-    """A manifest or index of the source, verified and decoded."""
+    """A manifest or index of the source, verified and decoded.
+
+    ``Document.reached`` re-checks the digest on the raw bytes, so even a source whose
+    ``document`` does not verify cannot hand the walker bytes other than the ones named.
+    """
     raw = source.document(descriptor, what)
     value = decode_manifest_or_index(raw, media_type=descriptor.media_type, where=f"{source.name}: {what}")
     return Document.reached(raw, value, descriptor, where=f"{source.name}: {what}")
@@ -148,6 +170,7 @@ def _flatten(source: Source, index: ImageIndex, found: _Found, walk: Walk, depth
     if depth > MAX_NESTING:
         raise DocumentError(f"{source.name}: indexes nested more than {MAX_NESTING} deep")
     for entry in index.manifests:
+        # counted before the seen-check: duplicates are where a hostile fan-out hides
         found.visited += 1
         if found.visited > MAX_ENTRIES:
             raise DocumentError(f"{source.name}: the index graph has more than {MAX_ENTRIES} entries; refusing it")
@@ -160,6 +183,9 @@ def _flatten(source: Source, index: ImageIndex, found: _Found, walk: Walk, depth
 
 def _visit(source: Source, entry: Descriptor, found: _Found, walk: Walk, depth: int) -> None:
     """Sort one index entry into images, attestations, nested indexes, absent or skipped."""
+    # The order of the tests matters: attestations are recognised before the platform filter,
+    # because their platform is unknown/unknown ([ATTEST-1]) and they are paired later, and
+    # the filter runs before ``has``/reads so that an unwanted image costs no request.
     reference_type = entry.annotation(REFERENCE_TYPE)
     if entry.media_type in mt.INDEX_TYPES:
         _nested(source, entry, found, walk, depth)
@@ -181,6 +207,7 @@ def _visit(source: Source, entry: Descriptor, found: _Found, walk: Walk, depth: 
 
 
 def _nested(source: Source, entry: Descriptor, found: _Found, walk: Walk, depth: int) -> None:
+    """A nested index: flattened one level deeper, then kept so it can be re-sent as is."""
     if not source.has(entry):
         found.absent.append(entry)
         return
@@ -192,6 +219,7 @@ def _nested(source: Source, entry: Descriptor, found: _Found, walk: Walk, depth:
 
 
 def _manifest(source: Source, entry: Descriptor, found: _Found) -> None:
+    """An image manifest entry: kept for pairing, or skipped with a note if an artifact."""
     document = _child(source, entry, f"manifest {entry.digest.short}")
     manifest = document.value
     if not isinstance(manifest, ImageManifest):
@@ -271,12 +299,17 @@ def _pair(source: Source, found: _Found, label: str) -> list[Image]:
 
 
 def _describe(descriptor: Descriptor) -> str:
+    """``linux/arm64 sha256:ab12…`` for messages about absent entries."""
     platform = f"{descriptor.platform} " if descriptor.platform else ""
     return f"{platform}{descriptor.digest.short}"
 
 
 def filter_platforms(loaded: ImageSet, platforms: Sequence[Platform]) -> ImageSet:
-    """Keep the images of ``platforms`` (by config); all when none is given."""
+    """Keep the images of ``platforms`` (by config); all when none is given.
+
+    A pure filter over an already loaded set: notes, absent entries and indexes are kept
+    as they are, and no source is read.
+    """
     if not platforms:
         return loaded
     kept = tuple(i for i in loaded.images if i.platform in platforms)
