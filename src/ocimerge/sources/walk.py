@@ -267,7 +267,9 @@ def _image(source: Source, entry: Descriptor, document: Document[ImageManifest],
     return Image(
         source=label,
         manifest=document,
-        config=Document(config_raw, config, manifest.config),
+        config=Document.reached(
+            config_raw, config, manifest.config, where=f"{source.name}: config of manifest {short}"
+        ),
         layers=layers,
         config_blob=Blob.from_bytes(manifest.config, config_raw, f"{label}: config", source.origin),
         platform_hint=entry.platform,
