@@ -12,13 +12,13 @@ manifest-tool's keys. ``image`` and ``tags`` are the targets; each manifest is a
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 
 import attrs
 
-from ocimerge.errors import UsageError
+from ocimerge.errors import DocumentError, UsageError
+from ocimerge.model.codec import MAX_DOCUMENT_SIZE, decode_json
 from ocimerge.model.platform import Platform
 from ocimerge.model.reference import Reference
 
@@ -120,12 +120,16 @@ def _load_spec(path: str) -> dict[str, object]:
     """The spec file's top-level JSON object; UsageError, naming ``path``, otherwise."""
     try:
         with open(path, "rb") as f:
-            value = json.loads(f.read())
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such spec file") from None
-    except (OSError, ValueError) as exc:
-        # ValueError covers both bad UTF-8 and bad JSON; its message gives the position.
-        raise UsageError(f"{path}: not a JSON spec file ({exc})") from None
+            raw = f.read(MAX_DOCUMENT_SIZE + 1)
+    except FileNotFoundError as exc:
+        raise UsageError(f"{path}: no such spec file") from exc
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the spec file ({exc.strerror or exc})") from exc
+    try:
+        # [SEC-7] the project's one strict decoder: size cap, nesting, encodings, duplicate keys
+        value = decode_json(raw, where=path)
+    except DocumentError as exc:
+        raise UsageError(f"not a JSON spec file: {exc}") from exc
     if not isinstance(value, dict):
         raise UsageError(f"{path}: expected a JSON object")
     return value

@@ -117,7 +117,7 @@ class Descriptor:
         try:
             parsed_digest = Digest.parse(digest)
         except DocumentError as exc:
-            raise DocumentError(f"{where}: {exc}") from None
+            raise DocumentError(f"{where}: {exc}") from exc
         return cls(
             media_type=media_type,
             digest=parsed_digest,

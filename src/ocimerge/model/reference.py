@@ -113,7 +113,7 @@ def _split_digest(text: str) -> tuple[str, Digest | None]:
         return name, Digest.parse(digest_text)
     except DocumentError as exc:
         # A typed reference is user input: report it as usage, with the digest's own reason.
-        raise UsageError(f"invalid reference {text!r}: {exc}") from None
+        raise UsageError(f"invalid reference {text!r}: {exc}") from exc
 
 
 def _split_tag(text: str, original: str) -> tuple[str, str | None]:

@@ -19,6 +19,7 @@ from ocimerge.errors import BlobMissingError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.assemble import Assembly
 from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document
 
 __all__ = ["Publication", "Sink", "required_blobs", "unique_blobs"]
@@ -102,9 +103,9 @@ def required_blobs(image: Image) -> Iterator[Blob]:
 
 def unique_blobs(blobs: Iterable[Blob]) -> Iterator[Blob]:
     """[PUSH-1] Each digest once: the first blob that holds it, or an available one later."""
-    seen: dict[str, Blob] = {}
+    seen: dict[Digest, Blob] = {}
     for blob in blobs:
-        key = str(blob.digest)
+        key = blob.digest
         if key not in seen or (not seen[key].available and blob.available):
             seen[key] = blob
     yield from seen.values()
