@@ -5,21 +5,141 @@ HTML page from a proxy); bodies are read only up to a cap. Each answer becomes t
 :mod:`ocimerge.errors` class for its code (or its status, for 413); 401 and 403 are auth
 failures. [ERR-2] URLs in messages are redacted: the query string (which may carry upload
 state) is dropped. No exception class is defined here: the tree lives in ``errors``.
+[SEC-8] Every answer has an overall :class:`Deadline` (httpx's timeouts are per read, so a
+server dripping a byte every few seconds would otherwise hold a run forever): it is checked
+in every read loop here and in the transport. Secrets we hold are cut out of any server text
+by one :class:`Redactor` before it enters a message, and server JSON (error bodies, token
+answers, tag lists) goes through :func:`decode_server_json`, whose failures (deep nesting,
+invalid UTF-8) are one-line errors, never crashes.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import json
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
+import attrs
 import httpx
 
-from ocimerge.errors import DeniedError, UnauthorizedError, registry_error_class
+from ocimerge.errors import DeniedError, DocumentError, TransportError, UnauthorizedError, registry_error_class
+from ocimerge.model.codec import decode_json
 
-__all__ = ["MAX_ERROR_BODY", "describe", "raise_for_response", "read_capped", "redact_url"]
+__all__ = [
+    "DEADLINE_KEY",
+    "MAX_ERROR_BODY",
+    "Deadline",
+    "Redactor",
+    "decode_server_json",
+    "describe",
+    "raise_for_response",
+    "read_capped",
+    "redact_url",
+]
 
 MAX_ERROR_BODY = 64 * 1024
+#: Where a request carries its :class:`Deadline` (``request.extensions``); redirects keep it.
+DEADLINE_KEY = "ocimerge.deadline"
+REDACTED = "<redacted>"
+
+
+@attrs.frozen
+class Deadline:
+    """[SEC-8] When the answer to one request must be complete (``time.monotonic`` seconds).
+
+    ``seconds`` is the allowance it was made with, for the message.
+
+    >>> Deadline.after(60.0).left() > 59
+    True
+    """
+
+    at: float
+    seconds: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        """The deadline ``seconds`` from now."""
+        return cls(time.monotonic() + seconds, seconds)
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once past it)."""
+        return self.at - time.monotonic()
+
+    def check(self, registry: str, url: httpx.URL | str) -> None:
+        """Raise :class:`TransportError` naming ``registry``, the URL and the deadline once it is past."""
+        if self.left() <= 0:
+            raise TransportError(
+                f"{registry}: no complete answer from {redact_url(url)} within the {self.seconds:g} s "
+                "deadline for one request; the server is too slow or is stalling"
+            )
+
+
+def deadline_of(response: httpx.Response) -> Deadline | None:
+    """The deadline the request of ``response`` was sent with, if any."""
+    try:
+        found = response.request.extensions.get(DEADLINE_KEY)
+    except RuntimeError:  # a response built without a request (unit tests)
+        return None
+    return found if isinstance(found, Deadline) else None
+
+
+class Redactor:
+    """[SEC-8] The secrets one registry client holds, cut out of server text before we show it.
+
+    Registry error bodies may echo the request's ``Authorization`` header: the password, a
+    token, or the base64 of ``user:password``. Secrets are added as they are learnt (bearer
+    tokens); thread-safe.
+
+    >>> Redactor(["s3cr3t"]).redact("echo: Basic czNjcjN0 s3cr3t")
+    'echo: Basic czNjcjN0 <redacted>'
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._secrets: set[str] = set()
+        self.add(*secrets)
+
+    @classmethod
+    def basic(cls, username: str | None, *secrets: str | None) -> Redactor:
+        """A redactor for these secrets, and for the base64 of ``username:secret`` (Basic auth)."""
+        found = [s for s in secrets if s]
+        encoded = [base64.b64encode(f"{username}:{s}".encode()).decode() for s in found if username]
+        return cls([*found, *encoded, *(e.rstrip("=") for e in encoded)])
+
+    def add(self, *secrets: str) -> None:
+        """Also redact these (empty strings are ignored)."""
+        with self._lock:
+            self._secrets.update(s for s in secrets if s)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret replaced by ``<redacted>``, longest first."""
+        with self._lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        for secret in secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+def printable(text: str) -> str:
+    """Server text made safe to encode: unpaired surrogates become ``\\udXXX`` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def decode_server_json(body: bytes, *, where: str) -> Any:
+    """[SEC-8] A server's JSON through the project's strict decoder; raises ``ValueError`` only.
+
+    Deep nesting (``RecursionError`` in ``json``), invalid UTF-8, duplicate keys and the like
+    all come out as a ``ValueError`` with a one-line reason, for the caller to name.
+    """
+    try:
+        return decode_json(body, where=where)
+    except DocumentError as exc:
+        raise ValueError(str(exc)) from exc
+    except RecursionError as exc:
+        raise ValueError(f"{where}: JSON nested too deeply") from exc
 
 
 def redact_url(url: httpx.URL | str) -> str:
@@ -33,16 +153,22 @@ def redact_url(url: httpx.URL | str) -> str:
 
 
 class _Capped(httpx.SyncByteStream):
-    """A response body cut off after ``limit`` bytes; ``over`` says whether it was cut."""
+    """A response body cut off after ``limit`` bytes; ``over`` says whether it was cut.
 
-    def __init__(self, inner: httpx.SyncByteStream, limit: int) -> None:
+    [SEC-8] ``check`` runs before every chunk is taken (the deadline).
+    """
+
+    def __init__(self, inner: httpx.SyncByteStream, limit: int, check: Callable[[], None]) -> None:
         self._inner = inner
         self._limit = limit
+        self._check = check
         self.over = False
 
     def __iter__(self) -> Iterator[bytes]:
         seen = 0
+        self._check()
         for chunk in self._inner:
+            self._check()
             seen += len(chunk)
             if seen > self._limit:
                 self.over = True
@@ -53,12 +179,15 @@ class _Capped(httpx.SyncByteStream):
         self._inner.close()
 
 
-def read_capped(response: httpx.Response, limit: int) -> bytes | None:
+def read_capped(response: httpx.Response, limit: int, *, registry: str = "") -> bytes | None:
     """The whole body of a streamed response, or None when it runs past ``limit``; closes it.
 
     The body is read through httpx itself (``Response.read``) with the stream capped, so the
     response is left read as well as closed: httpx reads the answers an auth flow was handed
-    once more, and that must neither fail nor fetch an unbounded body.
+    once more, and that must neither fail nor fetch an unbounded body. [SEC-8] The request's
+    :class:`Deadline` is checked between chunks; a body that breaks off (shorter than its
+    ``Content-Length``, a dropped connection) or misses the deadline is a
+    :class:`TransportError` naming ``registry`` (the URL's host when not given).
     """
     if response.is_stream_consumed or response.is_closed or not isinstance(response.stream, httpx.SyncByteStream):
         try:
@@ -66,34 +195,55 @@ def read_capped(response: httpx.Response, limit: int) -> bytes | None:
         except httpx.ResponseNotRead:
             return b""
         return content if len(content) <= limit else None
-    capped = _Capped(response.stream, limit)
+    registry = registry or response.request.url.host
+    deadline = deadline_of(response)
+    url = response.request.url
+    capped = _Capped(response.stream, limit, (lambda: deadline.check(registry, url)) if deadline else lambda: None)
     response.stream = capped
-    body = response.read()  # reads through the cap and closes the response
+    try:
+        body = response.read()  # reads through the cap and closes the response
+    except TransportError:  # the deadline passed
+        response.close()
+        raise
+    except httpx.HTTPError as exc:
+        response.close()
+        raise TransportError(
+            f"{registry}: the answer from {redact_url(url)} broke off: {exc.__class__.__name__}: {exc}"
+        ) from exc
     return None if capped.over else body
 
 
 def _errors(body: bytes) -> list[dict[str, object]]:
     try:
-        value = json.loads(body)
-    except ValueError:
+        value = decode_server_json(body, where="error body")
+    except ValueError:  # [SEC-8] not JSON, nested too deep, bad UTF-8: the status speaks instead
         return []
     errors = value.get("errors") if isinstance(value, dict) else None
     return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
 
-def describe(response: httpx.Response, body: bytes) -> tuple[str, str]:
-    """The first error code and a short human message from a registry error response."""
+def describe(response: httpx.Response, body: bytes, redactor: Redactor | None = None) -> tuple[str, str]:
+    """The first error code and a short human message from a registry error response.
+
+    [SEC-8] Both are server text: secrets ``redactor`` holds are cut out, unpaired
+    surrogates escaped.
+    """
+    clean = (redactor or Redactor()).redact
     errors = _errors(body)
     if errors:
         first = errors[0]
-        code = str(first.get("code") or "UNKNOWN")
-        message = str(first.get("message") or "").strip()
+        code = printable(clean(str(first.get("code") or "UNKNOWN")))
+        message = printable(clean(str(first.get("message") or "").strip()))
         return code, message
-    return "", response.reason_phrase or ""
+    return "", printable(clean(response.reason_phrase or ""))
 
 
 def raise_for_response(
-    response: httpx.Response, what: str, registry: str, credentials: str = "anonymous access"
+    response: httpx.Response,
+    what: str,
+    registry: str,
+    credentials: str = "anonymous access",
+    redactor: Redactor | None = None,
 ) -> None:
     """Raise the error a failed response means; return when it succeeded (2xx).
 
@@ -101,14 +251,15 @@ def raise_for_response(
     401 is :class:`UnauthorizedError`, 403 or ``DENIED`` :class:`DeniedError` (both with the
     status); anything else the class :func:`ocimerge.errors.registry_error_class` names.
     ``credentials`` names where the credentials came from (never the secret), for 401/403.
+    [SEC-8] Server text in the message has ``redactor``'s secrets cut out.
     """
     if response.is_success:
         return
     body = b""
-    with contextlib.suppress(httpx.HTTPError):  # a body that fails to arrive still leaves the status
-        body = read_capped(response, MAX_ERROR_BODY) or b""
+    with contextlib.suppress(TransportError):  # a body that fails to arrive still leaves the status
+        body = read_capped(response, MAX_ERROR_BODY, registry=registry) or b""
     response.close()
-    code, message = describe(response, body)
+    code, message = describe(response, body, redactor)
     status = response.status_code
     url = redact_url(response.request.url)
     detail = f"{code}: {message}" if code else f"{status} {message}".strip()
