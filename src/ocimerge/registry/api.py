@@ -11,7 +11,8 @@ and indexes), or a registry may answer another document. [API-3] Every manifest 
 is verified against the digest asked for; ``Docker-Content-Digest`` is checked when present.
 [API-4] Uploads follow the ``Location`` exactly as given (see ``upload``).
 [API-6] A mount answered 202 opened an upload session: it is used for the upload.
-[API-8] Tag lists follow ``Link: <…>; rel="next"`` until there is none (or it repeats).
+[API-8] Tag lists follow ``Link: <…>; rel="next"`` until there is none (or it repeats), at
+most ``MAX_TAG_PAGES`` pages [SEC-8].
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from ocimerge.registry.auth import RegistryAuth
 from ocimerge.registry.challenge import Scope
 from ocimerge.registry.credentials import Credentials
 from ocimerge.registry.options import RegistryOptions
-from ocimerge.registry.responses import read_capped
-from ocimerge.registry.transport import Outgoing, ResponseStream, Sender, build_client, is_loopback
+from ocimerge.registry.responses import decode_server_json, read_capped
+from ocimerge.registry.transport import Outgoing, Peer, ResponseStream, Sender, build_client, is_loopback
 from ocimerge.registry.upload import Chunking, Uploader, UploadSession, check_digest, location_of
 
 __all__ = ["MANIFEST_ACCEPT", "Mounted", "Registry", "RegistryOptions", "RegistryPool", "UploadSession"]
@@ -45,6 +46,7 @@ DOCKER_HUB_API = "registry-1.docker.io"
 MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
 MAX_MANIFEST = 4 * 1024 * 1024
 TAGS_PAGE = 1000
+MAX_TAG_PAGES = 10_000
 
 
 @attrs.frozen
@@ -86,16 +88,21 @@ class Registry:
         self.options = options or RegistryOptions()
         tls = self.options.tls
         self.credentials = credentials if credentials is not None else self.options.credentials_for(host)
+        deadlines = self.options.deadlines
         self.auth = RegistryAuth(
             host,
             self.credentials,
-            allow_plain_realm=tls.insecure or tls.plain_http,
+            # [TOKEN-4][SEC-8] --plain-http (this registry speaks HTTP) allows a plain-HTTP realm
+            # elsewhere; --insecure changes TLS verification only, never where secrets may go
+            allow_plain_realm=tls.plain_http,
             clock=clock,
             api_host=self.api_host,
+            token_deadline=deadlines.other,
         )
         self.client = build_client(self.api_host, tls, auth=self.auth, transport=transport)
         source = self.credentials.source if self.credentials else "anonymous access"
-        self._sender = Sender(self.client, self.options.retry, host=host, credentials=source, sleep=sleep)
+        peer = Peer(host, self.api_host, source, self.auth.redactor, deadlines)
+        self._sender = Sender(self.client, self.options.retry, peer=peer, sleep=sleep)
         self.requests = self._sender.requests
         self._uploader = Uploader(self._sender, Chunking(self.options.chunk_size, self.options.chunked_threshold))
         self._scheme = "http" if tls.plain_http else "https"
@@ -198,7 +205,13 @@ class Registry:
         """
         what = f"GET blob {descriptor.digest.short} from {repository}"
         response = self._send(
-            Outgoing(self._request("GET", f"/v2/{repository}/blobs/{descriptor.digest}"), "GET blob", what, stream=True)
+            Outgoing(
+                self._request("GET", f"/v2/{repository}/blobs/{descriptor.digest}"),
+                "GET blob",
+                what,
+                stream=True,
+                bulk=True,  # [SEC-8] a blob body: the long deadline
+            )
         )
         stream = cast(BinaryIO, ResponseStream(response, self.host, what))
         return VerifyingReader(stream, descriptor, where or f"{self.host}/{repository}: blob {descriptor.digest}")
@@ -284,7 +297,7 @@ class Registry:
                 stream=True,
             )
         )
-        raw = read_capped(response, MAX_MANIFEST)
+        raw = read_capped(response, MAX_MANIFEST, registry=self.host)  # [SEC-8] capped, within the deadline
         if raw is None:
             raise RegistryError(f"{where} is over 4 MiB")
         # [API-3] the digest asked for wins; a tag read is checked against the header, if any
@@ -320,24 +333,35 @@ class Registry:
         return document.descriptor
 
     def tags(self, repository: str) -> tuple[str, ...]:
-        """[API-8] Every tag of ``repository``, following pagination until no new link."""
+        """[API-8] Every tag of ``repository``, following pagination until no new link.
+
+        [SEC-8] A link already followed (the first page's included) ends the list, and more
+        than ``MAX_TAG_PAGES`` pages is a :class:`RegistryError`: a registry cannot keep us
+        paging forever. Each page must be a JSON object (strictly decoded).
+        """
         build = self._request("GET", f"/v2/{repository}/tags/list", params={"n": str(TAGS_PAGE)})
-        found: list[str] = []
+        found: dict[str, None] = {}
         seen: set[str] = set()
-        while True:
+        for _page in range(MAX_TAG_PAGES):
             response = self._send(Outgoing(build, "GET tags", f"list tags of {repository}"))
-            try:
-                value = response.json()
-            except ValueError as exc:
-                raise RegistryError(f"{self.host}: the tag list of {repository} is not JSON") from exc
-            tags = value.get("tags") if isinstance(value, dict) else None
-            found.extend(t for t in (tags or []) if isinstance(t, str))
+            seen.add(str(response.request.url))
+            for tag in self._tag_page(response, repository):
+                found.setdefault(tag)
             link = response.links.get("next", {}).get("url")
             following = str(response.request.url.join(link)) if link else None
             if following is None or following in seen:
                 return tuple(found)  # the last page, or a registry repeating itself
-            seen.add(following)
             build = self._request("GET", following)
+        raise RegistryError(f"{self.host}: the tag list of {repository} runs past {MAX_TAG_PAGES} pages")
+
+    def _tag_page(self, response: httpx.Response, repository: str) -> list[str]:
+        """The tags one page of a tag list names; a page that is not a JSON object is refused."""
+        try:
+            value = decode_server_json(response.content, where="tag list")
+        except ValueError as exc:
+            raise RegistryError(f"{self.host}: the tag list of {repository} is not JSON") from exc
+        tags = value.get("tags") if isinstance(value, dict) else None
+        return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
 
 class RegistryPool:

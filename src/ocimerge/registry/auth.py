@@ -10,11 +10,18 @@ so a long upload never sends an expired token. ``expires_in`` under 60 s counts 
 a username and password go as Basic credentials on a GET (falling back to the OAuth2
 ``password`` grant when the GET form is not served); without credentials the GET is anonymous.
 [TOKEN-4] Credentials go only to the registry and to the token realm its challenge announced,
-never to a plain-HTTP realm on another machine; a request to another host (an upload
+never to a plain-HTTP realm on another machine (unless ``--plain-http`` said the registry
+speaks HTTP; ``--insecure`` only skips TLS verification, [SEC-8]); a request to another host (an upload
 ``Location`` pointing at storage, a redirect target) is sent without them. Token requests
 follow no redirects (a POST carries a password or refresh token in its body): a 3xx answer is
 an :class:`AuthError`.
-[TOKEN-5] Token responses are capped at 1 MiB; ``token`` or ``access_token`` is the token.
+[TOKEN-5] Token responses are capped at 1 MiB and decoded strictly (deep nesting, invalid
+UTF-8 and tokens that are not visible ASCII are one-line :class:`AuthError` values);
+``token`` or ``access_token`` is the token.
+[SEC-1] A challenge is learnt only from a 401 whose origin is the registry's own API host.
+[SEC-8] Every secret the flow holds or obtains (password, identity and registry tokens, the
+Basic value, each bearer token) is in its :attr:`RegistryAuth.redactor`, which cuts them out
+of server text before it enters a message.
 [TOKEN-6] A 401 after a fresh token is final: no loops.
 
 The flow does I/O (its token requests), so it is written as httpx documents for such flows:
@@ -26,7 +33,7 @@ token fetch per scope set is in flight at a time: other threads needing it wait 
 from __future__ import annotations
 
 import base64
-import json
+import re
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
@@ -39,8 +46,8 @@ import httpx
 from ocimerge.errors import AuthError, UnauthorizedError
 from ocimerge.registry.challenge import Challenge, Scope, merge_scopes, parse_challenges
 from ocimerge.registry.credentials import Credentials
-from ocimerge.registry.responses import MAX_ERROR_BODY, read_capped
-from ocimerge.registry.transport import is_loopback, new_request
+from ocimerge.registry.responses import MAX_ERROR_BODY, Redactor, decode_server_json, read_capped
+from ocimerge.registry.transport import DEFAULT_DEADLINE, is_loopback, is_origin, new_request
 
 __all__ = ["RegistryAuth", "Token", "scopes_for_request"]
 
@@ -49,6 +56,9 @@ MIN_LIFETIME = 60.0
 CLIENT_ID = "ocimerge"
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _RESOURCES = ("/blobs/", "/manifests/", "/tags/", "/referrers/")
+#: A bearer token is visible ASCII (RFC 6750 ``b64token`` and the opaque tokens real servers
+#: issue); anything else could not go in a header and is refused.
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 #: What the flow's helpers are: generators that yield requests, are sent their answers,
 #: and return a value.
@@ -112,9 +122,12 @@ class RegistryAuth(httpx.Auth):
 
     Use it as a client's ``auth``: httpx drives :meth:`sync_auth_flow`. ``token_requests``
     lists the scope sets tokens were asked for, in order (for tests and ``--json``).
+    ``allow_plain_realm`` (``--plain-http``) lets a plain-HTTP realm on another host have
+    credentials; ``token_deadline`` bounds each token request in all [SEC-8]; ``redactor``
+    holds every secret of this flow, for the messages of whoever shows server text.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only settings with defaults (plain realm, clock, origin, deadline)
         self,
         registry: str,
         credentials: Credentials | None,
@@ -122,6 +135,7 @@ class RegistryAuth(httpx.Auth):
         allow_plain_realm: bool = False,
         clock: Callable[[], float] = time.monotonic,
         api_host: str | None = None,
+        token_deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         self.registry = registry
         self._origin = (api_host or registry).lower()
@@ -135,7 +149,15 @@ class RegistryAuth(httpx.Auth):
         self._pending: list[tuple[tuple[Scope, ...], threading.Event]] = []
         self._wanted: list[Scope] = []
         self._refresh_token = credentials.identity_token if credentials else None
+        self._token_deadline = token_deadline
         self.token_requests: list[tuple[str, ...]] = []
+        self.redactor = (
+            Redactor.basic(
+                credentials.username, credentials.password, credentials.identity_token, credentials.registry_token
+            )
+            if credentials
+            else Redactor()
+        )
 
     def want(self, *scopes: Scope) -> None:
         """Ask for these scopes whenever a request touches their repository (a push session)."""
@@ -188,14 +210,18 @@ class RegistryAuth(httpx.Auth):
         return merge_scopes([*own, *(w for w in wanted if w.name in names)])
 
     def _same_origin(self, request: httpx.Request) -> bool:
-        netloc = request.url.netloc.decode().lower()
-        default = {"https": 443, "http": 80}.get(request.url.scheme)
-        return netloc == self._origin or (request.url.port in (None, default) and request.url.host == self._origin)
+        return is_origin(request.url, self._origin)
 
     def _learn(
         self, response: httpx.Response, request: httpx.Request, needed: tuple[Scope, ...]
     ) -> tuple[Scope, ...] | None:
-        """Learn a 401's challenge; the scopes to authenticate again for, or None to stop."""
+        """Learn a 401's challenge; the scopes to authenticate again for, or None to stop.
+
+        [SEC-1] Only an answer from our own origin teaches anything: the flow sees answers
+        to requests it sent there, and this check keeps it so whatever drives the flow.
+        """
+        if not is_origin(response.url, self._origin):
+            return None
         challenges = parse_challenges(response.headers.get_list("www-authenticate"))
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
@@ -268,15 +294,15 @@ class RegistryAuth(httpx.Auth):
             refresh = self._refresh_token
         if refresh:
             form = {"grant_type": "refresh_token", "refresh_token": refresh}
-            response, body = yield from self._ask(_post(url, service, scopes, form))
+            response, body = yield from self._ask(_post(url, service, scopes, form, self._token_deadline))
         elif creds is not None and creds.username and creds.password:
             basic = (creds.username, creds.password)
-            response, body = yield from self._ask(_get(url, service, scopes, basic))
+            response, body = yield from self._ask(_get(url, service, scopes, basic, self._token_deadline))
             if response.status_code in (404, 405):  # the GET form is not served: OAuth2 password grant
                 form = {"grant_type": "password", "username": creds.username, "password": creds.password}
-                response, body = yield from self._ask(_post(url, service, scopes, form))
+                response, body = yield from self._ask(_post(url, service, scopes, form, self._token_deadline))
         else:
-            response, body = yield from self._ask(_get(url, service, scopes, None))
+            response, body = yield from self._ask(_get(url, service, scopes, None, self._token_deadline))
         return self._token(response, body, scopes)
 
     def _realm(self, challenge: Challenge) -> httpx.URL:
@@ -289,14 +315,15 @@ class RegistryAuth(httpx.Auth):
         if url.scheme != "https" and sends_secret and not (self._allow_plain_realm or is_loopback(url.netloc.decode())):
             raise AuthError(
                 f"{self.registry}: the token service {url.host} is plain HTTP; refusing to send credentials "
-                "(use --plain-http or --insecure if this registry is meant to be reached that way)"
+                "(use --plain-http if this registry and its token service are meant to be reached over HTTP; "
+                "--insecure only skips TLS verification)"
             )
         return url
 
     def _ask(self, request: httpx.Request) -> Flow:
         """Yield one token request; its answer and its body, read capped [TOKEN-5]."""
         response = yield request
-        body = read_capped(response, MAX_TOKEN_RESPONSE)  # read and closed, whatever follows
+        body = read_capped(response, MAX_TOKEN_RESPONSE, registry=self.registry)  # read and closed, whatever follows
         status = response.status_code
         if 300 <= status < 400:  # [TOKEN-4] never followed: the body may carry a secret
             raise AuthError(
@@ -322,13 +349,18 @@ class RegistryAuth(httpx.Auth):
             )
         if not response.is_success:
             raise AuthError(f"{self.registry}: the token service {host} answered {status}", status=status)
-        try:
-            value = json.loads(body)
+        try:  # [TOKEN-5][SEC-8] strict: deep nesting or bad UTF-8 is this one-line error, never a crash
+            value = decode_server_json(body, where="token response")
             token = value.get("access_token") or value.get("token")
         except (ValueError, AttributeError) as exc:
-            raise AuthError(f"{self.registry}: the token service {host} answered something that is not JSON") from exc
+            raise AuthError(
+                f"{self.registry}: the token service {host} answered something that is not a JSON object"
+            ) from exc
         if not isinstance(token, str) or not token:
             raise AuthError(f"{self.registry}: the token service {host} answered without a token")
+        if not _TOKEN.fullmatch(token):
+            raise AuthError(f"{self.registry}: the token service {host} answered a token that is not visible ASCII")
+        self.redactor.add(token)  # [SEC-8] a registry error body may echo it back
         lifetime = value.get("expires_in")
         lifetime = float(lifetime) if isinstance(lifetime, int | float) and lifetime > 0 else MIN_LIFETIME
         refresh = value.get("refresh_token")
@@ -339,7 +371,7 @@ class RegistryAuth(httpx.Auth):
 
 
 def _get(
-    url: httpx.URL, service: str | None, scopes: tuple[Scope, ...], basic: tuple[str, str] | None
+    url: httpx.URL, service: str | None, scopes: tuple[Scope, ...], basic: tuple[str, str] | None, deadline: float
 ) -> httpx.Request:
     """[TOKEN-3] The GET form: ``service``, one ``scope`` per scope, ``account`` with Basic."""
     params: list[tuple[str, str]] = []
@@ -350,14 +382,16 @@ def _get(
     if basic:
         params.append(("account", basic[0]))
         headers["Authorization"] = _basic(*basic)
-    return new_request("GET", url, params=tuple(params), headers=headers)
+    return new_request("GET", url, params=tuple(params), headers=headers, deadline=deadline)
 
 
-def _post(url: httpx.URL, service: str | None, scopes: tuple[Scope, ...], form: dict[str, str]) -> httpx.Request:
+def _post(
+    url: httpx.URL, service: str | None, scopes: tuple[Scope, ...], form: dict[str, str], deadline: float
+) -> httpx.Request:
     """[TOKEN-3] The OAuth2 POST form: the grant, our client id, one space-separated scope."""
     data = {**form, "client_id": CLIENT_ID, "access_type": "offline"}
     if service:
         data["service"] = service
     if scopes:
         data["scope"] = " ".join(str(s) for s in scopes)
-    return new_request("POST", url, data=data)
+    return new_request("POST", url, data=data, deadline=deadline)

@@ -10,7 +10,7 @@ import os
 import attrs
 
 from ocimerge.registry.credentials import Credentials, resolve_credentials
-from ocimerge.registry.transport import RetryPolicy, TLSOptions
+from ocimerge.registry.transport import Deadlines, RetryPolicy, TLSOptions
 
 __all__ = ["RegistryOptions"]
 
@@ -24,7 +24,8 @@ class RegistryOptions:
     every other registry of the run gets its own from docker's config (or none). A run that
     reads from one registry and pushes to another never hands one's password to the other.
     ``chunk_size`` forces chunked uploads of that chunk size; otherwise blobs above
-    ``chunked_threshold`` go in chunks.
+    ``chunked_threshold`` go in chunks. [SEC-8] ``deadlines`` bound each request in all (a
+    blob body 15 min, anything else 2 min by default).
     """
 
     tls: TLSOptions = attrs.field(factory=TLSOptions)
@@ -34,6 +35,7 @@ class RegistryOptions:
     chunk_size: int | None = None
     chunked_threshold: int = 1024 * 1024 * 1024
     explicit_hosts: frozenset[str] | None = None
+    deadlines: Deadlines = attrs.field(factory=Deadlines)
 
     def credentials_for(self, host: str) -> Credentials | None:
         """[CRED-4] The credentials ``host`` gets: explicit ones only where they belong."""

@@ -12,6 +12,14 @@ and a cap, honouring ``Retry-After``. Every request ocimerge sends is safe to re
 [TOKEN-4] Redirects are followed here, by the loop, never by httpx inside the auth flow: the
 flow only ever sees the answer to the very request it yielded, so a storage host reached by a
 redirect cannot plant a Bearer challenge and collect our credentials.
+[SEC-1] A 401 from any other origin (a storage host a redirect led to, an upload
+``Location`` elsewhere) is never authenticated against: it is an :class:`UnauthorizedError` naming
+that host, sent nothing of ours. Only answers from the registry's own API origin
+(:func:`is_origin`) reach the auth flow's challenge parser.
+[SEC-8] Every request has an overall :class:`~ocimerge.registry.responses.Deadline`
+(:class:`Deadlines`: 15 min for a blob body, 2 min for anything else), carried in its
+extensions across redirects and checked in every read loop, body included; the per-read
+timeouts are capped at it. Answers that are not streamed are read capped.
 """
 
 from __future__ import annotations
@@ -31,19 +39,36 @@ import attrs
 import httpx
 
 from ocimerge._version import __version__
-from ocimerge.errors import RETRYABLE_STATUSES, RegistryError, TLSVerificationError, TransportError
-from ocimerge.registry.responses import raise_for_response, redact_url
+from ocimerge.errors import (
+    RETRYABLE_STATUSES,
+    RegistryError,
+    TLSVerificationError,
+    TransportError,
+    UnauthorizedError,
+)
+from ocimerge.registry.responses import (
+    DEADLINE_KEY,
+    Deadline,
+    Redactor,
+    deadline_of,
+    raise_for_response,
+    read_capped,
+    redact_url,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "USER_AGENT",
+    "Deadlines",
     "Outgoing",
+    "Peer",
     "ResponseStream",
     "RetryPolicy",
     "Sender",
     "TLSOptions",
     "build_client",
     "is_loopback",
+    "is_origin",
     "new_request",
     "transport_error",
 ]
@@ -53,6 +78,11 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=120.0, write=120.0, pool=60.0
 #: Redirect statuses the loop follows for GET and HEAD.
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
+#: [SEC-8] Answers that are not streamed (pings, uploads, tag pages) are read up to this.
+MAX_ANSWER_BODY = 4 * 1024 * 1024
+#: [SEC-8] The default overall deadlines (seconds): a blob body, and any other request.
+BLOB_DEADLINE = 15 * 60.0
+DEFAULT_DEADLINE = 120.0
 
 
 def is_loopback(host: str) -> bool:
@@ -68,6 +98,28 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def is_origin(url: httpx.URL, origin: str) -> bool:
+    """[SEC-1] Whether ``url`` is on ``origin`` (``host[:port]``; a default port may be left out)."""
+    origin = origin.lower()
+    netloc = url.netloc.decode().lower()
+    default = {"https": 443, "http": 80}.get(url.scheme)
+    return netloc == origin or (url.port in (None, default) and url.host == origin)
+
+
+@attrs.frozen
+class Deadlines:
+    """[SEC-8] How long one request may take in all, its answer's body included (seconds).
+
+    ``blob`` is for requests that carry a blob body either way (a blob GET, an upload PUT
+    or PATCH), ``other`` for everything else (pings, HEADs, manifests, tokens, tags). httpx's
+    own timeouts bound each read; these bound the whole, so a server dripping one byte every
+    few seconds cannot hold a run.
+    """
+
+    blob: float = BLOB_DEADLINE
+    other: float = DEFAULT_DEADLINE
 
 
 @attrs.frozen
@@ -160,26 +212,28 @@ def build_client(
     )
 
 
-def new_request(
+def new_request(  # noqa: PLR0913 - keyword-only request parts, each optional
     method: str,
     url: httpx.URL,
     *,
     params: tuple[tuple[str, str], ...] | None = None,
     data: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    deadline: float = DEFAULT_DEADLINE,
 ) -> httpx.Request:
     """A request built outside a client (the auth flow's token requests), with our defaults.
 
-    A request a flow yields is sent as is: it gets our user agent and timeouts only if it
-    carries them itself.
+    A request a flow yields is sent as is: it gets our user agent, timeouts and [SEC-8]
+    overall ``deadline`` (seconds) only if it carries them itself.
     """
+    timeouts = {k: v if v is None else min(v, deadline) for k, v in DEFAULT_TIMEOUT.as_dict().items()}
     return httpx.Request(
         method,
         url,
         params=params,
         data=data,
         headers={"User-Agent": USER_AGENT, **(headers or {})},
-        extensions={"timeout": DEFAULT_TIMEOUT.as_dict()},
+        extensions={"timeout": timeouts, DEADLINE_KEY: Deadline.after(deadline)},
     )
 
 
@@ -218,6 +272,24 @@ class Outgoing:
     ok: tuple[int, ...] = ()
     stream: bool = False
     retry: bool = True
+    bulk: bool = False
+
+
+@attrs.frozen
+class Peer:
+    """Who a :class:`Sender` talks to and on whose behalf.
+
+    ``host`` names the registry in messages, ``origin`` is its API ``host[:port]`` (the only
+    origin whose 401 may be authenticated against, [SEC-1]), ``credentials`` says where the
+    credentials came from (never a secret), ``redactor`` holds the secrets to cut out of
+    server text [SEC-8], and ``deadlines`` bound each request.
+    """
+
+    host: str
+    origin: str
+    credentials: str = "anonymous access"
+    redactor: Redactor = attrs.field(factory=Redactor, eq=False, repr=False)
+    deadlines: Deadlines = attrs.field(factory=Deadlines)
 
 
 class Sender:
@@ -229,21 +301,16 @@ class Sender:
     may be repeated: HEAD, GET and PUT are idempotent, a repeated POST opens a fresh upload
     session, and a PATCH re-sends its chunk from a re-opened blob (a registry that kept part
     of it answers 416, which is final). ``requests`` counts attempts by ``Outgoing.kind``.
+    [SEC-8] Each attempt gets its own :class:`~ocimerge.registry.responses.Deadline`.
     """
 
     def __init__(
-        self,
-        client: httpx.Client,
-        policy: RetryPolicy,
-        *,
-        host: str,
-        credentials: str = "anonymous access",
-        sleep: Callable[[float], None],
+        self, client: httpx.Client, policy: RetryPolicy, *, peer: Peer, sleep: Callable[[float], None]
     ) -> None:
         self.client = client
         self.policy = policy
-        self.host = host
-        self.credentials = credentials  # where they came from, for 401/403 messages; never a secret
+        self.peer = peer
+        self.host = peer.host
         self._sleep = sleep
         self._lock = threading.Lock()
         self.requests: Counter[str] = Counter()
@@ -255,6 +322,7 @@ class Sender:
         while True:
             attempt += 1
             request = out.build()  # a fresh request and body for every attempt [API-5]
+            self._stamp(request, out)
             self._count(out.kind)
             try:
                 response = self._exchange(request, out.what)
@@ -265,6 +333,8 @@ class Sender:
                 self._sleep(self.policy.delay(attempt))
                 continue
             status = response.status_code
+            if status == 401 and not is_origin(response.request.url, self.peer.origin):
+                raise self._foreign_challenge(response, out)
             if status == 401 and not isinstance(request.stream, httpx.ByteStream) and not reauthenticated:
                 # a streamed body cannot be replayed inside the auth flow: its token is now
                 # cached, so the request is built and sent once more (not counted as a retry)
@@ -279,6 +349,23 @@ class Sender:
                 continue
             return self._settle(response, out)
 
+    def _stamp(self, request: httpx.Request, out: Outgoing) -> None:
+        """[SEC-8] Give ``request`` its overall deadline, and per-read timeouts no longer than it."""
+        seconds = self.peer.deadlines.blob if out.bulk else self.peer.deadlines.other
+        request.extensions[DEADLINE_KEY] = Deadline.after(seconds)
+        timeouts = dict(request.extensions.get("timeout") or DEFAULT_TIMEOUT.as_dict())
+        request.extensions["timeout"] = {k: v if v is None else min(v, seconds) for k, v in timeouts.items()}
+
+    def _foreign_challenge(self, response: httpx.Response, out: Outgoing) -> UnauthorizedError:
+        """[SEC-1] The error for a 401 from another origin: nothing of ours was or will be sent."""
+        response.close()
+        where = response.request.url.host
+        return UnauthorizedError(
+            f"{self.host}: {out.what}: {where} (where the registry sent us) asks for credentials (401); "
+            "ocimerge sends credentials only to the registry and the token service its own challenge names",
+            status=401,
+        )
+
     def _again(self, out: Outgoing, attempt: int, *, retryable: bool) -> bool:
         return retryable and out.retry and attempt < self.policy.attempts
 
@@ -288,7 +375,10 @@ class Sender:
 
     def _exchange(self, request: httpx.Request, what: str) -> httpx.Response:
         """Send ``request``, following up to ``MAX_REDIRECTS`` redirects of a GET or HEAD."""
+        deadline = deadline_of_request(request)
         for _hop in range(MAX_REDIRECTS + 1):
+            if deadline is not None:
+                deadline.check(self.host, request.url)  # [SEC-8] the hops share one deadline
             response = self.client.send(request, stream=True)
             if response.status_code not in REDIRECTS or "location" not in response.headers:
                 return response
@@ -298,11 +388,20 @@ class Sender:
 
     def _settle(self, response: httpx.Response, out: Outgoing) -> httpx.Response:
         """The answer, read unless streamed; an error answer raised as its error class."""
-        if response.status_code not in out.ok:
-            raise_for_response(response, out.what, self.host, self.credentials)  # returns for 2xx only
-        if not out.stream:
-            response.read()
+        if response.status_code not in out.ok:  # returns for 2xx only
+            raise_for_response(response, out.what, self.host, self.peer.credentials, self.peer.redactor)
+        if not out.stream and read_capped(response, MAX_ANSWER_BODY, registry=self.host) is None:
+            raise RegistryError(
+                f"{self.host}: {out.what}: the answer is over {MAX_ANSWER_BODY // (1024 * 1024)} MiB",
+                url=redact_url(response.request.url),
+            )
         return response
+
+
+def deadline_of_request(request: httpx.Request) -> Deadline | None:
+    """The :class:`~ocimerge.registry.responses.Deadline` ``request`` was stamped with, if any."""
+    found = request.extensions.get(DEADLINE_KEY)
+    return found if isinstance(found, Deadline) else None
 
 
 def _redirected(request: httpx.Request, response: httpx.Response, host: str, what: str) -> httpx.Request:
@@ -329,19 +428,25 @@ class ResponseStream:
     """A blocking ``read``/``readinto`` stream over a streamed response body.
 
     What a :class:`ocimerge.content.VerifyingReader` reads a registry blob through: httpx
-    failures mid-body become :class:`TransportError` (chained); closing closes the response.
+    failures mid-body (a body shorter than its ``Content-Length`` included) become
+    :class:`TransportError` (chained); closing closes the response. [SEC-8] The request's
+    deadline is checked before every network chunk is taken: chunks come as they arrive
+    (never accumulated by httpx), so a dripping server meets the check.
     """
 
     def __init__(self, response: httpx.Response, host: str, what: str) -> None:
         self._response = response
         self._host = host
         self._what = what
-        self._chunks = response.iter_bytes(1024 * 1024)
-        self._buffer = b""
+        self._deadline = deadline_of(response)
+        self._chunks = response.iter_bytes()
+        self._buffer = bytearray()
 
     def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (all that is left with ``n < 0``); ``b""`` at the end."""
         while n < 0 or len(self._buffer) < n:
+            if self._deadline is not None:
+                self._deadline.check(self._host, self._response.request.url)
             try:
                 self._buffer += next(self._chunks)
             except StopIteration:
@@ -349,9 +454,9 @@ class ResponseStream:
             except httpx.HTTPError as exc:
                 raise transport_error(exc, self._host, self._what) from exc
         if n < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:n], self._buffer[n:]
+            n = len(self._buffer)
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
         return data
 
     def readinto(self, buffer: bytearray | memoryview) -> int:

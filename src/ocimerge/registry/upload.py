@@ -137,6 +137,7 @@ class Uploader:
                 ),
                 kind="PUT blob",
                 what=f"upload blob {digest.short}",
+                bulk=True,  # [SEC-8] a blob body: the long deadline
             )
         )
         check_digest(response, digest, self.sender.host, "blob upload")
@@ -179,5 +180,6 @@ class Uploader:
                 ),
                 kind="PATCH chunk",
                 what=f"upload chunk of blob {blob.digest.short}",
+                bulk=True,  # [SEC-8] a blob body: the long deadline
             )
         )
