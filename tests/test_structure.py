@@ -18,6 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "ocimerge"
 LAYERS: dict[str, int] = {
     "ocimerge.errors": 0,
     "ocimerge._version": 0,
+    "ocimerge.text": 0,  # [SEC-5] printable(): pure text escaping
     "ocimerge.model": 0,
     "ocimerge.content": 1,
     "ocimerge.sources": 2,

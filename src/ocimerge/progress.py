@@ -13,6 +13,7 @@ import time
 from typing import TextIO
 
 from ocimerge.sinks.registry import BlobAction, PushEvent, PushEventKind
+from ocimerge.text import printable
 
 __all__ = ["ProgressView"]
 
@@ -93,8 +94,10 @@ class ProgressView:
 
     def _draw(self) -> None:
         """Replace the lines drawn last time with a bar per blob in flight and the totals line."""
+        # [SEC-5] the labels are short digests today; escaped anyway, since this view is the
+        # one writer of deliberate escape codes and must never pass on anyone else's
         lines = [
-            f"  {key}  {_bar(done, size)} {_mib(done)}/{_mib(size)} MiB"
+            f"  {printable(key)}  {_bar(done, size)} {_mib(done)}/{_mib(size)} MiB"
             for key, (done, size) in sorted(self._active.items())
         ]
         lines.append(

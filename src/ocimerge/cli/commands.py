@@ -29,6 +29,7 @@ from ocimerge.registry.api import RegistryOptions
 from ocimerge.registry.transport import TLSOptions
 from ocimerge.sinks.registry import PushOptions
 from ocimerge.specfile import expand_template, read_spec
+from ocimerge.text import printable
 
 __all__ = ["COMMANDS", "write_metadata"]
 
@@ -205,8 +206,10 @@ def run_inspect(args: argparse.Namespace) -> int:
     """``inspect``: a table of the source's entries, its ``--json``, or the ``--raw`` stored bytes."""
     report = inspect(args.source, _registry_options(args))
     if args.raw:
-        # no newline added: the bytes are exactly those stored, for piping into sha256sum
-        sys.stdout.write(report.raw().decode("utf-8"))
+        # no newline added: the bytes are exactly those stored, for piping into sha256sum; on a
+        # terminal, where nobody hashes them, a DEL or C1 character in them is escaped [SEC-5]
+        text = report.raw().decode("utf-8")
+        sys.stdout.write(printable(text) if sys.stdout.isatty() else text)
     elif args.json:
         render.print_json(report.to_json(), sys.stdout)
     else:

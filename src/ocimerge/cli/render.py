@@ -3,6 +3,11 @@
 Nothing here decides anything: every function takes a result the library built (or its
 ``to_json()``) and writes it to the stream it is given. JSON output is exactly the results'
 own ``to_json()``, so ``--json`` and the Python API never disagree.
+
+[SEC-5] Names, platforms, media types, notes and problems come from archives and registries:
+every one goes through :func:`~ocimerge.text.printable` before it is written, so no control
+character reaches the terminal and every line stays one line. ``--json`` is escaped by the
+encoder itself (``ensure_ascii``: every control and non-ASCII character as ``\\uNNNN``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any, TextIO
 from ocimerge.inspection import InspectReport, VerifyReport
 from ocimerge.operations import CreateResult
 from ocimerge.sinks.registry import BlobAction, PushResult
+from ocimerge.text import printable
 
 __all__ = [
     "human",
@@ -44,7 +50,11 @@ def human(size: int) -> str:
 
 
 def _table(rows: Sequence[Sequence[str]], out: TextIO, indent: str = "  ") -> None:
-    """Write ``rows`` (the first is the header) as left-aligned columns two spaces apart."""
+    """Write ``rows`` (the first is the header) as left-aligned columns two spaces apart.
+
+    Every cell is escaped ([SEC-5]) before the widths are measured, so columns stay aligned.
+    """
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for row in rows:
         # rstrip: the last column is padded too, and trailing blanks only upset diffs
@@ -52,24 +62,30 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO, indent: str = "  ") -> No
 
 
 def print_json(payload: Any, out: TextIO) -> None:
-    """Write ``payload`` as indented JSON, one document ending in a newline."""
-    out.write(json.dumps(payload, indent=2) + "\n")
+    """Write ``payload`` as indented JSON, one document ending in a newline.
+
+    [SEC-5] ``ensure_ascii`` (the default, kept on purpose) escapes every control character,
+    DEL and C1 included, so outside text inside the JSON cannot drive a terminal either.
+    """
+    out.write(json.dumps(payload, indent=2, ensure_ascii=True) + "\n")
 
 
 def print_notes(notes: Sequence[str], *, quiet: bool) -> None:
     """Write each note to stderr as ``ocimerge: note: …``, unless ``quiet``."""
     if not quiet:
         for note in notes:
-            sys.stderr.write(f"ocimerge: note: {note}\n")
+            # [SEC-5] a newline in a note could forge a second `ocimerge: note:` line
+            sys.stderr.write(f"ocimerge: note: {printable(note)}\n")
 
 
 def _push_line(result: PushResult) -> str:
     """The one-line summary of a push to one repository (``Pushed …`` or ``Would push …``)."""
     # one line per repository whatever happened, so scripts can grep for "Pushed"
     verb = "Would push" if result.dry_run else "Pushed"
-    tags = ", ".join(result.tags) or "(no tag)"
+    tags = printable(", ".join(result.tags) or "(no tag)")
+    where = printable(f"{result.registry}/{result.repository}")
     return (
-        f"{verb} {result.registry}/{result.repository} [{tags}] {result.root.digest}: "
+        f"{verb} {where} [{tags}] {result.root.digest}: "
         f"{result.count(BlobAction.UPLOAD)} blobs uploaded, {result.count(BlobAction.COPY)} copied from "
         f"another registry ({human(result.bytes_uploaded)}), {result.count(BlobAction.MOUNT)} mounted, "
         f"{result.count(BlobAction.SKIP)} already there; "
@@ -83,15 +99,16 @@ def print_pushes(results: Sequence[PushResult], out: TextIO) -> None:
         out.write(_push_line(result))
         if result.dry_run:
             for plan in result.blobs:
-                source = f" from {plan.source}" if plan.source else ""
+                source = f" from {printable(plan.source)}" if plan.source else ""
                 out.write(f"  {plan.action.value:<7} {plan.digest}  {human(plan.size)}{source}\n")
 
 
 def print_dry_run(result: CreateResult, out: TextIO) -> None:
     """``create --dry-run``: the index's exact bytes on one line, its digest, then any push plan."""
     index = result.index
-    # the exact bytes (not re-encoded JSON), so `sha256sum` of the line matches the digest
-    out.write(index.raw.decode("utf-8") + "\n")
+    # the exact bytes (not re-encoded JSON), so `sha256sum` of the line matches the digest;
+    # printable() changes them only if an annotation carried a DEL or C1 character ([SEC-5])
+    out.write(printable(index.raw.decode("utf-8")) + "\n")
     out.write(f"Digest: {index.descriptor.digest}\n")
     print_pushes(result.pushed, out)
 
@@ -105,8 +122,8 @@ def print_create(result: CreateResult, out: TextIO) -> None:
     for image, manifest in pairs:
         rows.append([str(image.platform), str(manifest.descriptor.digest), image.source])
     if result.output:  # None when only pushed
-        out.write(f"Wrote {result.output}\n")
-    out.write(f"  {index.descriptor.media_type}  {index.descriptor.digest}\n")
+        out.write(f"Wrote {printable(result.output)}\n")
+    out.write(f"  {printable(index.descriptor.media_type)}  {index.descriptor.digest}\n")
     _table(rows, out)
     print_pushes(result.pushed, out)
 
@@ -135,18 +152,18 @@ def _print_entry(entry: dict[str, Any], out: TextIO) -> None:
     """One entry of ``inspect``'s report: its names and root, its images, its notes."""
     # an entry that is not an image (an artifact, a referrers index) is shown, not skipped
     if "error" in entry:
-        out.write(f"  not an image: {entry['error']}\n\n")
+        out.write(f"  not an image: {printable(entry['error'])}\n\n")
         return
-    names = ", ".join(entry["names"]) or "untagged"
+    names = printable(", ".join(entry["names"]) or "untagged")
     root = entry["root"]
     if root:
-        out.write(f"  {names}  {root['mediaType']}  {root['digest']}  {human(root['size'])}\n")
+        out.write(f"  {names}  {printable(root['mediaType'])}  {printable(root['digest'])}  {human(root['size'])}\n")
     else:
         # a docker-save image has no stored manifest: the one shown is authored on read
         out.write(f"  {names}  (docker-save image; manifest authored on read)\n")
     _table(_image_rows(entry), out, indent="    ")
     for note in entry["notes"]:
-        out.write(f"    note: {note}\n")
+        out.write(f"    note: {printable(note)}\n")
     out.write("\n")
 
 
@@ -154,7 +171,7 @@ def print_inspect(report: InspectReport, out: TextIO) -> None:
     """``inspect``: the source, then each entry, rendered from the report's ``to_json()``."""
     # from to_json(): the table shows exactly what --json prints, in the same words
     shown = report.to_json()
-    out.write(f"{shown['source']}\n")
+    out.write(f"{printable(shown['source'])}\n")
     for entry in shown["entries"]:
         _print_entry(entry, out)
 
@@ -162,8 +179,10 @@ def print_inspect(report: InspectReport, out: TextIO) -> None:
 def print_verify(report: VerifyReport, out: TextIO) -> None:
     """``verify``: every problem and note on its own line, then a verdict with what was checked."""
     for problem in report.problems:
-        out.write(f"problem: {problem}\n")
+        out.write(f"problem: {printable(problem)}\n")
     for note in report.notes:
-        out.write(f"note: {note}\n")
+        out.write(f"note: {printable(note)}\n")
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
-    out.write(f"{report.source}: {verdict}; {report.blobs_checked} blobs, {human(report.bytes_checked)} checked\n")
+    out.write(
+        f"{printable(report.source)}: {verdict}; {report.blobs_checked} blobs, {human(report.bytes_checked)} checked\n"
+    )

@@ -1,0 +1,41 @@
+"""Text that came from outside, made safe to print on a terminal ([SEC-5]).
+
+Platform fields, reference names, ``RepoTags``, media types, file names and registry error
+messages come from archives and servers we do not control. Written raw, an escape sequence
+in one of them clears the screen, sets the window title, or forges an ``ocimerge: note:``
+line. :func:`printable` is the one function every piece of printed text goes through.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["printable"]
+
+# [SEC-5] C0 (newline and tab included: one error must stay one line), DEL, C1, and the
+# Unicode line and paragraph separators, which some terminals and log viewers break lines on.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    """``\\xNN`` for a code point below 256, ``\\uNNNN`` above, as Python's ``repr`` spells them."""
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: object) -> str:
+    """[SEC-5] ``str(text)`` with every control character escaped; other text unchanged.
+
+    Escapes C0 controls (newline and tab too), DEL, C1 controls and U+2028/U+2029 as
+    ``\\xNN`` / ``\\uNNNN``, so the result holds no character a terminal acts on and no line
+    break. Printable text, non-ASCII letters included, is returned as it is. Never raises.
+
+    >>> printable("linux/amd64")
+    'linux/amd64'
+    >>> printable("amd64\\x1b]0;pwned\\x07")
+    'amd64\\\\x1b]0;pwned\\\\x07'
+    >>> print(printable("x\\nocimerge: note: forged\\x9b2J é"))
+    x\\x0aocimerge: note: forged\\x9b2J é
+    """
+    return _CONTROL.sub(_escape, str(text))
