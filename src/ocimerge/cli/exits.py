@@ -16,7 +16,7 @@ from ocimerge.errors import (
     UsageError,
 )
 
-__all__ = ["EXIT_CODES", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "code_for", "exit_code"]
+__all__ = ["EXIT_CODES", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "code_for", "exit_code"]
 
 #: The one table from error class to exit code (the first matching class wins, so a
 #: subclass listed later than its base could never be reached: keep bases last).
@@ -33,6 +33,8 @@ EXIT_OK = 0
 EXIT_INTERNAL = 1
 #: Ctrl-C, as shells report a death by SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
+#: SIGTERM (a CI timeout, ``kill``), as shells report a death by it (128 + 15), [SEC-6].
+EXIT_TERMINATED = 143
 
 
 def code_for(cls: type[BaseException]) -> int:
