@@ -17,12 +17,17 @@ from typing import Any
 import attrs
 
 from ocimerge.errors import DocumentError, UsageError
+from ocimerge.text import printable
 
 __all__ = ["Platform"]
 
 # [PLATFORM-1] One command-line component (os, arch or variant); anything else, a space or a
 # comma from a mistyped --platforms list, is rejected before it can become a non-matching key.
 _COMPONENT = re.compile(r"[A-Za-z0-9_.-]+")
+# [PLATFORM-6] [SEC-5] What containerd's platform parser accepts in every field read from a
+# document: os, architecture, variant, os.version and each os.feature / feature. Empty is
+# allowed here (an absent field); a control character, a space or a slash never is.
+_FIELD = re.compile(r"[A-Za-z0-9_.-]*")
 
 # [PLATFORM-2] Aliases that fix the variant whatever was given: i386 has none, and Debian's
 # armhf / armel names carry none of their own, so containerd's fixed v7 / v6 is used.
@@ -121,7 +126,8 @@ class Platform:
         ``value`` is the decoded JSON; unknown members are ignored, because a config carries
         many other fields at the same level. ``where`` prefixes error messages. Raises
         :class:`DocumentError` when it is not an object, ``os`` / ``architecture`` are not
-        strings, or an optional field has the wrong type.
+        strings, an optional field has the wrong type, or a field holds a character outside
+        ``[A-Za-z0-9_.-]`` ([PLATFORM-6]: the error names the field, its value escaped).
         """
         if not isinstance(value, Mapping):
             raise DocumentError(f"{where}: expected a JSON object")
@@ -130,12 +136,12 @@ class Platform:
         if not isinstance(os_, str) or not isinstance(arch, str):
             raise DocumentError(f"{where}: 'os' and 'architecture' must be strings")
         return cls(
-            os=os_,
-            architecture=arch,
-            variant=_optional_str(value, "variant", where),
-            os_version=_optional_str(value, "os.version", where),
-            os_features=_optional_strs(value, "os.features", where),
-            features=_optional_strs(value, "features", where),
+            os=_checked(os_, "os", where),
+            architecture=_checked(arch, "architecture", where),
+            variant=_checked(_optional_str(value, "variant", where), "variant", where),
+            os_version=_checked(_optional_str(value, "os.version", where), "os.version", where),
+            os_features=tuple(_checked(f, "os.features", where) for f in _optional_strs(value, "os.features", where)),
+            features=tuple(_checked(f, "features", where) for f in _optional_strs(value, "features", where)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -218,6 +224,19 @@ class Platform:
         if self.os_version:
             text += f" ({self.os_version})"
         return text
+
+
+def _checked(text: str, key: str, where: str) -> str:
+    """[PLATFORM-6] [SEC-5] ``text`` if it is in containerd's platform grammar, else a DocumentError.
+
+    The value is quoted escaped ([SEC-5]): it is hostile by definition when it fails here.
+    """
+    if not _FIELD.fullmatch(text):
+        raise DocumentError(
+            f"{where}: platform field {key!r} is {printable(repr(text))}: "
+            "only letters, digits, '_', '-' and '.' are allowed"
+        )
+    return text
 
 
 def _optional_str(value: Mapping[str, Any], key: str, where: str) -> str:
