@@ -2,7 +2,8 @@
 
 Decoding is strict where assembly depends on a field and lenient where the wild differs from
 the spec (a missing ``mediaType``, ``"manifests": null``): image manifests ([MANIFEST-1]),
-telling a manifest from an index ([MANIFEST-2]), indexes ([INDEX-1]), and the two things
+telling a manifest from an index ([MANIFEST-2]), refusing a document that is both
+([MANIFEST-3]), indexes ([INDEX-1]), and the two things
 assembly reads from a config ([CONFIG-1]).
 
 [DOC-1] A document is its raw bytes, the value parsed from them and the descriptor of those
@@ -217,6 +218,19 @@ def _check_schema(value: dict[str, Any], where: str) -> None:
         raise DocumentError(f"{where}: 'schemaVersion' must be 2, found {version!r}")
 
 
+def _refuse_polyglot(value: dict[str, Any], where: str) -> None:
+    """[MANIFEST-3] [SEC-7] A document that is both an index and a manifest is refused.
+
+    ``manifests`` alongside ``config`` or ``layers`` (any of them present and not null) is
+    the CVE-2021-41190 class: one digest that one reader takes for an index and another for
+    an image. containerd refuses such documents, and so do we, whatever the media type says.
+    """
+    present = {key for key in ("manifests", "config", "layers") if value.get(key) is not None}
+    if "manifests" in present and present & {"config", "layers"}:
+        both = " and ".join(f"'{key}'" for key in sorted(present))
+        raise DocumentError(f"{where}: ambiguous document: it has {both}, so it is both an index and a manifest")
+
+
 def _optional_descriptor(value: dict[str, Any], key: str, where: str) -> Descriptor | None:
     """An optional descriptor member such as ``subject``; absent or ``null`` is None."""
     item = value.get(key)
@@ -256,6 +270,7 @@ def decode_manifest(raw: bytes, *, where: str = "manifest") -> ImageManifest:
 def _manifest_from(value: dict[str, Any], where: str) -> ImageManifest:
     """[MANIFEST-1] The manifest in a decoded object (shared by the two decoders)."""
     _check_schema(value, where)
+    _refuse_polyglot(value, where)
     media_type = value.get("mediaType")
     if media_type is not None and media_type not in mt.MANIFEST_TYPES:
         raise UnsupportedMediaTypeError(f"{where}: {media_type!r} is not an image manifest")
@@ -289,6 +304,7 @@ def decode_index(raw: bytes, *, where: str = "index") -> ImageIndex:
 def _index_from(value: dict[str, Any], where: str) -> ImageIndex:
     """[INDEX-1] The index in a decoded object (shared by the two decoders)."""
     _check_schema(value, where)
+    _refuse_polyglot(value, where)
     media_type = value.get("mediaType")
     if media_type is not None and media_type not in mt.INDEX_TYPES:
         raise UnsupportedMediaTypeError(f"{where}: {media_type!r} is not an image index")
@@ -319,6 +335,7 @@ def decode_manifest_or_index(
     """
     value = _require_object(raw, where)
     _check_schema(value, where)
+    _refuse_polyglot(value, where)
     # The bytes verified against the digest, so their own mediaType is the truth; a
     # descriptor that says otherwise is trusted only where the document is silent.
     kind = sniff_document_type(value)
