@@ -16,6 +16,7 @@ import contextlib
 import gzip
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -145,9 +146,7 @@ def write_layout(  # noqa: PLR0913 - the layout's content by name; LayoutSink is
     ``destination`` exists and ``force`` is false, or cannot be written.
     """
     destination = os.path.abspath(destination)
-    # an empty directory is what `mkdir out` leaves: taking it over destroys nothing
-    if os.path.lexists(destination) and not force and not _is_empty_dir(destination):
-        raise OutputError(f"{destination}: already exists; remove it, choose another path, or pass --force")
+    _check_destination(destination, force=force)
     parent = os.path.dirname(destination)
     if not os.path.isdir(parent):
         raise OutputError(f"{destination}: the directory {parent} does not exist")
@@ -161,6 +160,53 @@ def write_layout(  # noqa: PLR0913 - the layout's content by name; LayoutSink is
         return _write_dir(destination, content, index)
     except OSError as exc:
         raise OutputError(f"{destination}: cannot write ({exc.strerror or exc})") from None
+
+
+#: [SINK-7] What a layout directory may hold besides ``oci-layout`` and ``index.json`` for
+#: ``--force`` to replace it: the blobs, and the files Docker 25+ and skopeo put beside them.
+_LAYOUT_EXTRAS = frozenset({"blobs", "manifest.json", "repositories"})
+
+
+def _check_destination(destination: str, *, force: bool) -> None:
+    """[SINK-1] [SINK-7] [SEC-6] Refuse a destination this write may not take over.
+
+    Never the working directory or one of its ancestors (``-o .``), ``/`` or the home
+    directory. An empty directory is taken without ``force`` (what ``mkdir out`` leaves);
+    with ``force``, only a regular file or an OCI layout directory is replaced, anything
+    else (another directory, a FIFO, a device, a symlink) is an ``OutputError`` naming it.
+    """
+    real = os.path.realpath(destination)
+    here = os.path.realpath(os.getcwd())
+    protected = {os.path.realpath(os.path.expanduser("~")), os.path.realpath(os.sep)}
+    if real in protected or os.path.commonpath([real, here]) == real:
+        raise OutputError(f"{destination}: refusing to write over the working, home or root directory")
+    if not os.path.lexists(destination) or _is_empty_dir(destination):
+        return
+    if not force:
+        raise OutputError(f"{destination}: already exists; remove it, choose another path, or pass --force")
+    if not _replaceable(destination):
+        raise OutputError(
+            f"{destination}: exists and is not a regular file or an OCI layout directory; "
+            "--force replaces only those, remove it yourself"
+        )
+
+
+def _replaceable(path: str) -> bool:
+    """[SINK-7] Whether ``--force`` may replace ``path``: a regular file, or a layout directory.
+
+    A layout is a real directory holding regular files ``oci-layout`` and ``index.json``,
+    and nothing else but :data:`_LAYOUT_EXTRAS`; symlinks are followed by nothing here.
+    """
+    mode = os.lstat(path).st_mode
+    if stat.S_ISREG(mode):
+        return True
+    if not stat.S_ISDIR(mode):
+        return False
+    names = set(os.listdir(path))
+    marks = ("oci-layout", "index.json")
+    if not all(stat.S_ISREG(os.lstat(os.path.join(path, name)).st_mode) for name in marks if name in names):
+        return False
+    return names.issuperset(marks) and names.issubset({*marks, *_LAYOUT_EXTRAS})
 
 
 def _is_empty_dir(path: str) -> bool:
@@ -188,6 +234,9 @@ def _write_dir(destination: str, content: list[Blob], index: bytes) -> int:
         # [SINK-3] index.json last: a reader that sees it sees every blob it names
         with open(os.path.join(temp, "index.json"), "wb") as f:
             f.write(index)
+        # [SEC-6] mkdtemp creates 0700; give the layout the mode `mkdir` would (its subdirectories
+        # and files were created with the umask's modes already)
+        os.chmod(temp, 0o777 & ~_umask())
         _replace(temp, destination)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
@@ -196,7 +245,12 @@ def _write_dir(destination: str, content: list[Blob], index: bytes) -> int:
 
 
 def _replace(temp: str, destination: str) -> None:
-    """Move a finished ``temp`` into place; an existing destination is removed only after."""
+    """Move a finished ``temp`` into place; an existing destination is removed only after.
+
+    The destination is checked again ([SINK-7]): it may have changed during a long write.
+    """
+    if os.path.lexists(destination) and not _is_empty_dir(destination) and not _replaceable(destination):
+        raise OutputError(f"{destination}: changed during the write and is no longer replaceable")
     if not os.path.lexists(destination):
         os.replace(temp, destination)
         return
