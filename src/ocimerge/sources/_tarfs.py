@@ -15,12 +15,11 @@ push stream many members at once, in constant memory, without extracting them.
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import lzma
 import os
 import posixpath
-import shutil
+import stat
 import tarfile
 import tempfile
 from pathlib import Path
@@ -29,7 +28,14 @@ from typing import BinaryIO, Protocol
 import attrs
 import zstandard
 
-from ocimerge.errors import ArchiveError, BlobMissingError, DocumentError, NotAnImageError, SourceNotFoundError
+from ocimerge.errors import (
+    ArchiveError,
+    BlobMissingError,
+    DocumentError,
+    NotAnImageError,
+    SourceNotFoundError,
+    UsageError,
+)
 
 __all__ = ["DirFS", "FileSystem", "TarFS", "open_filesystem"]
 
@@ -43,7 +49,9 @@ class FileSystem(Protocol):
 
     Paths are archive paths (``/``-separated, relative); every implementation cleans them
     by [TAR-1] and refuses any that would leave the directory or archive. ``size`` and
-    ``open`` raise ``BlobMissingError`` for a path that is not a regular file.
+    ``open`` raise ``BlobMissingError`` for a path that names nothing; ``exists``, ``size``
+    and ``open`` raise ``ArchiveError`` for one that names something other than a regular
+    file (a fifo, a device, a directory) [SEC-9].
     """
 
     @property
@@ -61,6 +69,10 @@ class FileSystem(Protocol):
 
     def open(self, path: str) -> BinaryIO:
         """A fresh raw stream over the member; its length is :meth:`size`."""
+        ...
+
+    def identity(self, path: str) -> object:
+        """A hashable value equal for two paths that resolve to one file (links followed)."""
         ...
 
     def close(self) -> None:
@@ -86,15 +98,18 @@ def read_small(fs: FileSystem, path: str, limit: int) -> bytes:
 
 
 class _Window:
-    """A bounded raw stream over ``[offset, offset + size)`` of a file, opened on creation.
+    """A bounded raw stream over ``[offset, offset + size)`` of an open file.
 
-    It never reads past the window, so a member cannot leak the next header's bytes into
-    a digest; unbuffered, because the ``VerifyingReader`` above it does its own chunking.
+    It owns ``fd`` (a descriptor of its own, usually an ``os.dup`` of the archive's) and
+    reads with ``pread``, so windows never share a file position and any number of them can
+    stream one archive at once — even a spool whose name is already unlinked ([SEC-4]). It
+    never reads past the window, so a member cannot leak the next header's bytes into a
+    digest; unbuffered, because the ``VerifyingReader`` above it does its own chunking.
     """
 
-    def __init__(self, path: str, offset: int, size: int) -> None:
-        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
-        self._file.seek(offset)
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self._fd = fd
+        self._position = offset
         self._remaining = size
 
     def read(self, n: int = -1) -> bytes:
@@ -102,7 +117,8 @@ class _Window:
         if self._remaining <= 0:
             return b""
         want = self._remaining if n < 0 else min(n, self._remaining)
-        data = self._file.read(want) or b""
+        data = os.pread(self._fd, want, self._position)
+        self._position += len(data)
         self._remaining -= len(data)
         return data
 
@@ -113,12 +129,16 @@ class _Window:
         view = memoryview(buffer)
         if len(view) > self._remaining:
             view = view[: self._remaining]
-        n = self._file.readinto(view) or 0
+        n = os.preadv(self._fd, [view], self._position)
+        self._position += n
         self._remaining -= n
         return n
 
     def close(self) -> None:
-        self._file.close()
+        """Close the window's own descriptor; idempotent."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def __enter__(self) -> _Window:
         return self
@@ -162,23 +182,78 @@ def _link_target(member: tarfile.TarInfo, name: str, archive: str) -> str:
     return joined
 
 
+#: [SEC-9] Extended headers (PAX ``x``/``g``/``X``, GNU long names ``L``/``K``) carry names
+#: and attributes: a few hundred bytes in real archives. tarfile reads one whole into memory,
+#: so a larger one is refused from its header block, before tarfile ever sees it.
+MAX_EXTENDED_HEADER = 1024 * 1024
+# [SEC-9] extended headers in a row before the member they describe: real archives chain at
+# most three (g, x, L); tarfile recurses once per link, so a long chain must not reach it.
+_MAX_EXTENDED_CHAIN = 16
+_EXTENDED_TYPES = frozenset(b"xgXLK")
+_BLOCK = 512
+
+
+def _header_size(block: bytes) -> int | None:
+    """The size field of a tar header block (octal or GNU base-256); None when unreadable."""
+    field = block[124:136]
+    if field[0] & 0x80:  # GNU base-256: big-endian, the top bit of the first byte marks it
+        value = int.from_bytes(field[1:], "big")
+        return -value if field[0] == 0xFF else value
+    text = field.split(b"\0", 1)[0].strip(b" ")
+    try:
+        return int(text or b"0", 8)
+    except ValueError:
+        return None
+
+
+def _check_extended_headers(fd: int, offset: int, archive: str) -> None:
+    """[SEC-9] Refuse an oversized or endless chain of extended headers starting at ``offset``.
+
+    Reads only 512-byte header blocks (seeking over each extended header's data), so the
+    check costs nothing for a normal member; a header tarfile would reject anyway (bad
+    checksum, end of archive) is left for tarfile to report.
+    """
+    for _ in range(_MAX_EXTENDED_CHAIN):
+        block = os.pread(fd, _BLOCK, offset)
+        if len(block) < _BLOCK or block[156] not in _EXTENDED_TYPES:
+            return
+        size = _header_size(block)
+        if size is None or size < 0:
+            return
+        if size > MAX_EXTENDED_HEADER:
+            raise ArchiveError(
+                f"{archive}: an extended tar header at offset {offset} is {size} bytes, over the "
+                f"{MAX_EXTENDED_HEADER}-byte limit; refusing the archive"
+            )
+        offset += _BLOCK + -(-size // _BLOCK) * _BLOCK
+    raise ArchiveError(
+        f"{archive}: more than {_MAX_EXTENDED_CHAIN} extended tar headers in a row; refusing the archive"
+    )
+
+
 class TarFS:
     """An uncompressed tar file seen as a read-only file system (members by offset).
 
-    The archive is scanned once, on construction; afterwards it is only read by offset.
+    The archive is scanned once, on construction; afterwards it is only read by offset,
+    through windows on descriptors duplicated from the one this file system holds.
     """
 
-    def __init__(self, path: str, *, name: str, temporary: bool = False) -> None:
-        """Scan ``path``; ``name`` is for messages, ``temporary`` deletes the file on close.
+    def __init__(self, file: BinaryIO, *, name: str) -> None:
+        """Scan the open, seekable ``file`` (it becomes ours); ``name`` is for messages.
 
-        Raises ``ArchiveError`` for an unreadable, truncated or hostile archive ([TAR-1],
-        [TAR-2]); a temporary file is deleted even then, so a failed open leaves nothing.
+        The file may be a spool whose name is already gone ([SEC-4]): nothing here needs
+        a path. Raises ``ArchiveError`` for an unreadable, truncated or hostile archive
+        ([TAR-1], [TAR-2], [SEC-9]); the file is closed even then, so a spool never outlives
+        a failed open.
         """
-        self._path = path
+        self._file = file
+        self._fd = file.fileno()
         self._name = name
-        self._temporary = temporary
         self._members: dict[str, _Member] = {}
         self._links: dict[str, str] = {}
+        # [SEC-9] names whose last member is not a regular file (a fifo, a device): refused
+        # by name rather than treated as absent, so the error says what is wrong
+        self._others: dict[str, str] = {}
         try:
             self._scan()
         except BaseException:
@@ -187,37 +262,50 @@ class TarFS:
 
     def _scan(self) -> None:
         """Index every regular member and link; a later member replaces an earlier one."""
-        length = os.path.getsize(self._path)
+        length = os.fstat(self._fd).st_size
         try:
-            with tarfile.open(self._path, mode="r:") as tar:
-                for member in tar:
-                    name = clean_member_name(member.name, self._name)
-                    if not name:  # the archive root itself
-                        continue
-                    if member.issym() or member.islnk():
-                        self._links[name] = _link_target(member, name, self._name)
-                        self._members.pop(name, None)
-                    elif member.isreg():
-                        # [TAR-2] fail at open, not halfway through a push, on a cut-off file
-                        if member.offset_data + member.size > length:
-                            raise ArchiveError(
-                                f"{self._name}: truncated archive: member {member.name!r} "
-                                f"needs {member.size} bytes but the file ends first"
-                            )
-                        self._members[name] = _Member(member.offset_data, member.size)
-                        self._links.pop(name, None)
-                    # directories, devices and fifos carry no image content: skipped
+            _check_extended_headers(self._fd, 0, self._name)
+            with tarfile.open(fileobj=self._file, mode="r:") as tar:
+                while (member := tar.next()) is not None:
+                    self._add(member, length)
+                    tar.members.clear()  # type: ignore[attr-defined]  # our index is enough
+                    _check_extended_headers(self._fd, tar.offset, self._name)
         except tarfile.TarError as exc:
             raise ArchiveError(f"{self._name}: not a readable tar archive ({exc})") from None
-        except EOFError:
+        except (EOFError, ValueError):  # tarfile's sparse-header parsing fails with ValueError
             raise ArchiveError(f"{self._name}: truncated archive") from None
+
+    def _add(self, member: tarfile.TarInfo, length: int) -> None:
+        """Index one member: a link, a regular file's window, or a non-regular name."""
+        name = clean_member_name(member.name, self._name)
+        if not name or member.isdir():  # the archive root and directories carry no content
+            return
+        self._members.pop(name, None)
+        self._links.pop(name, None)
+        self._others.pop(name, None)
+        if member.issym() or member.islnk():
+            self._links[name] = _link_target(member, name, self._name)
+        elif member.isreg():
+            # [TAR-2] fail at open, not halfway through a push, on a cut-off file
+            if member.offset_data + member.size > length:
+                raise ArchiveError(
+                    f"{self._name}: truncated archive: member {member.name!r} "
+                    f"needs {member.size} bytes but the file ends first"
+                )
+            self._members[name] = _Member(member.offset_data, member.size)
+        else:
+            # [SEC-9] fifos and devices carry no image content: never opened
+            self._others[name] = "a fifo" if member.isfifo() else "a device or special file"
 
     @property
     def name(self) -> str:
         return self._name
 
     def _resolve(self, path: str) -> _Member | None:
-        """The member ``path`` ends at after following links; None when it names nothing."""
+        """The member ``path`` ends at after following links; None when it names nothing.
+
+        ``ArchiveError`` when it ends at a fifo or device member ([SEC-9]) or links loop.
+        """
         path = posixpath.normpath(path)
         for _ in range(_MAX_LINK_DEPTH):
             member = self._members.get(path)
@@ -225,6 +313,9 @@ class TarFS:
                 return member
             target = self._links.get(path)
             if target is None:
+                other = self._others.get(path)
+                if other is not None:
+                    raise ArchiveError(f"{self._name}: member {path} is {other}, not a regular file")
                 return None
             path = target
         raise ArchiveError(f"{self._name}: too many levels of links resolving {path!r}")
@@ -242,24 +333,28 @@ class TarFS:
         member = self._resolve(path)
         if member is None:
             raise BlobMissingError(f"{self._name}: member {path} is missing")
-        return _Window(self._path, member.offset, member.size)  # type: ignore[return-value]
+        return _Window(os.dup(self._fd), member.offset, member.size)  # type: ignore[return-value]
+
+    def identity(self, path: str) -> object:
+        """What ``path`` resolves to (its member's window): equal for two names of one file."""
+        return self._resolve(path)
 
     def names(self) -> list[str]:
         """Every regular file and link name, cleaned."""
         return sorted({*self._members, *self._links})
 
     def close(self) -> None:
-        """Delete the decompressed temporary copy, if this is one; idempotent."""
-        if self._temporary:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._path)
+        """Close the archive; a spool ([SEC-4]) is freed when its last window closes. Idempotent."""
+        self._file.close()
 
 
 class DirFS:
     """A directory seen as a read-only file system; links may not leave it.
 
     Every path is resolved (symlinks included) before use and must stay under the root,
-    so an OCI layout directory cannot make us read ``/etc/shadow`` through a planted link.
+    so an OCI layout directory cannot make us read ``/etc/shadow`` through a planted link;
+    and only regular files are ever opened, so a fifo planted as a ``Config`` cannot hang
+    the run nor a device be read as a layer [SEC-9].
     """
 
     def __init__(self, root: str, *, name: str) -> None:
@@ -278,22 +373,52 @@ class DirFS:
             raise ArchiveError(f"{self._name}: {path} resolves outside the directory")
         return full
 
+    def _stat(self, path: str) -> os.stat_result | None:
+        """[SEC-9] The regular file's status; None when absent, ``ArchiveError`` when not regular."""
+        try:
+            status = self._path(path).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        self._require_regular(status, path)
+        return status
+
+    def _require_regular(self, status: os.stat_result, path: str) -> None:
+        """[SEC-9] Raise ``ArchiveError`` naming ``path`` unless ``status`` is a regular file's."""
+        if not stat.S_ISREG(status.st_mode):
+            kind = "a directory" if stat.S_ISDIR(status.st_mode) else "a fifo, device or socket"
+            raise ArchiveError(f"{self._name}: {path} is {kind}, not a regular file; refusing it")
+
     def exists(self, path: str) -> bool:
-        return self._path(path).is_file()
+        return self._stat(path) is not None
 
     def size(self, path: str) -> int:
-        full = self._path(path)
-        try:
-            return full.stat().st_size
-        except FileNotFoundError:
-            raise BlobMissingError(f"{self._name}: {path} is missing") from None
+        status = self._stat(path)
+        if status is None:
+            raise BlobMissingError(f"{self._name}: {path} is missing")
+        return status.st_size
 
     def open(self, path: str) -> BinaryIO:
         full = self._path(path)
+        # [SEC-9] O_NONBLOCK: opening a fifo must not wait for a writer, and the check is
+        # on the descriptor itself (fstat), so swapping the file after a stat gains nothing
         try:
-            return open(full, "rb", buffering=0)
-        except (FileNotFoundError, IsADirectoryError):
+            fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
             raise BlobMissingError(f"{self._name}: {path} is missing") from None
+        except IsADirectoryError:
+            raise ArchiveError(f"{self._name}: {path} is a directory, not a regular file; refusing it") from None
+        try:
+            self._require_regular(os.fstat(fd), path)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return open(fd, "rb", buffering=0)
+
+    def identity(self, path: str) -> object:
+        """The file's (device, inode): equal for two paths that reach one file."""
+        status = self._stat(path)
+        return None if status is None else (status.st_dev, status.st_ino)
 
     def close(self) -> None:
         """Nothing to release: every ``open`` returns its own file."""
@@ -319,53 +444,120 @@ def _decompressor(magic: bytes, path: str) -> BinaryIO | None:
     return None
 
 
-def _looks_like_tar(path: str) -> bool:
-    """[TAR-3] Whether the file's first header block is a tar header (ustar or v7)."""
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if len(head) < 512:
+#: [SEC-4] The most a compressed archive may inflate to in the spool: far above any real
+#: image archive, far below filling a disk. ``OCIMERGE_MAX_SPOOL`` (bytes) overrides it.
+MAX_SPOOL = 64 * 1024**3
+SPOOL_ENV = "OCIMERGE_MAX_SPOOL"
+# [SEC-3] 1 MiB per inflate step: every decompressor here returns at most what is asked
+_CHUNK = 1024 * 1024
+
+
+def spool_limit() -> int:
+    """[SEC-4] The spool cap in bytes: ``$OCIMERGE_MAX_SPOOL`` when set, else :data:`MAX_SPOOL`.
+
+    Raises ``UsageError`` when the variable is set to anything but a positive integer.
+    """
+    raw = os.environ.get(SPOOL_ENV)
+    if raw is None:
+        return MAX_SPOOL
+    if not raw.strip().isdigit() or int(raw) <= 0:
+        raise UsageError(f"{SPOOL_ENV}={raw!r}: expected a positive number of bytes")
+    return int(raw)
+
+
+def _is_tar_header(head: bytes) -> bool:
+    """[TAR-3] Whether ``head`` (a file's first 512 bytes) is a tar header block (ustar or v7)."""
+    if len(head) < _BLOCK:
         return False
     if head[257:262] == b"ustar":
         return True
     try:  # old v7 tars have no magic: a header whose checksum verifies is a tar
-        tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
+        tarfile.TarInfo.frombuf(head[:_BLOCK], "utf-8", "surrogateescape")
     except tarfile.HeaderError:
         return False
     return True
+
+
+def _read_head(stream: BinaryIO) -> bytes:
+    """The first 512 bytes of ``stream`` (fewer only at its end), in bounded reads."""
+    head = b""
+    while len(head) < _BLOCK and (chunk := stream.read(_BLOCK - len(head))):
+        head += chunk
+    return head
+
+
+def _spool(stream: BinaryIO, label: str) -> BinaryIO:
+    """[SEC-4] Inflate ``stream`` into an anonymous, capped spool file, rewound for reading.
+
+    The first inflated block must be a tar header before anything is written
+    (``NotAnImageError`` otherwise), and more than :func:`spool_limit` bytes is an
+    ``ArchiveError`` naming the file and the limit. The spool has no name on disk from the
+    moment it is opened (``O_TMPFILE``, else unlinked at once), so no signal, not even
+    SIGKILL, can leave it behind; it is freed when its last descriptor closes.
+    """
+    head = _read_head(stream)
+    if not _is_tar_header(head):
+        raise NotAnImageError(f"{label}: compressed, but not a tar archive inside")
+    limit = spool_limit()
+    spool = tempfile.TemporaryFile(prefix="ocimerge-", suffix=".tar")  # noqa: SIM115 - returned
+    try:
+        spool.write(head)
+        total = len(head)
+        while chunk := stream.read(_CHUNK):  # [SEC-3] at most 1 MiB of output per step
+            total += len(chunk)
+            if total > limit:
+                raise ArchiveError(
+                    f"{label}: inflates to more than {limit} bytes, the limit for a compressed "
+                    f"archive ({SPOOL_ENV} raises it); refusing it"
+                )
+            spool.write(chunk)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _open_compressed(stream: BinaryIO, label: str) -> TarFS:
+    """[TAR-3][SEC-4] The tar inside a compressed archive, spooled once; errors as one line."""
+    try:
+        with stream:
+            spool = _spool(stream, label)
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise ArchiveError(f"{label}: cannot decompress ({exc})") from None
+    except zstandard.ZstdError as exc:
+        raise ArchiveError(f"{label}: cannot decompress ({exc})") from None
+    return TarFS(spool, name=label)
 
 
 def open_filesystem(path: str, *, name: str | None = None) -> DirFS | TarFS:
     """Open ``path`` as a directory or a (possibly compressed) tar; sniffed, not guessed.
 
     ``name`` labels messages (default: ``path``). Raises ``SourceNotFoundError`` when
-    nothing is there, ``NotAnImageError`` when the file is no tar (compressed or not) and
-    ``ArchiveError`` when it is a broken one. The caller owns the result and must close it.
+    nothing is there, ``NotAnImageError`` when the file is no tar (compressed or not),
+    ``ArchiveError`` when it is a broken one or inflates past the spool cap ([SEC-4]). The
+    caller owns the result and must close it.
     """
     label = name or path
     if os.path.isdir(path):
         return DirFS(path, name=label)
     if not os.path.exists(path):
         raise SourceNotFoundError(f"{label}: no such file or directory")
-    with open(path, "rb") as f:
-        magic = f.read(8)
-    stream = _decompressor(magic, path)
-    if stream is not None:
-        # decompress once to a seekable file: members are then windows on it, as for a
-        # plain tar, instead of re-inflating the stream for every member read
-        fd, temp = tempfile.mkstemp(prefix="ocimerge-", suffix=".tar")
-        try:
-            with os.fdopen(fd, "wb") as out, stream:
-                shutil.copyfileobj(stream, out, 1024 * 1024)
-        except (OSError, EOFError, lzma.LZMAError) as exc:
-            os.unlink(temp)
-            raise ArchiveError(f"{label}: cannot decompress ({exc})") from None
-        except Exception as exc:  # zstandard.ZstdError has no common base we can name
-            os.unlink(temp)
-            raise ArchiveError(f"{label}: cannot decompress ({exc})") from None
-        if not _looks_like_tar(temp):
-            os.unlink(temp)
-            raise NotAnImageError(f"{label}: compressed, but not a tar archive inside")
-        return TarFS(temp, name=label, temporary=True)
-    if not _looks_like_tar(path):
-        raise NotAnImageError(f"{label}: not an OCI layout, an OCI archive or a docker-save archive")
-    return TarFS(path, name=label)
+    file = open(path, "rb", buffering=0)  # noqa: SIM115 - owned by the TarFS, or closed here
+    try:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode):  # [SEC-9] a fifo or device given as the source
+            raise NotAnImageError(f"{label}: not a regular file, a directory, an OCI archive or a docker-save archive")
+        magic = os.pread(file.fileno(), 8, 0)
+        stream = _decompressor(magic, path)
+        if stream is not None:
+            file.close()
+            # decompress once to a seekable file: members are then windows on it, as for a
+            # plain tar, instead of re-inflating the stream for every member read
+            return _open_compressed(stream, label)
+        if not _is_tar_header(os.pread(file.fileno(), _BLOCK, 0)):
+            raise NotAnImageError(f"{label}: not an OCI layout, an OCI archive or a docker-save archive")
+    except BaseException:
+        file.close()
+        raise
+    return TarFS(file, name=label)
