@@ -359,7 +359,7 @@ class Sender:
     def _foreign_challenge(self, response: httpx.Response, out: Outgoing) -> UnauthorizedError:
         """[SEC-1] The error for a 401 from another origin: nothing of ours was or will be sent."""
         response.close()
-        where = response.request.url.host
+        where = response.request.url.netloc.decode()  # the port too: two hosts may share an address
         return UnauthorizedError(
             f"{self.host}: {out.what}: {where} (where the registry sent us) asks for credentials (401); "
             "ocimerge sends credentials only to the registry and the token service its own challenge names",
