@@ -14,7 +14,8 @@ files are ignored, because ``docker load`` itself has not needed them since Dock
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 import attrs
 import zstandard
@@ -36,6 +37,10 @@ _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 # 1 MiB reads: large enough that hashing, not syscalls, dominates a compressed-layer pass
 _CHUNK = 1024 * 1024
+# [SEC-3] the most one inflate step returns: inflated bytes are hashed and dropped
+_INFLATE_STEP = 1024 * 1024
+# [SEC-3] zstd's own default limit (windowLog 27): a frame asking for more is refused
+_ZSTD_MAX_WINDOW = 1 << 27
 
 
 def sniff_compression(head: bytes) -> mt.Compression:
@@ -67,11 +72,30 @@ class _Entry:
 
 
 def _get(item: dict[str, Any], key: str) -> Any:
-    """[DOCKER-1] manifest.json keys are matched case-insensitively, as ``docker load`` does."""
+    """[DOCKER-1] manifest.json keys are matched case-insensitively, as ``docker load`` does.
+
+    Unambiguous only because :func:`_refuse_case_duplicates` has run on ``item``.
+    """
     for k, v in item.items():
         if k.lower() == key.lower():
             return v
     return None
+
+
+def _refuse_case_duplicates(item: dict[str, Any], where: str) -> None:
+    """[SEC-7] ``DocumentError`` when two keys of ``item`` differ only in case.
+
+    ``docker load`` (Go's encoding/json) folds case and lets the last key win; we would read
+    another one, so the same archive would load as two different images. Refusing is the
+    only reading both agree on.
+    """
+    seen: dict[str, str] = {}
+    for key in item:
+        other = seen.setdefault(key.lower(), key)
+        if other != key:
+            raise DocumentError(
+                f"{where}: keys {other!r} and {key!r} differ only in case; refusing the ambiguous entry"
+            )
 
 
 class DockerArchive:
@@ -111,12 +135,15 @@ class DockerArchive:
         self._authored: dict[str, Descriptor] = {}
         self._documents: dict[str, bytes] = {}
         self._blobs: dict[str, Blob] = {}
+        # [SEC-3] compressed layers already inflated: (stored digest, inflated hex) or the error
+        self._inflated: dict[tuple[object, str], tuple[Digest, str] | str] = {}
 
     def _entry(self, item: object, i: int) -> _Entry:
         """[DOCKER-1] Entry ``i``, type-checked; ``RepoTags: null`` is untagged, not an error."""
         where = f"{self.name}: manifest.json[{i}]"
         if not isinstance(item, dict):
             raise DocumentError(f"{where}: expected an object")
+        _refuse_case_duplicates(item, where)
         config = _get(item, "Config")
         layers = _get(item, "Layers") or []
         tags = _get(item, "RepoTags") or []
@@ -246,6 +273,7 @@ class DockerArchive:
         if not self.fs.exists(path):
             foreign = entry.layer_sources.get(str(diff_id))
             if isinstance(foreign, dict):
+                _refuse_case_duplicates(foreign, f"{where} (LayerSources)")
                 # docker save omits non-distributable layers and records them here instead
                 descriptor = Descriptor.from_json(foreign, where=f"{where} (LayerSources)")
                 return Blob(descriptor, None, where)
@@ -264,32 +292,101 @@ class DockerArchive:
         return Blob(descriptor, lambda: fs.open(path), where)
 
     def _hash_compressed(self, path: str, compression: mt.Compression, diff_id: Digest) -> Digest:
-        """[DOCKER-4] One pass: the stored digest, and the DiffID of the decompressed stream."""
-        stored = Digest.new_hasher()
-        uncompressed = diff_id.hasher()
-        # wbits=47 (32 + 15): zlib detects the gzip header itself and uses the largest window
-        if compression is mt.Compression.GZIP:
-            decompressor: Any = zlib.decompressobj(wbits=47)
-        else:
-            decompressor = zstandard.ZstdDecompressor().decompressobj()
-        with self.fs.open(path) as stream:
-            while chunk := stream.read(_CHUNK):
-                stored.update(chunk)
-                try:
-                    uncompressed.update(decompressor.decompress(chunk))
-                    # concatenated gzip members: keep going on the rest
-                    while compression is mt.Compression.GZIP and decompressor.eof and decompressor.unused_data:
-                        rest = decompressor.unused_data
-                        decompressor = zlib.decompressobj(wbits=47)
-                        uncompressed.update(decompressor.decompress(rest))
-                except Exception as exc:
-                    # a corrupt stream cannot yield its DiffID: report it as a content mismatch
-                    raise DigestMismatchError(f"{self.name}: {path}: cannot decompress the layer ({exc})") from None
-        if not diff_id.matches(uncompressed):
+        """[DOCKER-4] The stored digest of a compressed layer; its inflated stream must be ``diff_id``.
+
+        [SEC-3] One pass per file however often it is listed (by several images, or several
+        times in one): the result, or the failure, is kept by the file's identity, so two
+        names of one file (links) share it too. Raises ``DigestMismatchError`` for a corrupt
+        or truncated stream and for a DiffID that does not match.
+        """
+        key = (self.fs.identity(path), diff_id.algorithm)
+        outcome = self._inflated.get(key)
+        if outcome is None:
+            try:
+                outcome = self._inflated[key] = _digests(self.fs, path, compression, diff_id)
+            except DigestMismatchError as exc:
+                self._inflated[key] = str(exc)
+                raise
+        if isinstance(outcome, str):
+            raise DigestMismatchError(outcome)
+        stored, uncompressed = outcome
+        if uncompressed != diff_id.encoded:
             raise DigestMismatchError(
                 f"{self.name}: {path}: the uncompressed layer does not match rootfs.diff_ids entry {diff_id}"
             )
-        return Digest("sha256", stored.hexdigest())
+        return stored
+
+
+class _HashingReader:
+    """The stored bytes of a layer, hashed as a decompressor reads them (one pass, no copy kept)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.hasher = Digest.new_hasher()
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (at most one chunk when ``n < 0``), hashed on the way."""
+        data = self._stream.read(n if n >= 0 else _CHUNK)
+        self.hasher.update(data)
+        return data
+
+
+def _inflate_gzip(source: _HashingReader) -> Iterator[bytes]:
+    """[SEC-3] The inflated bytes of a gzip stream (members concatenated), at most 1 MiB a step.
+
+    ``max_length`` bounds every step and ``unconsumed_tail`` carries the rest of the input
+    to the next one, so a bomb costs time, never memory. Raises ``zlib.error`` for a corrupt
+    stream and ``EOFError`` for one that ends inside a member.
+    """
+    # wbits=47 (32 + 15): zlib detects the gzip header itself and uses the largest window
+    decompressor = zlib.decompressobj(wbits=47)
+    while chunk := source.read(_CHUNK):
+        data, full = chunk, False
+        while data or full:
+            if decompressor.eof:  # a member ended: what follows is the next member
+                decompressor = zlib.decompressobj(wbits=47)
+            out = decompressor.decompress(data, _INFLATE_STEP)
+            yield out
+            data = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
+            # a full step may leave output pending inside zlib with no input left: ask again
+            full = len(out) == _INFLATE_STEP and not decompressor.eof
+    if not decompressor.eof:
+        raise EOFError("the gzip stream ends inside a member")
+
+
+def _inflate_zstd(source: _HashingReader) -> Iterator[bytes]:
+    """[SEC-3] The inflated bytes of a zstd stream (frames concatenated), at most 1 MiB a step.
+
+    A stream reader pulls input only as output is read, so memory is its window (capped
+    at 128 MiB, zstd's default limit) whatever the stream claims. Raises ``ZstdError``.
+    """
+    decompressor = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
+    # the reader needs only read(): a _HashingReader is enough
+    reader = decompressor.stream_reader(source, read_size=_CHUNK, read_across_frames=True, closefd=False)  # type: ignore[arg-type]
+    with reader:
+        while out := reader.read(_INFLATE_STEP):
+            yield out
+
+
+def _digests(fs: FileSystem, path: str, compression: mt.Compression, diff_id: Digest) -> tuple[Digest, str]:
+    """[DOCKER-4] One pass over a compressed layer: (its stored digest, the inflated hex digest).
+
+    The inflated hash uses ``diff_id``'s algorithm. Raises ``DigestMismatchError`` when the
+    stream cannot be decompressed to its end.
+    """
+    uncompressed = diff_id.hasher()
+    with fs.open(path) as stream:
+        source = _HashingReader(stream)
+        inflate = _inflate_gzip if compression is mt.Compression.GZIP else _inflate_zstd
+        try:
+            for out in inflate(source):
+                uncompressed.update(out)
+        except (zlib.error, EOFError, zstandard.ZstdError) as exc:
+            # a corrupt stream cannot yield its DiffID: report it as a content mismatch
+            raise DigestMismatchError(f"{fs.name}: {path}: cannot decompress the layer ({exc})") from None
+        while source.read(_CHUNK):  # bytes after the last frame are part of the stored blob
+            pass
+    return Digest("sha256", source.hasher.hexdigest()), uncompressed.hexdigest()
 
 
 def _example_tag(entries: tuple[_Entry, ...]) -> str:
