@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -40,8 +40,8 @@ from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.registry.auth import RegistryAuth, scopes_for_request
 from ocimerge.registry.challenge import Scope, merge_scopes, parse_challenges
 from ocimerge.registry.credentials import DOCKER_HUB_KEY, Credentials, resolve_credentials
-from ocimerge.registry.responses import raise_for_response
-from ocimerge.registry.transport import RetryPolicy, TLSOptions, is_loopback
+from ocimerge.registry.responses import DEADLINE_KEY, Deadline, Redactor, decode_server_json, raise_for_response
+from ocimerge.registry.transport import Deadlines, RetryPolicy, TLSOptions, is_loopback, is_origin
 
 # -- challenges and scopes --------------------------------------------------------------------
 
@@ -825,3 +825,150 @@ def test_tags_follow_links_until_one_repeats_and_refuse_non_json() -> None:
         assert registry.tags("a") == ("a", "b")
         with pytest.raises(RegistryError, match="not JSON"):
             registry.tags("bad")
+
+
+# -- [SEC-1] origins, [SEC-8] deadlines, redaction, strict server JSON -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "origin", "same"),
+    [
+        ("https://reg.example/v2/", "reg.example", True),
+        ("https://reg.example:443/v2/", "reg.example", True),
+        ("http://127.0.0.1:5000/v2/", "127.0.0.1:5000", True),
+        ("http://127.0.0.1:5001/blob", "127.0.0.1:5000", False),  # same address, another server
+        ("https://cdn.example/blob", "reg.example", False),
+        ("https://REG.example/v2/", "reg.example", True),
+    ],
+)
+def test_origins(url: str, origin: str, same: bool) -> None:
+    assert is_origin(httpx.URL(url), origin) is same
+
+
+def test_the_redactor_cuts_every_secret_and_its_basic_form() -> None:
+    redactor = Redactor.basic("alice", "pw", "rt-1", None)
+    redactor.add("tok-9")
+    text = f"Basic {b64('alice:pw')} / {b64('alice:pw').rstrip('=')} pw rt-1 tok-9 alice"
+    assert redactor.redact(text) == "Basic <redacted> / <redacted> <redacted> <redacted> <redacted> alice"
+    assert Redactor().redact("nothing held") == "nothing held"
+
+
+def test_an_error_body_echoing_a_token_we_obtained_is_redacted() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.example":
+            return httpx.Response(200, json={"token": "tok-obtained"})
+        if "authorization" not in request.headers:
+            return httpx.Response(401, headers=BEARER)
+        echoed = f"you sent {request.headers['authorization']}"
+        return httpx.Response(400, json={"errors": [{"code": "MANIFEST_INVALID", "message": echoed}]})
+
+    with (
+        Registry(
+            "reg.example", transport=httpx.MockTransport(ping_ok(handle)), credentials=Credentials("t", "u", "p")
+        ) as registry,
+        pytest.raises(RegistryError) as caught,
+    ):
+        registry.manifest_get(Reference.parse("reg.example/a:1"))
+    assert "you sent Bearer <redacted>" in str(caught.value)
+    assert "tok-obtained" not in str(caught.value)
+
+
+@pytest.mark.parametrize("body", [b"[" * 10_000, b'{"a": "\xff"}', b'{"a": "\\ud800"}', b'{"a": 1, "a": 2}', b"<html>"])
+def test_server_json_is_decoded_strictly(body: bytes) -> None:
+    with pytest.raises(ValueError, match=r"^token response: "):
+        decode_server_json(body, where="token response")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[" * 100_000, "not a JSON object"),
+        (b'{"token": "two words"}', "not visible ASCII"),
+        (b'{"token": "\\u00e9t\\u00e9"}', "not visible ASCII"),
+    ],
+)
+def test_hostile_token_responses_are_auth_errors(body: bytes, message: str) -> None:
+    auth = RegistryAuth("reg.example", None)
+    request = manifest_request()
+    flow = auth.sync_auth_flow(request)
+    next(flow)
+    token_request = flow.send(httpx.Response(401, headers=BEARER, request=request))
+    with pytest.raises(AuthError, match=message):
+        flow.send(httpx.Response(200, content=body, request=token_request))
+
+
+def test_insecure_does_not_open_a_plain_realm_elsewhere_but_plain_http_does() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.example":
+            return httpx.Response(200, json={"token": "t"})
+        if "authorization" not in request.headers:
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="http://auth.example/token"'})
+        return httpx.Response(404)
+
+    insecure = RegistryOptions(tls=TLSOptions(insecure=True))
+    with (
+        Registry(
+            "reg.example", insecure, transport=httpx.MockTransport(handle), credentials=Credentials("t", "u", "p")
+        ) as registry,
+        pytest.raises(AuthError, match="--insecure only skips TLS verification"),
+    ):
+        registry.blob_exists("a", Digest.of(b"x"))
+    plain = RegistryOptions(tls=TLSOptions(plain_http=True))
+    with Registry(
+        "reg.example", plain, transport=httpx.MockTransport(handle), credentials=Credentials("t", "u", "p")
+    ) as registry:
+        assert registry.blob_exists("a", Digest.of(b"x")) is None
+
+
+def test_a_deadline_past_is_a_transport_error_naming_registry_and_deadline() -> None:
+    Deadline.after(60.0).check("reg.example", "https://reg.example/v2/")  # time left: nothing
+    with pytest.raises(TransportError, match=r"^reg\.example: .*https://reg\.example/v2/a .*within the 5 s deadline"):
+        Deadline(at=0.0, seconds=5.0).check("reg.example", "https://reg.example/v2/a?_state=secret")
+
+
+def test_requests_carry_their_deadline_and_blob_bodies_the_long_one() -> None:
+    stamped: dict[str, float] = {}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        deadline = request.extensions[DEADLINE_KEY]
+        assert isinstance(deadline, Deadline)
+        stamped[request.method] = deadline.seconds
+        assert request.extensions["timeout"]["read"] <= deadline.seconds
+        return httpx.Response(200, content=b"x", headers={"Docker-Content-Digest": str(Digest.of(b"x"))})
+
+    options = RegistryOptions(deadlines=Deadlines(blob=30.0, other=3.0))
+    with Registry("reg.example", options, transport=httpx.MockTransport(handle), credentials=None) as registry:
+        registry.blob_exists("a", Digest.of(b"x"))
+        assert stamped == {"GET": 3.0, "HEAD": 3.0}
+        with registry.open_blob("a", Descriptor("application/octet-stream", Digest.of(b"x"), 1)) as reader:
+            assert reader.read() == b"x"
+        assert stamped["GET"] == 30.0
+
+
+def test_a_short_manifest_body_is_a_transport_error() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        def short() -> Iterator[bytes]:
+            yield b"{"
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+        return httpx.Response(200, content=short(), headers={"Content-Length": "100"})
+
+    with (
+        Registry("reg.example", transport=httpx.MockTransport(ping_ok(handle)), credentials=None) as registry,
+        pytest.raises(TransportError, match="broke off"),
+    ):
+        registry.manifest_get(Reference.parse("reg.example/a:1"))
+
+
+def test_tags_stop_when_a_link_points_back_at_the_first_page() -> None:
+    pages: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        pages.append(str(request.url))
+        if "last" not in request.url.params:
+            return httpx.Response(200, json={"tags": ["a"]}, headers={"Link": '</v2/a/tags/list?last=a>; rel="next"'})
+        return httpx.Response(200, json={"tags": ["b", "a"]}, headers={"Link": '</v2/a/tags/list?n=1000>; rel="next"'})
+
+    with Registry("reg.example", transport=httpx.MockTransport(ping_ok(handle)), credentials=None) as registry:
+        assert registry.tags("a") == ("a", "b")
+    assert len(pages) == 2
