@@ -7,9 +7,10 @@ reported as absent; other artifacts and unknown media types are skipped with a n
 [REMOTE-2] Platforms, when asked for, filter by the entry's descriptor before anything of
 it is read (over a registry that saves a request per unwanted image) and again by the
 image's config once it is read.
-The walk is a graph walk, not a tree walk: each index and manifest digest is read once, and
-the total number of entries visited is capped, so an index that lists another index a
-thousand times costs a thousand entries, not a million.
+[SEC-2] The walk is a graph walk, not a tree walk: each index and manifest digest is read
+once, and the total number of entries visited is capped, so an index that lists another
+index a thousand times costs a thousand entries, not a million; pairing attestations with
+their images is linear too.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ __all__ = ["EVERYTHING", "MAX_ENTRIES", "MAX_NESTING", "Walk", "filter_platforms
 #: [LAYOUT-5] Index depth followed: real images rarely nest more than one index deep;
 #: the bound turns a cycle or a hostile chain of indexes into a clear error.
 MAX_NESTING = 8
-#: Entries visited in one walk, over all indexes: far above any real image (Hub's busybox
-#: index has 20), far below what a hostile fan-out would make us do.
+#: [SEC-2] Entries visited in one walk, over all indexes: far above any real image (Hub's
+#: busybox index has 20), far below what a hostile fan-out would make us do.
 MAX_ENTRIES = 10_000
 # a manifest with any other config media type is an artifact (a Helm chart, a signature)
 _IMAGE_CONFIGS = frozenset({mt.OCI_CONFIG, mt.DOCKER_CONFIG})
@@ -170,13 +171,13 @@ def _flatten(source: Source, index: ImageIndex, found: _Found, walk: Walk, depth
     if depth > MAX_NESTING:
         raise DocumentError(f"{source.name}: indexes nested more than {MAX_NESTING} deep")
     for entry in index.manifests:
-        # counted before the seen-check: duplicates are where a hostile fan-out hides
+        # [SEC-2] counted before the seen-check: duplicates are where a hostile fan-out hides
         found.visited += 1
         if found.visited > MAX_ENTRIES:
             raise DocumentError(f"{source.name}: the index graph has more than {MAX_ENTRIES} entries; refusing it")
         key = str(entry.digest)
         if key in found.seen:
-            continue  # [LAYOUT-5] a digest listed twice is one document
+            continue  # [LAYOUT-5][SEC-2] a digest listed twice is one document, read once
         found.seen.add(key)
         _visit(source, entry, found, walk, depth)
 
@@ -280,11 +281,15 @@ def _pair(source: Source, found: _Found, label: str) -> list[Image]:
     """[ATTEST-2] Images with the attestations that name them; orphans are noted."""
     images: list[Image] = []
     held: set[str] = set()
+    # [SEC-2] grouped once: matching each image against every attestation would make
+    # MAX_ENTRIES entries cost MAX_ENTRIES squared
+    by_image: dict[str | None, list[Attestation]] = {}
+    for attestation in found.attestations:
+        by_image.setdefault(attested_digest(attestation.entry), []).append(attestation)
     for entry, document in found.manifests:
         held.add(str(entry.digest))
-        mine = tuple(a for a in found.attestations if attested_digest(a.entry) == str(entry.digest))
         image = _image(source, entry, document, label)
-        images.append(attrs.evolve(image, attestations=mine))
+        images.append(attrs.evolve(image, attestations=tuple(by_image.get(str(entry.digest), ()))))
     for entry in found.absent:
         if attested_digest(entry) in held:
             found.notes.append(
