@@ -48,7 +48,7 @@ REDACTED = "<redacted>"
 
 @attrs.frozen
 class Deadline:
-    """[SEC-8] When the answer to one request must be complete (``time.monotonic`` seconds).
+    """[API-9][SEC-8] When the answer to one request must be complete (``time.monotonic`` seconds).
 
     ``seconds`` is the allowance it was made with, for the message.
 

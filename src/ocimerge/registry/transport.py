@@ -16,7 +16,7 @@ redirect cannot plant a Bearer challenge and collect our credentials.
 ``Location`` elsewhere) is never authenticated against: it is an :class:`UnauthorizedError` naming
 that host, sent nothing of ours. Only answers from the registry's own API origin
 (:func:`is_origin`) reach the auth flow's challenge parser.
-[SEC-8] Every request has an overall :class:`~ocimerge.registry.responses.Deadline`
+[API-9][SEC-8] Every request has an overall :class:`~ocimerge.registry.responses.Deadline`
 (:class:`Deadlines`: 15 min for a blob body, 2 min for anything else), carried in its
 extensions across redirects and checked in every read loop, body included; the per-read
 timeouts are capped at it. Answers that are not streamed are read capped.
@@ -350,7 +350,7 @@ class Sender:
             return self._settle(response, out)
 
     def _stamp(self, request: httpx.Request, out: Outgoing) -> None:
-        """[SEC-8] Give ``request`` its overall deadline, and per-read timeouts no longer than it."""
+        """[API-9][SEC-8] Give ``request`` its overall deadline, and per-read timeouts no longer than it."""
         seconds = self.peer.deadlines.blob if out.bulk else self.peer.deadlines.other
         request.extensions[DEADLINE_KEY] = Deadline.after(seconds)
         timeouts = dict(request.extensions.get("timeout") or DEFAULT_TIMEOUT.as_dict())
