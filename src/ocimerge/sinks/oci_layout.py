@@ -16,6 +16,7 @@ import contextlib
 import gzip
 import os
 import shutil
+import signal
 import stat
 import tarfile
 import tempfile
@@ -251,20 +252,45 @@ def _replace(temp: str, destination: str) -> None:
     """
     if os.path.lexists(destination) and not _is_empty_dir(destination) and not _replaceable(destination):
         raise OutputError(f"{destination}: changed during the write and is no longer replaceable")
-    if not os.path.lexists(destination):
-        os.replace(temp, destination)
-        return
-    # a directory cannot be replaced by rename in one step: move the old one aside first,
-    # so that for an instant there is no output, but never a half-written one
+    with _signals_held():
+        old = _swap(temp, destination)
+    if old is not None:
+        # after the swap, not inside it: removing a large old layout must not hold Ctrl-C back
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """[SEC-6] Hold SIGINT and SIGTERM back for the renames that swap the output in.
+
+    An interrupt between moving the old output aside and moving the new one in would leave
+    neither; held, it arrives a moment later, when the new output is whole.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _swap(temp: str, destination: str) -> str | None:
+    """The renames of :func:`_replace`: ``temp`` becomes ``destination``.
+
+    Returns the name an old directory was moved aside to, for the caller to remove.
+    """
     if os.path.isdir(destination) and not os.path.islink(destination):
+        # a directory cannot be replaced by rename in one step: move the old one aside first,
+        # so that for an instant there is no output, but never a half-written one
         old = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.old.", dir=os.path.dirname(destination))
         os.rmdir(old)  # mkdtemp only reserved a unique name; rename needs it free
         os.rename(destination, old)
         os.replace(temp, destination)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.unlink(destination)
-        os.replace(temp, destination)
+        return old
+    if os.path.lexists(destination) and os.path.isdir(temp):
+        os.unlink(destination)  # a file cannot be renamed over by a directory
+    # a file over a file (or over nothing) is one atomic rename
+    os.replace(temp, destination)
+    return None
 
 
 def _tar_header(name: str, size: int, *, directory: bool = False) -> bytes:
