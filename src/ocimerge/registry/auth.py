@@ -367,6 +367,7 @@ class RegistryAuth(httpx.Auth):
         with self._lock:
             if isinstance(refresh, str) and refresh and self._refresh_token:
                 self._refresh_token = refresh  # the server rotated it
+                self.redactor.add(refresh)  # [SEC-8] a secret we now hold
         return Token(token, scopes, self._clock(), max(lifetime, MIN_LIFETIME))
 
 
