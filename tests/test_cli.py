@@ -323,3 +323,28 @@ def test_write_metadata_failure_is_an_output_error_with_its_cause(tmp_path: Path
     tags = ["registry.example/app:1", "registry.example/app:2"]
     write_metadata(str(tmp_path / "m.json"), result, tags)
     assert json.loads((tmp_path / "m.json").read_text())["image.name"] == ",".join(tags)
+
+
+def test_sigterm_is_an_interrupt_only_while_a_command_runs(
+    tmp_path: Path, inputs: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[SEC-6] main() raises SIGTERM as an interrupt during the command, then puts the old handler back."""
+    import signal
+
+    from ocimerge.cli import Terminated, main
+    from ocimerge.cli.exits import EXIT_INTERRUPTED, EXIT_TERMINATED
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["inspect", inputs[0]]) == 0
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert issubclass(Terminated, KeyboardInterrupt)  # so every BaseException clean-up runs
+    assert (EXIT_INTERRUPTED, EXIT_TERMINATED) == (128 + signal.SIGINT, 128 + signal.SIGTERM)
+    capsys.readouterr()
+
+
+def test_error_lines_escape_what_they_quote(tmp_path: Path) -> None:
+    """[SEC-5] A file name with an escape sequence and a newline stays one escaped error line."""
+    missing = str(tmp_path / "gone\x1b[2J\nocimerge: note: forged.tar")
+    result = run("inspect", missing)
+    assert_one_line_error(result, 3, "gone\\x1b[2J\\x0aocimerge: note: forged.tar")
+    assert "\x1b" not in result.stderr
