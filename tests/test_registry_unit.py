@@ -936,13 +936,13 @@ def test_requests_carry_their_deadline_and_blob_bodies_the_long_one() -> None:
         assert request.extensions["timeout"]["read"] <= deadline.seconds
         return httpx.Response(200, content=b"x", headers={"Docker-Content-Digest": str(Digest.of(b"x"))})
 
-    options = RegistryOptions(deadlines=Deadlines(blob=30.0, other=3.0))
+    options = RegistryOptions(deadlines=Deadlines(blob=30.0, other=3.0, min_rate=1.0))  # 1 byte: 1 s more
     with Registry("reg.example", options, transport=httpx.MockTransport(handle), credentials=None) as registry:
         registry.blob_exists("a", Digest.of(b"x"))
         assert stamped == {"GET": 3.0, "HEAD": 3.0}
         with registry.open_blob("a", Descriptor("application/octet-stream", Digest.of(b"x"), 1)) as reader:
             assert reader.read() == b"x"
-        assert stamped["GET"] == 30.0
+        assert stamped["GET"] == 31.0
 
 
 def test_a_short_manifest_body_is_a_transport_error() -> None:

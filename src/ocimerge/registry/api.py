@@ -210,7 +210,7 @@ class Registry:
                 "GET blob",
                 what,
                 stream=True,
-                bulk=True,  # [SEC-8] a blob body: the long deadline
+                blob_size=descriptor.size,  # [SEC-8] a blob body: the blob deadline
             )
         )
         stream = cast(BinaryIO, ResponseStream(response, self.host, what))

@@ -25,7 +25,7 @@ class RegistryOptions:
     reads from one registry and pushes to another never hands one's password to the other.
     ``chunk_size`` forces chunked uploads of that chunk size; otherwise blobs above
     ``chunked_threshold`` go in chunks. [SEC-8] ``deadlines`` bound each request in all (a
-    blob body 15 min, anything else 2 min by default).
+    blob body 15 min plus a second per MiB, anything else 2 min by default).
     """
 
     tls: TLSOptions = attrs.field(factory=TLSOptions)

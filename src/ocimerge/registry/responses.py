@@ -72,9 +72,14 @@ class Deadline:
         """Raise :class:`TransportError` naming ``registry``, the URL and the deadline once it is past."""
         if self.left() <= 0:
             raise TransportError(
-                f"{registry}: no complete answer from {redact_url(url)} within the {self.seconds:g} s "
+                f"{registry}: no complete answer from {redact_url(url)} within the {_seconds(self.seconds)} s "
                 "deadline for one request; the server is too slow or is stalling"
             )
+
+
+def _seconds(value: float) -> str:
+    """``value`` to a tenth of a second, without trailing zeros: ``1.5``, ``120``, ``11140``."""
+    return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def deadline_of(response: httpx.Response) -> Deadline | None:

@@ -17,7 +17,7 @@ redirect cannot plant a Bearer challenge and collect our credentials.
 that host, sent nothing of ours. Only answers from the registry's own API origin
 (:func:`is_origin`) reach the auth flow's challenge parser.
 [API-9][SEC-8] Every request has an overall :class:`~ocimerge.registry.responses.Deadline`
-(:class:`Deadlines`: 15 min for a blob body, 2 min for anything else), carried in its
+(:class:`Deadlines`: 15 min plus a second per MiB for a blob body, 2 min for anything else), carried in its
 extensions across redirects and checked in every read loop, body included; the per-read
 timeouts are capped at it. Answers that are not streamed are read capped.
 """
@@ -83,6 +83,8 @@ MAX_ANSWER_BODY = 4 * 1024 * 1024
 #: [SEC-8] The default overall deadlines (seconds): a blob body, and any other request.
 BLOB_DEADLINE = 15 * 60.0
 DEFAULT_DEADLINE = 120.0
+#: [SEC-8] The slowest honest link a blob deadline allows for, in bytes a second (1 MiB/s).
+MIN_BLOB_RATE = 1024 * 1024.0
 
 
 def is_loopback(host: str) -> bool:
@@ -112,14 +114,25 @@ def is_origin(url: httpx.URL, origin: str) -> bool:
 class Deadlines:
     """[SEC-8] How long one request may take in all, its answer's body included (seconds).
 
-    ``blob`` is for requests that carry a blob body either way (a blob GET, an upload PUT
-    or PATCH), ``other`` for everything else (pings, HEADs, manifests, tokens, tags). httpx's
-    own timeouts bound each read; these bound the whole, so a server dripping one byte every
-    few seconds cannot hold a run.
+    A request that carries a blob body either way (a blob GET, an upload PUT or PATCH) gets
+    ``blob`` plus one second per ``min_rate`` bytes of the blob, so a large layer on a slow
+    but honest link still fits; everything else (pings, HEADs, manifests, tokens, tags) gets
+    ``other``. httpx's own timeouts bound each read; these bound the whole, so a server
+    dripping one byte every few seconds cannot hold a run.
+
+    >>> Deadlines().seconds(None), Deadlines().seconds(0), Deadlines().seconds(10 * 1024**3)
+    (120.0, 900.0, 11140.0)
     """
 
     blob: float = BLOB_DEADLINE
     other: float = DEFAULT_DEADLINE
+    min_rate: float = MIN_BLOB_RATE
+
+    def seconds(self, blob_size: int | None) -> float:
+        """The deadline of a request with a blob body of ``blob_size`` bytes (None: no blob)."""
+        if blob_size is None:
+            return self.other
+        return self.blob + (blob_size / self.min_rate if self.min_rate > 0 else 0.0)
 
 
 @attrs.frozen
@@ -263,7 +276,9 @@ class Outgoing:
 
     ``build`` makes a fresh request, body included, for every attempt [API-5]; ``kind`` is the
     counter key (``"PUT blob"``); 2xx and the statuses in ``ok`` are answers, anything else
-    raises; ``stream`` leaves the body unread for the caller; ``retry`` False sends once.
+    raises; ``stream`` leaves the body unread for the caller; ``retry`` False sends once;
+    ``blob_size`` is set when a blob body of that many bytes goes either way (the blob
+    deadline, [API-9]).
     """
 
     build: Callable[[], httpx.Request]
@@ -272,7 +287,7 @@ class Outgoing:
     ok: tuple[int, ...] = ()
     stream: bool = False
     retry: bool = True
-    bulk: bool = False
+    blob_size: int | None = None
 
 
 @attrs.frozen
@@ -351,7 +366,7 @@ class Sender:
 
     def _stamp(self, request: httpx.Request, out: Outgoing) -> None:
         """[API-9][SEC-8] Give ``request`` its overall deadline, and per-read timeouts no longer than it."""
-        seconds = self.peer.deadlines.blob if out.bulk else self.peer.deadlines.other
+        seconds = self.peer.deadlines.seconds(out.blob_size)
         request.extensions[DEADLINE_KEY] = Deadline.after(seconds)
         timeouts = dict(request.extensions.get("timeout") or DEFAULT_TIMEOUT.as_dict())
         request.extensions["timeout"] = {k: v if v is None else min(v, seconds) for k, v in timeouts.items()}

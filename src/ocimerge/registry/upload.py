@@ -137,7 +137,7 @@ class Uploader:
                 ),
                 kind="PUT blob",
                 what=f"upload blob {digest.short}",
-                bulk=True,  # [SEC-8] a blob body: the long deadline
+                blob_size=size,  # [SEC-8] a blob body: the blob deadline
             )
         )
         check_digest(response, digest, self.sender.host, "blob upload")
@@ -180,6 +180,6 @@ class Uploader:
                 ),
                 kind="PATCH chunk",
                 what=f"upload chunk of blob {blob.digest.short}",
-                bulk=True,  # [SEC-8] a blob body: the long deadline
+                blob_size=length,  # [SEC-8] a blob body: the blob deadline
             )
         )
