@@ -96,6 +96,13 @@ class Exchange:
             self.handler.wfile.write(b"x")
             self.handler.wfile.flush()
 
+    def drip_headers(self, every: float = 1.0) -> None:
+        """A status line, then a header that never ends, one byte every ``every`` seconds."""
+        self.handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+        while not self.stopping.wait(every):
+            self.handler.wfile.write(b"x")
+            self.handler.wfile.flush()
+
     def flood(self, status: int, length: int, headers: dict[str, str] | None = None) -> None:
         """Announce and stream ``length`` bytes of ``x`` (never held whole)."""
         self.head(status, headers, length)
@@ -360,15 +367,16 @@ def test_only_plain_http_lets_a_plain_realm_elsewhere_have_credentials(
 SLACK = 2.5  # a drip of one byte a second is noticed within a second; start-up and teardown
 
 
-@pytest.mark.parametrize("deadline", [1.5, 3.0])
-@pytest.mark.parametrize("what", ["blob body", "manifest body", "token response"])
+@pytest.mark.parametrize("deadline", [1.0, 2.5])
+@pytest.mark.parametrize("what", ["blob body", "manifest body", "token response", "manifest headers"])
 def test_a_dripping_server_meets_the_deadline(servers: Callable[..., Server], deadline: float, what: str) -> None:
     registry = servers("registry")
     drip: Behaviour = lambda ex: ex.drip(200, 1000)  # noqa: E731 - the behaviour under test
     if what == "blob body":
         registry.behaviour = lambda ex: serve_image(ex, blob=drip)
-    elif what == "manifest body":
-        registry.behaviour = lambda ex: ex.reply(200) if ex.seen.path == "/v2/" else drip(ex)
+    elif what in ("manifest body", "manifest headers"):
+        slow = drip if what == "manifest body" else Exchange.drip_headers
+        registry.behaviour = lambda ex: ex.reply(200) if ex.seen.path == "/v2/" else slow(ex)
     else:
         registry.behaviour = bearer_guard(f"{registry.url}/token", serve_image, token=drip)
     descriptor = Descriptor("application/octet-stream", Digest.of(b"x" * 1000), 1000)

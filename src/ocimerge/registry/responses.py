@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -80,6 +81,30 @@ class Deadline:
 def _seconds(value: float) -> str:
     """``value`` to a tenth of a second, without trailing zeros: ``1.5``, ``120``, ``11140``."""
     return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+#: The deadline of the request whose bytes this thread is moving now (see :func:`within`).
+_CURRENT: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("ocimerge_deadline", default=None)
+
+
+@contextlib.contextmanager
+def within(deadline: Deadline | None) -> Iterator[None]:
+    """[SEC-8] Socket reads and writes in this block are bounded by ``deadline`` (nests).
+
+    The transport's sockets ask :func:`current_deadline` before each read and write, so a
+    server dripping its status line or headers meets the deadline too, not only one
+    dripping a body.
+    """
+    token = _CURRENT.set(deadline)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_deadline() -> Deadline | None:
+    """The deadline set by the innermost :func:`within` of this thread, if any."""
+    return _CURRENT.get()
 
 
 def deadline_of(response: httpx.Response) -> Deadline | None:
@@ -206,12 +231,15 @@ def read_capped(response: httpx.Response, limit: int, *, registry: str = "") -> 
     capped = _Capped(response.stream, limit, (lambda: deadline.check(registry, url)) if deadline else lambda: None)
     response.stream = capped
     try:
-        body = response.read()  # reads through the cap and closes the response
+        with within(deadline):
+            body = response.read()  # reads through the cap and closes the response
     except TransportError:  # the deadline passed
         response.close()
         raise
     except httpx.HTTPError as exc:
         response.close()
+        if deadline is not None:
+            deadline.check(registry, url)  # a socket timed out because the deadline passed
         raise TransportError(
             f"{registry}: the answer from {redact_url(url)} broke off: {exc.__class__.__name__}: {exc}"
         ) from exc

@@ -34,6 +34,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import attrs
 import httpx
@@ -50,10 +51,12 @@ from ocimerge.registry.responses import (
     DEADLINE_KEY,
     Deadline,
     Redactor,
+    current_deadline,
     deadline_of,
     raise_for_response,
     read_capped,
     redact_url,
+    within,
 )
 
 __all__ = [
@@ -212,9 +215,10 @@ def build_client(
     """One ``httpx.Client`` for one registry host, with its TLS policy and our user agent.
 
     httpx follows no redirects: :class:`Sender` does, for GET and HEAD only [TOKEN-4].
-    ``transport`` replaces the network (unit tests of edge cases only).
+    ``transport`` replaces the network (unit tests of edge cases only). [SEC-8] Its sockets
+    are bounded by the deadline of the request they serve (:func:`_bound_sockets`).
     """
-    return httpx.Client(
+    client = httpx.Client(
         verify=tls.ssl_context(host) if not tls.plain_http else False,
         timeout=DEFAULT_TIMEOUT,
         headers={"User-Agent": USER_AGENT},
@@ -223,6 +227,80 @@ def build_client(
         transport=transport,
         limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
     )
+    _bound_sockets(client)
+    return client
+
+
+def _bound_sockets(client: httpx.Client) -> None:
+    """[API-9][SEC-8] Make every socket read and write of ``client`` end by the current deadline.
+
+    httpx's timeouts are per read, and nothing in its public API bounds the status line and
+    headers in all: a server dripping its headers would hold the read loops' checks off for
+    ever. httpx's own transports (direct and through proxies) keep an httpcore connection
+    pool whose network backend opens the sockets; it is wrapped so that each read and write
+    gets at most the time left to the request (:func:`~ocimerge.registry.responses.within`),
+    and times out in httpx's usual way. Transports without that pool (test transports) are
+    left alone: the read loops' own checks still hold there.
+    """
+    for transport in [client._transport, *client._mounts.values()]:  # httpx internals, on purpose: see above
+        pool: Any = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if backend is not None and not isinstance(backend, _DeadlineBackend):
+            pool._network_backend = _DeadlineBackend(backend)
+
+
+#: The timeout a socket operation gets once the deadline has passed: it times out at once
+#: (as httpx's ``ReadTimeout``/``WriteTimeout``) unless bytes are already waiting.
+_PAST = 1e-6
+
+
+def _bounded(timeout: float | None) -> float | None:
+    """``timeout`` cut to the time the current request has left, if it has a deadline."""
+    deadline = current_deadline()
+    if deadline is None:
+        return timeout
+    left = max(deadline.left(), _PAST)
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineBackend:
+    """An httpcore network backend whose streams are bounded by the current deadline."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, *args: Any, **kwargs: Any) -> Any:
+        return _DeadlineStream(self._inner.connect_tcp(host, port, _bounded(timeout), *args, **kwargs))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, *args: Any, **kwargs: Any) -> Any:
+        return _DeadlineStream(self._inner.connect_unix_socket(path, _bounded(timeout), *args, **kwargs))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _DeadlineStream:
+    """An httpcore network stream whose reads and writes end by the current deadline."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return bytes(self._inner.read(max_bytes, _bounded(timeout)))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _bounded(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> Any:
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
 
 
 def new_request(  # noqa: PLR0913 - keyword-only request parts, each optional
@@ -342,6 +420,9 @@ class Sender:
             try:
                 response = self._exchange(request, out.what)
             except httpx.HTTPError as exc:
+                deadline = deadline_of_request(request)
+                if deadline is not None:
+                    deadline.check(self.host, request.url)  # [SEC-8] a deadline missed is final, chained
                 error = transport_error(exc, self.host, out.what)
                 if not self._again(out, attempt, retryable=error.retryable):
                     raise error from exc
@@ -394,7 +475,8 @@ class Sender:
         for _hop in range(MAX_REDIRECTS + 1):
             if deadline is not None:
                 deadline.check(self.host, request.url)  # [SEC-8] the hops share one deadline
-            response = self.client.send(request, stream=True)
+            with within(deadline):  # [SEC-8] status line and headers too, not only the body
+                response = self.client.send(request, stream=True)
             if response.status_code not in REDIRECTS or "location" not in response.headers:
                 return response
             response.close()
@@ -463,10 +545,13 @@ class ResponseStream:
             if self._deadline is not None:
                 self._deadline.check(self._host, self._response.request.url)
             try:
-                self._buffer += next(self._chunks)
+                with within(self._deadline):
+                    self._buffer += next(self._chunks)
             except StopIteration:
                 break
             except httpx.HTTPError as exc:
+                if self._deadline is not None:
+                    self._deadline.check(self._host, self._response.request.url)
                 raise transport_error(exc, self._host, self._what) from exc
         if n < 0:
             n = len(self._buffer)
