@@ -123,8 +123,8 @@ class Redactor:
     token, or the base64 of ``user:password``. Secrets are added as they are learnt (bearer
     tokens); thread-safe.
 
-    >>> Redactor(["s3cr3t"]).redact("echo: Basic czNjcjN0 s3cr3t")
-    'echo: Basic czNjcjN0 <redacted>'
+    >>> Redactor.basic("alice", "s3cr3t").redact("you sent Basic YWxpY2U6czNjcjN0 (alice, s3cr3t)")
+    'you sent Basic <redacted> (alice, <redacted>)'
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
