@@ -423,6 +423,26 @@ def test_an_error_body_echoing_authorization_is_printed_redacted(
     assert USER in line  # only the secrets go, not the text around them
 
 
+def test_a_malformed_header_quoting_authorization_is_printed_redacted(servers: Callable[..., Server]) -> None:
+    registry = servers("registry")
+
+    def echo_in_headers(exchange: Exchange) -> None:
+        if exchange.seen.path == "/v2/":
+            exchange.reply(200)
+            return
+        sent = exchange.seen.headers.get("authorization", "").encode()
+        exchange.handler.wfile.write(b"HTTP/1.1 200 OK\r\nyou sent " + sent + b" " + PASSWORD.encode() + b"\r\n\r\n")
+
+    registry.behaviour = basic_guard(echo_in_headers)
+    with library(registry, credentials=True) as client, pytest.raises(TransportError) as caught:
+        client.manifest_get(Reference.parse(f"{registry.netloc}/{REPO}:1.0"))
+    message = str(caught.value)
+    assert "illegal header line" in message  # httpx quotes the server's bytes...
+    assert "you sent Basic <redacted> <redacted>" in message  # ...with our secrets cut out
+    assert PASSWORD not in message
+    assert BASIC not in message
+
+
 # -- [SEC-8] hostile JSON and oversized bodies are one-line errors with flat memory -----------------------
 
 HOSTILE_JSON = {

@@ -46,7 +46,7 @@ import httpx
 from ocimerge.errors import AuthError, UnauthorizedError
 from ocimerge.registry.challenge import Challenge, Scope, merge_scopes, parse_challenges
 from ocimerge.registry.credentials import Credentials
-from ocimerge.registry.responses import MAX_ERROR_BODY, Redactor, decode_server_json, read_capped
+from ocimerge.registry.responses import MAX_ERROR_BODY, REDACTOR_KEY, Redactor, decode_server_json, read_capped
 from ocimerge.registry.transport import DEFAULT_DEADLINE, is_loopback, is_origin, new_request
 
 __all__ = ["RegistryAuth", "Token", "scopes_for_request"]
@@ -322,6 +322,7 @@ class RegistryAuth(httpx.Auth):
 
     def _ask(self, request: httpx.Request) -> Flow:
         """Yield one token request; its answer and its body, read capped [TOKEN-5]."""
+        request.extensions[REDACTOR_KEY] = self.redactor  # [SEC-8] for messages quoting the server
         response = yield request
         body = read_capped(response, MAX_TOKEN_RESPONSE, registry=self.registry)  # read and closed, whatever follows
         status = response.status_code

@@ -32,18 +32,22 @@ from ocimerge.model.codec import decode_json
 __all__ = [
     "DEADLINE_KEY",
     "MAX_ERROR_BODY",
+    "REDACTOR_KEY",
     "Deadline",
     "Redactor",
     "decode_server_json",
     "describe",
     "raise_for_response",
     "read_capped",
+    "redact_server_text",
     "redact_url",
 ]
 
 MAX_ERROR_BODY = 64 * 1024
 #: Where a request carries its :class:`Deadline` (``request.extensions``); redirects keep it.
 DEADLINE_KEY = "ocimerge.deadline"
+#: Where a request carries the :class:`Redactor` of the client that sent it.
+REDACTOR_KEY = "ocimerge.redactor"
 REDACTED = "<redacted>"
 
 
@@ -153,6 +157,13 @@ class Redactor:
         return text
 
 
+def redact_server_text(request: httpx.Request | None, text: str) -> str:
+    """[SEC-8] ``text`` (from a server, or an httpx error quoting one) with the secrets of the
+    client that sent ``request`` cut out, and unpaired surrogates escaped."""
+    found = request.extensions.get(REDACTOR_KEY) if request is not None else None
+    return printable(found.redact(text) if isinstance(found, Redactor) else text)
+
+
 def printable(text: str) -> str:
     """Server text made safe to encode: unpaired surrogates become ``\\udXXX`` escapes."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -240,10 +251,16 @@ def read_capped(response: httpx.Response, limit: int, *, registry: str = "") -> 
         response.close()
         if deadline is not None:
             deadline.check(registry, url)  # a socket timed out because the deadline passed
+        reason = redact_server_text(response.request, str(exc))  # h11 may quote the server's bytes
         raise TransportError(
-            f"{registry}: the answer from {redact_url(url)} broke off: {exc.__class__.__name__}: {exc}"
+            f"{registry}: the answer from {redact_url(url)} broke off: {exc.__class__.__name__}: {reason}"
         ) from exc
     return None if capped.over else body
+
+
+def _redactor_of(response: httpx.Response) -> Redactor | None:
+    found = response.request.extensions.get(REDACTOR_KEY)
+    return found if isinstance(found, Redactor) else None
 
 
 def _errors(body: bytes) -> list[dict[str, object]]:
@@ -292,7 +309,7 @@ def raise_for_response(
     with contextlib.suppress(TransportError):  # a body that fails to arrive still leaves the status
         body = read_capped(response, MAX_ERROR_BODY, registry=registry) or b""
     response.close()
-    code, message = describe(response, body, redactor)
+    code, message = describe(response, body, redactor or _redactor_of(response))
     status = response.status_code
     url = redact_url(response.request.url)
     detail = f"{code}: {message}" if code else f"{status} {message}".strip()

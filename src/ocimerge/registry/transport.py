@@ -49,12 +49,14 @@ from ocimerge.errors import (
 )
 from ocimerge.registry.responses import (
     DEADLINE_KEY,
+    REDACTOR_KEY,
     Deadline,
     Redactor,
     current_deadline,
     deadline_of,
     raise_for_response,
     read_capped,
+    redact_server_text,
     redact_url,
     within,
 )
@@ -333,12 +335,15 @@ def transport_error(exc: httpx.HTTPError, host: str, what: str) -> TransportErro
 
     An untrusted certificate is a :class:`TLSVerificationError` with the fix in its message;
     the URL named is the request that failed (a token service's, when that one failed).
+    [SEC-8] httpx's text may quote what the server sent (a malformed header line that echoes
+    ours): the sending client's secrets are cut out of it.
     """
-    text = str(exc) or exc.__class__.__name__
     try:
-        where = f" ({redact_url(exc.request.url)})"
+        request: httpx.Request | None = exc.request
     except RuntimeError:  # an exception raised before any request was attached
-        where = ""
+        request = None
+    text = redact_server_text(request, str(exc) or exc.__class__.__name__)
+    where = f" ({redact_url(request.url)})" if request is not None else ""
     if "CERTIFICATE_VERIFY_FAILED" in text:
         reason = text.split("certificate verify failed:")[-1].strip(" ()")
         return TLSVerificationError(
@@ -449,6 +454,7 @@ class Sender:
         """[API-9][SEC-8] Give ``request`` its overall deadline, and per-read timeouts no longer than it."""
         seconds = self.peer.deadlines.seconds(out.blob_size)
         request.extensions[DEADLINE_KEY] = Deadline.after(seconds)
+        request.extensions[REDACTOR_KEY] = self.peer.redactor  # [SEC-8] for messages quoting the server
         timeouts = dict(request.extensions.get("timeout") or DEFAULT_TIMEOUT.as_dict())
         request.extensions["timeout"] = {k: v if v is None else min(v, seconds) for k, v in timeouts.items()}
 
