@@ -15,9 +15,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import os
 import tarfile
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -354,3 +356,130 @@ def sample_images() -> list[Image]:
         Image(architecture="arm64", variant="v8"),
         Image(architecture="arm", variant="v7"),
     ]
+
+
+# -- hostile shapes (tests/test_hostile_archives.py) -------------------------------------------
+
+#: The zero run one bomb member or frame inflates to; bombs are copies of it, concatenated.
+BOMB_UNIT = 64 * 1024 * 1024
+
+
+_MIB_OF_ZEROS = bytes(1024 * 1024)
+
+
+def gzip_bomb(size: int) -> bytes:
+    """A gzip stream of ``size`` zero bytes (a multiple of :data:`BOMB_UNIT`), ~1000:1.
+
+    Built as concatenated gzip members of one compressed unit, which every gzip reader
+    accepts as one stream, so a 2 GiB bomb costs one 64 MiB compression to build; fed a
+    MiB at a time, so building it never raises this process's peak memory.
+    """
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+    unit = b"".join(compressor.compress(_MIB_OF_ZEROS) for _ in range(BOMB_UNIT // len(_MIB_OF_ZEROS)))
+    return (unit + compressor.flush()) * (size // BOMB_UNIT)
+
+
+def zstd_bomb(size: int) -> bytes:
+    """A zstd stream of ``size`` zero bytes (a multiple of :data:`BOMB_UNIT`): frames concatenated."""
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor(level=19).compressobj(size=BOMB_UNIT)
+    unit = b"".join(compressor.compress(_MIB_OF_ZEROS) for _ in range(BOMB_UNIT // len(_MIB_OF_ZEROS)))
+    return (unit + compressor.flush()) * (size // BOMB_UNIT)
+
+
+def zeros_digest(size: int) -> str:
+    """The sha256 digest of ``size`` zero bytes, hashed a MiB at a time (never held whole)."""
+    hasher = hashlib.sha256()
+    left = size
+    while left:
+        step = min(left, len(_MIB_OF_ZEROS))
+        hasher.update(_MIB_OF_ZEROS[:step])
+        left -= step
+    return "sha256:" + hasher.hexdigest()
+
+
+def docker_save_layers(layers: Sequence[tuple[str, bytes, str]], *, images: int = 1) -> Layout:
+    """A classic docker save of ``images`` distinct images, each listing every ``(path, stored, diff_id)``.
+
+    A path listed twice is one file (the last data wins), so one layer file can be named many
+    times by one image and by several, as a hostile ``manifest.json`` may. The images differ
+    only in their config's ``author`` and are tagged ``acme/app:N`` when there are several.
+    """
+    layout = Layout({path: data for path, data, _ in layers})
+    entries = []
+    for n in range(images):
+        config = dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "author": f"image-{n}",
+                "rootfs": {"type": "layers", "diff_ids": [d for _, _, d in layers]},
+            }
+        )
+        config_path = f"{sha256(config).split(':')[1]}.json"
+        layout.files[config_path] = config
+        tags = [f"acme/app:{n}"] if images > 1 else None
+        entries.append({"Config": config_path, "RepoTags": tags, "Layers": [path for path, _, _ in layers]})
+    layout.files["manifest.json"] = json.dumps(entries).encode()
+    return layout
+
+
+def extended_header(size: int, *, kind: str = "pax") -> tuple[bytes, Iterable[bytes]]:
+    """An extended tar header of ``size`` bytes: its 512-byte block and its data, in 1 MiB pieces.
+
+    ``kind`` ``pax`` is a PAX ``x`` header holding one valid ``comment`` record, ``gnu`` a
+    GNU ``L`` long name: the two shapes tarfile reads whole into memory. The data is padded
+    to a whole block and yielded piecewise, so a 512 MiB header is never built in memory.
+    """
+    info = tarfile.TarInfo("././@PaxHeader" if kind == "pax" else "././@LongLink")
+    info.type = tarfile.XHDTYPE if kind == "pax" else tarfile.GNUTYPE_LONGNAME
+    info.size = size
+    info.mtime = 0
+    block = info.tobuf(format=tarfile.USTAR_FORMAT if kind == "pax" else tarfile.GNU_FORMAT)
+    head = f"{size} comment=".encode() if kind == "pax" else b""
+    tail = b"\n" if kind == "pax" else b"\0"
+    padding = bytes(-size % 512)
+
+    def pieces() -> Iterable[bytes]:
+        yield head
+        left = size - len(head) - len(tail)
+        while left > 0:
+            step = min(left, len(_MIB_OF_ZEROS))
+            yield b"x" * step
+            left -= step
+        yield tail + padding
+
+    return block, pieces()
+
+
+def write_with_extended_header(
+    path: str, layout: Layout, size: int, *, kind: str = "pax", gzipped: bool = False
+) -> str:
+    """Write ``layout`` as a tar (gzipped as a whole or not) led by an extended header of ``size`` bytes.
+
+    The header precedes the first member, as tarfile would write one for a long name or
+    attributes; written piecewise, so memory stays small however large ``size`` is.
+    """
+    block, pieces = extended_header(size, kind=kind)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31) if gzipped else None
+    with open(path, "wb") as out:
+        for piece in itertools.chain([block], pieces, [layout.tar()]):  # lazily: never all at once
+            out.write(compressor.compress(piece) if compressor else piece)
+        if compressor:
+            out.write(compressor.flush())
+    return path
+
+
+def fanout_layout(image: Image, *, width: int) -> Layout:
+    """An OCI layout: ``index.json`` -> index A listing index B ``width`` times, B listing ``image`` ``width`` times.
+
+    Walked as a tree it is ``width`` squared entries; as a graph, two documents of ``width``.
+    """
+    layout = oci_layout([image], shape="manifest")
+    inner = dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [image.entry()] * width})
+    layout.add_blob(inner)
+    outer = dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor(OCI_INDEX, inner)] * width})
+    layout.add_blob(outer)
+    layout.files["index.json"] = _index_json([descriptor(OCI_INDEX, outer)])
+    return layout
