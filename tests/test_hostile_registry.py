@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -329,36 +328,17 @@ def test_a_redirected_head_cannot_teach_a_challenge_either(servers: Callable[...
 # -- [SEC-8] --insecure changes TLS verification only --------------------------------------------------
 
 
-def outside_address() -> str | None:
-    """An IPv4 address of this machine that is not loopback, or None when it has none."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: a UDP connect sends no packet
-        except OSError:
-            return None
-        address = str(probe.getsockname()[0])
-    return None if address.startswith("127.") else address
-
-
-@pytest.mark.parametrize(("flag", "sent"), [("--insecure", False), ("--plain-http", True)])
-def test_only_plain_http_lets_a_plain_realm_elsewhere_have_credentials(
-    servers: Callable[..., Server], tmp_path: Path, flag: str, sent: bool
+def test_insecure_does_not_let_a_plain_realm_elsewhere_have_credentials(
+    servers: Callable[..., Server], tmp_path: Path
 ) -> None:
-    address = outside_address()
-    evil = servers("evil", bind=address) if address else None
-    realm = f"{evil.url}/token" if evil else "http://realm.invalid/token"  # refused before any connection
+    """``--insecure`` skips TLS verification only: credentials still never go to a plain-HTTP realm
+    on another host. The realm's name does not resolve, and is refused before any connection,
+    so the test sends no traffic beyond 127.0.0.1 (``--plain-http``, which does allow it, is
+    covered by the unit tests' realm rules, with no server elsewhere to receive them)."""
     registry = servers("registry")
-    registry.behaviour = bearer_guard(realm, serve_image)
-    if evil:
-        evil.behaviour = lambda ex: ex.reply(401)
-    outcome = cli("inspect", registry, flag, tmp_path=tmp_path)
-    if not sent:
-        assert_one_line_error(outcome, 4, "plain HTTP", "refusing to send credentials", "--plain-http")
-        if evil:
-            assert evil.requests == []
-    elif evil:  # the control: with --plain-http the very same realm is asked, Basic credentials and all
-        assert_one_line_error(outcome, 4, "refused the credentials")
-        assert [s.headers.get("authorization") for s in evil.requests] == [f"Basic {BASIC}"]
+    registry.behaviour = bearer_guard("http://realm.invalid/token", serve_image)
+    outcome = cli("inspect", registry, "--insecure", tmp_path=tmp_path)
+    assert_one_line_error(outcome, 4, "plain HTTP", "refusing to send credentials", "--plain-http")
     assert_no_secret_printed(outcome)
 
 
