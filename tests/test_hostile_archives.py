@@ -337,7 +337,7 @@ def _classic_dir(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 def test_a_fifo_in_a_docker_save_directory_is_refused(
     run: Callable[..., Outcome], tmp_path: Path, which: str, linked: bool
 ) -> None:
-    """[SEC-9] A fifo (or a link to one) as Config, layer or manifest.json ends the run at once: exit 3."""
+    """[SEC-9][TAR-4] A fifo (or a link to one) as Config, layer or manifest.json ends the run at once: exit 3."""
     root, paths = _classic_dir(tmp_path)
     target = root / paths[which]
     target.unlink()
@@ -378,7 +378,7 @@ def test_a_fifo_member_in_a_tar_is_never_a_config(run: Callable[..., Outcome], t
 def test_an_oversized_extended_header_is_refused_before_it_is_read(
     run: Callable[..., Outcome], tmp_path: Path, size: int, kind: str, gzipped: bool
 ) -> None:
-    """[SEC-9] A PAX or GNU long-name header over 1 MiB is refused from its header block: exit 3."""
+    """[SEC-9][TAR-4] A PAX or GNU long-name header over 1 MiB is refused from its header block: exit 3."""
     archive = str(tmp_path / ("big-header.tar.gz" if gzipped else "big-header.tar"))
     write_with_extended_header(archive, oci_layout([Image()]), size, kind=kind, gzipped=gzipped)
     outcome = run("inspect", archive)

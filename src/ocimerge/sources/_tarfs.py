@@ -5,7 +5,9 @@ component is refused, as is a symbolic or hard link whose target leaves the arch
 [TAR-2] Nothing is extracted: a member is a window (offset, size) on the archive file,
 opened afresh for each reader. A member whose data runs past the end of the file means the
 archive is truncated. [TAR-3] An archive compressed as a whole (gzip, zstd, bzip2, xz) is
-decompressed once, streaming, into an anonymous temporary file that is deleted on close.
+decompressed once, streaming, into an anonymous, capped spool file, but only once its first
+inflated block has proved to be a tar header [SEC-4]. [TAR-4] Only regular files are ever
+opened, and extended tar headers over 1 MiB are refused before tarfile reads them [SEC-9].
 
 Why windows rather than ``tarfile.extractfile``: a ``TarFile`` has one file position, so two
 readers of one archive would fight over it; an independent ``open`` per reader lets a
@@ -182,7 +184,7 @@ def _link_target(member: tarfile.TarInfo, name: str, archive: str) -> str:
     return joined
 
 
-#: [SEC-9] Extended headers (PAX ``x``/``g``/``X``, GNU long names ``L``/``K``) carry names
+#: [TAR-4][SEC-9] Extended headers (PAX ``x``/``g``/``X``, GNU long names ``L``/``K``) carry names
 #: and attributes: a few hundred bytes in real archives. tarfile reads one whole into memory,
 #: so a larger one is refused from its header block, before tarfile ever sees it.
 MAX_EXTENDED_HEADER = 1024 * 1024
@@ -207,7 +209,7 @@ def _header_size(block: bytes) -> int | None:
 
 
 def _check_extended_headers(fd: int, offset: int, archive: str) -> None:
-    """[SEC-9] Refuse an oversized or endless chain of extended headers starting at ``offset``.
+    """[TAR-4][SEC-9] Refuse an oversized or endless chain of extended headers starting at ``offset``.
 
     Reads only 512-byte header blocks (seeking over each extended header's data), so the
     check costs nothing for a normal member; a header tarfile would reject anyway (bad
@@ -251,7 +253,7 @@ class TarFS:
         self._name = name
         self._members: dict[str, _Member] = {}
         self._links: dict[str, str] = {}
-        # [SEC-9] names whose last member is not a regular file (a fifo, a device): refused
+        # [TAR-4][SEC-9] names whose last member is not a regular file (a fifo, a device): refused
         # by name rather than treated as absent, so the error says what is wrong
         self._others: dict[str, str] = {}
         try:
@@ -374,7 +376,7 @@ class DirFS:
         return full
 
     def _stat(self, path: str) -> os.stat_result | None:
-        """[SEC-9] The regular file's status; None when absent, ``ArchiveError`` when not regular."""
+        """[TAR-4][SEC-9] The regular file's status; None when absent, ``ArchiveError`` when not regular."""
         try:
             status = self._path(path).stat()
         except (FileNotFoundError, NotADirectoryError):
