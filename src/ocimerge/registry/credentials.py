@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import subprocess
 from collections.abc import Mapping
@@ -27,7 +26,8 @@ from typing import Any
 
 import attrs
 
-from ocimerge.errors import AuthError
+from ocimerge.errors import AuthError, DocumentError
+from ocimerge.model.codec import MAX_DOCUMENT_SIZE, decode_json
 from ocimerge.model.reference import DOCKER_HUB
 
 __all__ = ["DOCKER_HUB_KEY", "Credentials", "config_key", "resolve_credentials"]
@@ -147,9 +147,10 @@ def run_helper(helper: str, server: str, env: Mapping[str, str] | None = None) -
         first = (out or result.stderr.decode("utf-8", "replace").strip()).splitlines()[:1]
         raise AuthError(f"credential helper {program} failed for {server}: {' '.join(first) or 'no message'}")
     try:
-        value = json.loads(out)
+        # [SEC-7] the one strict decoder: nesting, encodings and size are bounded
+        value = decode_json(out.encode(), where=f"credential helper {program}")
         username, secret = value.get("Username") or None, value.get("Secret") or None
-    except (ValueError, AttributeError) as exc:
+    except (DocumentError, AttributeError) as exc:
         # a JSON error's message gives a position only (the text, which may hold the secret,
         # is kept on the exception but never printed)
         raise AuthError(f"credential helper {program} answered something that is not its JSON") from exc
@@ -171,11 +172,16 @@ def _load_config(path: str) -> dict[str, Any]:
     """The parsed config; empty when there is none (anonymous access is not an error)."""
     try:
         with open(path, "rb") as f:
-            value = json.loads(f.read())
+            raw = f.read(MAX_DOCUMENT_SIZE + 1)
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise AuthError(f"{path}: cannot read docker config ({exc.__class__.__name__})") from exc
+    try:
+        # [SEC-7] deep nesting or a bad encoding is a one-line error, never a crash
+        value = decode_json(raw, where=path)
+    except DocumentError as exc:
+        raise AuthError(f"cannot read docker config: {exc}") from exc
     return value if isinstance(value, dict) else {}
 
 
