@@ -356,6 +356,15 @@ def test_a_fifo_in_a_docker_save_directory_is_refused(
     assert_flat(shown, QUICK)
 
 
+def test_a_fifo_given_as_the_source_is_refused(run: Callable[..., Outcome], tmp_path: Path) -> None:
+    """[SEC-9] A fifo named on the command line is refused at once, never waited on: exit 3."""
+    fifo = tmp_path / "app.tar"
+    os.mkfifo(fifo)
+    outcome = run("inspect", str(fifo), timeout=20)
+    assert_one_line_error(outcome, 3, str(fifo), "not a directory or a regular file")
+    assert_flat(outcome, QUICK)
+
+
 def test_a_fifo_member_in_a_tar_is_never_a_config(run: Callable[..., Outcome], tmp_path: Path) -> None:
     """[SEC-9] In a tar, a fifo member named as the Config replaces the file and is refused by name."""
     layout = docker_save([Image()])

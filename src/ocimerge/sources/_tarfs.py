@@ -545,11 +545,12 @@ def open_filesystem(path: str, *, name: str | None = None) -> DirFS | TarFS:
         return DirFS(path, name=label)
     if not os.path.exists(path):
         raise SourceNotFoundError(f"{label}: no such file or directory")
-    file = open(path, "rb", buffering=0)  # noqa: SIM115 - owned by the TarFS, or closed here
+    # [SEC-9] non-blocking, so a fifo given as the source is refused instead of waited on
+    file = open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb", buffering=0)  # noqa: SIM115 - owned by the TarFS, or closed here
     try:
-        status = os.fstat(file.fileno())
-        if not stat.S_ISREG(status.st_mode):  # [SEC-9] a fifo or device given as the source
-            raise NotAnImageError(f"{label}: not a regular file, a directory, an OCI archive or a docker-save archive")
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise NotAnImageError(f"{label}: not a directory or a regular file, so not an image archive")
+        os.set_blocking(file.fileno(), True)
         magic = os.pread(file.fileno(), 8, 0)
         stream = _decompressor(magic, path)
         if stream is not None:
