@@ -471,15 +471,16 @@ def write_with_extended_header(
     return path
 
 
-def fanout_layout(image: Image, *, width: int) -> Layout:
+def fanout_layout(image: Image, *, width: int, roots: int = 1) -> Layout:
     """An OCI layout: ``index.json`` -> index A listing index B ``width`` times, B listing ``image`` ``width`` times.
 
     Walked as a tree it is ``width`` squared entries; as a graph, two documents of ``width``.
+    ``roots`` lists A that many times in ``index.json`` (``inspect`` walks every root).
     """
     layout = oci_layout([image], shape="manifest")
     inner = dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [image.entry()] * width})
     layout.add_blob(inner)
     outer = dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor(OCI_INDEX, inner)] * width})
     layout.add_blob(outer)
-    layout.files["index.json"] = _index_json([descriptor(OCI_INDEX, outer)])
+    layout.files["index.json"] = _index_json([descriptor(OCI_INDEX, outer)] * roots)
     return layout

@@ -15,6 +15,7 @@ their images is linear too.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import attrs
@@ -34,7 +35,7 @@ from ocimerge.model.manifest import (
 from ocimerge.model.platform import Platform
 from ocimerge.sources.core import Root, Source
 
-__all__ = ["EVERYTHING", "MAX_ENTRIES", "MAX_NESTING", "Walk", "filter_platforms", "load_root"]
+__all__ = ["EVERYTHING", "MAX_ENTRIES", "MAX_NESTING", "MAX_SOURCE_ENTRIES", "Walk", "filter_platforms", "load_root"]
 
 #: [LAYOUT-5] Index depth followed: real images rarely nest more than one index deep;
 #: the bound turns a cycle or a hostile chain of indexes into a clear error.
@@ -42,6 +43,10 @@ MAX_NESTING = 8
 #: [SEC-2] Entries visited in one walk, over all indexes: far above any real image (Hub's
 #: busybox index has 20), far below what a hostile fan-out would make us do.
 MAX_ENTRIES = 10_000
+#: [SEC-2] Entries visited over every walk of one source (``inspect`` and ``verify`` walk each
+#: root of a layout): ten times one walk's cap, so an ``index.json`` that lists a wide graph
+#: under a thousand roots is refused instead of walked a thousand times.
+MAX_SOURCE_ENTRIES = 10 * MAX_ENTRIES
 # a manifest with any other config media type is an artifact (a Helm chart, a signature)
 _IMAGE_CONFIGS = frozenset({mt.OCI_CONFIG, mt.DOCKER_CONFIG})
 
@@ -79,6 +84,30 @@ class _Found:
     seen: set[str] = attrs.Factory(set)
     visited: int = 0
     filtered: int = 0
+
+
+@attrs.define
+class _Shared:
+    """[SEC-2] What every walk of one source shares: documents read, entries visited so far.
+
+    A document reached from several roots is read, verified and decoded once, and the one
+    value is shared by every image set that holds it, so memory follows the distinct
+    documents of the source, not the number of paths to them.
+    """
+
+    documents: dict[tuple[str, str, int], Document[ImageManifest | ImageIndex] | InputError] = attrs.Factory(dict)
+    visited: int = 0
+
+
+_SHARED: weakref.WeakKeyDictionary[Source, _Shared] = weakref.WeakKeyDictionary()
+
+
+def _shared(source: Source) -> _Shared:
+    """The walk state of ``source``, kept as long as the source lives; fresh if it cannot be kept."""
+    try:
+        return _SHARED.setdefault(source, _Shared())
+    except TypeError:  # a source that cannot be weakly referenced or hashed: walks share nothing
+        return _Shared()
 
 
 def load_root(source: Source, root: Root, walk: Walk = EVERYTHING) -> ImageSet:
@@ -148,10 +177,22 @@ def _read(source: Source, descriptor: Descriptor, what: str) -> Document[ImageMa
 
     ``Document.reached`` re-checks the digest on the raw bytes, so even a source whose
     ``document`` does not verify cannot hand the walker bytes other than the ones named.
+    A document is read once per source ([SEC-2]); later reads return the same value.
     """
-    raw = source.document(descriptor, what)
-    value = decode_manifest_or_index(raw, media_type=descriptor.media_type, where=f"{source.name}: {what}")
-    return Document.reached(raw, value, descriptor, where=f"{source.name}: {what}")
+    documents = _shared(source).documents
+    key = (str(descriptor.digest), descriptor.media_type, descriptor.size)
+    found = documents.get(key)
+    if found is None:  # [SEC-2] read once per source: the outcome, even a failure, is kept
+        try:
+            raw = source.document(descriptor, what)
+            value = decode_manifest_or_index(raw, media_type=descriptor.media_type, where=f"{source.name}: {what}")
+            found = Document.reached(raw, value, descriptor, where=f"{source.name}: {what}")
+        except InputError as exc:
+            found = exc
+        documents[key] = found
+    if isinstance(found, InputError):
+        raise found.with_traceback(None)
+    return found
 
 
 def _child(source: Source, entry: Descriptor, what: str) -> Document[ImageManifest | ImageIndex]:
@@ -175,11 +216,22 @@ def _flatten(source: Source, index: ImageIndex, found: _Found, walk: Walk, depth
         found.visited += 1
         if found.visited > MAX_ENTRIES:
             raise DocumentError(f"{source.name}: the index graph has more than {MAX_ENTRIES} entries; refusing it")
+        _count_for_source(source)
         key = str(entry.digest)
         if key in found.seen:
             continue  # [LAYOUT-5][SEC-2] a digest listed twice is one document, read once
         found.seen.add(key)
         _visit(source, entry, found, walk, depth)
+
+
+def _count_for_source(source: Source) -> None:
+    """[SEC-2] One more entry visited in ``source``; ``DocumentError`` past :data:`MAX_SOURCE_ENTRIES`."""
+    shared = _shared(source)
+    shared.visited += 1
+    if shared.visited > MAX_SOURCE_ENTRIES:
+        raise DocumentError(
+            f"{source.name}: its index graphs have more than {MAX_SOURCE_ENTRIES} entries in all; refusing it"
+        )
 
 
 def _visit(source: Source, entry: Descriptor, found: _Found, walk: Walk, depth: int) -> None:
