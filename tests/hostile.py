@@ -3,8 +3,10 @@
 An attack test runs the real command line in a child process and asserts the promise
 itself, not an implementation detail: the exit code, a single line on stderr with no raw
 control characters, peak memory under a limit that does not grow with the attack's size,
-bounded wall time, and nothing left behind. :func:`run_cli` measures the child alone
-(``os.wait4`` gives its own ``ru_maxrss``, not the test runner's).
+bounded wall time, and nothing left behind. :func:`run_cli` measures the child alone: its
+own ``VmHWM``, written at exit by a ``sitecustomize`` put on its ``PYTHONPATH``. (Not
+``ru_maxrss`` from ``wait4``: a child that ``subprocess`` starts by vfork and exec inherits
+the test runner's high-water mark, so after the runner held 300 MiB, ``--help`` "used" 313.)
 """
 
 from __future__ import annotations
@@ -21,6 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["CONTROL", "Outcome", "assert_one_line_error", "files_under", "run_cli"]
+
+_SITECUSTOMIZE = """\
+import atexit, os
+
+def _report_peak():
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["OCIMERGE_TEST_PEAK"], "w") as out:
+        out.write(peak)
+
+atexit.register(_report_peak)
+"""
 
 #: C0 controls but tab and newline, DEL, and C1 controls: what must never reach a terminal raw.
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
@@ -48,15 +62,21 @@ def run_cli(
     """Run ``python -m ocimerge ARGS``; measure the child's own peak RSS and its wall time.
 
     The child runs with ``OCIMERGE_DEBUG`` unset (a traceback would break the one-line
-    promise) and is killed after ``timeout`` seconds, which fails the test. Its peak RSS
-    comes from ``os.wait4`` (Linux ``ru_maxrss`` in KiB): the child's figure, not the test
-    runner's. Output goes to files, not pipes, so the child never blocks on a full pipe.
+    promise) and is killed after ``timeout`` seconds, which fails the test. Its peak RSS is
+    its own ``VmHWM`` (MiB), reported at exit; a child killed before it could report falls
+    back to ``wait4``'s figure, an upper bound. Output goes to files, not pipes, so the child
+    never blocks on a full pipe.
     """
     environment = {k: v for k, v in os.environ.items() if k != "OCIMERGE_DEBUG"}
     environment.update(env or {})
     with tempfile.TemporaryDirectory(prefix="ocimerge-hostile-") as scratch:
         paths = [Path(scratch) / name for name in ("in", "out", "err")]
         paths[0].write_bytes(stdin)
+        (Path(scratch) / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+        peak_file = Path(scratch) / "peak"
+        inherited = environment.get("PYTHONPATH", "")
+        environment["PYTHONPATH"] = os.pathsep.join(p for p in (scratch, inherited) if p)
+        environment["OCIMERGE_TEST_PEAK"] = str(peak_file)
         started = time.monotonic()
         with paths[0].open("rb") as inp, paths[1].open("wb") as out, paths[2].open("wb") as err:
             process = subprocess.Popen(
@@ -65,7 +85,8 @@ def run_cli(
             status, usage = _wait(process, started + timeout, args)
         seconds = time.monotonic() - started
         stdout, stderr = (p.read_text(errors="replace") for p in paths[1:])
-    return Outcome(os.waitstatus_to_exitcode(status), stdout, stderr, usage.ru_maxrss / 1024, seconds)
+        peak_kib = int(peak_file.read_text()) if peak_file.exists() else usage.ru_maxrss
+    return Outcome(os.waitstatus_to_exitcode(status), stdout, stderr, peak_kib / 1024, seconds)
 
 
 def _wait(process: subprocess.Popen[bytes], deadline: float, args: Sequence[str]) -> tuple[int, resource.struct_rusage]:

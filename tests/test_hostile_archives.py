@@ -24,7 +24,6 @@ import tarfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -53,42 +52,22 @@ PEAK_MIB = 120
 #: Seconds a refusal may take: refusals happen before the attack's bulk is read.
 QUICK = 10.0
 
-_SITECUSTOMIZE = """\
-import atexit, os
-
-def _report_peak():
-    with open("/proc/self/status") as status:
-        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-    with open(os.environ["OCIMERGE_TEST_PEAK"], "w") as out:
-        out.write(peak)
-
-atexit.register(_report_peak)
-"""
-
 
 @pytest.fixture
 def run(tmp_path: Path) -> Callable[..., Outcome]:
     """``run(*args, env=..., timeout=...)``: the CLI with a private, checked-empty TMPDIR.
 
-    The outcome's ``peak_mib`` is the child's own VmHWM. After every run the private TMPDIR
+    The outcome's ``peak_mib`` is the child's own VmHWM (see ``tests/hostile.py``). After every run the private TMPDIR
     must be empty: no spool or temporary survives a run, failed or not ([SEC-4], [SEC-6]).
     """
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(_SITECUSTOMIZE)
     private = tmp_path / "tmpdir"
     private.mkdir()
-    peak_file = tmp_path / "peak"
 
     def runner(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Outcome:
-        path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
-        extra = {"TMPDIR": str(private), "PYTHONPATH": path, "OCIMERGE_TEST_PEAK": str(peak_file)}
-        outcome = run_cli(list(args), env={**extra, **(env or {})}, timeout=timeout)
+        outcome = run_cli(list(args), env={"TMPDIR": str(private), **(env or {})}, timeout=timeout)
         assert files_under(private) == set(), "left in TMPDIR"
-        peak = int(peak_file.read_text()) / 1024
-        peak_file.unlink()
-        print(f"ocimerge {args[0]}: exit {outcome.code}, peak {peak:.1f} MiB, {outcome.seconds:.2f} s")  # -rP shows it
-        return replace(outcome, peak_mib=peak)
+        print(f"ocimerge {args[0]}: exit {outcome.code}, peak {outcome.peak_mib:.1f} MiB, {outcome.seconds:.2f} s")
+        return outcome
 
     return runner
 
