@@ -14,8 +14,9 @@ import re
 __all__ = ["printable"]
 
 # [SEC-5] C0 (newline and tab included: one error must stay one line), DEL, C1, and the
-# Unicode line and paragraph separators, which some terminals and log viewers break lines on.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Unicode line and paragraph separators, which some terminals and log viewers break lines on,
+# and unpaired surrogates, which cannot even be encoded for the terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def _escape(match: re.Match[str]) -> str:

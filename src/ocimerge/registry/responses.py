@@ -161,11 +161,12 @@ def redact_server_text(request: httpx.Request | None, text: str) -> str:
     """[SEC-8] ``text`` (from a server, or an httpx error quoting one) with the secrets of the
     client that sent ``request`` cut out, and unpaired surrogates escaped."""
     found = request.extensions.get(REDACTOR_KEY) if request is not None else None
-    return printable(found.redact(text) if isinstance(found, Redactor) else text)
+    return encodable(found.redact(text) if isinstance(found, Redactor) else text)
 
 
-def printable(text: str) -> str:
-    """Server text made safe to encode: unpaired surrogates become ``\\udXXX`` escapes."""
+def encodable(text: str) -> str:
+    """Server text made safe to encode (not to print: that is ``ocimerge.text.printable``, [SEC-5]):
+    unpaired surrogates become ``\\udXXX`` escapes."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -282,10 +283,10 @@ def describe(response: httpx.Response, body: bytes, redactor: Redactor | None = 
     errors = _errors(body)
     if errors:
         first = errors[0]
-        code = printable(clean(str(first.get("code") or "UNKNOWN")))
-        message = printable(clean(str(first.get("message") or "").strip()))
+        code = encodable(clean(str(first.get("code") or "UNKNOWN")))
+        message = encodable(clean(str(first.get("message") or "").strip()))
         return code, message
-    return "", printable(clean(response.reason_phrase or ""))
+    return "", encodable(clean(response.reason_phrase or ""))
 
 
 def raise_for_response(
