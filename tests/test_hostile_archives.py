@@ -17,6 +17,7 @@ import bz2
 import functools
 import lzma
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -263,6 +264,9 @@ def test_the_spool_cap_is_the_environments(run: Callable[..., Outcome], tmp_path
         assert outcome.code == 0, outcome.stderr
 
 
+_TEMPFILE_PROBE = re.compile(r"[a-z0-9_]{8}")
+
+
 def _spool_watch(directory: Path, process: subprocess.Popen[bytes], seconds: float) -> Iterator[set[str]]:
     """What ``directory`` holds, every few milliseconds, for ``seconds`` or until ``process`` ends."""
     deadline = time.monotonic() + seconds
@@ -292,7 +296,9 @@ def test_the_spool_never_has_a_name(tmp_path: Path, how: signal.Signals) -> None
     finally:
         process.kill()
         process.wait()
-    assert seen == set()
+    # tempfile's own probe of TMPDIR (gettempdir writes and unlinks an unprefixed 8-character
+    # name, once per process) may flash by; no name of ours ever appears
+    assert {name for name in seen if not _TEMPFILE_PROBE.fullmatch(name)} == set()
     assert files_under(private) == set()
 
 
