@@ -510,6 +510,8 @@ def test_chunked_upload_reads_the_blob_once_and_a_retried_chunk_rereads() -> Non
             assert start == len(stored)
             stored.extend(request.content)
             return httpx.Response(202, headers={"Location": "/v2/a/blobs/uploads/u"})
+        if request.method == "GET":  # [API-10] asked where the session stands after the 503
+            return httpx.Response(204, headers={"Range": f"0-{len(stored) - 1}", "Location": "/v2/a/blobs/uploads/u"})
         return httpx.Response(201, headers={"Docker-Content-Digest": str(blob.digest)})
 
     options = RegistryOptions(chunk_size=2048, retry=RetryPolicy(attempts=3, base_delay=0))
@@ -972,3 +974,117 @@ def test_tags_stop_when_a_link_points_back_at_the_first_page() -> None:
     with Registry("reg.example", transport=httpx.MockTransport(ping_ok(handle)), credentials=None) as registry:
         assert registry.tags("a") == ("a", "b")
     assert len(pages) == 2
+
+
+# -- [API-10] [API-11] uploads that recover ----------------------
+
+
+def chunk_registry(
+    fail: Callable[[httpx.Request, bytearray], httpx.Response | None], location: str = "/v2/a/blobs/uploads/u"
+) -> tuple[Callable[[httpx.Request], httpx.Response], bytearray, list[str]]:
+    """A registry that keeps one session's bytes and answers the status GET; ``fail`` may refuse a request."""
+    stored = bytearray()
+    log: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:  # noqa: PLR0911 - one answer per request kind
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        log.append(f"{request.method} {request.headers.get('content-range', '')}".strip())
+        refused = fail(request, stored)
+        if refused is not None:
+            return refused
+        if request.method == "POST":
+            stored.clear()
+            return httpx.Response(202, headers={"Location": location})
+        if request.method == "GET":
+            return httpx.Response(204, headers={"Range": f"0-{max(len(stored) - 1, 0)}", "Location": location})
+        if request.method == "PATCH":
+            start, _end = map(int, request.headers["content-range"].split("-"))
+            if start != len(stored):
+                return httpx.Response(416, headers={"Range": f"0-{len(stored) - 1}"})
+            stored.extend(request.content)
+            return httpx.Response(202, headers={"Location": location})
+        stored.extend(request.content)
+        return httpx.Response(201)
+
+    return handle, stored, log
+
+
+def counted_blob(data: bytes) -> Blob:
+    return Blob.from_bytes(Descriptor("application/octet-stream", Digest.of(data), len(data)), data, "blob")
+
+
+FAST_UNIT = RetryPolicy(attempts=3, base_delay=0)
+
+
+def test_a_416_on_a_chunk_reads_the_offset_and_continues() -> None:
+    data = bytes(range(256)) * 12
+    lose = {"left": 1}
+
+    def fail(request: httpx.Request, stored: bytearray) -> httpx.Response | None:
+        if request.method == "PATCH" and request.headers["content-range"].startswith("1024-") and lose["left"]:
+            lose["left"] -= 1  # the registry kept only part of the previous chunk
+            del stored[1000:]
+        return None
+
+    handle, stored, log = chunk_registry(fail)
+    options = RegistryOptions(chunk_size=1024, retry=FAST_UNIT)
+    with Registry("reg.example", options, transport=httpx.MockTransport(handle), credentials=None) as registry:
+        registry.upload("a", counted_blob(data))
+    assert bytes(stored) == data
+    assert log == [
+        "POST",
+        "PATCH 0-1023",
+        "PATCH 1024-2047",
+        "GET",
+        "PATCH 1000-2023",
+        "PATCH 2024-3047",
+        "PATCH 3048-3071",
+        "PUT",
+    ]
+
+
+def test_a_lost_session_restarts_the_blob_in_a_new_one() -> None:
+    data = b"z" * 3000
+    lose = {"left": 1}
+
+    def fail(request: httpx.Request, stored: bytearray) -> httpx.Response | None:
+        if request.method == "PATCH" and request.headers["content-range"].startswith("1000-") and lose["left"]:
+            lose["left"] -= 1
+            return httpx.Response(404, json={"errors": [{"code": "BLOB_UPLOAD_UNKNOWN", "message": "gone"}]})
+        return None
+
+    handle, stored, log = chunk_registry(fail)
+    options = RegistryOptions(chunk_size=1000, retry=FAST_UNIT)
+    with Registry("reg.example", options, transport=httpx.MockTransport(handle), credentials=None) as registry:
+        registry.upload("a", counted_blob(data))
+    assert bytes(stored) == data
+    assert log.count("POST") == 2
+    assert log[-5:] == ["POST", "PATCH 0-999", "PATCH 1000-1999", "PATCH 2000-2999", "PUT"]
+
+
+def test_recovery_gives_up_after_the_policys_attempts() -> None:
+    def fail(request: httpx.Request, stored: bytearray) -> httpx.Response | None:
+        return httpx.Response(503) if request.method == "PATCH" else None
+
+    handle, _stored, log = chunk_registry(fail)
+    options = RegistryOptions(chunk_size=1000, retry=FAST_UNIT)
+    with (
+        Registry("reg.example", options, transport=httpx.MockTransport(handle), credentials=None) as registry,
+        pytest.raises(RegistryError, match="503"),
+    ):
+        registry.upload("a", counted_blob(b"q" * 1500))
+    assert log.count("PATCH 0-999") == 3  # the policy's three attempts, the session asked between them
+
+
+def test_a_413_on_a_chunk_at_the_floor_is_final() -> None:
+    def fail(request: httpx.Request, stored: bytearray) -> httpx.Response | None:
+        return httpx.Response(413) if request.method in ("PUT", "PATCH") and request.content else None
+
+    handle, _stored, log = chunk_registry(fail)
+    with (
+        Registry("reg.example", transport=httpx.MockTransport(handle), credentials=None) as registry,
+        pytest.raises(RequestTooLargeError),
+    ):
+        registry.upload("a", counted_blob(b"r" * 5000))
+    assert log == ["POST", "PUT", "POST", "PATCH 0-4999"]  # the whole PUT, then one chunked try

@@ -104,7 +104,8 @@ class Registry:
         peer = Peer(host, self.api_host, source, self.auth.redactor, deadlines)
         self._sender = Sender(self.client, self.options.retry, peer=peer, sleep=sleep)
         self.requests = self._sender.requests
-        self._uploader = Uploader(self._sender, Chunking(self.options.chunk_size, self.options.chunked_threshold))
+        chunking = Chunking(self.options.chunk_size, self.options.chunked_threshold)
+        self._uploader = Uploader(self._sender, chunking, sleep=sleep)
         self._scheme = "http" if tls.plain_http else "https"
         self._ping_lock = threading.Lock()
         self._pinged = False
@@ -235,7 +236,8 @@ class Registry:
         )
         if response.status_code == 201 and mount is not None:
             return Mounted(mount)
-        return UploadSession(location_of(response))
+        minimum = response.headers.get("oci-chunk-min-length") or ""
+        return UploadSession(location_of(response), int(minimum) if minimum.isdigit() else None)  # [API-7]
 
     def _session(self, repository: str) -> UploadSession:
         """A fresh upload session in ``repository`` (no mount asked, so never ``Mounted``)."""

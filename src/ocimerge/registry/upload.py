@@ -10,31 +10,52 @@ against the request URL; ``digest=`` is appended to its query.
 ``Content-Length``; a retried chunk re-opens the blob and skips to its start.
 [API-7] Chunks carry ``Content-Range: start-end`` (inclusive, no ``bytes``) and are no
 smaller than the ``OCI-Chunk-Min-Length`` the registry announces.
+[API-10] A blob request that fails part-way (a transport error, 408/429/5xx, a 416) is not
+sent again blindly: ``GET <location>`` asks where the session stands, and the upload goes on
+from there when the answer is consistent, or restarts in a new session when it is gone.
+[API-11] A 413 halves the request size (never below 64 KiB or ``OCI-Chunk-Min-Length``),
+restarts the blob in chunks, and the limit is kept for the rest of the run.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import attrs
 import httpx
 
 from ocimerge.content import CHUNK_SIZE, Blob, VerifyingReader
-from ocimerge.errors import RegistryError, RequestTooLargeError
+from ocimerge.errors import (
+    BlobUploadInvalidError,
+    BlobUploadUnknownError,
+    OcimergeError,
+    RegistryError,
+    RemoteError,
+    RequestTooLargeError,
+    TransportError,
+)
 from ocimerge.model.digest import Digest
-from ocimerge.registry.transport import Outgoing, Sender
+from ocimerge.registry.transport import Outgoing, RetryPolicy, Sender
 
-__all__ = ["DEFAULT_CHUNK", "Chunking", "UploadSession", "Uploader", "check_digest", "location_of"]
+__all__ = ["DEFAULT_CHUNK", "MIN_CHUNK", "Chunking", "UploadSession", "Uploader", "check_digest", "location_of"]
 
 DEFAULT_CHUNK = 16 * 1024 * 1024
+#: [API-11] no 413 shrinks a request below this (nor below the registry's OCI-Chunk-Min-Length)
+MIN_CHUNK = 64 * 1024
 Progress = Callable[[int], None]
 
 
 @attrs.frozen
 class UploadSession:
-    """An open upload session: the absolute ``Location`` URL the registry gave [API-4]."""
+    """An open upload session: the absolute ``Location`` URL the registry gave [API-4].
+
+    ``min_chunk`` is the ``OCI-Chunk-Min-Length`` the registry announced for it, if any [API-7].
+    """
 
     location: str
+    min_chunk: int | None = None
 
 
 @attrs.frozen
@@ -106,50 +127,189 @@ class _Chunks:
             self._reader = None
 
 
-class Uploader:
-    """Uploads blobs into sessions through one :class:`Sender`, by the :class:`Chunking` rule."""
+class _Restart(Exception):  # noqa: N818 - a control-flow signal, not an error shown to anyone
+    """The session is gone or unusable: open a new one and send the blob from byte 0 [API-10]."""
 
-    def __init__(self, sender: Sender, chunking: Chunking) -> None:
+
+@attrs.frozen
+class _Where:
+    """Where a session stands by the registry's own account: its newest Location and stored bytes."""
+
+    location: str
+    stored: int
+
+
+def _stored(header: str | None) -> int | None:
+    """[API-10] The bytes a ``Range: 0-N`` (or ``bytes=0-N``) says are stored; ``0-0`` counts as 0.
+
+    Distribution answers ``0-0`` for both 0 and 1 stored bytes; chunks are never 1 byte, so 0.
+    """
+    value = (header or "").strip().removeprefix("bytes=")
+    first, _, last = value.partition("-")
+    if first != "0" or not last.isdigit():
+        return None
+    end = int(last)
+    return 0 if end == 0 else end + 1
+
+
+class _Budget:
+    """[API-10] The failures one blob request may meet: the retry policy's attempts, each waited for.
+
+    Counted as the request loop counts one request's attempts: a chunk the registry took
+    starts the count afresh (:meth:`progressed`), so every chunk gets the policy's attempts.
+    """
+
+    def __init__(self, policy: RetryPolicy, sleep: Callable[[float], None]) -> None:
+        self._policy = policy
+        self._sleep = sleep
+        self._failures = 0
+
+    def spend(self, error: Exception) -> None:
+        """Count one failure and wait the policy's delay; re-raise ``error`` once none are left."""
+        self._failures += 1
+        if self._failures >= self._policy.attempts:
+            raise error
+        self._sleep(self._policy.delay(self._failures))
+
+    def progressed(self) -> None:
+        """A request of the blob succeeded: the next one gets all the attempts again."""
+        self._failures = 0
+
+
+def _recoverable(error: OcimergeError) -> bool:
+    """Whether a failed blob request is one a retry can fix (transport errors, 408/429/5xx).
+
+    [SEC-8] A missed deadline is final, as in the request loop: the loop raises it as a
+    :class:`TransportError` of its own, not chained from the httpx failure as the others are.
+    """
+    if isinstance(error, TransportError) and error.__cause__ is None:
+        return False
+    return isinstance(error, RemoteError) and error.retryable
+
+
+class Uploader:
+    """Uploads blobs into sessions through one :class:`Sender`, by the :class:`Chunking` rule.
+
+    [API-10] A failed blob request is never blindly repeated: the session is asked where it
+    stands and the upload goes on from there, or restarts in a new session. [API-11] A 413
+    lowers :attr:`limit`, this host's request size for the rest of the run.
+    """
+
+    def __init__(self, sender: Sender, chunking: Chunking, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.sender = sender
         self.chunking = chunking
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        #: [API-11] the largest request body this host took after a 413; None until one is seen
+        self.limit: int | None = None
 
     def upload(
         self, blob: Blob, session: UploadSession, restart: Callable[[], UploadSession], progress: Progress | None
     ) -> None:
-        """Upload ``blob`` into ``session``; ``restart`` opens a new one after a 413."""
-        chunk = self.chunking.chunk_size
-        if chunk is None and blob.descriptor.size <= self.chunking.threshold:
+        """Upload ``blob`` into ``session``; ``restart`` opens a new session when one is needed.
+
+        Faults a retry can fix (transport errors, 408/429/5xx, a lost session, 416) are
+        recovered from within the retry policy's attempts [API-10]; a 413 shrinks the request
+        size and restarts the blob in chunks [API-11]. Anything else raises.
+        """
+        budget = _Budget(self.sender.policy, self._sleep)
+        size = blob.descriptor.size
+        chunked = False  # once a 413 refused this blob, it goes in chunks whatever its size
+        while True:
+            chunk = self._chunk_for(size, chunked=chunked)
             try:
-                self._put(blob, session, progress)
+                if chunk is None:
+                    self._put(blob, session, budget, progress)
+                else:
+                    self._chunked(blob, session, chunk, budget, progress)
                 return
-            except RequestTooLargeError:
-                session = restart()  # too big for one request: chunk it, in a fresh session
-        self._chunked(blob, session, chunk or DEFAULT_CHUNK, progress)
+            except RequestTooLargeError as exc:
+                self._shrink(exc, chunk or size, chunk is not None, session.min_chunk)
+                chunked = True
+            except _Restart:
+                pass
+            session = restart()
 
-    def _put(self, blob: Blob, session: UploadSession, progress: Progress | None) -> None:
-        digest, size = blob.digest, blob.descriptor.size
-        url = _with_digest(session.location, digest)
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-        response = self.sender.send(
-            Outgoing(
-                lambda: self.sender.client.build_request(
-                    "PUT", url, headers=headers, content=_Chunks(blob, progress).body(0, size)
-                ),
-                kind="PUT blob",
-                what=f"upload blob {digest.short}",
-                blob_size=size,  # [SEC-8] a blob body: the blob deadline
+    def _chunk_for(self, size: int, *, chunked: bool) -> int | None:
+        """The chunk size for a blob of ``size``, or None for one monolithic PUT."""
+        chunk, limit = self.chunking.chunk_size, self.limit
+        if limit is not None:
+            return None if chunk is None and size <= limit and not chunked else min(chunk or DEFAULT_CHUNK, limit)
+        if chunk is None and size <= self.chunking.threshold and not chunked:
+            return None
+        return chunk or DEFAULT_CHUNK
+
+    def _shrink(self, error: RequestTooLargeError, refused: int, was_chunk: bool, minimum: int | None) -> None:
+        """[API-11] Halve the request size after a 413 at ``refused`` bytes, down to the floor.
+
+        A refused whole-blob PUT always gets one chunked try; a refused chunk already at the
+        floor (64 KiB, or the registry's ``OCI-Chunk-Min-Length``) re-raises ``error``.
+        """
+        floor = max(MIN_CHUNK, minimum or 0)
+        if was_chunk and refused <= floor:
+            raise error
+        with self._lock:
+            wanted = max(floor, min(refused, self.chunking.chunk_size or DEFAULT_CHUNK) // 2)
+            self.limit = wanted if self.limit is None else min(self.limit, wanted)
+
+    def _status(self, location: str, what: str) -> _Where:
+        """[API-10] ``GET <location>``: where the session stands; :class:`_Restart` when it is gone."""
+        try:
+            response = self.sender.send(
+                Outgoing(
+                    lambda: self.sender.client.build_request("GET", location),
+                    kind="GET upload",
+                    what=f"query upload of {what}",
+                )
             )
-        )
-        check_digest(response, digest, self.sender.host, "blob upload")
+        except (BlobUploadUnknownError, BlobUploadInvalidError) as exc:
+            raise _Restart from exc
+        except RegistryError as exc:
+            if exc.status in (400, 404):
+                raise _Restart from exc
+            raise
+        stored = _stored(response.headers.get("range"))
+        if stored is None:
+            raise _Restart  # no Range to trust: start over
+        return _Where(location_of(response) if response.headers.get("location") else location, stored)
 
-    def _chunked(self, blob: Blob, session: UploadSession, chunk: int, progress: Progress | None) -> None:
+    def _put(self, blob: Blob, session: UploadSession, budget: _Budget, progress: Progress | None) -> None:
+        location = session.location
+        while True:
+            try:
+                response = self._put_once(blob, location, progress)
+            except (BlobUploadUnknownError, BlobUploadInvalidError) as exc:
+                budget.spend(exc)
+                raise _Restart from exc
+            except RemoteError as exc:
+                if not _recoverable(exc):
+                    raise
+                budget.spend(exc)
+                where = self._status(location, f"blob {blob.digest.short}")
+                if where.stored:
+                    raise _Restart from exc  # part of a whole-blob PUT was kept: it cannot go on
+                location = where.location
+                continue
+            check_digest(response, blob.digest, self.sender.host, "blob upload")
+            return
+
+    def _chunked(
+        self, blob: Blob, session: UploadSession, chunk: int, budget: _Budget, progress: Progress | None
+    ) -> None:
         size = blob.descriptor.size
         chunks = _Chunks(blob, progress)
         location, start = session.location, 0
+        if session.min_chunk and chunk < session.min_chunk:
+            chunk = session.min_chunk  # [API-7] the registry's floor wins over ours
         try:
             while start < size:
                 length = min(chunk, size - start)
-                response = self._patch(blob, chunks, location, start, length)
+                try:
+                    response = self._patch(blob, chunks, location, start, length)
+                except RemoteError as exc:
+                    location, start = self._resume(exc, budget, location, start + length, blob)
+                    continue
+                budget.progressed()
                 location = location_of(response)
                 minimum = response.headers.get("oci-chunk-min-length")
                 if minimum and minimum.isdigit() and chunk < int(minimum):
@@ -167,6 +327,42 @@ class Uploader:
         )
         check_digest(response, blob.digest, self.sender.host, "blob upload")
 
+    def _resume(self, error: RemoteError, budget: _Budget, location: str, sent: int, blob: Blob) -> tuple[str, int]:
+        """[API-10] After a failed chunk: the location and offset to go on from, or :class:`_Restart`.
+
+        A 416 or a retryable failure asks the session where it stands; an answer within what
+        was sent (``sent`` bytes at most) is consistent and the upload continues there (the
+        body streamer re-reads and hashes the prefix, so the digest check covers every byte).
+        """
+        if isinstance(error, RequestTooLargeError):
+            raise error
+        gone = isinstance(error, BlobUploadUnknownError | BlobUploadInvalidError)
+        if not (gone or _recoverable(error) or getattr(error, "status", None) == 416):
+            raise error
+        budget.spend(error)
+        if gone:
+            raise _Restart from error
+        where = self._status(location, f"blob {blob.digest.short}")
+        if where.stored > min(sent, blob.descriptor.size):
+            raise _Restart from error  # the registry claims bytes we never sent: not consistent
+        return where.location, where.stored
+
+    def _put_once(self, blob: Blob, location: str, progress: Progress | None) -> httpx.Response:
+        digest, size = blob.digest, blob.descriptor.size
+        url = _with_digest(location, digest)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        return self.sender.send(
+            Outgoing(
+                lambda: self.sender.client.build_request(
+                    "PUT", url, headers=headers, content=_Chunks(blob, progress).body(0, size)
+                ),
+                kind="PUT blob",
+                what=f"upload blob {digest.short}",
+                retry=False,  # [API-10] a failed body is recovered by the uploader, never re-sent blindly
+                blob_size=size,  # [SEC-8] a blob body: the blob deadline
+            )
+        )
+
     def _patch(self, blob: Blob, chunks: _Chunks, location: str, start: int, length: int) -> httpx.Response:
         headers = {
             "Content-Type": "application/octet-stream",
@@ -180,6 +376,7 @@ class Uploader:
                 ),
                 kind="PATCH chunk",
                 what=f"upload chunk of blob {blob.digest.short}",
+                retry=False,  # [API-10] a failed chunk is recovered by the uploader
                 blob_size=length,  # [SEC-8] a blob body: the blob deadline
             )
         )
