@@ -660,7 +660,7 @@ def test_flow_token_requests_follow_no_redirects() -> None:
 
 @pytest.mark.parametrize(("status", "error"), [(401, UnauthorizedError), (403, AuthError), (500, AuthError)])
 def test_flow_token_service_failures(status: int, error: type[AuthError]) -> None:
-    auth = RegistryAuth("reg.example", Credentials("test", "u", "p"))
+    auth = RegistryAuth("reg.example", Credentials("test", "u", "p"), retry=RetryPolicy(attempts=1))
     request = manifest_request()
     flow = auth.sync_auth_flow(request)
     next(flow)
@@ -976,7 +976,7 @@ def test_tags_stop_when_a_link_points_back_at_the_first_page() -> None:
     assert len(pages) == 2
 
 
-# -- [API-10] [API-11] uploads that recover ----------------------
+# -- [API-10] [API-11] uploads that recover, [TOKEN-7] [TOKEN-8] tokens that renew ----------------------
 
 
 def chunk_registry(
@@ -1088,3 +1088,38 @@ def test_a_413_on_a_chunk_at_the_floor_is_final() -> None:
     ):
         registry.upload("a", counted_blob(b"r" * 5000))
     assert log == ["POST", "PUT", "POST", "PATCH 0-4999"]  # the whole PUT, then one chunked try
+
+
+def test_flow_retries_the_token_service_under_the_policy() -> None:
+    slept: list[float] = []
+    policy = RetryPolicy(random=lambda: 1.0)
+    auth = RegistryAuth("reg.example", Credentials("test", "u", "p"), retry=policy, sleep=slept.append)
+    request = manifest_request()
+    flow = auth.sync_auth_flow(request)
+    next(flow)
+    token_request = flow.send(httpx.Response(401, headers=BEARER, request=request))
+    again = flow.send(httpx.Response(429, headers={"Retry-After": "2"}, request=token_request))
+    assert again.url == token_request.url
+    again = flow.send(httpx.Response(503, request=again))
+    retried = flow.send(httpx.Response(200, json={"token": "t"}, request=again))
+    assert retried.headers["authorization"] == "Bearer t"
+    assert slept == [2.0, 1.0]
+
+
+def test_flow_a_401_on_a_cached_token_evicts_it() -> None:
+    auth = RegistryAuth("reg.example", None)
+    first = auth.sync_auth_flow(manifest_request())
+    request = next(first)
+    token_request = first.send(httpx.Response(401, headers=BEARER, request=request))
+    sent = first.send(httpx.Response(200, json={"token": "old"}, request=token_request))
+    with pytest.raises(StopIteration):
+        first.send(httpx.Response(200, request=sent))
+    second = auth.sync_auth_flow(manifest_request())
+    cached = next(second)
+    assert cached.headers["authorization"] == "Bearer old"
+    token_request = second.send(httpx.Response(401, headers=BEARER, request=cached))
+    renewed = second.send(httpx.Response(200, json={"token": "new"}, request=token_request))
+    assert renewed.headers["authorization"] == "Bearer new"
+    with pytest.raises(StopIteration):
+        second.send(httpx.Response(200, request=renewed))
+    assert next(auth.sync_auth_flow(manifest_request())).headers["authorization"] == "Bearer new"

@@ -98,6 +98,8 @@ class Registry:
             clock=clock,
             api_host=self.api_host,
             token_deadline=deadlines.other,
+            retry=self.options.retry,  # [TOKEN-8] the token service is retried like the registry
+            sleep=sleep,
         )
         self.client = build_client(self.api_host, tls, auth=self.auth, transport=transport)
         source = self.credentials.source if self.credentials else "anonymous access"

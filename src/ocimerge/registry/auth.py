@@ -1,4 +1,4 @@
-"""Registry authentication as an httpx auth flow: Basic, and Bearer tokens ([TOKEN-1] .. [TOKEN-6]).
+"""Registry authentication as an httpx auth flow: Basic, and Bearer tokens ([TOKEN-1] .. [TOKEN-9]).
 
 [TOKEN-1] Each request needs scopes derived from its URL (``pull`` to read, ``pull,push`` to
 write, ``pull`` on a mount's ``from`` repository), unioned with the session's wanted scopes for
@@ -23,6 +23,14 @@ UTF-8 and tokens that are not visible ASCII are one-line :class:`AuthError` valu
 Basic value, each bearer token) is in its :attr:`RegistryAuth.redactor`, which cuts them out
 of server text before it enters a message.
 [TOKEN-6] A 401 after a fresh token is final: no loops.
+[TOKEN-7] A 401 on a request that carried a cached token evicts that token, so the request is
+sent once more with a fresh one (also when the client, not the flow, re-sends a streamed body).
+[TOKEN-8] The token service's 408, 429 and 5xx answers are retried under the registry's
+:class:`~ocimerge.registry.transport.RetryPolicy`; its transport errors fail the request,
+which the client's request loop retries under the same policy.
+[TOKEN-9] A token service that answered 200 but granted fewer actions than were asked for (the
+``access`` claim of a JWT's payload, read unverified) is named when the registry then refuses:
+a :class:`DeniedError` ("alice may pull team/app but not push"), not "check the credentials".
 
 The flow does I/O (its token requests), so it is written as httpx documents for such flows:
 :meth:`RegistryAuth.sync_auth_flow` yields the token request through the same client and is
@@ -33,6 +41,8 @@ token fetch per scope set is in flight at a time: other threads needing it wait 
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 import re
 import threading
 import time
@@ -43,11 +53,11 @@ from urllib.parse import parse_qs
 import attrs
 import httpx
 
-from ocimerge.errors import AuthError, UnauthorizedError
+from ocimerge.errors import AuthError, DeniedError, UnauthorizedError
 from ocimerge.registry.challenge import Challenge, Scope, merge_scopes, parse_challenges
 from ocimerge.registry.credentials import Credentials
 from ocimerge.registry.responses import MAX_ERROR_BODY, REDACTOR_KEY, Redactor, decode_server_json, read_capped
-from ocimerge.registry.transport import DEFAULT_DEADLINE, is_loopback, is_origin, new_request
+from ocimerge.registry.transport import DEFAULT_DEADLINE, RetryPolicy, is_loopback, is_origin, new_request
 
 __all__ = ["RegistryAuth", "Token", "scopes_for_request"]
 
@@ -73,6 +83,8 @@ class Token:
     scopes: tuple[Scope, ...]
     issued: float
     lifetime: float
+    #: [TOKEN-9] what the token service says it granted (a JWT's ``access`` claim); None when unknown
+    granted: tuple[Scope, ...] | None = None
 
     def usable(self, now: float) -> bool:
         """[TOKEN-2] Whether it has more than a tenth of its lifetime (at least 10 s) left."""
@@ -83,8 +95,44 @@ class Token:
         """Whether it was asked for every scope in ``needed``."""
         return _covers(self.scopes, needed)
 
+    def withheld(self, needed: Iterable[Scope]) -> list[tuple[Scope, tuple[str, ...]]]:
+        """[TOKEN-9] Per needed scope, the actions asked for but not granted (only when known)."""
+        if self.granted is None:
+            return []
+        out = []
+        for want in needed:
+            asked = {a for s in self.scopes if s.type == want.type and s.name == want.name for a in s.actions}
+            given = {a for s in self.granted if s.type == want.type and s.name == want.name for a in s.actions}
+            missing = tuple(a for a in want.actions if a in asked and a not in given and "*" not in given)
+            if missing:
+                out.append((want, missing))
+        return out
+
     def __repr__(self) -> str:
         return f"Token(scopes={[str(s) for s in self.scopes]}, value=<redacted>)"
+
+
+def granted_scopes(token: str) -> tuple[Scope, ...] | None:
+    """[TOKEN-9] The scopes a JWT's unverified ``access`` claim lists; None when it is no JWT.
+
+    Distribution's token format; only used to explain a refusal, never to decide access.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    access = payload.get("access") if isinstance(payload, dict) else None
+    if not isinstance(access, list):
+        return None
+    scopes = []
+    for entry in access:
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("actions"), list):
+            actions = [a for a in entry["actions"] if isinstance(a, str)]
+            scopes.append(Scope(str(entry.get("type") or "repository"), entry["name"], tuple(sorted(actions))))
+    return tuple(scopes)
 
 
 def _covers(mine: tuple[Scope, ...], needed: Iterable[Scope]) -> bool:
@@ -127,7 +175,7 @@ class RegistryAuth(httpx.Auth):
     holds every secret of this flow, for the messages of whoever shows server text.
     """
 
-    def __init__(  # noqa: PLR0913 - keyword-only settings with defaults (plain realm, clock, origin, deadline)
+    def __init__(  # noqa: PLR0913 - keyword-only settings with defaults (plain realm, clock, origin, deadline, retry)
         self,
         registry: str,
         credentials: Credentials | None,
@@ -136,6 +184,8 @@ class RegistryAuth(httpx.Auth):
         clock: Callable[[], float] = time.monotonic,
         api_host: str | None = None,
         token_deadline: float = DEFAULT_DEADLINE,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.registry = registry
         self._origin = (api_host or registry).lower()
@@ -150,6 +200,8 @@ class RegistryAuth(httpx.Auth):
         self._wanted: list[Scope] = []
         self._refresh_token = credentials.identity_token if credentials else None
         self._token_deadline = token_deadline
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
         self.token_requests: list[tuple[str, ...]] = []
         self.redactor = (
             Redactor.basic(
@@ -193,14 +245,55 @@ class RegistryAuth(httpx.Auth):
         if response.status_code != 401:
             return
         read_capped(response, MAX_ERROR_BODY)  # httpx reads it again before the next request
+        self._refused(request, needed)  # [TOKEN-9] raises when the token service withheld an action
         widened = self._learn(response, request, needed)
         if widened is None:
             return
+        if not _replayable(request):
+            # [TOKEN-7] the client re-sends a streamed body itself, and its flow fetches the
+            # fresh token (the refused one is evicted). Fetching it here would make the token
+            # answer, not this 401, the one httpx hands back.
+            return
         header = yield from self._authorization(widened, force=True)
-        if not header or not _replayable(request):
-            return  # the caller re-sends a streamed body itself, now with a cached token
+        if not header:
+            return
         request.headers["Authorization"] = header
-        yield request
+        response = yield request
+        if response.status_code == 401:  # [TOKEN-6] final; [TOKEN-9] said as a refusal when it is one
+            read_capped(response, MAX_ERROR_BODY)
+            self._refused(request, widened)
+
+    def _refused(self, request: httpx.Request, needed: tuple[Scope, ...]) -> None:
+        """A 401 answered ``request``: evict the token it carried [TOKEN-7], or raise [TOKEN-9].
+
+        The token is dropped from the cache so that whoever sends again gets a fresh one. If
+        the token service granted it fewer actions than ``needed`` asks for, asking again
+        cannot help: that is a :class:`DeniedError` naming the user, the repository and the
+        actions granted.
+        """
+        sent = request.headers.get("authorization", "")
+        with self._lock:
+            token = next((t for t in self._tokens if f"Bearer {t.value}" == sent), None)
+            self._tokens = [t for t in self._tokens if t is not token]
+        if token is None:
+            return
+        withheld = token.withheld(needed)
+        if withheld:
+            raise DeniedError(self._denial(withheld, token), status=401)
+
+    def _denial(self, withheld: list[tuple[Scope, tuple[str, ...]]], token: Token) -> str:
+        """[TOKEN-9] ``alice may pull team/app but not push: the token service granted pull only``."""
+        creds = self.credentials
+        who = creds.username if creds is not None and creds.username else "anonymous access"
+        scope, missing = withheld[0]
+        given = sorted({a for s in token.granted or () if s.name == scope.name for a in s.actions})
+        if given:
+            head = f"{who} may {','.join(given)} {scope.name} but not {','.join(missing)}"
+            tail = f"the token service granted {','.join(given)} only"
+        else:
+            head = f"{who} may not {','.join(missing)} {scope.name}"
+            tail = "the token service granted nothing"
+        return f"{self.registry}: access denied: {head}: {tail}; ask for the right, or use another account"
 
     def _needed(self, request: httpx.Request) -> tuple[Scope, ...]:
         own = scopes_for_request(request)
@@ -321,11 +414,21 @@ class RegistryAuth(httpx.Auth):
         return url
 
     def _ask(self, request: httpx.Request) -> Flow:
-        """Yield one token request; its answer and its body, read capped [TOKEN-5]."""
+        """Yield one token request; its answer and its body, read capped [TOKEN-5].
+
+        [TOKEN-8] A 408, 429 or 5xx is asked again after the retry policy's delay, attempts
+        permitting; the last answer is returned whatever it is.
+        """
         request.extensions[REDACTOR_KEY] = self.redactor  # [SEC-8] for messages quoting the server
-        response = yield request
-        body = read_capped(response, MAX_TOKEN_RESPONSE, registry=self.registry)  # read and closed, whatever follows
-        status = response.status_code
+        attempt = 0
+        while True:
+            attempt += 1
+            response = yield request
+            body = read_capped(response, MAX_TOKEN_RESPONSE, registry=self.registry)  # read and closed
+            status = response.status_code
+            if not self._retry.should_retry_status(status) or attempt >= self._retry.attempts:
+                break
+            self._sleep(self._retry.delay(attempt, response))
         if 300 <= status < 400:  # [TOKEN-4] never followed: the body may carry a secret
             raise AuthError(
                 f"{self.registry}: the token service {request.url.host} answered a redirect ({status}); "
@@ -369,7 +472,7 @@ class RegistryAuth(httpx.Auth):
             if isinstance(refresh, str) and refresh and self._refresh_token:
                 self._refresh_token = refresh  # the server rotated it
                 self.redactor.add(refresh)  # [SEC-8] a secret we now hold
-        return Token(token, scopes, self._clock(), max(lifetime, MIN_LIFETIME))
+        return Token(token, scopes, self._clock(), max(lifetime, MIN_LIFETIME), granted_scopes(token))
 
 
 def _get(
