@@ -17,6 +17,7 @@ No mocks: every request in an integration test reaches Distribution.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import fnmatch
 import json
@@ -123,6 +124,8 @@ class TokenServer:
     shape: str = "both"  # "token", "access_token" or "both"
     requests: list[dict[str, Any]] = field(default_factory=list)
     refresh_tokens: dict[str, str] = field(default_factory=dict)
+    #: statuses to answer, one per token request, before answering normally again
+    failures: list[int] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -196,7 +199,17 @@ class TokenServer:
                 user, _, password = base64.b64decode(header[6:]).decode().partition(":")
                 return user if USERS.get(user) == password else None
 
+            def _failing(self) -> bool:
+                if not server.failures:
+                    return False
+                status = server.failures.pop(0)
+                server.requests.append({"method": self.command, "failed": status})
+                self._reply(status, {"details": "the token service fails, as asked"})
+                return True
+
             def do_GET(self) -> None:
+                if self._failing():
+                    return
                 query = parse_qs(urlparse(self.path).query)
                 user = self._basic_user()
                 scopes = query.get("scope", [])
@@ -211,6 +224,9 @@ class TokenServer:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
+                if self._failing():
+                    self.rfile.read(length)
+                    return
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 scopes = form.get("scope", "").split()
                 grant = form.get("grant_type")
@@ -429,13 +445,26 @@ def cleanup(server: RegistryServer) -> None:
 
 @dataclass
 class Fault:
-    """Fail requests whose method and path match: answer ``status``, or drop the connection."""
+    """Fail requests whose method and path match: answer ``status``, or drop the connection.
+
+    ``after_bytes`` (with ``status`` None) drops the connection once that many bytes of the
+    body are read, and ``forward`` first hands those bytes on to the registry as a truncated
+    request (as a connection lost on the way would). ``expire`` (with ``status`` 401) refuses
+    the bearer token the request carried, now and for every later request, as expired.
+    ``min_body`` matches only requests with at least that many body bytes, and ``after`` lets
+    that many matching requests through before the fault starts.
+    """
 
     method: str
     path_contains: str
     times: int = 1
     status: int | None = 500
     seen: int = 0
+    after_bytes: int | None = None
+    forward: bool = False
+    expire: bool = False
+    min_body: int = 0
+    after: int = 0
 
 
 class FaultProxy:
@@ -443,13 +472,21 @@ class FaultProxy:
 
     Used for what a registry will not do on its own: a 500 or a dropped connection in the
     middle of a push. Everything else is forwarded to Distribution unchanged.
+    ``max_body`` answers 413 to any request whose body is larger (a corporate proxy's limit);
+    ``expired`` holds bearer tokens answered 401 ``invalid_token`` (see :attr:`Fault.expire`);
+    ``bodies`` lists the ``Content-Length`` of every request with a body, in order.
     """
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str) -> None:  # noqa: C901 - the handler is a class in here so it closes over the proxy
         self.upstream = upstream
         self.port = free_port()
         self.faults: list[Fault] = []
         self.log: list[tuple[str, str, int]] = []
+        self.max_body: int | None = None
+        self.expired: set[str] = set()
+        self.bodies: list[tuple[str, int]] = []
+        self.challenge = ""
+        self._lock = threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -458,23 +495,63 @@ class FaultProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _handle(self) -> None:
+            def _drop(self) -> None:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+            def _refuse(self, status: int, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", "0")
+                if status == 413:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+
+            def _token(self) -> str:
+                header = self.headers.get("Authorization", "")
+                return header[len("Bearer ") :] if header.startswith("Bearer ") else ""
+
+            def _expired(self) -> None:
+                challenge = proxy.challenge or 'Bearer realm="unknown"'
+                self._refuse(401, {"WWW-Authenticate": f'{challenge},error="invalid_token"'})
+
+            def _handle(self) -> None:  # noqa: C901 - one fault kind per branch, in the order they apply
                 import http.client
 
                 length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    with proxy._lock:
+                        proxy.bodies.append((self.command, length))
+                fault = proxy.match(self.command, self.path, length)
+                if fault is not None and fault.status is None and fault.after_bytes is not None:
+                    data = self.rfile.read(min(fault.after_bytes, length))
+                    proxy.log.append((self.command, self.path, 0))
+                    if fault.forward:
+                        proxy.forward_truncated(self.command, self.path, dict(self.headers.items()), data)
+                    self._drop()
+                    return
                 body = self.rfile.read(length) if length else b""
-                for fault in proxy.faults:
-                    if fault.method == self.command and fault.path_contains in self.path and fault.seen < fault.times:
-                        fault.seen += 1
-                        proxy.log.append((self.command, self.path, fault.status or 0))
-                        if fault.status is None:
-                            self.close_connection = True
-                            self.connection.shutdown(socket.SHUT_RDWR)
-                            return
-                        self.send_response(fault.status)
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
+                if proxy.max_body is not None and length > proxy.max_body:
+                    proxy.log.append((self.command, self.path, 413))
+                    self._refuse(413)
+                    return
+                if self._token() and self._token() in proxy.expired:
+                    proxy.log.append((self.command, self.path, 401))
+                    self._expired()
+                    return
+                if fault is not None:
+                    proxy.log.append((self.command, self.path, fault.status or 0))
+                    if fault.status is None:
+                        self._drop()
                         return
+                    if fault.expire:
+                        proxy.expired.add(self._token())
+                        self._expired()
+                        return
+                    self._refuse(fault.status)
+                    return
                 connection = http.client.HTTPConnection(proxy.upstream, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 headers["Host"] = f"127.0.0.1:{proxy.port}"
@@ -482,6 +559,8 @@ class FaultProxy:
                 response = connection.getresponse()
                 data = response.read()
                 proxy.log.append((self.command, self.path, response.status))
+                if response.status == 401 and response.getheader("WWW-Authenticate"):
+                    proxy.challenge = response.getheader("WWW-Authenticate", "").split(",error=")[0]
                 self.send_response(response.status)
                 for key, value in response.getheaders():
                     if key.lower() not in ("content-length", "transfer-encoding", "connection"):
@@ -500,6 +579,42 @@ class FaultProxy:
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def match(self, method: str, path: str, length: int) -> Fault | None:
+        """The first fault with uses left that matches the request, now used once more."""
+        with self._lock:
+            for fault in self.faults:
+                if fault.method != method or fault.path_contains not in path or length < fault.min_body:
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
+                    continue
+                if fault.seen < fault.times:
+                    fault.seen += 1
+                    return fault
+        return None
+
+    def forward_truncated(self, method: str, path: str, headers: dict[str, str], data: bytes) -> None:
+        """Send the registry ``data``, the start of a body it was told is longer, and end the request.
+
+        Waits for the registry's answer (to a body cut short), so it has acted on it before the
+        client, whose connection is dropped next, asks about it.
+        """
+        import http.client
+
+        connection = http.client.HTTPConnection(self.upstream, timeout=60)
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for key, value in headers.items():
+            if key.lower() != "host":
+                connection.putheader(key, value)
+        connection.putheader("Host", f"127.0.0.1:{self.port}")
+        connection.endheaders()
+        connection.send(data)
+        assert connection.sock is not None
+        connection.sock.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError, http.client.HTTPException):  # the registry may just close
+            connection.getresponse().read()
+        connection.close()
 
     def stop(self) -> None:
         self._server.shutdown()

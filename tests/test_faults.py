@@ -1,0 +1,197 @@
+"""Pushes that survive faults: the real Distribution in token mode behind the suite's fault proxy.
+
+Every push here goes through :class:`registries.FaultProxy` to ``/usr/bin/docker-registry``
+with tokens from the suite's token server, and is confirmed afterwards by a manifest HEAD
+straight at the registry. Retries are fast (``base_delay=0.01``) so the file stays short.
+[API-10] sessions recover, [API-11] 413 limits adapt, [TOKEN-7] a refused cached token is
+renewed, [TOKEN-8] the token service is retried, [TOKEN-9] a withheld action is named.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import ocimerge
+from imagebuilder import Image, oci_layout
+from ocimerge.errors import DeniedError
+from ocimerge.registry.api import Registry, RegistryOptions
+from ocimerge.registry.transport import RetryPolicy
+from registries import USERS, Fault, FaultProxy, RegistryServer
+
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
+MiB = 1024 * 1024
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def options(user: str = "alice", **extra: object) -> RegistryOptions:
+    return RegistryOptions(retry=FAST, username=user, password=USERS[user], **extra)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def proxy(token_registry: RegistryServer) -> Iterator[FaultProxy]:
+    fault_proxy = FaultProxy(token_registry.host)
+    yield fault_proxy
+    fault_proxy.stop()
+
+
+def layout(tmp_path: Path, *sizes: int) -> tuple[str, Image]:
+    """An archive of one image whose layers are random (incompressible) bytes of ``sizes``."""
+    image = Image(gzip_layers=False, layers=[os.urandom(size) for size in sizes])
+    return oci_layout([image]).write_tar(str(tmp_path / f"{uuid.uuid4().hex[:6]}.tar")), image
+
+
+def layer_hex(image: Image, n: int = 0) -> str:
+    return str(json.loads(image.manifest)["layers"][n]["digest"]).split(":")[1]
+
+
+def push(proxy: FaultProxy, path: str, repo: str, opts: RegistryOptions) -> None:
+    ocimerge.push(path, [f"{proxy.host}/{repo}:1"], registry_options=opts, jobs=1)
+
+
+def stored(server: RegistryServer, repo: str, image: Image) -> bool:
+    """Whether the registry itself (not through the proxy) holds ``repo:1`` as ``image``'s manifest."""
+    with Registry(server.host, options()) as client:
+        found = client.manifest_head(ocimerge.Reference.parse(f"{server.host}/{repo}:1"))
+    return found is not None and str(found.digest) == image.digest
+
+
+def session_queried_or_restarted(proxy: FaultProxy) -> bool:
+    gets = [r for r in proxy.log if r[0] == "GET" and "/blobs/uploads/" in r[1]]
+    posts = [r for r in proxy.log if r[0] == "POST" and "/blobs/uploads/" in r[1]]
+    return bool(gets) or len(posts) > len({r[1] for r in posts})
+
+
+# -- [API-10] upload sessions recover --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("offset", "forward"),
+    [(1, True), (700_000, True), (1_500_000, False)],
+    ids=["at-1-forwarded", "at-700k-forwarded", "at-1.5M-unforwarded"],
+)
+def test_a_connection_dropped_in_a_monolithic_blob(
+    token_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, offset: int, forward: bool
+) -> None:
+    path, image = layout(tmp_path, 2 * MiB)
+    proxy.faults.append(Fault("PUT", layer_hex(image), status=None, after_bytes=offset, forward=forward))
+    repo = unique("faults/put")
+    push(proxy, path, repo, options())
+    assert proxy.faults[0].seen == 1
+    assert [r for r in proxy.log if r[0] == "GET" and "/blobs/uploads/" in r[1]], proxy.log  # asked
+    assert stored(token_registry, repo, image)
+
+
+@pytest.mark.parametrize(
+    ("offset", "forward"),
+    [(1, True), (100_000, True), (200_000, False)],
+    ids=["at-1-forwarded", "at-100k-forwarded", "at-200k-unforwarded"],
+)
+def test_a_connection_dropped_in_a_chunk(
+    token_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, offset: int, forward: bool
+) -> None:
+    path, image = layout(tmp_path, MiB + 12345)
+    # the second 256 KiB chunk of the layer (the config's one small PATCH does not match)
+    fault = Fault("PATCH", "/blobs/uploads/", status=None, after_bytes=offset, forward=forward, min_body=1000, after=1)
+    proxy.faults.append(fault)
+    repo = unique("faults/patch")
+    push(proxy, path, repo, options(chunk_size=256 * 1024))
+    assert fault.seen == 1
+    assert session_queried_or_restarted(proxy), proxy.log
+    assert stored(token_registry, repo, image)
+
+
+def test_an_unforwarded_drop_in_a_chunk_continues_where_the_registry_stands(
+    token_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    path, image = layout(tmp_path, MiB)
+    proxy.faults.append(Fault("PATCH", "/blobs/uploads/", status=None, after_bytes=5000, min_body=1000, after=2))
+    repo = unique("faults/resume")
+    push(proxy, path, repo, options(chunk_size=256 * 1024))
+    queried = [r for r in proxy.log if r[0] == "GET" and "/blobs/uploads/" in r[1]]
+    assert [status for _m, _p, status in queried] == [204]
+    layer_patches = [length for method, length in proxy.bodies if method == "PATCH" and length >= 1000]
+    assert layer_patches == [256 * 1024] * 5  # 4 chunks, the third sent twice: no restart from byte 0
+    assert stored(token_registry, repo, image)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["monolithic", "chunked"])
+def test_a_5xx_burst_within_the_policy(
+    token_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, chunked: bool
+) -> None:
+    path, image = layout(tmp_path, 600_000, 700_000)
+    if chunked:  # three 503s in a row, then two 502s: within the policy's five attempts each
+        proxy.faults.append(Fault("PATCH", "/blobs/uploads/", status=503, times=3, min_body=1000))
+        proxy.faults.append(Fault("PATCH", "/blobs/uploads/", status=502, times=2, min_body=1000, after=1))
+    else:
+        proxy.faults.append(Fault("PUT", layer_hex(image, 0), status=503, times=4))
+        proxy.faults.append(Fault("PUT", layer_hex(image, 1), status=500, times=2))
+    repo = unique("faults/burst")
+    push(proxy, path, repo, options(chunk_size=256 * 1024) if chunked else options())
+    assert [f.seen for f in proxy.faults] == ([3, 2] if chunked else [4, 2])
+    assert stored(token_registry, repo, image)
+
+
+# -- [API-11] request-size limits --------------------------------------------------------------------
+
+
+def test_a_request_size_limit_below_the_chunk_size_is_learnt_and_kept(
+    token_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    proxy.max_body = 1_500_000
+    path, image = layout(tmp_path, 4 * MiB, 3 * MiB)
+    repo = unique("faults/limit")
+    push(proxy, path, repo, options())
+    refused = [i for i, r in enumerate(proxy.log) if r[2] == 413]
+    assert len(refused) == 2, proxy.log  # the first big blob: its PUT, then its first halved chunk
+    assert max(length for _method, length in proxy.bodies) > 1_500_000
+    after = proxy.bodies[[i for i, (_m, n) in enumerate(proxy.bodies) if n > 1_500_000][-1] + 1 :]
+    assert after
+    assert max(n for _m, n in after) <= 1_500_000  # the second big blob: chunked, no 413
+    assert stored(token_registry, repo, image)
+
+
+# -- [TOKEN-7] [TOKEN-8] [TOKEN-9] tokens ---------------------------------------------------------------
+
+
+def test_the_token_service_failing_once_is_retried(
+    token_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    assert token_registry.token_server is not None
+    token_registry.token_server.failures = [503]
+    path, image = layout(tmp_path, 1000)
+    repo = unique("faults/token503")
+    push(proxy, path, repo, options())
+    assert token_registry.token_server.failures == []
+    assert {"method": "GET", "failed": 503} in token_registry.token_server.requests
+    assert stored(token_registry, repo, image)
+
+
+def test_a_token_refused_as_expired_mid_push_is_renewed(
+    token_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    assert token_registry.token_server is not None
+    path, image = layout(tmp_path, 800_000)
+    proxy.faults.append(Fault("PATCH", "/blobs/uploads/", status=401, expire=True, min_body=1000, after=1))
+    repo = unique("faults/expired")
+    before = len(token_registry.token_server.requests)
+    push(proxy, path, repo, options(chunk_size=256 * 1024))
+    assert proxy.faults[0].seen == 1
+    assert len(proxy.expired) == 1
+    assert len(token_registry.token_server.requests) - before == 2  # the first token, then its renewal
+    assert stored(token_registry, repo, image)
+
+
+def test_a_pull_only_user_is_told_the_push_was_not_granted(token_registry: RegistryServer, tmp_path: Path) -> None:
+    path, _image = layout(tmp_path, 1000)
+    repo = unique("team/app")
+    with pytest.raises(DeniedError, match=rf"bob may pull {repo} but not push: the token service granted pull only"):
+        ocimerge.push(path, [f"{token_registry.host}/{repo}:1"], registry_options=options("bob"), jobs=1)
