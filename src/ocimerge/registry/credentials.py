@@ -30,7 +30,7 @@ from ocimerge.errors import AuthError, DocumentError
 from ocimerge.model.codec import MAX_DOCUMENT_SIZE, decode_json
 from ocimerge.model.reference import DOCKER_HUB
 
-__all__ = ["DOCKER_HUB_KEY", "Credentials", "config_key", "resolve_credentials"]
+__all__ = ["DOCKER_HUB_KEY", "Credentials", "config_key", "resolve_credentials", "searched"]
 
 #: [CRED-1] docker login's historical key for Docker Hub (the v1 index URL), kept by docker/cli.
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -241,3 +241,28 @@ def resolve_credentials(
             raise AuthError("OCIMERGE_USERNAME and OCIMERGE_PASSWORD go together")
         return Credentials("OCIMERGE_USERNAME/OCIMERGE_PASSWORD", user, secret)
     return from_docker_config(registry, env)
+
+
+def searched(registry: str, env: Mapping[str, str] | None = None) -> str:
+    """[MSG-1] Where :func:`resolve_credentials` looks for ``registry``'s credentials, in words.
+
+    For the message of a 401 answered to a client that found none: the flags, the
+    environment variables, and the docker config file with the keys read in it (saying
+    when the file does not exist, or which ``credsStore`` had nothing). Reads the config
+    again, runs no helper, never raises and never names a secret.
+    """
+    env = os.environ if env is None else env
+    path = _docker_config_path(env)
+    key = config_key(registry)
+    try:
+        config = _load_config(path)
+        exists = os.path.exists(path)
+    except AuthError:
+        config, exists = {}, True
+    if not exists:
+        where = f"{path} (no such file)"
+    else:
+        store = config.get("credsStore")
+        store_text = f"credsStore {store!r} (nothing for {key!r})" if isinstance(store, str) and store else "credsStore"
+        where = f"{path} (credHelpers[{key!r}], {store_text}, auths[{key!r}])"
+    return f"--username/--password-stdin, OCIMERGE_USERNAME/OCIMERGE_PASSWORD, {where}"

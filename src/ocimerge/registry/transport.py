@@ -46,7 +46,9 @@ from ocimerge.errors import (
     TLSVerificationError,
     TransportError,
     UnauthorizedError,
+    UsageError,
 )
+from ocimerge.registry.credentials import searched
 from ocimerge.registry.responses import (
     DEADLINE_KEY,
     REDACTOR_KEY,
@@ -83,6 +85,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=120.0, write=120.0, pool=60.0
 #: Redirect statuses the loop follows for GET and HEAD.
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
+#: What :class:`Peer` says of a client with no credentials (``Registry`` passes the same words).
+ANONYMOUS = "anonymous access"
 #: [SEC-8] Answers that are not streamed (pings, uploads, tag pages) are read up to this.
 MAX_ANSWER_BODY = 4 * 1024 * 1024
 #: [SEC-8] The default overall deadlines (seconds): a blob body, and any other request.
@@ -140,11 +144,35 @@ class Deadlines:
         return self.blob + (blob_size / self.min_rate if self.min_rate > 0 else 0.0)
 
 
+def _check_ca_file(_instance: object, _attribute: object, path: str | None) -> None:
+    """[MSG-3] ``--ca-file`` must be a readable PEM bundle: a :class:`UsageError` naming it otherwise.
+
+    Checked when the options are built, so a wrong path is a usage error (exit 2) before any
+    connection, not an ``ssl`` failure deep inside the HTTP client's set-up.
+    """
+    if path is None:
+        return
+    if not os.path.exists(path):
+        raise UsageError(f"--ca-file {path}: no such file")
+    if os.path.isdir(path):
+        raise UsageError(f"--ca-file {path}: is a directory; name the CA bundle file (PEM) inside it")
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:  # before OSError, of which it is a subclass
+        raise UsageError(f"--ca-file {path}: not a PEM CA certificate bundle") from exc
+    except OSError as exc:
+        raise UsageError(f"--ca-file {path}: cannot read it ({exc.strerror or exc.__class__.__name__})") from exc
+
+
 @attrs.frozen
 class TLSOptions:
-    """How to reach a registry: TLS trust, client certificates, or plain HTTP."""
+    """How to reach a registry: TLS trust, client certificates, or plain HTTP.
 
-    ca_file: str | None = None
+    ``ca_file`` is checked on construction: a missing file, a directory or a file holding no
+    PEM certificate is a :class:`~ocimerge.errors.UsageError` naming it [MSG-3].
+    """
+
+    ca_file: str | None = attrs.field(default=None, validator=_check_ca_file)
     insecure: bool = False
     plain_http: bool = False
     certs_dir: str = "/etc/docker/certs.d"
@@ -330,13 +358,30 @@ def new_request(  # noqa: PLR0913 - keyword-only request parts, each optional
     )
 
 
+#: [MSG-2] What the OS and the resolver say for a name that does not resolve (glibc, musl, macOS).
+_UNRESOLVED = (
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "nodename nor servname provided",
+    "No address associated with hostname",
+    "[Errno -2]",
+    "[Errno -3]",
+    "[Errno -5]",
+    "[Errno 8]",
+)
+#: [MSG-2] What OpenSSL says when the server answered TLS's hello with something that is not TLS.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure", "packet length too long")
+
+
 def transport_error(exc: httpx.HTTPError, host: str, what: str) -> TransportError:
     """The :class:`TransportError` an httpx failure means; raise it ``from exc``.
 
     An untrusted certificate is a :class:`TLSVerificationError` with the fix in its message;
     the URL named is the request that failed (a token service's, when that one failed).
-    [SEC-8] httpx's text may quote what the server sent (a malformed header line that echoes
-    ours): the sending client's secrets are cut out of it.
+    [MSG-2] A refused connection, a name that does not resolve, and a server that does not
+    speak the scheme we spoke (TLS to a plain-HTTP server, plain HTTP to a TLS one) each say
+    so with the fix. [SEC-8] httpx's text may quote what the server sent (a malformed header
+    line that echoes ours): the sending client's secrets are cut out of it.
     """
     try:
         request: httpx.Request | None = exc.request
@@ -350,7 +395,48 @@ def transport_error(exc: httpx.HTTPError, host: str, what: str) -> TransportErro
             f"{host}: {what} failed: TLS certificate not trusted ({reason}); pass --ca-file, put the CA in "
             f"/etc/docker/certs.d/HOST/ca.crt, or use --insecure{where}"
         )
+    plain = _plain_message(exc, text, request)
+    if plain is not None:
+        return TransportError(f"{host}: {what} failed: {plain}{where}")
     return TransportError(f"{host}: {what} failed: {exc.__class__.__name__}: {text}{where}")
+
+
+def _plain_message(exc: httpx.HTTPError, text: str, request: httpx.Request | None) -> str | None:
+    """[MSG-2] The plain words and the fix for the connection failures people meet; None for others."""
+    if request is None:
+        return None
+    url = request.url
+    name = url.host
+    port = url.port or {"https": 443, "http": 80}.get(url.scheme, 0)
+    if isinstance(exc, httpx.ConnectError):
+        if "Connection refused" in text or "[Errno 111]" in text or "[Errno 61]" in text:
+            return f"nothing listens on {name}:{port} (connection refused); is the registry running?"
+        if any(marker in text for marker in _UNRESOLVED):
+            return f"cannot resolve {name}; check the registry's name (and this machine's DNS)"
+        if url.scheme == "https" and any(marker in text for marker in _NOT_TLS):
+            return f"{name}:{port} speaks plain HTTP, not TLS; pass --plain-http if that is intended"
+    if url.scheme == "http" and isinstance(exc, httpx.RemoteProtocolError) and _not_http(text):
+        # some TLS servers answer a plain request with a TLS record (an alert) where the
+        # status line should be; a malformed header line keeps httpx's own words
+        return f"{name}:{port} did not answer in HTTP ({text}); if it speaks HTTPS, drop --plain-http"
+    return None
+
+
+def _not_http(text: str) -> bool:
+    """[MSG-2] Whether h11 failed on the first line of the answer (no HTTP status line at all)."""
+    return "illegal request line" in text or "illegal status line" in text
+
+
+def _speaks_https(response: httpx.Response) -> bool:
+    """[MSG-2] Whether a 400 to a plain-HTTP request is a TLS server saying it wants TLS.
+
+    Go's TLS servers (Distribution, Harbor, zot) answer plain HTTP with this 400 and body;
+    others (nginx) with "The plain HTTP request was sent to HTTPS port".
+    """
+    if response.status_code != 400 or response.request.url.scheme != "http":
+        return False
+    body = read_capped(response, 4096) or b""
+    return b"HTTP request to an HTTPS server" in body or b"plain HTTP request was sent to HTTPS port" in body
 
 
 @attrs.frozen
@@ -385,7 +471,7 @@ class Peer:
 
     host: str
     origin: str
-    credentials: str = "anonymous access"
+    credentials: str = ANONYMOUS
     redactor: Redactor = attrs.field(factory=Redactor, eq=False, repr=False)
     deadlines: Deadlines = attrs.field(factory=Deadlines)
 
@@ -468,6 +554,19 @@ class Sender:
             status=401,
         )
 
+    def _no_credentials(self, exc: UnauthorizedError, out: Outgoing) -> UnauthorizedError:
+        """[MSG-1] A 401 to a client that holds no credentials says where it looked for them.
+
+        Any other 401 (credentials were sent and refused) is returned as it is.
+        """
+        if self.peer.credentials != ANONYMOUS:
+            return exc
+        return UnauthorizedError(
+            f"{self.host}: {out.what} was refused to anonymous access (401) and no credentials were found; looked at "
+            f"{searched(self.host)}; pass --username with --password-stdin, or run docker login {self.host}",
+            status=exc.status,
+        )
+
     def _again(self, out: Outgoing, attempt: int, *, retryable: bool) -> bool:
         return retryable and out.retry and attempt < self.policy.attempts
 
@@ -492,7 +591,16 @@ class Sender:
     def _settle(self, response: httpx.Response, out: Outgoing) -> httpx.Response:
         """The answer, read unless streamed; an error answer raised as its error class."""
         if response.status_code not in out.ok:  # returns for 2xx only
-            raise_for_response(response, out.what, self.host, self.peer.credentials, self.peer.redactor)
+            if _speaks_https(response):
+                url = response.request.url
+                raise TransportError(
+                    f"{self.host}: {out.what} failed: {url.host}:{url.port or 80} speaks HTTPS; drop --plain-http "
+                    f"({redact_url(url)})"
+                )
+            try:
+                raise_for_response(response, out.what, self.host, self.peer.credentials, self.peer.redactor)
+            except UnauthorizedError as exc:
+                raise self._no_credentials(exc, out) from exc
         if not out.stream and read_capped(response, MAX_ANSWER_BODY, registry=self.host) is None:
             raise RegistryError(
                 f"{self.host}: {out.what}: the answer is over {MAX_ANSWER_BODY // (1024 * 1024)} MiB",
