@@ -348,3 +348,17 @@ def test_error_lines_escape_what_they_quote(tmp_path: Path) -> None:
     result = run("inspect", missing)
     assert_one_line_error(result, 3, "gone\\x1b[2J\\x0aocimerge: note: forged.tar")
     assert "\x1b" not in result.stderr
+
+
+def test_create_json_lists_no_errors_when_nothing_failed(inputs: list[str]) -> None:
+    # [MSG-4] the key is always there, so a script reads it without checking for it
+    payload = json.loads(run("create", "--dry-run", "--json", *inputs).stdout)
+    assert (payload["pushed"], payload["errors"]) == ([], [])
+
+
+@pytest.mark.parametrize("command", ["inspect", "verify"])
+def test_a_missing_ca_file_is_a_usage_error_on_read_only_commands_too(command: str, tmp_path: Path) -> None:
+    # [MSG-3] refused as the options are built: the registry named is never contacted
+    missing = tmp_path / "missing.pem"
+    result = run(command, "--ca-file", str(missing), "docker://127.0.0.1:9/team/app:1")
+    assert_one_line_error(result, 2, f"--ca-file {missing}: no such file")

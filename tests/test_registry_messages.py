@@ -1,4 +1,4 @@
-"""Messages for what goes wrong with registries [MSG-1] .. [MSG-3], met for real where we can.
+"""Messages for what goes wrong with registries [MSG-1] .. [MSG-4], met for real where we can.
 
 Real servers only, all on 127.0.0.1: the suite's Distribution in its three modes and a closed
 port. What no loopback server can produce — a name that does not resolve (resolving one would
@@ -19,13 +19,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+import ocimerge
 from hostile import Outcome, assert_one_line_error, run_cli
 from imagebuilder import oci_layout, sample_images
-from ocimerge.errors import TransportError, UnauthorizedError
+from ocimerge.errors import RemoteError, TransportError, UnauthorizedError
 from ocimerge.model.reference import Reference
+from ocimerge.operations import PushSourceResult, partial_result
 from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.registry.transport import RetryPolicy, TLSOptions, transport_error
-from registries import RegistryServer
+from ocimerge.sinks.registry import PushFailure
+from registries import ACL, USERS, RegistryServer
 
 
 def unique(name: str) -> str:
@@ -202,3 +205,74 @@ def test_a_bad_ca_file_is_a_usage_error_naming_it(kind: str, archive: str, tmp_p
     outcome = ocimerge_cli(tmp_path, "push", "--ca-file", str(path), archive, f"127.0.0.1:{closed_port()}/team/app:1")
     reason = {"missing": "no such file", "directory": "is a directory", "garbage": "not a PEM"}[kind]
     assert_one_line_error(outcome, 2, f"--ca-file {path}", reason)
+
+
+# -- [MSG-4] several targets ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bob_pushes_ok(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bob may pull anything and push to ``team/ok-*`` only (the token server reads the ACL live)."""
+    monkeypatch.setitem(ACL, "bob", [("*", ("pull",)), ("team/ok-*", ("pull", "push"))])
+
+
+def tags_of(server: RegistryServer, repository: str) -> tuple[str, ...]:
+    options = RegistryOptions(username="alice", password=USERS["alice"])
+    with Registry(server.host, options) as client:
+        return tuple(t for t in ("1", "2") if client.manifest_head(Reference.parse(f"{server.host}/{repository}:{t}")))
+
+
+@pytest.mark.usefixtures("bob_pushes_ok")
+def test_several_targets_one_refused_json_tells_both(
+    token_registry: RegistryServer, archive: str, tmp_path: Path
+) -> None:
+    host = token_registry.host
+    refused, allowed = unique("team/no"), unique("team/ok")
+    # the refused one first: its failure must not stop the next
+    args = ["push", "--json", "--username", "bob", "--password-stdin", archive, f"{host}/{refused}:1"]
+    outcome = ocimerge_cli(tmp_path, *args, f"{host}/{allowed}:1", f"{host}/{allowed}:2", password=USERS["bob"])
+    assert_one_line_error(outcome, 4, host, refused)
+    payload = json.loads(outcome.stdout)
+    assert [(p["repository"], p["tags"]) for p in payload["pushed"]] == [(allowed, ["1", "2"])]
+    [error] = payload["errors"]
+    assert (error["registry"], error["repository"], error["tags"], error["exitCode"]) == (host, refused, ["1"], 4)
+    assert host in error["message"]
+    assert tags_of(token_registry, allowed) == ("1", "2")
+    assert tags_of(token_registry, refused) == ()
+
+
+@pytest.mark.usefixtures("bob_pushes_ok")
+def test_several_targets_one_refused_summary_has_a_line_each(
+    token_registry: RegistryServer, archive: str, tmp_path: Path
+) -> None:
+    host = token_registry.host
+    refused, allowed = unique("team/no"), unique("team/ok")
+    args = ["create", archive, "-t", f"{host}/{allowed}:1", "-t", f"{host}/{refused}:1"]
+    outcome = ocimerge_cli(tmp_path, *args, "--username", "bob", "--password-stdin", password=USERS["bob"])
+    assert_one_line_error(outcome, 4, refused)
+    lines = outcome.stdout.splitlines()
+    assert [line.split(" sha256:")[0] for line in lines if line.startswith("Pushed ")] == [
+        f"Pushed {host}/{allowed} [1]"
+    ]
+    failed = [line for line in lines if line.startswith("Failed ")]
+    assert len(failed) == 1
+    assert failed[0].startswith(f"Failed {host}/{refused} [1], nothing tagged: {host}")
+    assert tags_of(token_registry, allowed) == ("1",)
+    assert tags_of(token_registry, refused) == ()
+
+
+@pytest.mark.usefixtures("bob_pushes_ok")
+def test_the_library_raises_the_first_failure_with_the_whole_result(
+    token_registry: RegistryServer, archive: str
+) -> None:
+    host = token_registry.host
+    refused, allowed = unique("team/no"), unique("team/ok")
+    options = RegistryOptions(username="bob", password=USERS["bob"])
+    with pytest.raises(RemoteError) as caught:
+        ocimerge.push(archive, [f"{host}/{refused}:1", f"{host}/{allowed}:1"], registry_options=options)
+    result = partial_result(caught.value)
+    assert isinstance(result, PushSourceResult)
+    assert [p.repository for p in result.pushed] == [allowed]
+    assert [(f.repository, f.error) for f in result.failed] == [(refused, caught.value)]
+    assert isinstance(result.failed[0], PushFailure)
+    assert result.to_json()["errors"][0]["repository"] == refused

@@ -7,6 +7,10 @@ to :func:`create` or :func:`push` are folded into that value once, at the door. 
 
 One path for every source: ``open_source`` gives a local layout or archive and a registry
 image alike, the walker turns it into images, and the same sinks take the publication.
+
+[MSG-4] With several targets, every repository is pushed even when one fails; then the first
+failure is raised, and :func:`partial_result` of that exception is the whole result (what
+was pushed and what failed), so a caller, like ``--json``, can tell every target's outcome.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 import attrs
 
 from ocimerge.content import Image, ImageSet
-from ocimerge.errors import SourceNotFoundError, UsageError
+from ocimerge.errors import OcimergeError, SourceNotFoundError, UsageError
 from ocimerge.model.annotations import REFERENCE_TYPE
 from ocimerge.model.assemble import Annotation, Assembly, AttestationPolicy, Child, IndexFormat, assemble
 from ocimerge.model.descriptor import Descriptor
@@ -30,7 +34,15 @@ from ocimerge.recompress import gzip_image
 from ocimerge.registry.api import RegistryOptions, RegistryPool
 from ocimerge.sinks.core import Publication
 from ocimerge.sinks.oci_layout import LayoutResult, parse_output
-from ocimerge.sinks.registry import PushEvent, PushOptions, PushResult, RegistrySink, parse_target
+from ocimerge.sinks.registry import (
+    PushEvent,
+    PushFailure,
+    PushOptions,
+    PushOutcome,
+    PushResult,
+    RegistrySink,
+    parse_target,
+)
 from ocimerge.sources import SourceSpec, Walk, as_spec, load, open_source
 
 __all__ = [
@@ -40,8 +52,12 @@ __all__ = [
     "PushSourceResult",
     "create",
     "open_images",
+    "partial_result",
     "push",
 ]
+
+#: [MSG-4] The attribute of a raised push error that holds the run's whole result.
+_PARTIAL = "ocimerge_partial_result"
 
 
 # attrs converters: callers may pass any iterable (a list, a generator), and the options
@@ -98,7 +114,9 @@ class CreateResult:
     """What :func:`create` built: the index document, the assembly, and where it went.
 
     ``images`` are in the order of ``assembly.manifests`` (the pairing ``to_json`` relies
-    on); ``output`` is None when nothing was written (no ``-o``, or a dry run).
+    on); ``output`` is None when nothing was written (no ``-o``, or a dry run). ``failed``
+    holds the repositories whose push failed [MSG-4] (a result with failures is only ever
+    seen through :func:`partial_result`).
     """
 
     index: Document[ImageIndex]
@@ -108,6 +126,7 @@ class CreateResult:
     bytes_written: int
     notes: tuple[str, ...]
     pushed: tuple[PushResult, ...] = ()
+    failed: tuple[PushFailure, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The result as ``--json`` prints it (and ``--metadata-file`` embeds it)."""
@@ -122,6 +141,7 @@ class CreateResult:
                 for i, m in zip(self.images, self.assembly.manifests, strict=True)
             ],
             "pushed": [p.to_json() for p in self.pushed],
+            "errors": [f.to_json() for f in self.failed],
         }
 
     def metadata(self, tags: Sequence[str]) -> dict[str, Any]:
@@ -145,12 +165,17 @@ class CreateResult:
 
 @attrs.frozen
 class PushSourceResult:
-    """What :func:`push` sent: the root document as stored, and one result per repository."""
+    """What :func:`push` sent: the root document as stored, and one result per repository.
+
+    ``failed`` holds the repositories whose push failed [MSG-4] (seen only through
+    :func:`partial_result`).
+    """
 
     root: Descriptor
     images: tuple[Image, ...]
     pushed: tuple[PushResult, ...]
     notes: tuple[str, ...]
+    failed: tuple[PushFailure, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The result as ``push --json`` prints it."""
@@ -159,7 +184,33 @@ class PushSourceResult:
             "mediaType": self.root.media_type,
             "manifests": [{"platform": str(i.platform), "digest": str(i.digest)} for i in self.images],
             "pushed": [p.to_json() for p in self.pushed],
+            "errors": [f.to_json() for f in self.failed],
         }
+
+
+def partial_result(error: BaseException) -> CreateResult | PushSourceResult | None:
+    """[MSG-4] The whole result a failed :func:`create` or :func:`push` had reached, if any.
+
+    When some targets of a run fail, the first failure is raised after every target was
+    tried; this returns the result carried on it (``pushed`` for the targets that succeeded,
+    ``failed`` for every one that did not). None for any other error.
+    """
+    found = getattr(error, _PARTIAL, None)
+    return found if isinstance(found, CreateResult | PushSourceResult) else None
+
+
+def _split(outcomes: Sequence[PushOutcome]) -> tuple[tuple[PushResult, ...], tuple[PushFailure, ...]]:
+    """[MSG-4] The successes and the failures of a push, each in target order."""
+    pushed = tuple(o for o in outcomes if isinstance(o, PushResult))
+    return pushed, tuple(o for o in outcomes if isinstance(o, PushFailure))
+
+
+def _raise_failures(result: CreateResult | PushSourceResult) -> None:
+    """[MSG-4] Raise the first failure of ``result``, carrying ``result``; return when there is none."""
+    if result.failed:
+        error: OcimergeError = result.failed[0].error
+        setattr(error, _PARTIAL, result)  # read back by partial_result
+        raise error
 
 
 def _settle(cls: type[Any], options: Any, settings: dict[str, Any]) -> Any:
@@ -262,6 +313,8 @@ def create(
     ``OutputError`` and ``RegistryError`` subclasses of what fails. Every source stays
     open until the output is written and the push is done; the output appears atomically
     or not at all ([SINK-1]), and a tag is written only after everything it names ([PUSH-2]).
+    [MSG-4] A target whose push fails does not stop the others: once every target was tried,
+    the first failure is raised, and :func:`partial_result` of it is the whole result.
     """
     opts: CreateOptions = _settle(CreateOptions, options, settings)
     if not sources:
@@ -290,8 +343,9 @@ def create(
         written = None
         if output is not None and not opts.dry_run:
             written = parse_output(output, tag_name=opts.tag_name, force=opts.force).publish(publication)
-        pushed = RegistrySink(targets, pool, opts.push_options).publish(publication) if targets else ()
-        return CreateResult(
+        outcomes = RegistrySink(targets, pool, opts.push_options).publish(publication) if targets else ()
+        pushed, failed = _split(outcomes)
+        result = CreateResult(
             index=assembly.index,
             assembly=assembly,
             images=tuple(images),
@@ -299,7 +353,10 @@ def create(
             bytes_written=written.bytes_written if written is not None else 0,
             notes=(*notes, *assembly.notes),
             pushed=pushed,
+            failed=failed,
         )
+        _raise_failures(result)
+        return result
 
 
 def push(
@@ -322,6 +379,8 @@ def push(
     Raises ``UsageError`` without tags (or for a digest target, [PUSH-4]), and what reading
     the source or the registry raises. Every stored digest is preserved ([SINK-6]): nothing
     is re-encoded, so the pushed root has the digest the source's root has.
+    [MSG-4] Every target is tried even when one fails; then the first failure is raised, and
+    :func:`partial_result` of it is the whole result (``pushed`` and ``failed``).
     """
     if registry_options is not None:
         settings["registry"] = registry_options
@@ -334,5 +393,7 @@ def push(
     spec = as_spec(source)
     with RegistryPool(opts.registry) as pool, open_source(spec, pool.get) as opened:
         loaded = load(spec, opened)
-        pushed = RegistrySink(targets, pool, opts).publish(Publication.of_image_set(loaded))
-        return PushSourceResult(loaded.root_document.descriptor, loaded.images, pushed, loaded.notes)
+        pushed, failed = _split(RegistrySink(targets, pool, opts).publish(Publication.of_image_set(loaded)))
+        result = PushSourceResult(loaded.root_document.descriptor, loaded.images, pushed, loaded.notes, failed)
+        _raise_failures(result)
+        return result

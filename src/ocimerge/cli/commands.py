@@ -18,12 +18,12 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from ocimerge.cli import render
-from ocimerge.cli.exits import EXIT_OK, code_for
-from ocimerge.errors import InputError, OutputError, UsageError
+from ocimerge.cli.exits import EXIT_OK, code_for, exit_code
+from ocimerge.errors import InputError, OcimergeError, OutputError, UsageError
 from ocimerge.inspection import inspect, verify
 from ocimerge.model.assemble import Annotation, AttestationPolicy, IndexFormat
 from ocimerge.model.platform import Platform
-from ocimerge.operations import CreateOptions, CreateResult, create, push
+from ocimerge.operations import CreateOptions, CreateResult, PushSourceResult, create, partial_result, push
 from ocimerge.progress import ProgressView
 from ocimerge.registry.api import RegistryOptions
 from ocimerge.registry.transport import TLSOptions
@@ -138,24 +138,48 @@ def _create_json(result: CreateResult, *, dry_run: bool) -> dict[str, object]:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    """``create``: merge, then write (-o), push (-t), or only show (--dry-run); returns the exit code."""
+    """``create``: merge, then write (-o), push (-t), or only show (--dry-run); returns the exit code.
+
+    [MSG-4] When some targets failed, every target's outcome is still printed (``--json`` or
+    the summary) before the first failure is raised for ``main`` to report with its code.
+    """
     sources, tags, annotations = _create_inputs(args)
+    failure: OcimergeError | None = None
     # progress only when pushing: writing a file is local and quick enough to go unreported
     with _progress_while(args, wanted=bool(tags)) as view:
         # PushOptions is built even without -t, so a bad --jobs is refused before any work
         options = _create_options(args, annotations, _push_options(args, view))
-        result = create(sources, args.output, tags=tags, options=options)
+        try:
+            result = create(sources, args.output, tags=tags, options=options)
+        except OcimergeError as exc:
+            partial = partial_result(exc)
+            if not isinstance(partial, CreateResult):
+                raise
+            result, failure = partial, exc
     # notes after the progress view is finished, so they never land inside its redrawn lines
     render.print_notes(result.notes, quiet=args.quiet)
-    if args.metadata_file and not args.dry_run:
+    if args.metadata_file and not args.dry_run and failure is None:
         write_metadata(args.metadata_file, result, tags)
     if args.json:
-        render.print_json(_create_json(result, dry_run=args.dry_run), sys.stdout)
+        render.print_json(_with_exit_codes(_create_json(result, dry_run=args.dry_run), result), sys.stdout)
     elif args.dry_run:
         render.print_dry_run(result, sys.stdout)
     else:
         render.print_create(result, sys.stdout)
+    if not args.json:
+        render.print_failures(result.failed, sys.stdout)
+    if failure is not None:
+        raise failure
     return EXIT_OK
+
+
+def _with_exit_codes(payload: dict[str, object], result: CreateResult | PushSourceResult) -> dict[str, object]:
+    """[MSG-4] ``payload`` with each ``errors`` entry given the exit code its error means."""
+    entries = payload.get("errors")
+    if isinstance(entries, list):
+        for entry, failed in zip(entries, result.failed, strict=True):
+            entry["exitCode"] = exit_code(failed.error)
+    return payload
 
 
 def write_metadata(path: str, result: CreateResult, tags: Sequence[str]) -> None:
@@ -191,14 +215,28 @@ def _write_new(path: str, text: str) -> None:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    """``push``: upload a source as it is to every target; returns the exit code."""
+    """``push``: upload a source as it is to every target; returns the exit code.
+
+    [MSG-4] When some targets failed, every target's outcome is still printed before the
+    first failure is raised for ``main`` to report with its code.
+    """
+    failure: OcimergeError | None = None
     with _progress_while(args) as view:
-        result = push(args.source, args.targets, options=_push_options(args, view))
+        try:
+            result = push(args.source, args.targets, options=_push_options(args, view))
+        except OcimergeError as exc:
+            partial = partial_result(exc)
+            if not isinstance(partial, PushSourceResult):
+                raise
+            result, failure = partial, exc
     render.print_notes(result.notes, quiet=args.quiet)
     if args.json:
-        render.print_json(result.to_json(), sys.stdout)
+        render.print_json(_with_exit_codes(result.to_json(), result), sys.stdout)
     else:
         render.print_pushes(result.pushed, sys.stdout)
+        render.print_failures(result.failed, sys.stdout)
+    if failure is not None:
+        raise failure
     return EXIT_OK
 
 

@@ -19,13 +19,14 @@ from typing import Any, TextIO
 
 from ocimerge.inspection import InspectReport, VerifyReport
 from ocimerge.operations import CreateResult
-from ocimerge.sinks.registry import BlobAction, PushResult
+from ocimerge.sinks.registry import BlobAction, PushFailure, PushResult
 from ocimerge.text import printable
 
 __all__ = [
     "human",
     "print_create",
     "print_dry_run",
+    "print_failures",
     "print_inspect",
     "print_json",
     "print_notes",
@@ -101,6 +102,15 @@ def print_pushes(results: Sequence[PushResult], out: TextIO) -> None:
             for plan in result.blobs:
                 source = f" from {printable(plan.source)}" if plan.source else ""
                 out.write(f"  {plan.action.value:<7} {plan.digest}  {human(plan.size)}{source}\n")
+
+
+def print_failures(failures: Sequence[PushFailure], out: TextIO) -> None:
+    """[MSG-4] A line per repository whose push failed: where, the tags not written, and why."""
+    for failure in failures:
+        # one line each, beside the "Pushed" lines, so the summary names every target
+        where = printable(f"{failure.registry}/{failure.repository}")
+        tags = printable(", ".join(failure.tags) or "(no tag)")
+        out.write(f"Failed {where} [{tags}], nothing tagged: {printable(str(failure.error))}\n")
 
 
 def print_dry_run(result: CreateResult, out: TextIO) -> None:

@@ -11,6 +11,8 @@ running it again uploads only what is missing.
 [PUSH-4] Targets are grouped by registry: one client per host. Within a registry, a
 repository pushed after another mounts the blobs the first one received instead of
 uploading them again, and blobs that came from that registry are mounted from their source.
+[MSG-4] A repository whose push fails does not stop the others: each is tried, and its
+failure is kept as a :class:`PushFailure` beside the others' results (never tagged).
 
 The steps follow go-containerregistry's ``remote/write.go`` (check existing, initiate,
 stream, commit): :func:`plan_blob` is pure, :func:`send_blob` does one blob,
@@ -29,7 +31,7 @@ from typing import Any
 import attrs
 
 from ocimerge.content import Blob
-from ocimerge.errors import BlobMissingError, UsageError
+from ocimerge.errors import BlobMissingError, OcimergeError, UsageError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
@@ -45,7 +47,9 @@ __all__ = [
     "Destination",
     "PushEvent",
     "PushEventKind",
+    "PushFailure",
     "PushOptions",
+    "PushOutcome",
     "PushResult",
     "RegistrySink",
     "parse_target",
@@ -158,6 +162,34 @@ class PushResult:
             },
             "manifests": {"pushed": self.manifests_pushed, "skipped": self.manifests_skipped},
         }
+
+
+@attrs.frozen
+class PushFailure:
+    """[MSG-4] A push to one repository that failed: where, the tags left unwritten, and why.
+
+    ``error`` is what the push raised (an :class:`~ocimerge.errors.OcimergeError`, its
+    message one line); nothing was tagged in that repository.
+    """
+
+    registry: str
+    repository: str
+    tags: tuple[str, ...]
+    error: OcimergeError = attrs.field(eq=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The failure as ``--json`` prints it under ``errors`` (the CLI adds ``exitCode``)."""
+        return {
+            "registry": self.registry,
+            "repository": self.repository,
+            "tags": list(self.tags),
+            "error": type(self.error).__name__,
+            "message": str(self.error),
+        }
+
+
+#: [MSG-4] What a push to one repository came to: its result, or its failure.
+PushOutcome = PushResult | PushFailure
 
 
 def parse_target(text: str) -> Reference:
@@ -383,21 +415,32 @@ class RegistrySink:
     pool: RegistryPool = attrs.field(eq=False)
     options: PushOptions = attrs.field(factory=PushOptions)
 
-    def publish(self, publication: Publication) -> tuple[PushResult, ...]:
-        """Push to each repository in turn, the tags of each written last; one result each."""
+    def publish(self, publication: Publication) -> tuple[PushOutcome, ...]:
+        """Push to each repository in turn, the tags of each written last; one outcome each.
+
+        [MSG-4] Every repository is tried even when an earlier one failed: its outcome is then a
+        :class:`PushFailure` (an :class:`~ocimerge.errors.OcimergeError` caught, nothing tagged
+        there), in the order of the targets. Anything else (a bug, Ctrl-C) ends the run at once.
+        """
         by_repository: dict[tuple[str, str], list[str]] = {}
         for target in self.targets:
             tags = by_repository.setdefault((target.registry, target.repository), [])
             # [PUSH-4] one push per repository; a tag named twice is written once, in order
             if target.tag and target.tag not in tags:
                 tags.append(target.tag)
-        results: list[PushResult] = []
+        outcomes: list[PushOutcome] = []
         first_repository: dict[str, str] = {}
         for (host, repository), tags in by_repository.items():
             # repositories are pushed one after another, so by the time the second starts the
-            # first holds every blob it was sent and can be the mount source for them
-            first = first_repository.setdefault(host, repository)
+            # first holds every blob it was sent and can be the mount source for them; only a
+            # push that succeeded is a mount source [MSG-4]
+            first = first_repository.get(host)
             mount_from = _mount_sources(publication, host, repository, first if first != repository else None)
-            destination = Destination(self.pool.get(host), Reference(host, repository), tuple(tags), mount_from)
-            results.append(push_repository(destination, publication, self.options))
-        return tuple(results)
+            try:
+                destination = Destination(self.pool.get(host), Reference(host, repository), tuple(tags), mount_from)
+                outcomes.append(push_repository(destination, publication, self.options))
+            except OcimergeError as exc:
+                outcomes.append(PushFailure(host, repository, tuple(tags), exc))
+                continue
+            first_repository.setdefault(host, repository)
+        return tuple(outcomes)
