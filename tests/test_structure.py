@@ -167,6 +167,7 @@ PUBLIC_API = sorted(
         "PlatformMismatchError",
         "PushEvent",
         "PushEventKind",
+        "PushFailure",
         "PushOptions",
         "PushResult",
         "PushSourceResult",
@@ -195,6 +196,7 @@ PUBLIC_API = sorted(
         "create",
         "inspect",
         "open_images",
+        "partial_result",
         "push",
         "verify",
     ]

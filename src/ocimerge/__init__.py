@@ -130,6 +130,9 @@ if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the la
         open_images as open_images,
     )
     from ocimerge.operations import (
+        partial_result as partial_result,
+    )
+    from ocimerge.operations import (
         push as push,
     )
 
@@ -164,6 +167,9 @@ if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the la
         PushEventKind as PushEventKind,
     )
     from ocimerge.sinks.registry import (
+        PushFailure as PushFailure,
+    )
+    from ocimerge.sinks.registry import (
         PushOptions as PushOptions,
     )
     from ocimerge.sinks.registry import (
@@ -186,11 +192,27 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "ocimerge.model.manifest": ("Document", "ImageConfig", "ImageIndex", "ImageManifest"),
     "ocimerge.model.platform": ("Platform",),
     "ocimerge.model.reference": ("Reference",),
-    "ocimerge.operations": ("CreateOptions", "CreateResult", "PushSourceResult", "create", "open_images", "push"),
+    "ocimerge.operations": (
+        "CreateOptions",
+        "CreateResult",
+        "PushSourceResult",
+        "create",
+        "open_images",
+        "partial_result",
+        "push",
+    ),
     "ocimerge.registry.api": ("Registry", "RegistryOptions"),
     "ocimerge.registry.credentials": ("Credentials",),
     "ocimerge.registry.transport": ("RetryPolicy", "TLSOptions"),
-    "ocimerge.sinks.registry": ("BlobAction", "BlobPlan", "PushEvent", "PushEventKind", "PushOptions", "PushResult"),
+    "ocimerge.sinks.registry": (
+        "BlobAction",
+        "BlobPlan",
+        "PushEvent",
+        "PushEventKind",
+        "PushFailure",
+        "PushOptions",
+        "PushResult",
+    ),
     # from sources only the kind: reports and results name it, the readers stay internal
     "ocimerge.sources": ("SourceKind",),
 }
