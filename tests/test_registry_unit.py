@@ -1123,3 +1123,31 @@ def test_flow_a_401_on_a_cached_token_evicts_it() -> None:
     with pytest.raises(StopIteration):
         second.send(httpx.Response(200, request=renewed))
     assert next(auth.sync_auth_flow(manifest_request())).headers["authorization"] == "Bearer new"
+
+
+def test_a_413_halves_from_the_profile_capped_chunk() -> None:
+    """[API-11][PROFILE-1] on GHCR a refused 4 MiB chunk halves to 2 MiB, not from 16 MiB."""
+    mib = 1024 * 1024
+    data = b"h" * (5 * mib)
+    log: list[str] = []
+
+    def fail(request: httpx.Request, stored: bytearray) -> httpx.Response | None:
+        if request.method == "PATCH" and int(request.headers["content-length"]) > 2 * mib:
+            log.append(f"413 {request.headers['content-length']}")
+            return httpx.Response(413)
+        return None
+
+    handle, stored, _ = chunk_registry(fail)
+    options = RegistryOptions(chunk_size=16 * mib, retry=FAST_UNIT)
+    with Registry("ghcr.io", options, transport=httpx.MockTransport(handle), credentials=None) as registry:
+        registry.upload("a", counted_blob(data))
+        assert registry._uploader.limit == 2 * mib
+    assert log == [f"413 {4 * mib}"]
+    assert bytes(stored) == data
+
+
+def test_a_known_request_limit_is_never_raised_by_the_uploader() -> None:
+    """[PROFILE-8] max_request_size seeds the kept limit; a 413 only lowers it."""
+    with Registry("reg.example", RegistryOptions(max_request_size=300_000), credentials=None) as registry:
+        assert registry._uploader.limit == 300_000
+        assert registry.profile.name == "registry"

@@ -10,7 +10,10 @@ it speaks TLS. [API-2] Manifest reads send the full ``Accept`` list (OCI and Doc
 and indexes), or a registry may answer another document. [API-3] Every manifest and blob read
 is verified against the digest asked for; ``Docker-Content-Digest`` is checked when present.
 [API-4] Uploads follow the ``Location`` exactly as given (see ``upload``).
-[API-6] A mount answered 202 opened an upload session: it is used for the upload.
+[API-6] A mount answered 202 opened an upload session: it is used for the upload; one
+refused with 401, 403 or 404 is followed by a plain upload session [PROFILE-6].
+[PROFILE-8] Each client takes its host's profile (:func:`~ocimerge.registry.profiles.profile_for`)
+and the run's flags for its upload rule and whether to ask for mounts.
 [API-8] Tag lists follow ``Link: <…>; rel="next"`` until there is none (or it repeats), at
 most ``MAX_TAG_PAGES`` pages [SEC-8].
 """
@@ -26,7 +29,14 @@ import attrs
 import httpx
 
 from ocimerge.content import Blob, VerifyingReader
-from ocimerge.errors import DigestMismatchError, RegistryError, TLSVerificationError, TransportError, UsageError
+from ocimerge.errors import (
+    AuthError,
+    DigestMismatchError,
+    RegistryError,
+    TLSVerificationError,
+    TransportError,
+    UsageError,
+)
 from ocimerge.model import mediatype as mt
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
@@ -36,9 +46,10 @@ from ocimerge.registry.auth import RegistryAuth
 from ocimerge.registry.challenge import Scope
 from ocimerge.registry.credentials import Credentials
 from ocimerge.registry.options import RegistryOptions
+from ocimerge.registry.profiles import Profile, profile_for
 from ocimerge.registry.responses import decode_server_json, read_capped
 from ocimerge.registry.transport import Outgoing, Peer, ResponseStream, Sender, build_client, is_loopback
-from ocimerge.registry.upload import Chunking, Uploader, UploadSession, check_digest, location_of
+from ocimerge.registry.upload import Uploader, UploadSession, check_digest, location_of
 
 __all__ = ["MANIFEST_ACCEPT", "Mounted", "Registry", "RegistryOptions", "RegistryPool", "UploadSession"]
 
@@ -47,6 +58,8 @@ MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_L
 MAX_MANIFEST = 4 * 1024 * 1024
 TAGS_PAGE = 1000
 MAX_TAG_PAGES = 10_000
+#: [PROFILE-6] the statuses of a refused mount that a plain upload session follows
+MOUNT_REFUSED = (401, 403, 404)
 
 
 @attrs.frozen
@@ -71,6 +84,8 @@ class Registry:
 
     ``requests`` counts the requests sent, by ``"METHOD kind"`` (``"PUT blob"``,
     ``"HEAD manifest"``…), for ``--json`` and for tests of how economical a push was.
+    ``profile`` is the host's registry family [PROFILE-8]; ``mounts_refused`` counts the
+    mounts answered 401/403/404 and followed by a plain upload, ``mount_notes`` says why.
     ``transport`` replaces the network and ``sleep``/``clock`` the time (unit tests only).
     """
 
@@ -106,8 +121,11 @@ class Registry:
         peer = Peer(host, self.api_host, source, self.auth.redactor, deadlines)
         self._sender = Sender(self.client, self.options.retry, peer=peer, sleep=sleep)
         self.requests = self._sender.requests
-        chunking = Chunking(self.options.chunk_size, self.options.chunked_threshold)
-        self._uploader = Uploader(self._sender, chunking, sleep=sleep)
+        self.profile: Profile = profile_for(host)
+        self.mounts = self.options.mounts_for(self.profile)
+        self.mounts_refused = 0
+        self.mount_notes: list[str] = []
+        self._uploader = Uploader(self._sender, self.options.chunking_for(self.profile), sleep=sleep)
         self._scheme = "http" if tls.plain_http else "https"
         self._ping_lock = threading.Lock()
         self._pinged = False
@@ -225,9 +243,28 @@ class Registry:
         """``POST /v2/<name>/blobs/uploads/`` (with ``mount``/``from``): a mount, or a session.
 
         [API-6] A mount the registry refused (202) opened a session: upload into it.
+        [PROFILE-6] A mount answered 401, 403 or 404 (Harbor, for a source repository that
+        does not exist) is counted in :attr:`mounts_refused` and followed by a plain upload
+        session, so a refused mount never fails a push. With mounts off (``--no-mounts``, or
+        a profile not worth asking) a mount request is a plain upload.
         """
-        params = {"mount": str(mount), "from": source} if mount is not None and source else None
-        response = self._send(
+        if mount is None or not source or not self.mounts:
+            return _session_of(self._post_upload(repository, None))
+        try:
+            response = self._post_upload(repository, {"mount": str(mount), "from": source})
+        except (AuthError, RegistryError) as exc:
+            if exc.status not in MOUNT_REFUSED:
+                raise
+            self.mounts_refused += 1
+            self.mount_notes.append(f"mount of {mount.short} from {source} refused ({exc.status}): uploaded instead")
+            return _session_of(self._post_upload(repository, None))
+        if response.status_code == 201:
+            return Mounted(mount)
+        return _session_of(response)
+
+    def _post_upload(self, repository: str, params: dict[str, str] | None) -> httpx.Response:
+        """The ``POST`` that starts an upload (a mount with ``params``) in ``repository``."""
+        return self._send(
             Outgoing(
                 self._request(
                     "POST", f"/v2/{repository}/blobs/uploads/", params=params, headers={"Content-Length": "0"}
@@ -236,17 +273,10 @@ class Registry:
                 f"start upload to {repository}",
             )
         )
-        if response.status_code == 201 and mount is not None:
-            return Mounted(mount)
-        minimum = response.headers.get("oci-chunk-min-length") or ""
-        return UploadSession(location_of(response), int(minimum) if minimum.isdigit() else None)  # [API-7]
 
     def _session(self, repository: str) -> UploadSession:
         """A fresh upload session in ``repository`` (no mount asked, so never ``Mounted``)."""
-        started = self.start_upload(repository)
-        if not isinstance(started, UploadSession):  # only a mount answers Mounted
-            raise RegistryError(f"{self.host}: a plain upload to {repository} was answered as a mount")
-        return started
+        return _session_of(self._post_upload(repository, None))
 
     def upload(
         self,
@@ -366,6 +396,12 @@ class Registry:
             raise RegistryError(f"{self.host}: the tag list of {repository} is not JSON") from exc
         tags = value.get("tags") if isinstance(value, dict) else None
         return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+
+def _session_of(response: httpx.Response) -> UploadSession:
+    """The upload session an answer to an upload ``POST`` opened [API-4][API-7]."""
+    minimum = response.headers.get("oci-chunk-min-length") or ""
+    return UploadSession(location_of(response), int(minimum) if minimum.isdigit() else None)
 
 
 class RegistryPool:

@@ -15,6 +15,9 @@ sent again blindly: ``GET <location>`` asks where the session stands, and the up
 from there when the answer is consistent, or restarts in a new session when it is gone.
 [API-11] A 413 halves the request size (never below 64 KiB or ``OCI-Chunk-Min-Length``),
 restarts the blob in chunks, and the limit is kept for the rest of the run.
+[PROFILE-8] The :class:`Chunking` rule carries the registry profile's facts: chunks capped at
+its largest chunk, no chunks where it takes none (then a 413 is final), and no resuming from a
+``Range`` it cannot be trusted with (a recovery restarts the blob instead).
 """
 
 from __future__ import annotations
@@ -60,10 +63,28 @@ class UploadSession:
 
 @attrs.frozen
 class Chunking:
-    """When to upload in chunks: always when ``chunk_size`` is set, else above ``threshold``."""
+    """When to upload in chunks: always when ``chunk_size`` is set, else above ``threshold``.
+
+    [PROFILE-8] ``max_chunk`` (the registry's) and ``max_request`` (a known request-size limit)
+    cap every chunk; a blob above ``max_request`` goes in chunks from the start. Where the
+    registry takes no chunks (``supported=False``) every blob is one PUT and a 413 is final;
+    ``trusts_range=False`` makes a recovery restart the blob rather than resume it [API-10].
+    ``registry`` names the registry family in messages.
+    """
 
     chunk_size: int | None = None
     threshold: int = 1024 * 1024 * 1024
+    max_chunk: int | None = None
+    max_request: int | None = None
+    supported: bool = True
+    trusts_range: bool = True
+    registry: str = "registry"
+
+    @property
+    def size(self) -> int:
+        """The chunk size used when chunking: the one set (or 16 MiB), capped by the limits."""
+        caps = [c for c in (self.max_chunk, self.max_request) if c is not None]
+        return min([self.chunk_size or DEFAULT_CHUNK, *caps])
 
 
 def location_of(response: httpx.Response) -> str:
@@ -200,8 +221,8 @@ class Uploader:
         self.chunking = chunking
         self._sleep = sleep
         self._lock = threading.Lock()
-        #: [API-11] the largest request body this host took after a 413; None until one is seen
-        self.limit: int | None = None
+        #: [API-11] the largest request body this host takes: the known limit [PROFILE-8], lowered by a 413
+        self.limit: int | None = chunking.max_request
 
     def upload(
         self, blob: Blob, session: UploadSession, restart: Callable[[], UploadSession], progress: Progress | None
@@ -224,20 +245,34 @@ class Uploader:
                     self._chunked(blob, session, chunk, budget, progress)
                 return
             except RequestTooLargeError as exc:
+                if not self.chunking.supported:
+                    raise self._final_413(exc, blob) from exc
                 self._shrink(exc, chunk or size, chunk is not None, session.min_chunk)
                 chunked = True
             except _Restart:
                 pass
             session = restart()
 
+    def _final_413(self, error: RequestTooLargeError, blob: Blob) -> RequestTooLargeError:
+        """[PROFILE-2] A 413 where no chunked upload is possible: final, naming registry and size."""
+        size = blob.descriptor.size
+        return RequestTooLargeError(
+            f"{self.sender.host}: blob {blob.digest.short} ({size} bytes) was refused as too large (413), "
+            f"and {self.chunking.registry} takes no chunked uploads, so it cannot be sent in smaller "
+            "requests; a proxy in front of the registry may be limiting request sizes",
+            status=error.status,
+            url=error.url,
+        )
+
     def _chunk_for(self, size: int, *, chunked: bool) -> int | None:
         """The chunk size for a blob of ``size``, or None for one monolithic PUT."""
-        chunk, limit = self.chunking.chunk_size, self.limit
-        if limit is not None:
-            return None if chunk is None and size <= limit and not chunked else min(chunk or DEFAULT_CHUNK, limit)
-        if chunk is None and size <= self.chunking.threshold and not chunked:
-            return None
-        return chunk or DEFAULT_CHUNK
+        rule, limit = self.chunking, self.limit
+        if not rule.supported:
+            return None  # [PROFILE-2] the registry takes no chunks: one PUT, whatever its size
+        chunk = rule.size if limit is None else min(rule.size, limit)
+        if chunked or rule.chunk_size is not None:
+            return chunk
+        return chunk if size > (rule.threshold if limit is None else min(limit, rule.threshold)) else None
 
     def _shrink(self, error: RequestTooLargeError, refused: int, was_chunk: bool, minimum: int | None) -> None:
         """[API-11] Halve the request size after a 413 at ``refused`` bytes, down to the floor.
@@ -249,7 +284,7 @@ class Uploader:
         if was_chunk and refused <= floor:
             raise error
         with self._lock:
-            wanted = max(floor, min(refused, self.chunking.chunk_size or DEFAULT_CHUNK) // 2)
+            wanted = max(floor, min(refused, self.chunking.size) // 2)
             self.limit = wanted if self.limit is None else min(self.limit, wanted)
 
     def _status(self, location: str, what: str) -> _Where:
@@ -285,6 +320,8 @@ class Uploader:
                 if not _recoverable(exc):
                     raise
                 budget.spend(exc)
+                if not self.chunking.trusts_range:
+                    raise _Restart from exc  # [PROFILE-3] its answer cannot be trusted: start over
                 where = self._status(location, f"blob {blob.digest.short}")
                 if where.stored:
                     raise _Restart from exc  # part of a whole-blob PUT was kept: it cannot go on
@@ -340,8 +377,8 @@ class Uploader:
         if not (gone or _recoverable(error) or getattr(error, "status", None) == 416):
             raise error
         budget.spend(error)
-        if gone:
-            raise _Restart from error
+        if gone or not self.chunking.trusts_range:
+            raise _Restart from error  # [PROFILE-3] a Range we cannot trust is no place to go on from
         where = self._status(location, f"blob {blob.digest.short}")
         if where.stored > min(sent, blob.descriptor.size):
             raise _Restart from error  # the registry claims bytes we never sent: not consistent
