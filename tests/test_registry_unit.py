@@ -353,7 +353,8 @@ def test_a_refused_fresh_token_is_final() -> None:
             credentials=None,
             options=RegistryOptions(retry=RetryPolicy(attempts=1)),
         ) as registry,
-        pytest.raises(AuthError, match="authentication failed"),
+        # anonymous here, so the final 401 says where credentials were looked for [MSG-1]
+        pytest.raises(AuthError, match=r"refused to anonymous access \(401\) and no credentials were found"),
     ):
         registry.manifest_put(
             Reference.parse("reg.example/a:1"),
