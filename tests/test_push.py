@@ -461,3 +461,66 @@ def test_relative_locations_and_chunks(relative_registry: RegistryServer, tmp_pa
     with Registry(relative_registry.host) as client:
         raw = client.manifest_get(ocimerge.Reference.parse(f"{client.host}/{repo}:1")).raw
     assert raw == image.manifest
+
+
+# -- [PROFILE-8] the upload flags that override a registry's profile ----------------------------
+
+
+def test_max_request_size_keeps_every_body_under_a_proxys_limit(registry: RegistryServer, tmp_path: Path) -> None:
+    """``--max-request-size`` is known in advance: bigger blobs go in chunks, and no 413 is ever seen."""
+    image = Image(gzip_layers=False, layers=[os.urandom(3_000_000)])
+    path = oci_layout([image]).write_tar(str(tmp_path / "big.tar"))
+    proxy = FaultProxy(registry.host)
+    try:
+        proxy.max_body = 1_500_000  # a corporate proxy's limit
+        repo = unique("team/limited")
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ocimerge",
+                "push",
+                "-q",
+                "--max-request-size",
+                "1M",
+                path,
+                f"{proxy.host}/{repo}:1",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert max(length for _method, length in proxy.bodies) <= 1024 * 1024
+        assert not [entry for entry in proxy.log if entry[2] == 413]
+    finally:
+        proxy.stop()
+    with Registry(registry.host) as client:
+        assert client.manifest_head(ocimerge.Reference.parse(f"{client.host}/{repo}:1")) is not None
+
+
+def test_no_mount_uploads_into_a_second_repository(registry: RegistryServer, inputs: list[str]) -> None:
+    """``--no-mount``: a second repository of the run gets its blobs uploaded, never mounted."""
+    first, second = unique("team/mount-a"), unique("team/mount-b")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ocimerge",
+            "create",
+            "--json",
+            "--no-mount",
+            *inputs,
+            "-t",
+            f"{registry.host}/{first}:1",
+            "-t",
+            f"{registry.host}/{second}:1",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    pushed = json.loads(done.stdout)["pushed"]
+    assert [p["blobs"]["mounted"] for p in pushed] == [0, 0]
+    assert pushed[1]["blobs"]["uploaded"] == pushed[0]["blobs"]["uploaded"] > 0

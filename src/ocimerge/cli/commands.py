@@ -50,12 +50,19 @@ def _password(args: argparse.Namespace) -> str | None:
 
 
 def _registry_options(args: argparse.Namespace) -> RegistryOptions:
-    """The connection flags (and ``--chunk-size``, where the command has it) as registry options."""
+    """The connection flags (and the upload flags, where the command has them) as registry options."""
     # TLS settings apply to every registry of the run; credentials are scoped by the library
     tls = TLSOptions(ca_file=args.ca_file, insecure=args.insecure, plain_http=args.plain_http)
-    # inspect and verify upload nothing, so they have no --chunk-size at all
-    chunk_size = vars(args).get("chunk_size")
-    return RegistryOptions(tls=tls, username=args.username, password=_password(args), chunk_size=chunk_size)
+    # inspect and verify upload nothing, so they have no upload flags at all
+    given = vars(args)
+    return RegistryOptions(
+        tls=tls,
+        username=args.username,
+        password=_password(args),
+        chunk_size=given.get("chunk_size"),
+        max_request_size=given.get("max_request_size"),
+        mounts=not given.get("no_mount", False),
+    )
 
 
 def _progress(args: argparse.Namespace) -> ProgressView | None:

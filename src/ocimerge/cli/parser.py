@@ -83,6 +83,14 @@ def _upload_flags(parser: argparse.ArgumentParser) -> None:
     # no range check here: PushOptions refuses --jobs < 1 itself, for library callers too
     group.add_argument("--jobs", type=int, default=4, metavar="N", help="blobs uploaded at once (default 4)")
     group.add_argument("--chunk-size", type=parse_size, metavar="SIZE", help="upload in chunks of this size (e.g. 8M)")
+    # [PROFILE-8] what a proxy or registry refuses, known in advance; both override the profile
+    group.add_argument(
+        "--max-request-size",
+        type=parse_size,
+        metavar="SIZE",
+        help="never send a request body larger than this (a proxy's limit); larger blobs go in chunks",
+    )
+    group.add_argument("--no-mount", action="store_true", help="never ask for cross-repository mounts; upload instead")
 
 
 def _result_flags(parser: argparse.ArgumentParser) -> None:
