@@ -3,19 +3,21 @@
 Drawn on stderr only when it is a terminal (the CLI decides that), at most ten times a
 second; the push reports events from several threads, so counting and drawing take a lock.
 Each redraw moves the cursor up over the lines drawn last time and clears them, so the bars
-update in place instead of scrolling.
+update in place instead of scrolling. [PUSH-5] A line written by someone else (the Ctrl-C
+notice) is kept: :func:`before_note` makes every view draw its next frame below it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from typing import TextIO
 
 from ocimerge.sinks.registry import BlobAction, PushEvent, PushEventKind
 from ocimerge.text import printable
 
-__all__ = ["ProgressView"]
+__all__ = ["ProgressView", "before_note"]
 
 #: Characters in one bar.
 _WIDTH = 24
@@ -25,6 +27,19 @@ _INTERVAL = 0.1
 _UP_AND_CLEAR = "\x1b[1A\x1b[2K"
 #: The actions that send bytes, and so count as uploaded.
 _SENDING = (BlobAction.UPLOAD, BlobAction.COPY)
+
+#: The views alive, for :func:`before_note`; weak, so a finished view is forgotten.
+_VIEWS: weakref.WeakSet[ProgressView] = weakref.WeakSet()
+
+
+def before_note() -> None:
+    """[PUSH-5] Call before writing a line of one's own on a view's stream: no view clears it.
+
+    Safe in a signal handler: it waits at most a moment for a view's lock (the interrupted
+    thread may hold it) and goes on without it rather than deadlock.
+    """
+    for view in list(_VIEWS):
+        view.keep_above()
 
 
 def _mib(n: int) -> str:
@@ -62,6 +77,16 @@ class ProgressView:
         self._bytes = 0
         self._lines = 0  # lines drawn last time, to be cleared before the next draw
         self._last = 0.0
+        _VIEWS.add(self)
+
+    def keep_above(self) -> None:
+        """Leave what is on the stream now in place: the next frame is drawn below it."""
+        locked = self._lock.acquire(timeout=0.2)
+        try:
+            self._lines = 0
+        finally:
+            if locked:
+                self._lock.release()
 
     def on_event(self, event: PushEvent) -> None:
         """Count ``event``, and redraw when a blob finished or the interval has passed."""

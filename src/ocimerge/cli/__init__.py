@@ -21,10 +21,12 @@ import traceback
 from collections.abc import Iterator, Sequence
 from types import FrameType
 
+from ocimerge import progress
 from ocimerge.cli.commands import COMMANDS
 from ocimerge.cli.exits import EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, exit_code
 from ocimerge.cli.parser import build_parser
 from ocimerge.errors import OcimergeError
+from ocimerge.sinks.registry import uploads_in_flight
 from ocimerge.text import printable
 
 __all__ = ["EXIT_CODES", "exit_code", "main"]
@@ -43,25 +45,69 @@ class Terminated(KeyboardInterrupt):
     """
 
 
-def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
-    raise Terminated
+def _notice() -> str:
+    """[PUSH-5] What the first Ctrl-C or SIGTERM says at once: what stops, and how to abort."""
+    count = uploads_in_flight()
+    if count == 0:
+        return "ocimerge: stopping; Ctrl-C again to abort now\n"
+    return f"ocimerge: stopping: {count} upload{'s' if count != 1 else ''} in flight; Ctrl-C again to abort now\n"
+
+
+class _Interrupts:
+    """[SEC-6][PUSH-5] The SIGINT and SIGTERM handler: the first stops cleanly, the second at once.
+
+    The first signal writes :func:`_notice` and raises ``KeyboardInterrupt`` (:class:`Terminated`
+    for SIGTERM) in the main thread, so the push stops its uploads and every clean-up runs;
+    a second signal of either kind ends the process with ``os._exit`` and that signal's code,
+    skipping clean-ups that might hang on a stalled connection.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+        if self.stopping:
+            sys.stderr.write("ocimerge: error: aborted\n")
+            sys.stderr.flush()
+            os._exit(code)
+        self.stopping = True
+        # a progress frame drawn after this line must not clear it on its way up
+        progress.before_note()
+        sys.stderr.write(_notice())
+        sys.stderr.flush()
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """[SEC-6] SIGTERM raises :class:`Terminated` for the block; the old handler is restored.
+def _signals_as_interrupt() -> Iterator[None]:
+    """[SEC-6] SIGINT and SIGTERM go to :class:`_Interrupts` for the block; old handlers restored.
 
     Only the main thread may set handlers; ``main`` called from another thread (a test, an
-    embedding program) keeps the process's own SIGTERM behaviour.
+    embedding program) keeps the process's own behaviour.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    handler = _Interrupts()
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _leave_stragglers(code: int) -> None:
+    """[PUSH-5] After an interrupt, exit now if an upload thread outlived the push's grace period.
+
+    The interpreter joins worker threads at exit; one stuck in a network read would hold the
+    exit for as long as the read lasts, so the process ends without joining (output flushed).
+    """
+    if any(t.name.startswith("ocimerge-push") and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _report_error(exc: OcimergeError) -> int:
@@ -99,18 +145,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     The console script and ``python -m ocimerge`` exit with it. Usage errors found by the
     parser exit from inside it with the usage code, as argparse does. SIGINT and SIGTERM end
-    the command through the same clean-ups, with 130 and 143 ([SEC-6]).
+    the command through the same clean-ups, with 130 and 143 ([SEC-6]); the first says at
+    once on stderr what stops, a second aborts at once ([PUSH-5]).
     """
     args = build_parser().parse_args(argv)
-    try:
-        with _sigterm_as_interrupt():
+    # the handlers stay in place while an interrupt is reported, so a second one aborts then too
+    with _signals_as_interrupt():
+        try:
             return COMMANDS[args.command](args)
-    except OcimergeError as exc:
-        return _report_error(exc)
-    except KeyboardInterrupt as exc:
-        return _report_interrupt(exc)
-    except BrokenPipeError:
-        # the reader went away (`ocimerge inspect … | head`): not a failure of ours
-        return EXIT_OK
-    except Exception as exc:
-        return _report_internal(exc)
+        except OcimergeError as exc:
+            return _report_error(exc)
+        except KeyboardInterrupt as exc:
+            code = _report_interrupt(exc)
+            if threading.current_thread() is threading.main_thread():
+                _leave_stragglers(code)
+            return code
+        except BrokenPipeError:
+            # the reader went away (`ocimerge inspect … | head`): not a failure of ours
+            return EXIT_OK
+        except Exception as exc:
+            return _report_internal(exc)

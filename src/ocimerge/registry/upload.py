@@ -18,6 +18,10 @@ restarts the blob in chunks, and the limit is kept for the rest of the run.
 [PROFILE-8] The :class:`Chunking` rule carries the registry profile's facts: chunks capped at
 its largest chunk, no chunks where it takes none (then a 413 is final), and no resuming from a
 ``Range`` it cannot be trusted with (a recovery restarts the blob instead).
+[PUSH-5] A body whose progress callback is a :class:`Watch` checks its stop flag before every
+chunk it reads, and raises :class:`UploadStopped` out of the body once it is set: httpx then
+abandons the request (and closes its connection), so an interrupted push ends its uploads
+within one chunk instead of when they finish.
 """
 
 from __future__ import annotations
@@ -42,12 +46,52 @@ from ocimerge.errors import (
 from ocimerge.model.digest import Digest
 from ocimerge.registry.transport import Outgoing, RetryPolicy, Sender
 
-__all__ = ["DEFAULT_CHUNK", "MIN_CHUNK", "Chunking", "UploadSession", "Uploader", "check_digest", "location_of"]
+__all__ = [
+    "DEFAULT_CHUNK",
+    "MIN_CHUNK",
+    "Chunking",
+    "UploadSession",
+    "UploadStopped",
+    "Uploader",
+    "Watch",
+    "check_digest",
+    "location_of",
+]
 
 DEFAULT_CHUNK = 16 * 1024 * 1024
 #: [API-11] no 413 shrinks a request below this (nor below the registry's OCI-Chunk-Min-Length)
 MIN_CHUNK = 64 * 1024
 Progress = Callable[[int], None]
+
+
+class UploadStopped(Exception):  # noqa: N818 - a stop asked for, not an error shown to anyone
+    """[PUSH-5] Raised out of an upload body (and so out of the upload) once its stop flag is set.
+
+    Not a :class:`~ocimerge.errors.OcimergeError`, nor an httpx error: neither the request
+    loop nor the uploader's recovery takes it for a fault to retry, so it ends the upload at once.
+    """
+
+
+@attrs.frozen
+class Watch:
+    """[PUSH-5] A progress callback with a stop flag, checked by the body before every chunk.
+
+    Calling it reports ``n`` bytes sent to ``report``; :meth:`check` raises
+    :class:`UploadStopped` when ``stop`` is set. The flag is owned by whoever runs the upload
+    (a push sets it on Ctrl-C); the upload only reads it.
+    """
+
+    report: Progress
+    stop: threading.Event = attrs.field(eq=False)
+
+    def __call__(self, n: int) -> None:
+        """Report ``n`` more bytes sent."""
+        self.report(n)
+
+    def check(self) -> None:
+        """Raise :class:`UploadStopped` if the stop flag is set; else nothing."""
+        if self.stop.is_set():
+            raise UploadStopped("upload stopped")
 
 
 @attrs.frozen
@@ -132,7 +176,8 @@ class _Chunks:
                 self._position += len(self._reader.read(min(CHUNK_SIZE, start - self._position)))
         reader = self._reader
         left = length
-        while left > 0 and (data := reader.read(min(CHUNK_SIZE, left))):
+        # [PUSH-5] checked before each read, so a stopped upload sends at most one more chunk
+        while left > 0 and self._go_on() and (data := reader.read(min(CHUNK_SIZE, left))):
             left -= len(data)
             self._position += len(data)
             if self.progress is not None:
@@ -140,6 +185,12 @@ class _Chunks:
             yield data
         if self._position == self.blob.descriptor.size:
             self.close()  # the whole blob was read (and its digest checked)
+
+    def _go_on(self) -> bool:
+        """True, unless the progress callback is a stopped :class:`Watch`: then :class:`UploadStopped`."""
+        if isinstance(self.progress, Watch):
+            self.progress.check()
+        return True
 
     def close(self) -> None:
         """Close the open reader, if any (a body abandoned mid-blob, or the last one done)."""

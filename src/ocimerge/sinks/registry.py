@@ -13,6 +13,9 @@ repository pushed after another mounts the blobs the first one received instead 
 uploading them again, and blobs that came from that registry are mounted from their source.
 [MSG-4] A repository whose push fails does not stop the others: each is tried, and its
 failure is kept as a :class:`PushFailure` beside the others' results (never tagged).
+[PUSH-5] Ctrl-C (any ``KeyboardInterrupt`` in the thread running the push) stops it at
+once: nothing new starts, the uploads in flight abandon their bodies, their threads end, and
+the interrupt is raised again; no document or tag is written after it.
 
 The steps follow go-containerregistry's ``remote/write.go`` (check existing, initiate,
 stream, commit): :func:`plan_blob` is pure, :func:`send_blob` does one blob,
@@ -25,7 +28,7 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import attrs
@@ -39,6 +42,7 @@ from ocimerge.model.manifest import Document
 from ocimerge.model.reference import Reference
 from ocimerge.registry.api import Mounted, Registry, RegistryOptions, RegistryPool
 from ocimerge.registry.challenge import Scope
+from ocimerge.registry.upload import UploadStopped, Watch
 from ocimerge.sinks.core import Publication, unique_blobs
 
 __all__ = [
@@ -55,7 +59,41 @@ __all__ = [
     "parse_target",
     "plan_blob",
     "push_repository",
+    "uploads_in_flight",
 ]
+
+#: [PUSH-5] Seconds an interrupted push waits for its uploads to abandon their bodies; a worker
+#: stuck in a network read past this is left behind (the CLI then exits without joining it).
+STOP_GRACE = 1.5
+
+
+class _InFlight:
+    """[PUSH-5] How many blob bodies are being sent in this process, for the Ctrl-C notice.
+
+    Process-wide on purpose: a signal interrupts the process, not one push, so the notice
+    counts every push's uploads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self._count += n
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return self._count
+
+
+_IN_FLIGHT = _InFlight()
+
+
+def uploads_in_flight() -> int:
+    """[PUSH-5] Blobs whose bodies are being sent right now, in every push of this process."""
+    return _IN_FLIGHT.count
 
 
 class BlobAction(enum.Enum):
@@ -224,13 +262,17 @@ def plan_blob(blob: Blob, *, held: bool, host: str, repository: str, mount_from:
     return BlobPlan(digest, size, BlobAction.UPLOAD)
 
 
-def send_blob(registry: Registry, repository: str, blob: Blob, plan: BlobPlan, options: PushOptions) -> BlobPlan:
-    """[PUSH-1] Carry out ``plan``: mount, or upload (into the session a refused mount opened).
+def send_blob(
+    destination: Destination, blob: Blob, plan: BlobPlan, options: PushOptions, stop: threading.Event | None = None
+) -> BlobPlan:
+    """[PUSH-1] Carry out ``plan`` in ``destination``: mount, or upload (into the session a refused mount opened).
 
     Returns what was done: a mount the registry refuses becomes an upload [API-6].
     The upload verifies the blob as it streams ([API-5]), so a corrupt source raises
-    ``DigestMismatchError`` before the registry commits the blob.
+    ``DigestMismatchError`` before the registry commits the blob. [PUSH-5] Once ``stop`` is
+    set the body raises :class:`~ocimerge.registry.upload.UploadStopped` before its next chunk.
     """
+    registry, repository = destination.registry, destination.repository
     digest, size = plan.digest, plan.size
     if plan.action not in (BlobAction.MOUNT, BlobAction.UPLOAD, BlobAction.COPY):
         return plan
@@ -242,7 +284,12 @@ def send_blob(registry: Registry, repository: str, blob: Blob, plan: BlobPlan, o
             return plan
         session = started  # [API-6] refused: upload into the session it opened
     options.emit(PushEvent(PushEventKind.START, digest, size))
-    registry.upload(repository, blob, session, progress=_progress(digest, size, options))
+    progress = _progress(digest, size, options)
+    _IN_FLIGHT.add(1)
+    try:
+        registry.upload(repository, blob, session, progress=progress if stop is None else Watch(progress, stop))
+    finally:
+        _IN_FLIGHT.add(-1)
     action = BlobAction.COPY if plan.action is BlobAction.COPY else BlobAction.UPLOAD
     options.emit(PushEvent(PushEventKind.DONE, digest, size, size, action))
     # report what really happened: a refused mount was paid for as an upload
@@ -282,9 +329,15 @@ class Destination:
         return self.target.repository
 
 
-def _one_blob(destination: Destination, blob: Blob, options: PushOptions) -> BlobPlan:
-    """Plan one blob against the registry (one HEAD), then send it unless this is a dry run."""
+def _one_blob(destination: Destination, blob: Blob, options: PushOptions, stop: threading.Event) -> BlobPlan:
+    """Plan one blob against the registry (one HEAD), then send it unless this is a dry run.
+
+    [PUSH-5] Raises :class:`~ocimerge.registry.upload.UploadStopped` instead of starting
+    once ``stop`` is set.
+    """
     registry, repository = destination.registry, destination.repository
+    if stop.is_set():  # a worker that picked the blob up just before the stop
+        raise UploadStopped("push stopped")
     held = registry.blob_exists(repository, blob.digest) is not None
     mount_from = destination.mount_from.get(blob.digest)
     plan = plan_blob(blob, held=held, host=registry.host, repository=repository, mount_from=mount_from)
@@ -292,21 +345,47 @@ def _one_blob(destination: Destination, blob: Blob, options: PushOptions) -> Blo
         options.emit(PushEvent(PushEventKind.DONE, plan.digest, plan.size, plan.size, BlobAction.SKIP))
     if options.dry_run:
         return plan
-    return send_blob(registry, repository, blob, plan, options)
+    return send_blob(destination, blob, plan, options, stop)
 
 
 def push_blobs(destination: Destination, blobs: Sequence[Blob], options: PushOptions) -> tuple[BlobPlan, ...]:
-    """[PUSH-1] Every blob, ``options.jobs`` at a time; the first failure stops what has not started."""
-    with ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="ocimerge-push") as pool:
-        futures = [pool.submit(_one_blob, destination, b, options) for b in blobs]
-        try:
-            return tuple(f.result() for f in futures)
-        except BaseException:
-            # cancel() stops only queued blobs; running ones finish, and since no document
-            # or tag has been written yet, a re-run resumes from what got through
-            for other in futures:
-                other.cancel()
-            raise
+    """[PUSH-1] Every blob, ``options.jobs`` at a time; the first failure stops what has not started.
+
+    [PUSH-5] A ``KeyboardInterrupt`` (or ``SystemExit``) while waiting also stops the uploads
+    in flight: their bodies raise at the next chunk, their threads are waited for up to
+    :data:`STOP_GRACE` seconds, and the interrupt is raised again.
+    """
+    stop = threading.Event()  # owned by this push: a re-used PushOptions is never left stopped
+    pool = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="ocimerge-push")
+    futures: list[Future[BlobPlan]] = []
+    try:
+        futures.extend(pool.submit(_one_blob, destination, b, options, stop) for b in blobs)
+        plans = tuple(f.result() for f in futures)
+    except Exception:
+        # an error stops only queued blobs; running ones finish, and since no document or
+        # tag has been written yet, a re-run skips what got through
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    except BaseException:
+        _stop(pool, futures, stop)
+        raise
+    pool.shutdown(wait=True)
+    return plans
+
+
+def _stop(pool: ThreadPoolExecutor, futures: Sequence[Future[BlobPlan]], stop: threading.Event) -> None:
+    """[PUSH-5] Cancel what is queued, make running uploads abandon their bodies, wait briefly.
+
+    Uploads stopped part-way leave their sessions open in the registry (it expires them);
+    what a resume needs is the upload location, which a journal would keep [API-10].
+    """
+    stop.set()
+    pool.shutdown(wait=False, cancel_futures=True)
+    running = [f for f in futures if not f.done()]
+    wait(running, timeout=STOP_GRACE)
+    for future in running:
+        if future.done() and not future.cancelled():
+            future.exception()  # UploadStopped, expected: retrieved so it is never logged
 
 
 # -- documents and tags ------------------------------------------------------------------------
