@@ -31,11 +31,6 @@ class SourceKind(enum.Enum):
     DOCKER_ARCHIVE = "docker-archive"
     REGISTRY = "docker"  # docker://REF, or a bare reference whose first part is a host
 
-    @property
-    def is_local(self) -> bool:
-        """Whether the source is a path on this machine (anything but a registry image)."""
-        return self is not SourceKind.REGISTRY
-
 
 @attrs.frozen
 class Root:

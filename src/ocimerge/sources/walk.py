@@ -16,7 +16,6 @@ their images is linear too.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
 
 import attrs
 
@@ -35,7 +34,7 @@ from ocimerge.model.manifest import (
 from ocimerge.model.platform import Platform
 from ocimerge.sources.core import Root, Source
 
-__all__ = ["EVERYTHING", "MAX_ENTRIES", "MAX_NESTING", "MAX_SOURCE_ENTRIES", "Walk", "filter_platforms", "load_root"]
+__all__ = ["EVERYTHING", "MAX_ENTRIES", "MAX_NESTING", "MAX_SOURCE_ENTRIES", "Walk", "load_root"]
 
 #: [LAYOUT-5] Index depth followed: real images rarely nest more than one index deep;
 #: the bound turns a cycle or a hostile chain of indexes into a clear error.
@@ -361,15 +360,3 @@ def _describe(descriptor: Descriptor) -> str:
     """``linux/arm64 sha256:ab12…`` for messages about absent entries."""
     platform = f"{descriptor.platform} " if descriptor.platform else ""
     return f"{platform}{descriptor.digest.short}"
-
-
-def filter_platforms(loaded: ImageSet, platforms: Sequence[Platform]) -> ImageSet:
-    """Keep the images of ``platforms`` (by config); all when none is given.
-
-    A pure filter over an already loaded set: notes, absent entries and indexes are kept
-    as they are, and no source is read.
-    """
-    if not platforms:
-        return loaded
-    kept = tuple(i for i in loaded.images if i.platform in platforms)
-    return attrs.evolve(loaded, images=kept)
