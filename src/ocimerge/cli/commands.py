@@ -16,6 +16,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 from ocimerge.cli import render
 from ocimerge.cli.exits import EXIT_OK, code_for, exit_code
@@ -63,6 +64,23 @@ def _registry_options(args: argparse.Namespace) -> RegistryOptions:
         max_request_size=given.get("max_request_size"),
         mounts=not given.get("no_mount", False),
     )
+
+
+_Result = TypeVar("_Result", CreateResult, PushSourceResult)
+
+
+def _settled(call: Callable[[], _Result], kind: type[_Result]) -> tuple[_Result, OcimergeError | None]:
+    """[MSG-4] ``call()``'s result, or, when some targets failed, the partial result and the error.
+
+    Any other failure (one with no partial result behind it) is raised as it is.
+    """
+    try:
+        return call(), None
+    except OcimergeError as exc:
+        partial = partial_result(exc)
+        if not isinstance(partial, kind):
+            raise
+        return partial, exc
 
 
 def _progress(args: argparse.Namespace) -> ProgressView | None:
@@ -151,18 +169,11 @@ def run_create(args: argparse.Namespace) -> int:
     the summary) before the first failure is raised for ``main`` to report with its code.
     """
     sources, tags, annotations = _create_inputs(args)
-    failure: OcimergeError | None = None
     # progress only when pushing: writing a file is local and quick enough to go unreported
     with _progress_while(args, wanted=bool(tags)) as view:
         # PushOptions is built even without -t, so a bad --jobs is refused before any work
         options = _create_options(args, annotations, _push_options(args, view))
-        try:
-            result = create(sources, args.output, tags=tags, options=options)
-        except OcimergeError as exc:
-            partial = partial_result(exc)
-            if not isinstance(partial, CreateResult):
-                raise
-            result, failure = partial, exc
+        result, failure = _settled(lambda: create(sources, args.output, tags=tags, options=options), CreateResult)
     # notes after the progress view is finished, so they never land inside its redrawn lines
     render.print_notes(result.notes, quiet=args.quiet)
     if args.metadata_file and not args.dry_run and failure is None:
@@ -227,15 +238,9 @@ def run_push(args: argparse.Namespace) -> int:
     [MSG-4] When some targets failed, every target's outcome is still printed before the
     first failure is raised for ``main`` to report with its code.
     """
-    failure: OcimergeError | None = None
     with _progress_while(args) as view:
-        try:
-            result = push(args.source, args.targets, options=_push_options(args, view))
-        except OcimergeError as exc:
-            partial = partial_result(exc)
-            if not isinstance(partial, PushSourceResult):
-                raise
-            result, failure = partial, exc
+        options = _push_options(args, view)
+        result, failure = _settled(lambda: push(args.source, args.targets, options=options), PushSourceResult)
     render.print_notes(result.notes, quiet=args.quiet)
     if args.json:
         render.print_json(_with_exit_codes(result.to_json(), result), sys.stdout)
