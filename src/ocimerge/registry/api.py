@@ -165,6 +165,26 @@ class Registry:
         self.ping()
         return self._sender.send(out)
 
+    def request(  # noqa: PLR0913 - the Outgoing fields, keyword-only
+        self,
+        method: str,
+        path: str,
+        *,
+        kind: str,
+        what: str,
+        ok: tuple[int, ...] = (),
+        retry: bool = True,
+        stream: bool = False,
+        **options: Any,
+    ) -> httpx.Response:
+        """Any request on this registry, through its auth and request loop (probes, ``doctor``).
+
+        ``path`` is an API path (``/v2/...``) or an absolute URL the registry gave (a
+        ``Location``); ``options`` go to ``httpx.Client.build_request`` (headers, params,
+        content). Statuses in ``ok`` are answers; any other non-2xx raises its error class.
+        """
+        return self._send(Outgoing(self._request(method, path, **options), kind, what, ok, stream, retry))
+
     def _target(self, reference: Reference) -> tuple[str, str]:
         """The repository and the manifest reference (digest, else tag) ``reference`` names here."""
         if _api_host(reference.registry) != self.api_host:
