@@ -102,6 +102,52 @@ def test_refused_credentials_keep_their_own_message(tls_registry: RegistryServer
     assert "no credentials were found" not in line
 
 
+@pytest.mark.parametrize(
+    ("repository", "refusal"),
+    [
+        ("team/app", "anonymous access may not pull,push {repo}: the token service granted nothing"),
+        ("public/app", "anonymous access may pull {repo} but not push: the token service granted pull only"),
+    ],
+    ids=["granted-nothing", "granted-pull-only"],
+)
+def test_a_token_registry_without_credentials_says_where_we_looked(
+    token_registry: RegistryServer, archive: str, tmp_path: Path, repository: str, refusal: str
+) -> None:
+    # [TOKEN-9] meets [MSG-1]: the token service answered 200 to the anonymous request, with
+    # less than a push needs (the suite's ACL lets anyone pull public/*), and Distribution refused
+    (tmp_path / "docker").mkdir()  # an empty docker config directory
+    repo = unique(repository)
+    outcome = ocimerge_cli(tmp_path, "push", archive, f"{token_registry.host}/{repo}:1")
+    assert_one_line_error(
+        outcome,
+        4,
+        f"{token_registry.host}: access denied: {refusal.format(repo=repo)}, and no credentials were found",
+        "looked at --username/--password-stdin, OCIMERGE_USERNAME/OCIMERGE_PASSWORD",
+        f"{tmp_path}/docker/config.json (no such file)",
+        f"docker login {token_registry.host}",
+    )
+    assert "ask for the right" not in outcome.stderr  # another account's rights are not the fix
+
+
+def test_a_token_service_refusing_anonymous_access_says_where_we_looked(
+    token_registry: RegistryServer, archive: str, tmp_path: Path
+) -> None:
+    assert token_registry.token_server is not None
+    token_registry.token_server.failures = [401]  # the suite's token service refuses the anonymous GET
+    (tmp_path / "docker").mkdir()
+    outcome = ocimerge_cli(tmp_path, "push", archive, f"{token_registry.host}/{unique('team/app')}:1")
+    assert_one_line_error(
+        outcome,
+        4,
+        f"{token_registry.host}: the token service 127.0.0.1 refused anonymous access (401)",
+        "and no credentials were found; looked at --username/--password-stdin",
+        f"{tmp_path}/docker/config.json (no such file)",
+        f"docker login {token_registry.host}",
+    )
+    assert "check the username and password" not in outcome.stderr
+    assert token_registry.token_server.failures == []
+
+
 # -- [MSG-2] connection failures ------------------------------------------------------------------
 
 

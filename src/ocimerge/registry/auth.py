@@ -31,6 +31,8 @@ which the client's request loop retries under the same policy.
 [TOKEN-9] A token service that answered 200 but granted fewer actions than were asked for (the
 ``access`` claim of a JWT's payload, read unverified) is named when the registry then refuses:
 a :class:`DeniedError` ("alice may pull team/app but not push"), not "check the credentials".
+[MSG-1] When the flow holds no credentials, such a refusal, and a token service's 401 or 403,
+is an :class:`UnauthorizedError` saying that no credentials were found and where we looked.
 
 The flow does I/O (its token requests), so it is written as httpx documents for such flows:
 :meth:`RegistryAuth.sync_auth_flow` yields the token request through the same client and is
@@ -55,7 +57,7 @@ import httpx
 
 from ocimerge.errors import AuthError, DeniedError, UnauthorizedError
 from ocimerge.registry.challenge import Challenge, Scope, merge_scopes, parse_challenges
-from ocimerge.registry.credentials import Credentials
+from ocimerge.registry.credentials import Credentials, none_found
 from ocimerge.registry.responses import MAX_ERROR_BODY, REDACTOR_KEY, Redactor, decode_server_json, read_capped
 from ocimerge.registry.transport import DEFAULT_DEADLINE, RetryPolicy, is_loopback, is_origin, new_request
 
@@ -269,7 +271,8 @@ class RegistryAuth(httpx.Auth):
         The token is dropped from the cache so that whoever sends again gets a fresh one. If
         the token service granted it fewer actions than ``needed`` asks for, asking again
         cannot help: that is a :class:`DeniedError` naming the user, the repository and the
-        actions granted.
+        actions granted; to a flow without credentials, an :class:`UnauthorizedError` that also
+        says none were found and where we looked [MSG-1].
         """
         sent = request.headers.get("authorization", "")
         with self._lock:
@@ -278,8 +281,16 @@ class RegistryAuth(httpx.Auth):
         if token is None:
             return
         withheld = token.withheld(needed)
-        if withheld:
-            raise DeniedError(self._denial(withheld, token), status=401)
+        if not withheld:
+            return
+        if self._anonymous:  # [MSG-1] the fix is credentials, not another account's rights
+            raise UnauthorizedError(f"{self._denial(withheld, token)}, and {none_found(self.registry)}", status=401)
+        raise DeniedError(f"{self._denial(withheld, token)}; ask for the right, or use another account", status=401)
+
+    @property
+    def _anonymous(self) -> bool:
+        """Whether requests go without credentials (none were found, [MSG-1])."""
+        return self.credentials is None or not self.credentials.has_secret
 
     def _denial(self, withheld: list[tuple[Scope, tuple[str, ...]]], token: Token) -> str:
         """[TOKEN-9] ``alice may pull team/app but not push: the token service granted pull only``."""
@@ -293,7 +304,7 @@ class RegistryAuth(httpx.Auth):
         else:
             head = f"{who} may not {','.join(missing)} {scope.name}"
             tail = "the token service granted nothing"
-        return f"{self.registry}: access denied: {head}: {tail}; ask for the right, or use another account"
+        return f"{self.registry}: access denied: {head}: {tail}"
 
     def _needed(self, request: httpx.Request) -> tuple[Scope, ...]:
         own = scopes_for_request(request)
@@ -444,8 +455,14 @@ class RegistryAuth(httpx.Auth):
         host = response.request.url.host
         status = response.status_code
         if status in (401, 403):
-            source = self.credentials.source if self.credentials else "anonymous access"
             cls = UnauthorizedError if status == 401 else AuthError
+            if self._anonymous:  # [MSG-1] there were no credentials to check
+                raise cls(
+                    f"{self.registry}: the token service {host} refused anonymous access ({status}) "
+                    f"and {none_found(self.registry)}",
+                    status=status,
+                )
+            source = self.credentials.source if self.credentials else "anonymous access"
             raise cls(
                 f"{self.registry}: the token service {host} refused the credentials from {source} "
                 f"({status}); check the username and password",

@@ -30,7 +30,7 @@ from ocimerge.errors import AuthError, DocumentError
 from ocimerge.model.codec import MAX_DOCUMENT_SIZE, decode_json
 from ocimerge.model.reference import DOCKER_HUB
 
-__all__ = ["DOCKER_HUB_KEY", "Credentials", "config_key", "resolve_credentials", "searched"]
+__all__ = ["DOCKER_HUB_KEY", "Credentials", "config_key", "none_found", "resolve_credentials", "searched"]
 
 #: [CRED-1] docker login's historical key for Docker Hub (the v1 index URL), kept by docker/cli.
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -266,3 +266,16 @@ def searched(registry: str, env: Mapping[str, str] | None = None) -> str:
         store_text = f"credsStore {store!r} (nothing for {key!r})" if isinstance(store, str) and store else "credsStore"
         where = f"{path} (credHelpers[{key!r}], {store_text}, auths[{key!r}])"
     return f"--username/--password-stdin, OCIMERGE_USERNAME/OCIMERGE_PASSWORD, {where}"
+
+
+def none_found(registry: str, env: Mapping[str, str] | None = None) -> str:
+    """[MSG-1] The tail of a refusal to anonymous access: none found, where we looked, the fix.
+
+    ``no credentials were found; looked at …; pass --username with --password-stdin, or run
+    docker login REGISTRY``, for whoever builds the message (a registry's 401, a token
+    service's refusal, a token granted less than asked). Never raises.
+    """
+    return (
+        f"no credentials were found; looked at {searched(registry, env)}; "
+        f"pass --username with --password-stdin, or run docker login {registry}"
+    )
