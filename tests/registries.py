@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import email.utils
 import fnmatch
 import json
 import os
@@ -449,10 +450,16 @@ class Fault:
 
     ``after_bytes`` (with ``status`` None) drops the connection once that many bytes of the
     body are read, and ``forward`` first hands those bytes on to the registry as a truncated
-    request (as a connection lost on the way would). ``expire`` (with ``status`` 401) refuses
-    the bearer token the request carried, now and for every later request, as expired.
-    ``min_body`` matches only requests with at least that many body bytes, and ``after`` lets
-    that many matching requests through before the fault starts.
+    request (as a connection lost on the way would). ``lose_response`` (with ``status`` None)
+    forwards the whole request, lets the registry act on it and answer, then drops the client's
+    connection without sending that answer (a response lost on the way back: the registry did
+    the work, the client cannot know). ``expire`` (with ``status`` 401) refuses the bearer token
+    the request carried, now and for every later request, as expired. ``retry_after`` is sent
+    as the answer's ``Retry-After`` header as given; ``retry_after_date`` sends it instead as
+    the HTTP-date that many seconds after the answer (computed when answering, whole seconds
+    as HTTP-dates are). ``text`` is the answer's body, ``text/plain`` (Docker Hub's 429 bodies
+    are not JSON); without it the body is empty. ``min_body`` matches only requests with at least that many body bytes, and
+    ``after`` lets that many matching requests through before the fault starts.
     """
 
     method: str
@@ -462,7 +469,11 @@ class Fault:
     seen: int = 0
     after_bytes: int | None = None
     forward: bool = False
+    lose_response: bool = False
     expire: bool = False
+    retry_after: str | None = None
+    retry_after_date: float | None = None
+    text: str | None = None
     min_body: int = 0
     after: int = 0
 
@@ -475,6 +486,11 @@ class FaultProxy:
     ``max_body`` answers 413 to any request whose body is larger (a corporate proxy's limit);
     ``expired`` holds bearer tokens answered 401 ``invalid_token`` (see :attr:`Fault.expire`);
     ``bodies`` lists the ``Content-Length`` of every request with a body, in order.
+    ``log`` lists (method, path, status) of every request the proxy answered or dropped, in
+    order: the registry's status when it was forwarded (also for a lost response), the fault's
+    status when the proxy answered itself, 0 for a dropped connection. ``arrivals`` lists
+    (method, path, ``time.monotonic()``) of every request as its headers arrived, so a test can
+    tell how long a client waited before trying again.
     """
 
     def __init__(self, upstream: str) -> None:  # noqa: C901 - the handler is a class in here so it closes over the proxy
@@ -485,6 +501,7 @@ class FaultProxy:
         self.max_body: int | None = None
         self.expired: set[str] = set()
         self.bodies: list[tuple[str, int]] = []
+        self.arrivals: list[tuple[str, str, float]] = []
         self.challenge = ""
         self._lock = threading.Lock()
         proxy = self
@@ -499,15 +516,33 @@ class FaultProxy:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
 
-            def _refuse(self, status: int, headers: dict[str, str] | None = None) -> None:
+            def _refuse(self, status: int, headers: dict[str, str] | None = None, text: str | None = None) -> None:
+                data = (text or "").encode()
                 self.send_response(status)
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
-                self.send_header("Content-Length", "0")
+                if text is not None:
+                    self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
                 if status == 413:
                     self.send_header("Connection", "close")
                     self.close_connection = True
                 self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def _fail(self, fault: Fault) -> None:
+                """Answer as ``fault`` says, instead of the registry."""
+                assert fault.status is not None
+                proxy.log.append((self.command, self.path, fault.status))
+                if fault.expire:
+                    proxy.expired.add(self._token())
+                    self._expired()
+                    return
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+                if fault.retry_after_date is not None:
+                    headers["Retry-After"] = email.utils.formatdate(time.time() + fault.retry_after_date, usegmt=True)
+                self._refuse(fault.status, headers, fault.text)
 
             def _token(self) -> str:
                 header = self.headers.get("Authorization", "")
@@ -518,11 +553,10 @@ class FaultProxy:
                 self._refuse(401, {"WWW-Authenticate": f'{challenge},error="invalid_token"'})
 
             def _handle(self) -> None:  # noqa: C901 - one fault kind per branch, in the order they apply
-                import http.client
-
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    with proxy._lock:
+                with proxy._lock:
+                    proxy.arrivals.append((self.command, self.path, time.monotonic()))
+                    if length:
                         proxy.bodies.append((self.command, length))
                 fault = proxy.match(self.command, self.path, length)
                 if fault is not None and fault.status is None and fault.after_bytes is not None:
@@ -541,35 +575,47 @@ class FaultProxy:
                     proxy.log.append((self.command, self.path, 401))
                     self._expired()
                     return
-                if fault is not None:
-                    proxy.log.append((self.command, self.path, fault.status or 0))
-                    if fault.status is None:
-                        self._drop()
-                        return
-                    if fault.expire:
-                        proxy.expired.add(self._token())
-                        self._expired()
-                        return
-                    self._refuse(fault.status)
+                if fault is not None and fault.status is None and not fault.lose_response:
+                    proxy.log.append((self.command, self.path, 0))
+                    self._drop()
                     return
-                connection = http.client.HTTPConnection(proxy.upstream, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                headers["Host"] = f"127.0.0.1:{proxy.port}"
-                connection.request(self.command, self.path, body=body or None, headers=headers)
-                response = connection.getresponse()
-                data = response.read()
-                proxy.log.append((self.command, self.path, response.status))
-                if response.status == 401 and response.getheader("WWW-Authenticate"):
-                    proxy.challenge = response.getheader("WWW-Authenticate", "").split(",error=")[0]
-                self.send_response(response.status)
-                for key, value in response.getheaders():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(key, value)
+                if fault is not None and fault.status is not None:
+                    self._fail(fault)
+                    return
+                status, headers, data = self._forward(body)
+                proxy.log.append((self.command, self.path, status))
+                if fault is not None:  # lose_response: the registry acted; its answer never arrives
+                    self._drop()
+                    return
+                self.send_response(status)
+                for key, value in headers:
+                    self.send_header(key, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
-                connection.close()
+
+            def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+                """Send the request to the registry: its status, headers to relay, and body."""
+                import http.client
+
+                connection = http.client.HTTPConnection(proxy.upstream, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                headers["Host"] = f"127.0.0.1:{proxy.port}"
+                try:
+                    connection.request(self.command, self.path, body=body or None, headers=headers)
+                    response = connection.getresponse()
+                    data = response.read()
+                finally:
+                    connection.close()
+                if response.status == 401 and response.getheader("WWW-Authenticate"):
+                    proxy.challenge = response.getheader("WWW-Authenticate", "").split(",error=")[0]
+                relayed = [
+                    (key, value)
+                    for key, value in response.getheaders()
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection")
+                ]
+                return response.status, relayed, data
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815 - http.server names
 

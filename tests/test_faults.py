@@ -3,8 +3,9 @@
 Every push here goes through :class:`registries.FaultProxy` to ``/usr/bin/docker-registry``
 with tokens from the suite's token server, and is confirmed afterwards by a manifest HEAD
 straight at the registry. Retries are fast (``base_delay=0.01``) so the file stays short.
-[API-10] sessions recover, [API-11] 413 limits adapt, [TOKEN-7] a refused cached token is
-renewed, [TOKEN-8] the token service is retried, [TOKEN-9] a withheld action is named.
+[API-10] sessions recover, [API-11] 413 limits adapt, [RETRY-1] a lost answer is recovered
+and a 429 waits as its ``Retry-After`` says, [TOKEN-7] a refused cached token is renewed,
+[TOKEN-8] the token service is retried, [TOKEN-9] a withheld action is named.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 import pytest
 
 import ocimerge
-from imagebuilder import Image, oci_layout
+from imagebuilder import Image, oci_layout, sample_images
 from ocimerge.errors import DeniedError
+from ocimerge.model.digest import Digest
 from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.registry.transport import RetryPolicy
 from registries import USERS, Fault, FaultProxy, RegistryServer
@@ -33,7 +35,8 @@ def unique(name: str) -> str:
 
 
 def options(user: str = "alice", **extra: object) -> RegistryOptions:
-    return RegistryOptions(retry=FAST, username=user, password=USERS[user], **extra)  # type: ignore[arg-type]
+    extra.setdefault("retry", FAST)
+    return RegistryOptions(username=user, password=USERS[user], **extra)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -137,6 +140,120 @@ def test_a_5xx_burst_within_the_policy(
     repo = unique("faults/burst")
     push(proxy, path, repo, options(chunk_size=256 * 1024) if chunked else options())
     assert [f.seen for f in proxy.faults] == ([3, 2] if chunked else [4, 2])
+    assert stored(token_registry, repo, image)
+
+
+# -- [RETRY-1] answers lost on the way back ----------------------------------------------------------
+
+
+def index_layout(tmp_path: Path) -> tuple[str, str]:
+    """An archive of the three sample images under one OCI index, and the index's digest."""
+    layout = oci_layout(sample_images(), shape="index")
+    digest = str(json.loads(layout.files["index.json"])["manifests"][0]["digest"])
+    return layout.write_tar(str(tmp_path / "index.tar")), digest
+
+
+def tagged(server: RegistryServer, repo: str) -> str | None:
+    """The digest ``repo:1`` names, asked of the registry itself (not through the proxy)."""
+    with Registry(server.host, options()) as client:
+        found = client.manifest_head(ocimerge.Reference.parse(f"{server.host}/{repo}:1"))
+    return None if found is None else str(found.digest)
+
+
+@pytest.mark.parametrize("what", ["by-digest", "by-tag"])
+def test_a_lost_answer_to_the_index_put_is_recovered(
+    token_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, what: str
+) -> None:
+    path, index = index_layout(tmp_path)
+    repo = unique("faults/lost-index")
+    target = f"/v2/{repo}/manifests/{index if what == 'by-digest' else '1'}"
+    # the registry stores the index (or the tag), then the proxy closes the client's connection
+    proxy.faults.append(Fault("PUT", target, status=None, lose_response=True))
+    push(proxy, path, repo, options())
+    assert proxy.faults[0].seen == 1
+    reached = [status for method, uri, status in token_registry.requests() if method == "PUT" and uri == target]
+    assert reached == [201, 201], reached  # applied, its answer lost, then PUT again: idempotent
+    assert tagged(token_registry, repo) == index
+
+
+def test_a_lost_answer_to_a_blobs_put_is_recovered(
+    token_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    path, image = layout(tmp_path, 700_000)
+    # the monolithic PUT with ?digest= commits the blob; its answer is lost
+    proxy.faults.append(Fault("PUT", f"digest=sha256%3A{layer_hex(image)}", status=None, lose_response=True))
+    repo = unique("faults/lost-blob")
+    push(proxy, path, repo, options())
+    assert proxy.faults[0].seen == 1
+    committed = [r for r in proxy.log if r[0] == "PUT" and layer_hex(image) in r[1]]
+    assert committed[0][2] == 201, proxy.log  # the registry did commit it the first time
+    with Registry(token_registry.host, options()) as client:
+        assert client.blob_exists(repo, Digest.parse(f"sha256:{layer_hex(image)}")) == 700_000
+    assert stored(token_registry, repo, image)
+
+
+# -- [RETRY-1] 429 Too Many Requests -----------------------------------------------------------------
+
+PATIENT = RetryPolicy(base_delay=0.01, max_delay=5.0)  # room for Retry-After: 1 (it is capped at max_delay)
+HUB_429 = "Too Many Requests (HAP429).\n"  # Docker Hub's 429 body: plain text, not the JSON errors
+
+
+def waited_after_429(proxy: FaultProxy) -> float:
+    """Seconds between the request answered 429 and the next one of its method to its path, at the proxy.
+
+    The path without the query: a retried chunk goes to the same upload session, whose
+    ``_state`` may have changed.
+    """
+    [(method, uri, _status)] = [r for r in proxy.log if r[2] == 429]
+    times = [t for m, p, t in proxy.arrivals if (m, p.split("?")[0]) == (method, uri.split("?")[0])]
+    assert len(times) >= 2, (method, uri, proxy.log)
+    return times[1] - times[0]
+
+
+def retried_in_the_same_session(proxy: FaultProxy) -> int:
+    """The status of the first request after the 429 of its method to its path (without the query)."""
+    [refused] = [r for r in proxy.log if r[2] == 429]
+    later = proxy.log[proxy.log.index(refused) + 1 :]
+    same = [status for m, p, status in later if (m, p.split("?")[0]) == (refused[0], refused[1].split("?")[0])]
+    assert same, proxy.log
+    return same[0]
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "text"),
+    [("1", None), ("date", None), ("1", HUB_429)],
+    ids=["seconds", "http-date", "plain-text-body"],
+)
+def test_a_429_to_a_manifest_put_waits_as_retry_after_says(
+    token_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, retry_after: str, text: str | None
+) -> None:
+    path, image = layout(tmp_path, 1000)
+    if retry_after == "date":  # whole seconds: 2.5 s after the answer is at least 1.5 s away
+        fault = Fault("PUT", "/manifests/", status=429, retry_after_date=2.5, text=text)
+    else:
+        fault = Fault("PUT", "/manifests/", status=429, retry_after=retry_after, text=text)
+    proxy.faults.append(fault)
+    repo = unique("faults/429")
+    push(proxy, path, repo, options(retry=PATIENT))
+    assert fault.seen == 1
+    assert waited_after_429(proxy) >= 0.95  # a behaviour: the retry waited for Retry-After
+    assert stored(token_registry, repo, image)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["blob-put", "chunk-patch"])
+def test_a_plain_text_429_to_a_blob_request_is_retried(
+    token_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, chunked: bool
+) -> None:
+    path, image = layout(tmp_path, 600_000)
+    if chunked:  # the layer's second chunk (the config's one small PATCH does not match)
+        fault = Fault("PATCH", "/blobs/uploads/", status=429, retry_after="1", text=HUB_429, min_body=1000, after=1)
+    else:
+        fault = Fault("PUT", f"digest=sha256%3A{layer_hex(image)}", status=429, retry_after="1", text=HUB_429)
+    proxy.faults.append(fault)
+    repo = unique("faults/429-blob")
+    push(proxy, path, repo, options(retry=PATIENT, chunk_size=256 * 1024) if chunked else options(retry=PATIENT))
+    assert fault.seen == 1
+    assert retried_in_the_same_session(proxy) in (201, 202, 204), proxy.log
     assert stored(token_registry, repo, image)
 
 
