@@ -226,7 +226,11 @@ class Relay:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self._upstream)
+            try:
+                server = socket.create_connection(self._upstream)
+            except OSError:  # the registry is gone: refuse this client, as a dead link would
+                client.close()
+                continue
             conn = Connection()
             with self._lock:
                 self.connections.append(conn)
