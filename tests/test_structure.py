@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "ocimerge.registry.api": 4,
     "ocimerge.sinks.registry": 5,  # the push: orchestration over the registry API
     "ocimerge.inspection": 5,
+    "ocimerge.doctor": 5,
     "ocimerge.operations": 5,
     "ocimerge.progress": 6,
     "ocimerge.cli": 6,

@@ -227,8 +227,17 @@ class _Written:
 class _Doctor:
     """One run of the probes; each ``probe_*`` method returns its :class:`Check`."""
 
-    def __init__(self, registry: Registry, repository: str | None, *, read_only: bool, max_probe_body: int) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        repository: str | None,
+        *,
+        read_only: bool,
+        max_probe_body: int,
+        anonymous: Registry | None,
+    ) -> None:
         self.registry = registry
+        self.anonymous = anonymous
         self.suffix = secrets.token_hex(4)
         self.repo = repository or f"{SCRATCH_PREFIX}/{self.suffix}"
         self.mount_repo = f"{self.repo}-mount"
@@ -409,20 +418,43 @@ class _Doctor:
             "tokenPost", Outcome.NO, f"POST {redact_url(url)} (password grant) answered {response.status_code}"
         )
 
-    def probe_anonymous_pull(self) -> Check:
-        """A fresh client with no credentials lists the scratch repository's tags."""
+    def anonymous_client(self) -> Registry:
+        """A client of the same registry and TLS settings that holds no credentials."""
         options = attrs.evolve(self.registry.options, username=None, password=None)
-        path = f"/v2/{self.repo}/tags/list"
-        with Registry(self.registry.host, options, credentials=Credentials("anonymous probe")) as anonymous:
-            try:
-                response = anonymous.request(
-                    "GET", path, kind="GET doctor", what="anonymous tag list", ok=(401, 403, 404)
-                )
-            except AuthError as exc:
-                return Check("anonymousPull", Outcome.NO, f"anonymous GET {path} refused ({exc.status or 'no token'})")
-        detail = f"anonymous GET {path} answered {_status_detail(response)}"
-        # a 404 is an answer to an authorised request: the repository is merely empty or gone
-        return Check("anonymousPull", Outcome.YES if response.status_code in (200, 404) else Outcome.NO, detail)
+        return Registry(self.registry.host, options, credentials=Credentials("anonymous probe"))
+
+    def probe_anonymous_pull(self) -> Check:
+        """A client with no credentials reads the scratch repository.
+
+        It HEADs the OCI index pushed (by digest) when there is one, else lists the tags: a
+        404 there is an answer to an authorised request (the repository is merely empty).
+        """
+        index = self.indexes.get(mt.OCI_INDEX)
+        if index is not None:
+            method, path, shown = "HEAD", f"/v2/{self.repo}/manifests/{index.digest}", f"the index {index.digest.short}"
+        else:
+            method, path = "GET", f"/v2/{self.repo}/tags/list"
+            shown = path
+        anonymous = self.anonymous or self.anonymous_client()
+        try:
+            response = anonymous.request(
+                method,
+                path,
+                kind="anonymous",
+                what="anonymous read",
+                headers={"Accept": MANIFEST_ACCEPT},
+                ok=(401, 403, 404),
+            )
+        except AuthError as exc:
+            return Check(
+                "anonymousPull", Outcome.NO, f"anonymous {method} {shown} refused ({exc.status or 'no token'})"
+            )
+        finally:
+            if anonymous is not self.anonymous:
+                anonymous.close()
+        allowed = response.status_code == 200 or (response.status_code == 404 and index is None)
+        detail = f"anonymous {method} {shown} answered {_status_detail(response)}"
+        return Check("anonymousPull", Outcome.YES if allowed else Outcome.NO, detail)
 
     def probe_referrers(self) -> Check:
         """``GET /v2/<name>/referrers/<digest>``: an OCI index, or 404 where there is no such API."""
@@ -466,7 +498,7 @@ class _Doctor:
         if self.layer is None:
             self.layer = Descriptor(mt.OCI_LAYER_TAR, digest, len(data))
         said = f"OCI-Chunk-Min-Length {minimum}" if minimum is not None else "no OCI-Chunk-Min-Length announced"
-        return Check("chunkedUpload", Outcome.YES, f"POST, 2 PATCH of {piece} bytes, PUT: 201; {said}", minimum)
+        return Check("chunkedUpload", Outcome.YES, f"POST, 2 PATCHes of {_size(piece)}, PUT: 201; {said}", minimum)
 
     def probe_mount(self) -> Check:
         """``POST ?mount=&from=`` of a blob of the scratch repository into ``<scratch>-mount``."""
@@ -493,12 +525,12 @@ class _Doctor:
                 except OcimergeError as exc:
                     return self.limit_failed(largest, size, exc)
                 if response.status_code == 413:
-                    detail = f"413 for {size} bytes; the largest body accepted was {largest} bytes"
+                    detail = f"413 for {_size(size)}; the largest body accepted was {_size(largest)}"
                     return Check("requestLimit", Outcome.YES, detail, largest)
                 location, offset, largest, size = location_of(response), offset + size, size, size * 2
         finally:
             self.cancel(location)
-        return Check("requestLimit", Outcome.NO, f"no 413 for bodies up to {largest} bytes", largest)
+        return Check("requestLimit", Outcome.NO, f"no 413 for bodies up to {_size(largest)}", largest)
 
     def limit_failed(self, largest: int, size: int, exc: OcimergeError) -> Check:
         """A PATCH that failed otherwise than with a 413: the limit is not known past ``largest``."""
@@ -553,7 +585,7 @@ class _Doctor:
         self.indexes[index_type] = self.put_manifest(
             {"schemaVersion": 2, "mediaType": index_type, "manifests": [entry]}
         )
-        return Check(name, Outcome.YES, f"an image manifest and an index of {index_type} PUT by digest: 201")
+        return Check(name, Outcome.YES, "PUT by digest, with its image manifest: 201")
 
     def probe_tag_deletion(self) -> Check:
         """Tag the OCI index, then ``DELETE /v2/<name>/manifests/<tag>`` [DOCTOR-4]."""
@@ -750,16 +782,23 @@ def _run(doctor: _Doctor) -> dict[str, Check]:
 
 
 def diagnose(
-    registry: Registry, repository: str | None = None, *, read_only: bool = False, max_probe_body: int = MAX_PROBE_BODY
+    registry: Registry,
+    repository: str | None = None,
+    *,
+    read_only: bool = False,
+    max_probe_body: int = MAX_PROBE_BODY,
+    anonymous: Registry | None = None,
 ) -> DoctorReport:
     """[DOCTOR-1] Probe ``registry`` and report what it does; see the module docstring.
 
     ``repository`` is the scratch repository to write into (default
-    ``ocimerge-doctor/<random>``); ``read_only`` sends no write [DOCTOR-2]. Raises only when
-    the registry cannot be reached at all (its first ``GET /v2/``).
+    ``ocimerge-doctor/<random>``); ``read_only`` sends no write [DOCTOR-2];
+    ``max_probe_body`` caps the request-size probe [DOCTOR-5]; ``anonymous`` is the client
+    without credentials for the anonymous-pull probe (default: one made and closed here).
+    Raises only when the registry cannot be reached at all (its first ``GET /v2/``).
     """
     registry.ping()
-    doctor = _Doctor(registry, repository, read_only=read_only, max_probe_body=max_probe_body)
+    doctor = _Doctor(registry, repository, read_only=read_only, max_probe_body=max_probe_body, anonymous=anonymous)
     found = _run(doctor)
     profile = profile_for(registry.host)
     return DoctorReport(

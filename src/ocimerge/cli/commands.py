@@ -20,13 +20,14 @@ from typing import TypeVar
 
 from ocimerge.cli import render
 from ocimerge.cli.exits import EXIT_OK, code_for, exit_code
+from ocimerge.doctor import diagnose, parse_target
 from ocimerge.errors import InputError, OcimergeError, OutputError, UsageError
 from ocimerge.inspection import inspect, verify
 from ocimerge.model.assemble import Annotation, AttestationPolicy, IndexFormat
 from ocimerge.model.platform import Platform
 from ocimerge.operations import CreateOptions, CreateResult, PushSourceResult, create, partial_result, push
 from ocimerge.progress import ProgressView
-from ocimerge.registry.api import RegistryOptions
+from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.registry.transport import TLSOptions
 from ocimerge.sinks.registry import PushOptions
 from ocimerge.specfile import expand_template, read_spec
@@ -278,10 +279,23 @@ def run_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else code_for(InputError)
 
 
+def run_doctor(args: argparse.Namespace) -> int:
+    """``doctor``: probe one registry; 0 whatever it found, the usual error when it cannot be reached."""
+    host, repository = parse_target(args.target)
+    with Registry(host, _registry_options(args)) as registry:
+        report = diagnose(registry, repository, read_only=args.read_only)
+    if args.json:
+        render.print_json(report.to_json(), sys.stdout)
+    else:
+        render.print_doctor(report, sys.stdout)
+    return EXIT_OK
+
+
 #: Each subcommand's name and the function that runs it.
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "create": run_create,
     "push": run_push,
     "inspect": run_inspect,
     "verify": run_verify,
+    "doctor": run_doctor,
 }

@@ -1,6 +1,6 @@
 """The argument parser: one function per subcommand, small helpers for shared flag groups.
 
-Each subcommand lists only the flags it uses: every command reaches registries, so all four
+Each subcommand lists only the flags it uses: every command reaches registries, so all five
 take the *connection* flags; only ``create`` and ``push`` upload, so only they take the
 *upload* flags. Each ``--help`` ends with examples, written as they would be typed.
 Values are checked only as far as argparse can (a size, a choice); everything else is
@@ -265,6 +265,30 @@ def _add_verify(subparsers: _Subparsers) -> None:
     _connection_flags(parser)
 
 
+def _add_doctor(subparsers: _Subparsers) -> None:
+    """Add ``doctor``: probe a registry and report what it does, and where its profile differs."""
+    parser = subparsers.add_parser(
+        "doctor",
+        help="probe a registry: auth, uploads, limits, index kinds, referrers, deletion",
+        formatter_class=_FORMAT,
+        description="Probe a registry and print what it does: API version, auth scheme and token\n"
+        "endpoint forms, anonymous pull, monolithic and chunked uploads, cross-repository\n"
+        "mounts, the largest request body it accepts, OCI index and Docker list acceptance,\n"
+        "the referrers API, tag and manifest deletion; and which built-in profile applies\n"
+        "and where the registry differs from it. Writes go only to a scratch repository\n"
+        "(REPOSITORY, else ocimerge-doctor/<random>) and are deleted afterwards.",
+        epilog=_examples(
+            "ocimerge doctor registry.example",
+            "ocimerge doctor --read-only --json ghcr.io/acme/scratch",
+        ),
+    )
+    parser.add_argument("target", metavar="REGISTRY[/REPOSITORY]")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    # GET and HEAD only: for a registry where even a scratch repository is not welcome
+    parser.add_argument("--read-only", action="store_true", help="send no writes; the write probes are skipped")
+    _connection_flags(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``ocimerge`` parser; ``args.command`` names the subcommand chosen."""
     parser = _Parser(
@@ -276,6 +300,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ocimerge {__version__}")
     # parser_class: subcommand errors are ours too (one line, the usage exit code)
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_create, _add_push, _add_inspect, _add_verify):
+    for add in (_add_create, _add_push, _add_inspect, _add_verify, _add_doctor):
         add(subparsers)
     return parser

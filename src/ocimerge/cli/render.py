@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ocimerge.doctor import DoctorReport
 from ocimerge.inspection import InspectReport, VerifyReport
 from ocimerge.operations import CreateResult
 from ocimerge.sinks.registry import BlobAction, PushFailure, PushResult
@@ -25,6 +26,7 @@ from ocimerge.text import printable
 __all__ = [
     "human",
     "print_create",
+    "print_doctor",
     "print_dry_run",
     "print_failures",
     "print_inspect",
@@ -196,3 +198,23 @@ def print_verify(report: VerifyReport, out: TextIO) -> None:
     out.write(
         f"{printable(report.source)}: {verdict}; {report.blobs_checked} blobs, {human(report.bytes_checked)} checked\n"
     )
+
+
+def print_doctor(report: DoctorReport, out: TextIO) -> None:
+    """``doctor``: the registry and its profile, a row per check, the differences, the notes."""
+    mode = "read-only, " if report.read_only else ""
+    out.write(
+        f"{printable(report.registry)} ({mode}profile {printable(report.profile)}; "
+        f"scratch {printable(', '.join(report.repositories))})\n"
+    )
+    rows = [["CHECK", "RESULT", "DETAIL"]]
+    rows.extend([check.title, check.outcome.value, check.detail] for check in report.checks)
+    _table(rows, out)
+    if report.differences:
+        out.write("Differences from the profile:\n")
+        for difference in report.differences:
+            out.write(f"  - {printable(difference)}\n")
+    else:
+        out.write(f"No differences from the profile {printable(report.profile)!r} found.\n")
+    for note in report.notes:
+        out.write(f"note: {printable(note)}\n")
