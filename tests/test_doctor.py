@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,7 +24,7 @@ from ocimerge.errors import TransportError, UsageError
 from ocimerge.model.digest import Digest
 from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.registry.transport import RetryPolicy, TLSOptions
-from registries import USERS, FaultProxy, RegistryServer, free_port
+from registries import REGISTRY_BINARY, USERS, FaultProxy, RegistryServer, cleanup, free_port, start_registry
 
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
 #: the request-size probe's cap in most tests (the default, 64 MiB, is run once through the CLI)
@@ -267,3 +268,45 @@ def test_parse_target_refuses(text: str) -> None:
 def test_cli_refuses_a_bad_target_with_the_usage_code(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", "registry.example/app:1"]) == code_for(UsageError)
     assert capsys.readouterr().err.startswith("ocimerge: error: invalid repository")
+
+
+# -- a registry with deletion disabled ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def no_delete_registry() -> Iterator[RegistryServer]:
+    """Distribution as the suite starts it, restarted with ``storage.delete.enabled: false``."""
+    server = start_registry("anonymous")
+    server.stop()
+    config = server.root / "config.yml"
+    text = config.read_text()
+    assert "  delete:\n    enabled: true\n" in text
+    config.write_text(text.replace("  delete:\n    enabled: true\n", "  delete:\n    enabled: false\n"))
+    with open(server.log, "ab") as log:
+        server.process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    server._wait()
+    yield server
+    cleanup(server)
+
+
+def test_deletion_disabled_is_no_and_what_is_left_is_named(no_delete_registry: RegistryServer) -> None:
+    report = run_doctor(no_delete_registry.host, RegistryOptions(retry=FAST))
+    deletion = report.check("manifestDeletion")
+    assert deletion.outcome is Outcome.NO  # [DOCTOR-4] 405 UNSUPPORTED is an answer, not an error
+    assert "405 UNSUPPORTED" in deletion.detail
+    assert report.check("tagDeletion").outcome is Outcome.NO
+    assert report.check("ociIndex").outcome is Outcome.YES
+    [note] = report.notes
+    assert note.startswith(f"left in {report.repositories[0]}: manifest ")
+    assert "405 UNSUPPORTED" in note
+
+
+def test_doctor_help_lists_the_connection_flags_and_examples() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ocimerge", "doctor", "--help"], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0
+    for flag in ("--read-only", "--json", "--username", "--password-stdin", "--ca-file", "--insecure", "--plain-http"):
+        assert flag in result.stdout, flag
+    assert "--jobs" not in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].strip().startswith("ocimerge doctor ")

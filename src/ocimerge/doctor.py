@@ -389,6 +389,8 @@ class _Doctor:
             headers["Authorization"] = f"Basic {basic}"
         response, body = self.bare(new_request("GET", url, params=tuple(params), headers=headers), "token GET")
         who = f"with the credentials from {creds.source}" if creds else "anonymously"
+        if creds is None and not may_send and self.credentials() is not None:
+            who += " (credentials withheld: a plain-HTTP realm on another host)"
         if response.status_code == 200 and _has_token(body, "token", "access_token"):
             return Check("tokenGet", Outcome.YES, f"GET {redact_url(url)} issued a token {who}")
         return Check("tokenGet", Outcome.NO, f"GET {redact_url(url)} {who} answered {response.status_code}")
