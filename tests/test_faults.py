@@ -202,12 +202,15 @@ def waited_after_429(proxy: FaultProxy) -> float:
     """Seconds between the request answered 429 and the next one of its method to its path, at the proxy.
 
     The path without the query: a retried chunk goes to the same upload session, whose
-    ``_state`` may have changed.
+    ``_state`` may have changed. Counted from the refused request itself, not from the first
+    request to that path (an earlier chunk of the same session may have gone through).
     """
     [(method, uri, _status)] = [r for r in proxy.log if r[2] == 429]
-    times = [t for m, p, t in proxy.arrivals if (m, p.split("?")[0]) == (method, uri.split("?")[0])]
-    assert len(times) >= 2, (method, uri, proxy.log)
-    return times[1] - times[0]
+    refused = next(i for i, (m, p, _) in enumerate(proxy.arrivals) if (m, p) == (method, uri))
+    bare = uri.split("?")[0]
+    later = [t for m, p, t in proxy.arrivals[refused + 1 :] if (m, p.split("?")[0]) == (method, bare)]
+    assert later, (method, uri, proxy.log)
+    return later[0] - proxy.arrivals[refused][2]
 
 
 def retried_in_the_same_session(proxy: FaultProxy) -> int:
@@ -312,3 +315,61 @@ def test_a_pull_only_user_is_told_the_push_was_not_granted(token_registry: Regis
     repo = unique("team/app")
     with pytest.raises(DeniedError, match=rf"bob may pull {repo} but not push: the token service granted pull only"):
         ocimerge.push(path, [f"{token_registry.host}/{repo}:1"], registry_options=options("bob"), jobs=1)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["blob-put", "chunk-patch"])
+def test_a_429_to_a_blob_request_waits_as_retry_after_says(
+    token_registry: RegistryServer,
+    proxy: FaultProxy,
+    tmp_path: Path,
+    chunked: bool,
+) -> None:
+    """[RETRY-1][API-12] A blob request the uploader recovers itself waits as ``Retry-After`` says too."""
+    path, image = layout(tmp_path, 600_000)
+    if chunked:
+        fault = Fault("PATCH", "/blobs/uploads/", status=429, retry_after="1", min_body=1000, after=1)
+    else:
+        fault = Fault("PUT", f"digest=sha256%3A{layer_hex(image)}", status=429, retry_after="1")
+    proxy.faults.append(fault)
+    repo = unique("faults/429-wait")
+    push(proxy, path, repo, options(retry=PATIENT, chunk_size=256 * 1024) if chunked else options(retry=PATIENT))
+    assert fault.seen == 1
+    assert waited_after_429(proxy) >= 0.95
+    assert stored(token_registry, repo, image)
+
+
+def test_a_lost_answer_to_a_chunked_uploads_closing_put_is_recovered(
+    token_registry: RegistryServer,
+    proxy: FaultProxy,
+    tmp_path: Path,
+) -> None:
+    """[API-12] The closing PUT sent again finds the session closed; a HEAD finds the blob in."""
+    path, image = layout(tmp_path, 700_000)
+    proxy.faults.append(Fault("PUT", f"digest=sha256%3A{layer_hex(image)}", status=None, lose_response=True))
+    repo = unique("faults/lost-close")
+    push(proxy, path, repo, options(chunk_size=256 * 1024))
+    assert proxy.faults[0].seen == 1
+    with Registry(token_registry.host, options()) as client:
+        assert client.blob_exists(repo, Digest.parse(f"sha256:{layer_hex(image)}")) == 700_000
+    assert stored(token_registry, repo, image)
+
+
+@pytest.mark.parametrize("status", [401, 404], ids=["harbor-401", "404"])
+def test_refused_mounts_fall_back_to_uploads_and_are_noted(
+    token_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, status: int
+) -> None:
+    """[PROFILE-6][PUSH-4] The second repository's mounts refused (as Harbor refuses some): uploads, and one note."""
+    path, image = layout(tmp_path, 3000, 4000)
+    first, second = unique("team/mount-a"), unique("team/mount-b")
+    proxy.faults.append(Fault("POST", "mount=", status=status, times=10))
+    result = ocimerge.push(
+        path, [f"{proxy.host}/{first}:1", f"{proxy.host}/{second}:1"], registry_options=options(), jobs=1
+    )
+    assert [p.repository for p in result.pushed] == [first, second]
+    assert result.pushed[1].count(ocimerge.BlobAction.UPLOAD) == 3  # config and two layers: none mounted
+    assert proxy.faults[0].seen == 3
+    notes = [n for n in result.notes if "cross-repository mount" in n]
+    assert notes == [
+        f"{proxy.host}/{second}: 3 cross-repository mounts from {first} refused ({status}); uploaded instead"
+    ]
+    assert stored(token_registry, second, image)

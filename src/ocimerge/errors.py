@@ -189,14 +189,18 @@ class RegistryError(RemoteError):
     when the body had none), ``status`` the HTTP status and ``url`` the request URL without
     its query (which may carry upload state) [ERR-2]. Both are None for a failure found in an
     answer that was itself a success (a missing ``Location``, a digest the registry disputes).
+    ``retry_after`` is the wait its ``Retry-After`` asked for, in seconds [RETRY-1].
     """
 
     code: ClassVar[str] = "UNKNOWN"
 
-    def __init__(self, message: str, *, status: int | None = None, url: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, url: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.url = url
+        self.retry_after = retry_after
 
     @property
     def retryable(self) -> bool:

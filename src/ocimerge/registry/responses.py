@@ -18,9 +18,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import contextvars
+import datetime
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import attrs
@@ -289,6 +291,22 @@ def describe(response: httpx.Response, body: bytes, redactor: Redactor | None = 
     return "", encodable(clean(response.reason_phrase or ""))
 
 
+def retry_after(response: httpx.Response) -> float | None:
+    """[RETRY-1] Seconds ``Retry-After`` asks to wait (delay-seconds or an HTTP-date); None without one."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+        return max(0.0, (when - datetime.datetime.now(when.tzinfo)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
 def raise_for_response(
     response: httpx.Response,
     what: str,
@@ -325,4 +343,5 @@ def raise_for_response(
             status=status,
         )
     cls = registry_error_class(code, status)
-    raise cls(f"{registry}: {what} failed: {detail} ({status} from {url})", status=status, url=url)
+    message = f"{registry}: {what} failed: {detail} ({status} from {url})"
+    raise cls(message, status=status, url=url, retry_after=retry_after(response))

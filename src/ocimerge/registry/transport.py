@@ -24,7 +24,6 @@ timeouts are capped at it. Answers that are not streamed are read capped.
 
 from __future__ import annotations
 
-import datetime
 import glob
 import ipaddress
 import os
@@ -33,7 +32,6 @@ import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import attrs
@@ -60,6 +58,7 @@ from ocimerge.registry.responses import (
     read_capped,
     redact_server_text,
     redact_url,
+    retry_after,
     within,
 )
 
@@ -214,25 +213,11 @@ class RetryPolicy:
     def delay(self, attempt: int, response: httpx.Response | None = None) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
         if response is not None:
-            after = _retry_after(response.headers.get("retry-after"))
+            after = retry_after(response)
             if after is not None:
                 return min(after, self.max_delay)
         ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
         return float(ceiling * self.random())  # full jitter
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-        return max(0.0, (when - datetime.datetime.now(when.tzinfo)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 def build_client(
