@@ -20,6 +20,15 @@ def corpus() -> Path:
     return CORPUS
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """[RESUME-1] Pushes keep an upload journal under ``$XDG_STATE_HOME``: the suite's (and the
+    CLI processes' it starts) is a temporary directory, never the user's home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+        yield
+
+
 def _serving(mode: str) -> Iterator[RegistryServer]:
     server = start_registry(mode)
     yield server

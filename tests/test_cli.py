@@ -172,7 +172,7 @@ def test_gzipped_output_archive_is_deterministic_and_readable(tmp_path: Path, in
 
 # -- help: each command lists its own flags and ends with examples ---------------------------------
 
-SUBCOMMANDS = ("create", "push", "inspect", "verify")
+SUBCOMMANDS = ("create", "push", "inspect", "verify", "doctor")
 
 
 @pytest.mark.parametrize("command", ["inspect", "verify"])

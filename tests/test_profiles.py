@@ -74,7 +74,7 @@ def test_profiles_hold_the_cited_facts() -> None:
     # [PROFILE-4][PROFILE-5][PROFILE-7] the spec's behaviour, under their own names
     for profile in (DOCKER_HUB, QUAY, GENERIC):
         assert (profile.max_chunk, profile.chunked, profile.mounts, profile.trusts_range) == (None, True, True, True)
-        assert profile.chunked_threshold == 1024 * MIB
+        assert profile.chunked_threshold == 64 * MIB  # [RESUME-3] chunks, so an upload can be continued
 
 
 def test_flags_choose_within_the_profile() -> None:

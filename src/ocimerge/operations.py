@@ -278,6 +278,11 @@ def _read_sources(
     return loaded, notes
 
 
+def _push_notes(pushed: Sequence[PushResult]) -> tuple[str, ...]:
+    """The notes each repository's push left (resumed uploads, refused mounts), naming it."""
+    return tuple(f"{p.registry}/{p.repository}: {note}" for p in pushed for note in p.notes)
+
+
 def _assemble(images: Sequence[Image], options: CreateOptions) -> Assembly:
     """The pure assembly step: images reduced to what ``model.assemble`` needs, no I/O."""
     children = [
@@ -351,7 +356,7 @@ def create(
             images=tuple(images),
             output=written.path if isinstance(written, LayoutResult) else None,
             bytes_written=written.bytes_written if written is not None else 0,
-            notes=(*notes, *assembly.notes),
+            notes=(*notes, *assembly.notes, *_push_notes(pushed)),
             pushed=pushed,
             failed=failed,
         )
@@ -394,6 +399,7 @@ def push(
     with RegistryPool(opts.registry) as pool, open_source(spec, pool.get) as opened:
         loaded = load(spec, opened)
         pushed, failed = _split(RegistrySink(targets, pool, opts).publish(Publication.of_image_set(loaded)))
-        result = PushSourceResult(loaded.root_document.descriptor, loaded.images, pushed, loaded.notes, failed)
+        notes = (*loaded.notes, *_push_notes(pushed))
+        result = PushSourceResult(loaded.root_document.descriptor, loaded.images, pushed, notes, failed)
         _raise_failures(result)
         return result

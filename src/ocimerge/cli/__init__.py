@@ -1,4 +1,4 @@
-"""The ``ocimerge`` command line: ``create``, ``push``, ``inspect``, ``verify``.
+"""The ``ocimerge`` command line: ``create``, ``push``, ``inspect``, ``verify``, ``doctor``.
 
 Results go to stdout, notes and errors to stderr. Every deliberate failure is one line,
 ``ocimerge: error: …``, and an exit code from :data:`EXIT_CODES`; no traceback unless

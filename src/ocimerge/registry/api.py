@@ -49,7 +49,7 @@ from ocimerge.registry.options import RegistryOptions
 from ocimerge.registry.profiles import Profile, profile_for
 from ocimerge.registry.responses import decode_server_json, read_capped
 from ocimerge.registry.transport import Outgoing, Peer, ResponseStream, Sender, build_client, is_loopback
-from ocimerge.registry.upload import Uploader, UploadSession, check_digest, location_of
+from ocimerge.registry.upload import Uploader, UploadHooks, UploadSession, UploadTarget, check_digest, location_of
 
 __all__ = ["MANIFEST_ACCEPT", "Mounted", "Registry", "RegistryOptions", "RegistryPool", "UploadSession"]
 
@@ -144,6 +144,11 @@ class Registry:
     def api_host(self) -> str:
         """Where the API answers: Docker Hub's references say docker.io, its API is elsewhere."""
         return _api_host(self.host)
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host[:port]`` of the API, as learnt by the ping (plain HTTP on loopback)."""
+        return f"{self._scheme}://{self.api_host}"
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -277,10 +282,10 @@ class Registry:
                 raise
             self.mounts_refused += 1
             self.mount_notes.append(f"mount of {mount.short} from {source} refused ({exc.status}): uploaded instead")
-            return _session_of(self._post_upload(repository, None))
+            return attrs.evolve(_session_of(self._post_upload(repository, None)), refused=exc.status)
         if response.status_code == 201:
             return Mounted(mount)
-        return _session_of(response)
+        return attrs.evolve(_session_of(response), refused=response.status_code)
 
     def _post_upload(self, repository: str, params: dict[str, str] | None) -> httpx.Response:
         """The ``POST`` that starts an upload (a mount with ``params``) in ``repository``."""
@@ -303,17 +308,20 @@ class Registry:
         repository: str,
         blob: Blob,
         session: UploadSession | None = None,
-        *,
-        progress: Callable[[int], None] | None = None,
+        hooks: UploadHooks | None = None,
     ) -> None:
         """Upload ``blob`` into ``session`` (a new one when None): one PUT, or chunks.
 
-        See :mod:`ocimerge.registry.upload` for when chunks are used; ``progress`` is called
-        with the size of every piece sent.
+        See :mod:`ocimerge.registry.upload` for when chunks are used. ``hooks`` follow and
+        steer it: progress, checkpoints after every chunk (and, without ``session``, the
+        earlier run's session to continue, [RESUME-3]), a stop flag [PUSH-5].
         """
-        if session is None:
-            session = self._session(repository)
-        self._uploader.upload(blob, session, lambda: self._session(repository), progress)
+        self.ping()  # the scheme is known before a recorded location is compared with :attr:`origin`
+        target = UploadTarget(
+            lambda: self._session(repository),
+            lambda b: self.blob_exists(repository, b.digest) == b.descriptor.size,
+        )
+        self._uploader.upload(blob, session, target, hooks)
 
     def manifest_head(self, reference: Reference) -> Descriptor | None:
         """``HEAD /v2/<name>/manifests/<ref>``: the descriptor the registry holds, or None."""

@@ -15,7 +15,9 @@ import attrs
 __all__ = ["DOCKER_HUB", "ECR", "GAR", "GENERIC", "GHCR", "PROFILES", "QUAY", "Profile", "profile_for"]
 
 MIB = 1024 * 1024
-GIB = 1024 * MIB
+#: [RESUME-3] blobs above this go in chunks where chunks are taken, so that an interrupted
+#: upload can be continued: 4 chunks of the default 16 MiB
+RESUMABLE_ABOVE = 64 * MIB
 
 
 @attrs.frozen
@@ -33,7 +35,7 @@ class Profile:
     chunked: bool = True
     mounts: bool = True
     trusts_range: bool = True
-    chunked_threshold: int = GIB
+    chunked_threshold: int = RESUMABLE_ABOVE
 
 
 #: [PROFILE-7] any other registry (Distribution, Harbor, zot, Nexus...): the spec's behaviour

@@ -1,6 +1,6 @@
 """The blob upload strategy: one monolithic PUT, or chunked PATCHes ([API-4], [API-5], [API-7]).
 
-A blob up to ``Chunking.threshold`` (1 GiB) goes in one ``PUT <location>?digest=``; a larger
+A blob up to ``Chunking.threshold`` (64 MiB) goes in one ``PUT <location>?digest=``; a larger
 one, or any blob when a chunk size is set, goes in ``PATCH`` chunks closed by an empty PUT. A
 monolithic PUT refused as too large (413, :class:`RequestTooLargeError`) starts a new session
 and goes in chunks instead.
@@ -18,10 +18,18 @@ restarts the blob in chunks, and the limit is kept for the rest of the run.
 [PROFILE-8] The :class:`Chunking` rule carries the registry profile's facts: chunks capped at
 its largest chunk, no chunks where it takes none (then a 413 is final), and no resuming from a
 ``Range`` it cannot be trusted with (a recovery restarts the blob instead).
-[PUSH-5] A body whose progress callback is a :class:`Watch` checks its stop flag before every
-chunk it reads, and raises :class:`UploadStopped` out of the body once it is set: httpx then
-abandons the request (and closes its connection), so an interrupted push ends its uploads
-within one chunk instead of when they finish.
+[PUSH-5] A body checks its :class:`StopFlag` before every piece it reads and raises
+:class:`UploadStopped` out of the body once it is set: httpx then abandons the request (and
+closes its connection), so an interrupted push ends its uploads at once instead of when they
+finish. [RESUME-4] A chunk already in flight gets :data:`CHUNK_GRACE` to finish first, and
+chunks are sized to the link so that it usually does: a chunk cut short makes Distribution
+cancel the whole session, a finished one leaves it resumable.
+[RESUME-3] A :class:`Checkpoint` is told where the session stands after every chunk the
+registry took; given the location an earlier run recorded, the upload asks the registry
+where that session stands and continues from its ``Range``, re-reading and hashing the local
+prefix so the digest check still covers every byte, or restarts from byte 0 with a note.
+Progress counts the furthest byte reached, so bytes sent again after a recovery are not
+counted twice and a resumed prefix counts once.
 """
 
 from __future__ import annotations
@@ -47,13 +55,16 @@ from ocimerge.model.digest import Digest
 from ocimerge.registry.transport import Outgoing, RetryPolicy, Sender
 
 __all__ = [
+    "CHUNK_GRACE",
     "DEFAULT_CHUNK",
     "MIN_CHUNK",
+    "Checkpoint",
     "Chunking",
+    "StopFlag",
+    "UploadHooks",
     "UploadSession",
     "UploadStopped",
     "Uploader",
-    "Watch",
     "check_digest",
     "location_of",
 ]
@@ -62,6 +73,13 @@ DEFAULT_CHUNK = 16 * 1024 * 1024
 #: [API-11] no 413 shrinks a request below this (nor below the registry's OCI-Chunk-Min-Length)
 MIN_CHUNK = 64 * 1024
 Progress = Callable[[int], None]
+#: [RESUME-4] seconds a chunk in flight when a stop comes may take to finish (the push waits 1.5 s)
+CHUNK_GRACE = 1.0
+#: [RESUME-4] how long a chunk should take when its size is ours to choose: under the grace
+CHUNK_SECONDS = 0.5
+#: [RESUME-4] the first chunk of a blob whose chunk size is ours, and the smallest one paced
+FIRST_CHUNK = 4 * 1024 * 1024
+PACED_FLOOR = 1024 * 1024
 
 
 class UploadStopped(Exception):  # noqa: N818 - a stop asked for, not an error shown to anyone
@@ -72,37 +90,83 @@ class UploadStopped(Exception):  # noqa: N818 - a stop asked for, not an error s
     """
 
 
-@attrs.frozen
-class Watch:
-    """[PUSH-5] A progress callback with a stop flag, checked by the body before every chunk.
+class StopFlag:
+    """[PUSH-5] A stop asked for by whoever runs the uploads (a push, on Ctrl-C), and since when.
 
-    Calling it reports ``n`` bytes sent to ``report``; :meth:`check` raises
-    :class:`UploadStopped` when ``stop`` is set. The flag is owned by whoever runs the upload
-    (a push sets it on Ctrl-C); the upload only reads it.
+    The uploads only read it: a body raises :class:`UploadStopped` at its next piece, or, in
+    the middle of a chunk, once :data:`CHUNK_GRACE` has passed since the stop [RESUME-4].
     """
 
-    report: Progress
-    stop: threading.Event = attrs.field(eq=False)
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._event = threading.Event()
+        self._at: float | None = None
 
-    def __call__(self, n: int) -> None:
-        """Report ``n`` more bytes sent."""
-        self.report(n)
+    def set(self) -> None:
+        """Ask for the stop (once; later calls change nothing)."""
+        if self._at is None:
+            self._at = self._clock()
+        self._event.set()
 
-    def check(self) -> None:
-        """Raise :class:`UploadStopped` if the stop flag is set; else nothing."""
-        if self.stop.is_set():
-            raise UploadStopped("upload stopped")
+    def is_set(self) -> bool:
+        """Whether the stop was asked for."""
+        return self._event.is_set()
+
+    def elapsed(self) -> float:
+        """Seconds since the stop was asked for (0 when it was not)."""
+        return 0.0 if self._at is None else self._clock() - self._at
+
+
+@attrs.frozen
+class Checkpoint:
+    """[RESUME-3] What an upload keeps for a later run, and where an earlier run left it.
+
+    ``record(location, stored)`` is called after every chunk the registry took (and, for a
+    blob that goes in one PUT where it would have gone in chunks, once with 0 before it), so
+    an interrupted upload can be continued; ``note`` gets one line when an earlier run's
+    upload cannot be continued; ``resume`` is the session location that run recorded.
+    """
+
+    record: Callable[[str, int], None] = attrs.field(eq=False)
+    note: Callable[[str], None] = attrs.field(eq=False)
+    resume: str | None = None
+
+
+@attrs.frozen
+class UploadTarget:
+    """The repository an upload goes into: ``new_session`` opens a session there, ``holds``
+    says whether a blob is already in it (after an answer was lost, the blob may be)."""
+
+    new_session: Callable[[], UploadSession] = attrs.field(eq=False)
+    holds: Callable[[Blob], bool] = attrs.field(eq=False)
+
+
+@attrs.frozen
+class UploadHooks:
+    """How the caller of an upload follows and steers it: all optional.
+
+    ``progress`` is called with each number of bytes the upload gets further into the blob;
+    ``checkpoint`` keeps where the session stands [RESUME-3]; ``stop`` ends the upload early
+    [PUSH-5].
+    """
+
+    progress: Progress | None = attrs.field(default=None, eq=False)
+    checkpoint: Checkpoint | None = None
+    stop: StopFlag | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
 class UploadSession:
     """An open upload session: the absolute ``Location`` URL the registry gave [API-4].
 
-    ``min_chunk`` is the ``OCI-Chunk-Min-Length`` the registry announced for it, if any [API-7].
+    ``min_chunk`` is the ``OCI-Chunk-Min-Length`` the registry announced for it, if any [API-7];
+    ``refused`` the status of the mount it was opened in place of (202 [API-6], or 401/403/404
+    [PROFILE-6]), if any.
     """
 
     location: str
     min_chunk: int | None = None
+    refused: int | None = None
 
 
 @attrs.frozen
@@ -117,7 +181,7 @@ class Chunking:
     """
 
     chunk_size: int | None = None
-    threshold: int = 1024 * 1024 * 1024
+    threshold: int = 64 * 1024 * 1024  # [RESUME-3] the profiles' RESUMABLE_ABOVE
     max_chunk: int | None = None
     max_request: int | None = None
     supported: bool = True
@@ -160,9 +224,9 @@ class _Chunks:
     check, when the last byte is read, still covers the whole blob.
     """
 
-    def __init__(self, blob: Blob, progress: Progress | None) -> None:
+    def __init__(self, blob: Blob, reach: _Reach) -> None:
         self.blob = blob
-        self.progress = progress
+        self.reach = reach
         self._reader: VerifyingReader | None = None
         self._position = 0
 
@@ -172,31 +236,57 @@ class _Chunks:
             self.close()
             self._reader = self.blob.open()
             self._position = 0
-            while self._position < start:
+            # [RESUME-3] the prefix the registry holds is read and hashed, not sent
+            while self._position < start and self.reach.go_on():
                 self._position += len(self._reader.read(min(CHUNK_SIZE, start - self._position)))
+                self.reach.at(self._position)
         reader = self._reader
         left = length
         # [PUSH-5] checked before each read, so a stopped upload sends at most one more chunk
-        while left > 0 and self._go_on() and (data := reader.read(min(CHUNK_SIZE, left))):
+        while left > 0 and self.reach.go_on(in_chunk=left < length) and (data := reader.read(min(CHUNK_SIZE, left))):
             left -= len(data)
             self._position += len(data)
-            if self.progress is not None:
-                self.progress(len(data))
+            self.reach.at(self._position)
             yield data
         if self._position == self.blob.descriptor.size:
             self.close()  # the whole blob was read (and its digest checked)
-
-    def _go_on(self) -> bool:
-        """True, unless the progress callback is a stopped :class:`Watch`: then :class:`UploadStopped`."""
-        if isinstance(self.progress, Watch):
-            self.progress.check()
-        return True
 
     def close(self) -> None:
         """Close the open reader, if any (a body abandoned mid-blob, or the last one done)."""
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+
+
+class _Reach:
+    """[RESUME-3] Progress as the furthest byte of the blob reached, and the stop flag's check.
+
+    Bytes sent again after a recovery (below the furthest reached) are not reported again,
+    so progress never passes the blob's size; a prefix resumed from counts once.
+    """
+
+    def __init__(self, progress: Progress | None, stop: StopFlag | None) -> None:
+        self._progress = progress
+        self._stop = stop
+        self._furthest = 0
+
+    def at(self, position: int) -> None:
+        """The body has read the blob up to ``position``."""
+        if position > self._furthest:
+            if self._progress is not None:
+                self._progress(position - self._furthest)
+            self._furthest = position
+
+    def go_on(self, *, in_chunk: bool = False) -> bool:
+        """True, unless a stop was asked for: then :class:`UploadStopped`.
+
+        [RESUME-4] In the middle of a chunk (``in_chunk``) the stop waits :data:`CHUNK_GRACE`
+        first, so a chunk about to finish leaves its session resumable.
+        """
+        stop = self._stop
+        if stop is not None and stop.is_set() and not (in_chunk and stop.elapsed() < CHUNK_GRACE):
+            raise UploadStopped("upload stopped")
+        return True
 
 
 class _Restart(Exception):  # noqa: N818 - a control-flow signal, not an error shown to anyone
@@ -237,11 +327,17 @@ class _Budget:
         self._failures = 0
 
     def spend(self, error: Exception) -> None:
-        """Count one failure and wait the policy's delay; re-raise ``error`` once none are left."""
+        """Count one failure and wait; re-raise ``error`` once none are left.
+
+        The wait is the registry's ``Retry-After`` when its answer had one (capped as the
+        request loop caps it), else the policy's backoff [RETRY-1].
+        """
         self._failures += 1
         if self._failures >= self._policy.attempts:
             raise error
-        self._sleep(self._policy.delay(self._failures))
+        asked = getattr(error, "retry_after", None)
+        policy = self._policy
+        self._sleep(min(asked, policy.max_delay) if asked is not None else policy.delay(self._failures))
 
     def progressed(self) -> None:
         """A request of the blob succeeded: the next one gets all the attempts again."""
@@ -259,50 +355,155 @@ def _recoverable(error: OcimergeError) -> bool:
     return isinstance(error, RemoteError) and error.retryable
 
 
+class _Pace:
+    """[RESUME-4] The size of the next chunk: the given one, or one sized to the link.
+
+    When the chunk size is ours to choose (``paced``), a blob starts with :data:`FIRST_CHUNK`
+    and each chunk after is what the last one's rate sends in :data:`CHUNK_SECONDS`, between
+    :data:`PACED_FLOOR` and ``ceiling`` (the rule's size: the default, a registry's largest
+    chunk, a request-size limit). So a chunk in flight when Ctrl-C comes usually finishes
+    within :data:`CHUNK_GRACE`, and its session stays resumable. The registry's
+    ``OCI-Chunk-Min-Length`` is a floor either way [API-7].
+    """
+
+    def __init__(self, ceiling: int, minimum: int | None, *, paced: bool, clock: Callable[[], float]) -> None:
+        self._ceiling = ceiling
+        self._floor = minimum or 0
+        self._paced = paced
+        self._clock = clock
+        self.size = max(min(ceiling, FIRST_CHUNK) if paced else ceiling, self._floor)
+
+    def took(self, length: int, began: float, minimum: int | None) -> None:
+        """A chunk of ``length`` bytes sent from ``began`` (the clock's time) and answered now."""
+        if minimum:
+            self._floor = max(self._floor, minimum)  # [API-7] the registry's floor wins over ours
+        if self._paced and length >= self.size:  # a short last chunk says little about the link
+            rate = length / max(self._clock() - began, 1e-3)
+            wanted = int(rate * CHUNK_SECONDS) // CHUNK_SIZE * CHUNK_SIZE
+            self.size = min(self._ceiling, max(PACED_FLOOR, wanted))
+        self.size = max(self.size, self._floor)
+
+
+@attrs.define
+class _Job:
+    """One blob's upload: the blob, its failure budget, its progress, its checkpoint."""
+
+    blob: Blob
+    target: UploadTarget
+    budget: _Budget
+    reach: _Reach
+    checkpoint: Checkpoint | None = None
+
+    @property
+    def what(self) -> str:
+        return f"blob {self.blob.digest.short}"
+
+    def record(self, location: str, stored: int) -> None:
+        """[RESUME-3] Tell the checkpoint, if any, where the session stands."""
+        if self.checkpoint is not None:
+            self.checkpoint.record(location, stored)
+
+
 class Uploader:
     """Uploads blobs into sessions through one :class:`Sender`, by the :class:`Chunking` rule.
 
     [API-10] A failed blob request is never blindly repeated: the session is asked where it
     stands and the upload goes on from there, or restarts in a new session. [API-11] A 413
-    lowers :attr:`limit`, this host's request size for the rest of the run.
+    lowers :attr:`limit`, this host's request size for the rest of the run. [RESUME-3] A
+    checkpoint keeps where each session stands, and an earlier run's session is continued.
     """
 
-    def __init__(self, sender: Sender, chunking: Chunking, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        sender: Sender,
+        chunking: Chunking,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sender = sender
         self.chunking = chunking
         self._sleep = sleep
+        self._clock = clock
         self._lock = threading.Lock()
         #: [API-11] the largest request body this host takes: the known limit [PROFILE-8], lowered by a 413
         self.limit: int | None = chunking.max_request
 
     def upload(
-        self, blob: Blob, session: UploadSession, restart: Callable[[], UploadSession], progress: Progress | None
+        self,
+        blob: Blob,
+        session: UploadSession | None,
+        target: UploadTarget,
+        hooks: UploadHooks | None = None,
     ) -> None:
-        """Upload ``blob`` into ``session``; ``restart`` opens a new session when one is needed.
+        """Upload ``blob`` into ``session``, or into a new one of ``target`` when None.
 
         Faults a retry can fix (transport errors, 408/429/5xx, a lost session, 416) are
         recovered from within the retry policy's attempts [API-10]; a 413 shrinks the request
-        size and restarts the blob in chunks [API-11]. Anything else raises.
+        size and restarts the blob in chunks [API-11]. [RESUME-3] Without ``session``, a
+        ``checkpoint`` naming an earlier run's session is continued from where the registry
+        holds it (else a note, and a new session). ``hooks`` report progress, keep checkpoints
+        and carry the stop flag. Anything else raises.
         """
-        budget = _Budget(self.sender.policy, self._sleep)
-        size = blob.descriptor.size
-        chunked = False  # once a 413 refused this blob, it goes in chunks whatever its size
+        hooks = hooks or UploadHooks()
+        reach = _Reach(hooks.progress, hooks.stop)
+        job = _Job(blob, target, _Budget(self.sender.policy, self._sleep), reach, hooks.checkpoint)
+        session, start = self._opening(job, session)
+        chunked = start > 0  # a resumed session, or a blob a 413 refused whole, goes in chunks
         while True:
-            chunk = self._chunk_for(size, chunked=chunked)
+            chunk = self._chunk_for(blob.descriptor.size, chunked=chunked)
             try:
                 if chunk is None:
-                    self._put(blob, session, budget, progress)
+                    self._put(job, session)
                 else:
-                    self._chunked(blob, session, chunk, budget, progress)
+                    self._chunked(job, session, chunk, start)
                 return
             except RequestTooLargeError as exc:
                 if not self.chunking.supported:
                     raise self._final_413(exc, blob) from exc
-                self._shrink(exc, chunk or size, chunk is not None, session.min_chunk)
+                self._shrink(exc, chunk or blob.descriptor.size, chunk is not None, session.min_chunk)
                 chunked = True
             except _Restart:
                 pass
-            session = restart()
+            session, start = target.new_session(), 0
+
+    def _opening(self, job: _Job, session: UploadSession | None) -> tuple[UploadSession, int]:
+        """The session to start in and the offset to start from: given, resumed, or new."""
+        if session is not None:
+            return session, 0
+        resumed = self._resumed(job)
+        return resumed if resumed is not None else (job.target.new_session(), 0)
+
+    def _resumed(self, job: _Job) -> tuple[UploadSession, int] | None:
+        """[RESUME-3] An earlier run's session and where the registry holds it; None (and a note) if gone."""
+        checkpoint = job.checkpoint
+        if checkpoint is None or checkpoint.resume is None:
+            return None
+        where, why = self._recorded(job, checkpoint.resume)
+        if where is None:
+            checkpoint.note(f"{job.what} restarts from byte 0: {why}")
+            return None
+        if where.stored:
+            percent = 100 * where.stored // job.blob.descriptor.size
+            checkpoint.note(f"{job.what}: continuing an interrupted upload at byte {where.stored} ({percent}%)")
+        return UploadSession(where.location), where.stored
+
+    def _recorded(self, job: _Job, location: str) -> tuple[_Where | None, str]:
+        """Where a recorded session stands by the registry's account, or why it cannot be continued."""
+        rule = self.chunking
+        if not rule.supported:
+            return None, f"{rule.registry} takes no chunked uploads, so an interrupted one cannot continue"
+        if not rule.trusts_range:  # [PROFILE-3]
+            return None, f"{rule.registry}'s upload status cannot be trusted"
+        try:
+            where = self._status(location, job.what)
+        except _Restart:
+            return None, "the registry no longer holds the interrupted upload"
+        except RemoteError as exc:
+            return None, f"the registry could not say where the interrupted upload stands ({exc})"
+        if where.stored > job.blob.descriptor.size:
+            return None, "the registry claims more bytes than the blob has"
+        return where, ""
 
     def _final_413(self, error: RequestTooLargeError, blob: Blob) -> RequestTooLargeError:
         """[PROFILE-2] A 413 where no chunked upload is possible: final, naming registry and size."""
@@ -359,63 +560,87 @@ class Uploader:
             raise _Restart  # no Range to trust: start over
         return _Where(location_of(response) if response.headers.get("location") else location, stored)
 
-    def _put(self, blob: Blob, session: UploadSession, budget: _Budget, progress: Progress | None) -> None:
+    def _put(self, job: _Job, session: UploadSession) -> None:
         location = session.location
+        if not self.chunking.supported and job.blob.descriptor.size > self.chunking.threshold:
+            job.record(location, 0)  # [RESUME-3] so that a re-run can say why this blob starts over
         while True:
             try:
-                response = self._put_once(blob, location, progress)
+                response = self._put_once(job, location)
             except (BlobUploadUnknownError, BlobUploadInvalidError) as exc:
-                budget.spend(exc)
+                job.budget.spend(exc)
                 raise _Restart from exc
             except RemoteError as exc:
                 if not _recoverable(exc):
                     raise
-                budget.spend(exc)
+                job.budget.spend(exc)
                 if not self.chunking.trusts_range:
                     raise _Restart from exc  # [PROFILE-3] its answer cannot be trusted: start over
-                where = self._status(location, f"blob {blob.digest.short}")
+                where = self._where(job, location)
+                if where is None:
+                    return  # the PUT went through, only its answer was lost [API-12]
                 if where.stored:
                     raise _Restart from exc  # part of a whole-blob PUT was kept: it cannot go on
                 location = where.location
                 continue
-            check_digest(response, blob.digest, self.sender.host, "blob upload")
+            check_digest(response, job.blob.digest, self.sender.host, "blob upload")
             return
 
-    def _chunked(
-        self, blob: Blob, session: UploadSession, chunk: int, budget: _Budget, progress: Progress | None
-    ) -> None:
-        size = blob.descriptor.size
-        chunks = _Chunks(blob, progress)
-        location, start = session.location, 0
-        if session.min_chunk and chunk < session.min_chunk:
-            chunk = session.min_chunk  # [API-7] the registry's floor wins over ours
+    def _chunked(self, job: _Job, session: UploadSession, chunk: int, start: int) -> None:
+        """Chunks from ``start`` (where the session stands), then the closing PUT."""
+        blob, size = job.blob, job.blob.descriptor.size
+        chunks = _Chunks(blob, job.reach)
+        location = session.location
+        pace = _Pace(chunk, session.min_chunk, paced=self.chunking.chunk_size is None, clock=self._clock)
         try:
             while start < size:
-                length = min(chunk, size - start)
+                length = min(pace.size, size - start)
+                began = self._clock()
                 try:
-                    response = self._patch(blob, chunks, location, start, length)
+                    response = self._patch(job, chunks, location, start, length)
                 except RemoteError as exc:
-                    location, start = self._resume(exc, budget, location, start + length, blob)
+                    location, start = self._resume(job, exc, location, start + length)
                     continue
-                budget.progressed()
+                job.budget.progressed()
                 location = location_of(response)
                 minimum = response.headers.get("oci-chunk-min-length")
-                if minimum and minimum.isdigit() and chunk < int(minimum):
-                    chunk = int(minimum)  # [API-7] the registry's floor wins over ours
+                pace.took(length, began, int(minimum) if minimum and minimum.isdigit() else None)
                 start += length
+                job.record(location, start)  # [RESUME-3] what a later run continues from
         finally:
             chunks.close()
+        job.reach.at(size)  # a session resumed with every byte stored has nothing left to send
         url = _with_digest(location, blob.digest)
-        response = self.sender.send(
-            Outgoing(
-                lambda: self.sender.client.build_request("PUT", url, headers={"Content-Length": "0"}),
-                kind="PUT blob",
-                what=f"finish upload of blob {blob.digest.short}",
+        try:
+            response = self.sender.send(
+                Outgoing(
+                    lambda: self.sender.client.build_request("PUT", url, headers={"Content-Length": "0"}),
+                    kind="PUT blob",
+                    what=f"finish upload of blob {blob.digest.short}",
+                )
             )
-        )
+        except (BlobUploadUnknownError, BlobUploadInvalidError) as exc:
+            # [API-12] a closing PUT sent again after its answer was lost finds the session closed
+            if job.target.holds(blob):
+                return
+            job.budget.spend(exc)
+            raise _Restart from exc
         check_digest(response, blob.digest, self.sender.host, "blob upload")
 
-    def _resume(self, error: RemoteError, budget: _Budget, location: str, sent: int, blob: Blob) -> tuple[str, int]:
+    def _where(self, job: _Job, location: str) -> _Where | None:
+        """Where the session stands after a failed whole-blob PUT; None if the blob got in after all.
+
+        [API-12] A session that is gone may be gone because the PUT completed and only its
+        answer was lost: then the repository holds the blob, and nothing is sent again.
+        """
+        try:
+            return self._status(location, job.what)
+        except _Restart:
+            if job.target.holds(job.blob):
+                return None
+            raise
+
+    def _resume(self, job: _Job, error: RemoteError, location: str, sent: int) -> tuple[str, int]:
         """[API-10] After a failed chunk: the location and offset to go on from, or :class:`_Restart`.
 
         A 416 or a retryable failure asks the session where it stands; an answer within what
@@ -427,22 +652,23 @@ class Uploader:
         gone = isinstance(error, BlobUploadUnknownError | BlobUploadInvalidError)
         if not (gone or _recoverable(error) or getattr(error, "status", None) == 416):
             raise error
-        budget.spend(error)
+        job.budget.spend(error)
         if gone or not self.chunking.trusts_range:
             raise _Restart from error  # [PROFILE-3] a Range we cannot trust is no place to go on from
-        where = self._status(location, f"blob {blob.digest.short}")
-        if where.stored > min(sent, blob.descriptor.size):
+        where = self._status(location, job.what)
+        if where.stored > min(sent, job.blob.descriptor.size):
             raise _Restart from error  # the registry claims bytes we never sent: not consistent
         return where.location, where.stored
 
-    def _put_once(self, blob: Blob, location: str, progress: Progress | None) -> httpx.Response:
+    def _put_once(self, job: _Job, location: str) -> httpx.Response:
+        blob = job.blob
         digest, size = blob.digest, blob.descriptor.size
         url = _with_digest(location, digest)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
         return self.sender.send(
             Outgoing(
                 lambda: self.sender.client.build_request(
-                    "PUT", url, headers=headers, content=_Chunks(blob, progress).body(0, size)
+                    "PUT", url, headers=headers, content=_Chunks(blob, job.reach).body(0, size)
                 ),
                 kind="PUT blob",
                 what=f"upload blob {digest.short}",
@@ -451,7 +677,7 @@ class Uploader:
             )
         )
 
-    def _patch(self, blob: Blob, chunks: _Chunks, location: str, start: int, length: int) -> httpx.Response:
+    def _patch(self, job: _Job, chunks: _Chunks, location: str, start: int, length: int) -> httpx.Response:
         headers = {
             "Content-Type": "application/octet-stream",
             "Content-Length": str(length),
@@ -463,7 +689,7 @@ class Uploader:
                     "PATCH", location, headers=headers, content=chunks.body(start, length)
                 ),
                 kind="PATCH chunk",
-                what=f"upload chunk of blob {blob.digest.short}",
+                what=f"upload chunk of blob {job.blob.digest.short}",
                 retry=False,  # [API-10] a failed chunk is recovered by the uploader
                 blob_size=length,  # [SEC-8] a blob body: the blob deadline
             )

@@ -16,9 +16,12 @@ failure is kept as a :class:`PushFailure` beside the others' results (never tagg
 [PUSH-5] Ctrl-C (any ``KeyboardInterrupt`` in the thread running the push) stops it at
 once: nothing new starts, the uploads in flight abandon their bodies, their threads end, and
 the interrupt is raised again; no document or tag is written after it.
+[RESUME-1] Each upload's session is kept in the upload journal after every chunk, so the
+same push run again continues it where the registry holds it; the entry goes once the blob
+is in.
 
 The steps follow go-containerregistry's ``remote/write.go`` (check existing, initiate,
-stream, commit): :func:`plan_blob` is pure, :func:`send_blob` does one blob,
+stream, commit): :func:`plan_blob` is pure, ``_BlobPush.send`` does one blob,
 :func:`put_documents` and :func:`put_tags` the rest, and :func:`push_repository` composes
 them in the order above.
 """
@@ -42,8 +45,9 @@ from ocimerge.model.manifest import Document
 from ocimerge.model.reference import Reference
 from ocimerge.registry.api import Mounted, Registry, RegistryOptions, RegistryPool
 from ocimerge.registry.challenge import Scope
-from ocimerge.registry.upload import UploadStopped, Watch
+from ocimerge.registry.upload import Checkpoint, StopFlag, UploadHooks, UploadStopped
 from ocimerge.sinks.core import Publication, unique_blobs
+from ocimerge.sinks.journal import JournalEntry, UploadJournal, default_journal
 
 __all__ = [
     "BlobAction",
@@ -141,12 +145,18 @@ class BlobPlan:
 
 @attrs.frozen
 class PushOptions:
-    """How to push: registry settings, blobs at once, progress, or only a plan (``dry_run``)."""
+    """How to push: registry settings, blobs at once, progress, or only a plan (``dry_run``).
+
+    ``journal`` keeps where interrupted uploads stand, so that the same push run again
+    continues them [RESUME-1]; by default the user's state directory, None for none.
+    """
 
     registry: RegistryOptions = attrs.field(factory=RegistryOptions)
     jobs: int = 4
     dry_run: bool = False
     on_event: Callable[[PushEvent], None] | None = attrs.field(default=None, eq=False)
+    #: [RESUME-1] where interrupted uploads are kept for the next run; None keeps nothing
+    journal: UploadJournal | None = attrs.field(factory=default_journal, eq=False)
 
     def __attrs_post_init__(self) -> None:
         """Check ``jobs`` here, not in the CLI, so library callers get the same ``UsageError``."""
@@ -162,7 +172,7 @@ class PushOptions:
 
 @attrs.frozen
 class PushResult:
-    """The outcome of a push to one repository."""
+    """The outcome of a push to one repository; ``notes`` (resumed uploads, refused mounts) for stderr."""
 
     registry: str
     repository: str
@@ -172,6 +182,7 @@ class PushResult:
     manifests_skipped: int
     tags: tuple[str, ...]
     dry_run: bool = False
+    notes: tuple[str, ...] = ()
 
     @property
     def bytes_uploaded(self) -> int:
@@ -262,40 +273,6 @@ def plan_blob(blob: Blob, *, held: bool, host: str, repository: str, mount_from:
     return BlobPlan(digest, size, BlobAction.UPLOAD)
 
 
-def send_blob(
-    destination: Destination, blob: Blob, plan: BlobPlan, options: PushOptions, stop: threading.Event | None = None
-) -> BlobPlan:
-    """[PUSH-1] Carry out ``plan`` in ``destination``: mount, or upload (into the session a refused mount opened).
-
-    Returns what was done: a mount the registry refuses becomes an upload [API-6].
-    The upload verifies the blob as it streams ([API-5]), so a corrupt source raises
-    ``DigestMismatchError`` before the registry commits the blob. [PUSH-5] Once ``stop`` is
-    set the body raises :class:`~ocimerge.registry.upload.UploadStopped` before its next chunk.
-    """
-    registry, repository = destination.registry, destination.repository
-    digest, size = plan.digest, plan.size
-    if plan.action not in (BlobAction.MOUNT, BlobAction.UPLOAD, BlobAction.COPY):
-        return plan
-    session = None
-    if plan.action is BlobAction.MOUNT and plan.source is not None:
-        started = registry.start_upload(repository, mount=digest, source=plan.source)
-        if isinstance(started, Mounted):
-            options.emit(PushEvent(PushEventKind.DONE, digest, size, size, BlobAction.MOUNT))
-            return plan
-        session = started  # [API-6] refused: upload into the session it opened
-    options.emit(PushEvent(PushEventKind.START, digest, size))
-    progress = _progress(digest, size, options)
-    _IN_FLIGHT.add(1)
-    try:
-        registry.upload(repository, blob, session, progress=progress if stop is None else Watch(progress, stop))
-    finally:
-        _IN_FLIGHT.add(-1)
-    action = BlobAction.COPY if plan.action is BlobAction.COPY else BlobAction.UPLOAD
-    options.emit(PushEvent(PushEventKind.DONE, digest, size, size, action))
-    # report what really happened: a refused mount was paid for as an upload
-    return plan if plan.action is not BlobAction.MOUNT else BlobPlan(digest, size, BlobAction.UPLOAD)
-
-
 def _progress(digest: Digest, size: int, options: PushOptions) -> Callable[[int], None]:
     """A callback that turns bytes sent (from several upload threads) into progress events."""
     lock = threading.Lock()
@@ -329,37 +306,129 @@ class Destination:
         return self.target.repository
 
 
-def _one_blob(destination: Destination, blob: Blob, options: PushOptions, stop: threading.Event) -> BlobPlan:
-    """Plan one blob against the registry (one HEAD), then send it unless this is a dry run.
+class _BlobPush:
+    """The blobs of one repository's push, sent from worker threads: what they share.
 
-    [PUSH-5] Raises :class:`~ocimerge.registry.upload.UploadStopped` instead of starting
-    once ``stop`` is set.
+    The stop flag [PUSH-5] (owned by this push, so a re-used :class:`PushOptions` is never
+    left stopped), the upload journal [RESUME-1], and the notes the uploads leave (resumes,
+    refused mounts), collected under a lock.
     """
-    registry, repository = destination.registry, destination.repository
-    if stop.is_set():  # a worker that picked the blob up just before the stop
-        raise UploadStopped("push stopped")
-    held = registry.blob_exists(repository, blob.digest) is not None
-    mount_from = destination.mount_from.get(blob.digest)
-    plan = plan_blob(blob, held=held, host=registry.host, repository=repository, mount_from=mount_from)
-    if plan.action is BlobAction.SKIP:
-        options.emit(PushEvent(PushEventKind.DONE, plan.digest, plan.size, plan.size, BlobAction.SKIP))
-    if options.dry_run:
-        return plan
-    return send_blob(destination, blob, plan, options, stop)
+
+    def __init__(self, destination: Destination, options: PushOptions) -> None:
+        self.destination = destination
+        self.options = options
+        self.stop = StopFlag()
+        self._lock = threading.Lock()
+        self._notes: list[str] = []
+        self._refused: dict[tuple[str, int], int] = {}
+
+    def note(self, text: str) -> None:
+        """Keep one line for the push's result."""
+        with self._lock:
+            self._notes.append(text)
+
+    def notes(self) -> tuple[str, ...]:
+        """The notes, refused mounts summed up per source repository and status."""
+        with self._lock:
+            refused = [
+                f"{n} cross-repository mount{'s' if n > 1 else ''} from {source} refused ({status}); uploaded instead"
+                for (source, status), n in self._refused.items()
+            ]
+            return (*self._notes, *refused)
+
+    def one(self, blob: Blob) -> BlobPlan:
+        """Plan one blob against the registry (one HEAD), then send it unless this is a dry run.
+
+        [PUSH-5] Raises :class:`~ocimerge.registry.upload.UploadStopped` instead of starting
+        once the stop flag is set.
+        """
+        destination, options = self.destination, self.options
+        registry, repository = destination.registry, destination.repository
+        if self.stop.is_set():  # a worker that picked the blob up just before the stop
+            raise UploadStopped("push stopped")
+        held = registry.blob_exists(repository, blob.digest) is not None
+        mount_from = destination.mount_from.get(blob.digest)
+        plan = plan_blob(blob, held=held, host=registry.host, repository=repository, mount_from=mount_from)
+        if plan.action is BlobAction.SKIP:
+            if options.journal is not None and not options.dry_run:
+                options.journal.forget(registry.host, repository, blob.digest)  # in, by whatever route
+            options.emit(PushEvent(PushEventKind.DONE, plan.digest, plan.size, plan.size, BlobAction.SKIP))
+        if options.dry_run:
+            return plan
+        return self.send(blob, plan)
+
+    def send(self, blob: Blob, plan: BlobPlan) -> BlobPlan:
+        """[PUSH-1] Carry out ``plan``: mount, or upload (into the session a refused mount opened).
+
+        Returns what was done: a mount the registry refuses becomes an upload [API-6].
+        The upload verifies the blob as it streams ([API-5]), so a corrupt source raises
+        ``DigestMismatchError`` before the registry commits the blob. [PUSH-5] Once the stop
+        flag is set the body raises :class:`~ocimerge.registry.upload.UploadStopped` before its
+        next chunk. [RESUME-3] The journal keeps where the upload stands, and an upload an
+        earlier run left is continued.
+        """
+        registry, repository = self.destination.registry, self.destination.repository
+        digest, size = plan.digest, plan.size
+        if plan.action not in (BlobAction.MOUNT, BlobAction.UPLOAD, BlobAction.COPY):
+            return plan
+        session = None
+        if plan.action is BlobAction.MOUNT and plan.source is not None:
+            started = registry.start_upload(repository, mount=digest, source=plan.source)
+            if isinstance(started, Mounted):
+                self.options.emit(PushEvent(PushEventKind.DONE, digest, size, size, BlobAction.MOUNT))
+                return plan
+            session = started  # [API-6] refused: upload into the session it opened
+            with self._lock:
+                key = (plan.source, started.refused or 202)
+                self._refused[key] = self._refused.get(key, 0) + 1
+        self.options.emit(PushEvent(PushEventKind.START, digest, size))
+        progress = _progress(digest, size, self.options)
+        _IN_FLIGHT.add(1)
+        try:
+            registry.upload(repository, blob, session, UploadHooks(progress, self._checkpoint(blob), self.stop))
+        finally:
+            _IN_FLIGHT.add(-1)
+        if self.options.journal is not None:
+            self.options.journal.forget(registry.host, repository, digest)  # [RESUME-1] done: nothing to resume
+        action = BlobAction.COPY if plan.action is BlobAction.COPY else BlobAction.UPLOAD
+        self.options.emit(PushEvent(PushEventKind.DONE, digest, size, size, action))
+        # report what really happened: a refused mount was paid for as an upload
+        return plan if plan.action is not BlobAction.MOUNT else BlobPlan(digest, size, BlobAction.UPLOAD)
+
+    def _checkpoint(self, blob: Blob) -> Checkpoint | None:
+        """[RESUME-1][RESUME-3] The journal's view of this upload: where an earlier run left it, and a recorder."""
+        journal = self.options.journal
+        if journal is None:
+            return None
+        registry, repository = self.destination.registry, self.destination.repository
+        host, digest, size, origin = registry.host, blob.digest, blob.descriptor.size, registry.origin
+        found = journal.find(host, repository, digest, size, origin)
+        if found.note is not None:
+            self.note(found.note)
+
+        def record(location: str, stored: int) -> None:
+            entry = JournalEntry(host, repository, digest, size, location, stored)
+            if entry.origin == origin:  # [RESUME-2] a session elsewhere is never resumed, so never kept
+                journal.record(entry)
+
+        return Checkpoint(record, self.note, found.entry.location if found.entry is not None else None)
 
 
-def push_blobs(destination: Destination, blobs: Sequence[Blob], options: PushOptions) -> tuple[BlobPlan, ...]:
+def push_blobs(
+    destination: Destination, blobs: Sequence[Blob], options: PushOptions
+) -> tuple[tuple[BlobPlan, ...], tuple[str, ...]]:
     """[PUSH-1] Every blob, ``options.jobs`` at a time; the first failure stops what has not started.
 
-    [PUSH-5] A ``KeyboardInterrupt`` (or ``SystemExit``) while waiting also stops the uploads
-    in flight: their bodies raise at the next chunk, their threads are waited for up to
-    :data:`STOP_GRACE` seconds, and the interrupt is raised again.
+    Returns what was done with each blob, and the notes the uploads left (resumed uploads,
+    refused mounts). [PUSH-5] A ``KeyboardInterrupt`` (or ``SystemExit``) while waiting also
+    stops the uploads in flight: their bodies raise at the next chunk, their threads are
+    waited for up to :data:`STOP_GRACE` seconds, and the interrupt is raised again.
     """
-    stop = threading.Event()  # owned by this push: a re-used PushOptions is never left stopped
+    push = _BlobPush(destination, options)
     pool = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="ocimerge-push")
     futures: list[Future[BlobPlan]] = []
     try:
-        futures.extend(pool.submit(_one_blob, destination, b, options, stop) for b in blobs)
+        futures.extend(pool.submit(push.one, b) for b in blobs)
         plans = tuple(f.result() for f in futures)
     except Exception:
         # an error stops only queued blobs; running ones finish, and since no document or
@@ -367,17 +436,18 @@ def push_blobs(destination: Destination, blobs: Sequence[Blob], options: PushOpt
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     except BaseException:
-        _stop(pool, futures, stop)
+        _stop(pool, futures, push.stop)
         raise
     pool.shutdown(wait=True)
-    return plans
+    return plans, push.notes()
 
 
-def _stop(pool: ThreadPoolExecutor, futures: Sequence[Future[BlobPlan]], stop: threading.Event) -> None:
+def _stop(pool: ThreadPoolExecutor, futures: Sequence[Future[BlobPlan]], stop: StopFlag) -> None:
     """[PUSH-5] Cancel what is queued, make running uploads abandon their bodies, wait briefly.
 
-    Uploads stopped part-way leave their sessions open in the registry (it expires them);
-    what a resume needs is the upload location, which a journal would keep [API-10].
+    [RESUME-4] A chunk in flight gets ``CHUNK_GRACE`` to finish first, so the session the
+    journal keeps stays resumable; uploads stopped part-way leave their sessions open in the
+    registry, for the next run to continue (or for the registry to expire).
     """
     stop.set()
     pool.shutdown(wait=False, cancel_futures=True)
@@ -452,7 +522,7 @@ def push_repository(destination: Destination, publication: Publication, options:
     if sources := {s for s in destination.mount_from.values() if s != repository}:
         registry.want(*(Scope.repository(s, "pull") for s in sorted(sources)))
     check_required(registry, target, publication)
-    plans = push_blobs(destination, tuple(unique_blobs(publication.blobs)), options)  # each digest once
+    plans, notes = push_blobs(destination, tuple(unique_blobs(publication.blobs)), options)  # each digest once
     pushed, skipped = put_documents(registry, target, publication.documents, dry_run=options.dry_run)
     written = destination.tags
     if not options.dry_run:  # the order guarantee: the root after its children, tags last
@@ -468,6 +538,7 @@ def push_repository(destination: Destination, publication: Publication, options:
         manifests_skipped=skipped,
         tags=written,
         dry_run=options.dry_run,
+        notes=notes,
     )
 
 
