@@ -16,11 +16,14 @@ No mocks: every request in an integration test reaches Distribution.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import datetime
 import email.utils
 import fnmatch
+import functools
+import ipaddress
 import json
 import os
 import secrets
@@ -32,11 +35,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 import bcrypt
@@ -44,6 +47,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+if TYPE_CHECKING:
+    from testcontainers.core.container import DockerContainer
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 SERVICE = "ocimerge-test-registry"
@@ -267,14 +273,199 @@ class TokenServer:
             self._server.server_close()
 
 
+# -- which registry serves the tests -------------------------------------------------------------
+
+#: ``binary``, ``container`` or ``inprocess``: forces the backend (else the first available of
+#: the binary and a container)
+BACKEND_VARIABLE = "OCIMERGE_TEST_REGISTRY"
+#: the image the container backend runs (Distribution 2.x; CI builds a local one, see .ci/dockerd.sh)
+IMAGE_VARIABLE = "OCIMERGE_TEST_REGISTRY_IMAGE"
+DEFAULT_IMAGE = "registry:2"
+#: what .ci/dockerd.sh builds from the Debian binary where nothing can be pulled
+CI_IMAGE = "localhost/ocimerge-test-registry:2.8"
+BACKENDS = ("binary", "container", "inprocess")
+MODES = ("anonymous", "relative", "htpasswd", "token")
+HOW_TO_GET_ONE = (
+    "install Debian's Distribution (apt-get install docker-registry), "
+    "or start a Docker engine (make test-containers starts one of its own; or point DOCKER_HOST at yours), "
+    f"or set {BACKEND_VARIABLE}=inprocess to use ocimerge.testing.Registry"
+)
+#: a query parameter only requests() sends: the log line it leaves marks how far the log is read
+_MARK = "ocimerge-log-mark"
+
+
+class NoRegistryBackendError(RuntimeError):
+    """No registry can serve the tests as asked; the message says what to install or set."""
+
+
+def docker_engine_problem() -> str | None:
+    """None when a Docker engine answers ``docker info`` (through the docker SDK that
+    testcontainers brings: ``DOCKER_HOST``, else the default socket), else what went wrong."""
+    try:
+        from testcontainers.core.docker_client import DockerClient
+
+        client = DockerClient(timeout=10)
+    except Exception as exc:  # the SDK's DockerException, requests' ConnectionError, OSError...
+        return f"{type(exc).__name__}: {exc}"
+    try:
+        client.client.info()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        client.client.close()
+    return None
+
+
+def choose_backend(environ: Mapping[str, str] = os.environ, binary: str = REGISTRY_BINARY) -> str:
+    """The backend for this run: ``$OCIMERGE_TEST_REGISTRY`` when set (checked to be usable),
+    else the binary when it is installed, else a container when a Docker engine answers.
+
+    Raises :class:`NoRegistryBackendError` naming what to install, start or set.
+    """
+    forced = environ.get(BACKEND_VARIABLE, "")
+    if forced:
+        if forced not in BACKENDS:
+            raise NoRegistryBackendError(f"{BACKEND_VARIABLE}={forced!r} is none of {', '.join(BACKENDS)}")
+        if forced == "binary" and not os.access(binary, os.X_OK):
+            raise NoRegistryBackendError(
+                f"{BACKEND_VARIABLE}=binary but {binary} is missing: apt-get install docker-registry"
+            )
+        if forced == "container" and (problem := docker_engine_problem()) is not None:
+            raise NoRegistryBackendError(
+                f"{BACKEND_VARIABLE}=container but no Docker engine answers ({problem}): start one "
+                "(make test-containers starts its own) or point DOCKER_HOST at one"
+            )
+        return forced
+    if os.access(binary, os.X_OK):
+        return "binary"
+    problem = docker_engine_problem()
+    if problem is None:
+        return "container"
+    raise NoRegistryBackendError(
+        f"no registry for the integration tests: {binary} is missing and no Docker engine answers ({problem}); "
+        + HOW_TO_GET_ONE
+    )
+
+
+@functools.cache
+def default_backend() -> str:
+    """:func:`choose_backend` once per process (asking a Docker engine takes a moment)."""
+    return choose_backend()
+
+
+# -- Distribution's configuration, as a file or as its environment -------------------------------
+
+
+def distribution_config(mode: str, root: Path, port: int, realm: str | None = None) -> dict[str, Any]:
+    """Distribution's configuration for ``mode``, as the tree its ``config.yml`` holds.
+
+    Every path is under ``root``; the container backend mounts ``root`` at the same path, so
+    one tree serves the binary (:func:`config_yaml`) and a container (:func:`config_environment`).
+    """
+    http: dict[str, Any] = {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)}
+    config: dict[str, Any] = {
+        "version": "0.1",
+        "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(root / "storage")},
+            "delete": {"enabled": True},
+            "maintenance": {"uploadpurging": {"enabled": False}},
+        },
+        "health": {"storagedriver": {"enabled": False}},
+        "http": http,
+    }
+    if mode == "relative":  # upload Locations relative to the request, not absolute
+        http["relativeurls"] = True
+    if mode == "htpasswd":
+        http["tls"] = {"certificate": str(root / "server.crt"), "key": str(root / "server.key")}
+        config["auth"] = {"htpasswd": {"realm": "ocimerge-test", "path": str(root / "htpasswd")}}
+    elif mode == "token":
+        config["auth"] = {
+            "token": {"realm": realm, "service": SERVICE, "issuer": ISSUER, "rootcertbundle": str(root / "token.crt")}
+        }
+    return config
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    plain = text and all(c.isalnum() or c in "._/:-" for c in text) and ": " not in text
+    return text if plain else json.dumps(text)  # a JSON string is a YAML double-quoted scalar
+
+
+def config_yaml(tree: dict[str, Any], indent: str = "") -> str:
+    """``tree`` as YAML block mappings, two spaces a level (the config.yml the binary reads)."""
+    lines = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:\n{config_yaml(value, indent + '  ')}")
+        else:
+            lines.append(f"{indent}{key}: {_scalar(value)}\n")
+    return "".join(lines)
+
+
+def config_environment(tree: dict[str, Any]) -> dict[str, str]:
+    """``tree`` as the ``REGISTRY_*`` variables that override an image's config.yml.
+
+    Distribution maps ``REGISTRY_A_B_C`` onto config fields, but below the first level of a
+    driver map (``storage.maintenance.uploadpurging``) it only sets a whole value, so deeper
+    mappings are given as one JSON (that is, YAML) value.
+    """
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value: object, depth: int) -> None:
+        in_driver_map = prefix.split("_")[1] in ("STORAGE", "AUTH") and depth >= 3
+        if isinstance(value, dict) and not in_driver_map:
+            for key, inner in value.items():
+                walk(f"{prefix}_{key.upper()}", inner, depth + 1)
+        elif isinstance(value, dict):
+            out[prefix] = json.dumps(value)
+        elif prefix != "REGISTRY_VERSION":  # the image's file says which version it is
+            out[prefix] = value if isinstance(value, str) else _scalar(value)
+
+    for key, value in tree.items():
+        walk(f"REGISTRY_{key.upper()}", value, 1)
+    return out
+
+
+def distribution_requests(log: str) -> list[tuple[str, str, int]]:
+    """(method, path with query, status) of every ``response completed`` line in a Distribution
+    log (the binary's file or ``docker logs``: the same text), in order; requests()'s own marks left out."""
+    out = []
+    for line in log.splitlines():
+        if "response completed" not in line:
+            continue
+        fields = dict(_logfmt(line))
+        uri = fields.get("http.request.uri", "")
+        if _MARK in uri:
+            continue
+        out.append((fields.get("http.request.method", ""), uri, int(fields.get("http.response.status", "0") or 0)))
+    return out
+
+
+# -- one registry, whichever backend serves it ----------------------------------------------------
+
+
 @dataclass
 class RegistryServer:
-    """One Distribution process and what a client needs to reach it."""
+    """One test registry and what a client needs to reach it.
+
+    ``backend`` says what serves it: ``binary`` (a ``docker-registry`` process), ``container``
+    (Distribution in a container on the host's network, through testcontainers) or
+    ``inprocess`` (:class:`ocimerge.testing.Registry` in this process). ``mode`` is one of
+    :data:`MODES`. Whatever the backend, the address is on 127.0.0.1 and :meth:`requests`
+    lists what it served.
+    """
 
     mode: str
     root: Path
+    backend: str = "binary"
+    image: str = DEFAULT_IMAGE
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    container: DockerContainer | None = None
+    inprocess: Any = None  # an ocimerge.testing.Registry, entered
     ca_file: str | None = None
     token_server: TokenServer | None = None
 
@@ -288,120 +479,179 @@ class RegistryServer:
 
     @property
     def log(self) -> Path:
+        """The binary's log file (the container's log is ``docker logs``)."""
         return self.root / "registry.log"
 
+    @property
+    def is_distribution(self) -> bool:
+        return self.backend in ("binary", "container")
+
     def requests(self) -> list[tuple[str, str, int]]:
-        """(method, path, status) of every request Distribution logged, in order."""
-        out = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            if "response completed" not in line:
-                continue
-            fields = dict(_logfmt(line))
-            out.append(
-                (
-                    fields.get("http.request.method", ""),
-                    fields.get("http.request.uri", ""),
-                    int(fields.get("http.response.status", "0") or 0),
-                )
-            )
-        return out
+        """(method, path with query, status) of every request the registry served, in order.
+
+        Distribution's are read from its log, after a request of our own whose line shows
+        that every answer before it has been logged (a container's log arrives through the
+        engine, a moment late); that request is not listed.
+        """
+        if self.inprocess is not None:
+            return [(m, p, int(s)) for m, p, s in self.inprocess.requests()]
+        mark = uuid.uuid4().hex
+        self._get(f"/v2/?{_MARK}={mark}")
+        deadline = time.monotonic() + 10
+        while True:
+            text = self._log_text()
+            if mark in text or time.monotonic() > deadline:
+                return distribution_requests(text)
+            time.sleep(0.02)
+
+    def blob_file(self, digest: str) -> Path:
+        """Where the registry keeps the bytes of blob ``sha256:…`` on disk (both store a directory)."""
+        hexdigest = digest.split(":", 1)[1]
+        if self.inprocess is not None:
+            return self.root / "storage" / "blobs" / "sha256" / hexdigest
+        return self.root / "storage" / f"docker/registry/v2/blobs/sha256/{hexdigest[:2]}/{hexdigest}/data"
+
+    def _log_text(self) -> str:
+        if self.container is not None:
+            data: bytes = self.container.get_wrapped_container().logs()  # stdout and stderr, in order
+            return data.decode(errors="replace")
+        return self.log.read_text(errors="replace")
 
     def start(self) -> RegistryServer:
-        if not os.access(REGISTRY_BINARY, os.X_OK):
-            raise RuntimeError(
+        if self.backend == "inprocess":
+            self._start_inprocess()
+            return self
+        if self.backend == "binary" and not os.access(REGISTRY_BINARY, os.X_OK):
+            raise NoRegistryBackendError(
                 f"{REGISTRY_BINARY} is missing: install the Debian package 'docker-registry' "
                 "(apt-get install docker-registry; make test does it when run as root)"
             )
-        storage = self.root / "storage"
-        storage.mkdir(parents=True, exist_ok=True)
-        lines = [
-            "version: 0.1",
-            "log:",
-            "  level: info",
-            "  formatter: text",
-            "  accesslog:",
-            "    disabled: true",
-            "storage:",
-            "  filesystem:",
-            f"    rootdirectory: {storage}",
-            "  delete:",
-            "    enabled: true",
-            "  maintenance:",
-            "    uploadpurging:",
-            "      enabled: false",
-            "health:",
-            "  storagedriver:",
-            "    enabled: false",
-            "http:",
-            f"  addr: 127.0.0.1:{self.port}",
-            f"  secret: {secrets.token_hex(16)}",
-        ]
-        if self.mode == "relative":  # upload Locations relative to the request, not absolute
-            lines.append("  relativeurls: true")
-        if self.mode == "htpasswd":
-            ca = make_cert("ocimerge test CA", ca=True)
-            import ipaddress
-
-            server = make_cert(
-                "127.0.0.1",
-                issuer=ca,
-                sans=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
+        self._prepare_files()
+        realm = self.token_server.realm if self.token_server is not None else None
+        config = distribution_config(self.mode, self.root, self.port, realm)
+        (self.root / "storage").mkdir(parents=True, exist_ok=True)
+        (self.root / "config.yml").write_text(config_yaml(config))
+        if self.backend == "container":
+            self._start_container(config)
+        else:
+            log = open(self.log, "wb")  # noqa: SIM115 - kept open for the process's life
+            self.process = subprocess.Popen(
+                [REGISTRY_BINARY, "serve", str(self.root / "config.yml")], stdout=log, stderr=subprocess.STDOUT
             )
+        self._wait()
+        return self
+
+    def _prepare_files(self) -> None:
+        """The certificates, htpasswd and token server a mode needs, under ``root``."""
+        if self.mode == "htpasswd":
+            ca, server = tls_pair()
             (self.root / "ca.crt").write_bytes(ca.cert_pem)
             (self.root / "server.crt").write_bytes(server.cert_pem + ca.cert_pem)
             (self.root / "server.key").write_bytes(server.key_pem)
             self.ca_file = str(self.root / "ca.crt")
             entries = [f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)).decode()}" for u, p in USERS.items()]
             (self.root / "htpasswd").write_text("\n".join(entries) + "\n")
-            lines += [
-                "  tls:",
-                f"    certificate: {self.root / 'server.crt'}",
-                f"    key: {self.root / 'server.key'}",
-                "auth:",
-                "  htpasswd:",
-                "    realm: ocimerge-test",
-                f"    path: {self.root / 'htpasswd'}",
-            ]
         elif self.mode == "token":
             signing = make_cert("ocimerge token signer")
             (self.root / "token.crt").write_bytes(signing.cert_pem)
             self.token_server = TokenServer(signing)
             self.token_server.start()
-            lines += [
-                "auth:",
-                "  token:",
-                f"    realm: {self.token_server.realm}",
-                f"    service: {SERVICE}",
-                f"    issuer: {ISSUER}",
-                f"    rootcertbundle: {self.root / 'token.crt'}",
-            ]
-        (self.root / "config.yml").write_text("\n".join(lines) + "\n")
-        log = open(self.log, "wb")  # noqa: SIM115 - kept open for the process's life
-        self.process = subprocess.Popen(
-            [REGISTRY_BINARY, "serve", str(self.root / "config.yml")], stdout=log, stderr=subprocess.STDOUT
-        )
-        self._wait()
-        return self
 
-    def _wait(self) -> None:
+    def _start_container(self, config: dict[str, Any]) -> None:
+        """Distribution from ``image``, configured by ``REGISTRY_*`` variables, with ``root``
+        (certificates, htpasswd, token bundle, storage) mounted at the same path."""
+        from testcontainers.core.config import testcontainers_config
+        from testcontainers.core.container import DockerContainer
+
+        if "zot" in self.image.rsplit("/", 1)[-1]:
+            raise NoRegistryBackendError(
+                f"{IMAGE_VARIABLE}={self.image}: zot is not supported by the container backend "
+                "(its configuration and log are other formats); use a Distribution image such as registry:2"
+            )
+        # Ryuk, testcontainers' reaper, is an image to pull, and nothing can be pulled in CI;
+        # cleanup() and the atexit hook below stop what we start
+        os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+        testcontainers_config.ryuk_disabled = True
+        container = DockerContainer(
+            self.image,
+            env=config_environment(config),
+            volumes=[(str(self.root), str(self.root), "rw")],
+        ).with_kwargs(
+            # the host's network: Distribution listens on 127.0.0.1:PORT itself, no bridge, no
+            # NAT. (docker-py's ``network="host"`` is ``network_mode="host"``; given as
+            # ``network_mode``, testcontainers would guess a network by resolving a host name.)
+            network="host"
+        )
+        try:
+            container.start()
+        except Exception as exc:  # the SDK's ImageNotFound / APIError when the image cannot be pulled
+            raise NoRegistryBackendError(
+                f"cannot start a container from {self.image} ({type(exc).__name__}: {exc}); where nothing can be "
+                f"pulled, `.ci/dockerd.sh image` builds {CI_IMAGE} from /usr/bin/docker-registry "
+                f"(make test-containers does) and {IMAGE_VARIABLE}={CI_IMAGE} uses it"
+            ) from exc
+        self.container = container
+        atexit.register(self._stop_container)
+
+    def _start_inprocess(self) -> None:
+        """:class:`ocimerge.testing.Registry` in the same mode, storing under ``root``."""
+        import importlib
+
+        testing: Any = importlib.import_module("ocimerge.testing")  # being written (issue 10 item 3)
+        options: dict[str, Any] = {"storage": self.root / "storage"}
+        if self.mode == "relative":
+            options["behaviour"] = testing.Behaviour(relative_locations=True)
+        elif self.mode == "htpasswd":
+            self._prepare_files()
+            options["tls"] = (str(self.root / "server.crt"), str(self.root / "server.key"))
+            options["auth"] = testing.BasicAuth(USERS)
+        elif self.mode == "token":
+            options["auth"] = testing.TokenAuth(USERS, ACL)
+        registry = testing.Registry(**options)
+        registry.__enter__()
+        self.inprocess = registry
+        self.port = int(registry.host.rsplit(":", 1)[1])
+
+    def _get(self, path: str) -> int:
+        """GET ``path`` from the registry: its status (any answer, 401 included), or 0 when none came."""
         import ssl
         import urllib.error
         import urllib.request
 
         context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+        try:
+            with urllib.request.urlopen(f"{self.scheme}://{self.host}{path}", timeout=2, context=context) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    def _gone(self) -> str | None:
+        """Why the registry is not running any more, if it is not."""
+        if self.process is not None and self.process.poll() is not None:
+            return f"docker-registry exited: {self._log_text()[-2000:]}"
+        if self.container is not None:
+            self.container.reload()
+            if self.container.status in ("exited", "dead"):
+                return f"the {self.image} container exited: {self._log_text()[-2000:]}"
+        return None
+
+    def _wait(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"docker-registry exited: {self.log.read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(f"{self.scheme}://{self.host}/v2/", timeout=2, context=context)
+            if (gone := self._gone()) is not None:
+                raise RuntimeError(gone)
+            if self._get("/v2/") in (200, 401):
                 return
-            except urllib.error.HTTPError as exc:
-                if exc.code == 401:
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"docker-registry did not answer on {self.host}: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        raise RuntimeError(f"the registry did not answer on {self.host}: {self._log_text()[-2000:]}")
+
+    def _stop_container(self) -> None:
+        if self.container is not None:
+            with contextlib.suppress(Exception):  # already gone, or the engine with it
+                self.container.stop()
+            self.container = None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -410,8 +660,21 @@ class RegistryServer:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        self._stop_container()
+        if self.inprocess is not None:
+            self.inprocess.__exit__(None, None, None)
+            self.inprocess = None
         if self.token_server is not None:
             self.token_server.stop()
+
+
+def tls_pair() -> tuple[KeyPair, KeyPair]:
+    """A CA made here and a server certificate it signed for 127.0.0.1 and localhost."""
+    ca = make_cert("ocimerge test CA", ca=True)
+    server = make_cert(
+        "127.0.0.1", issuer=ca, sans=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    )
+    return ca, server
 
 
 def _logfmt(line: str) -> Iterator[tuple[str, str]]:
@@ -434,14 +697,54 @@ def _logfmt(line: str) -> Iterator[tuple[str, str]]:
             i = end
 
 
-def start_registry(mode: str) -> RegistryServer:
+def start_registry(mode: str, backend: str | None = None) -> RegistryServer:
+    """A registry in ``mode`` (one of :data:`MODES`), served by ``backend`` (default: this run's
+    choice, :func:`default_backend`), storing under a fresh temporary directory."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is none of {', '.join(MODES)}")
+    backend = backend or default_backend()
     root = Path(tempfile.mkdtemp(prefix=f"ocimerge-registry-{mode}-"))
-    return RegistryServer(mode, root).start()
+    image = os.environ.get(IMAGE_VARIABLE) or DEFAULT_IMAGE
+    server = RegistryServer(mode, root, backend=backend, image=image)
+    try:
+        return server.start()
+    except BaseException:
+        cleanup(server)
+        raise
 
 
 def cleanup(server: RegistryServer) -> None:
     server.stop()
     shutil.rmtree(server.root, ignore_errors=True)
+
+
+class Registries:
+    """Test registries started on first use, one per (backend, mode), stopped together by :meth:`close`.
+
+    A backend that cannot start is remembered, so its error is raised again at once for
+    every later test rather than tried anew.
+    """
+
+    def __init__(self) -> None:
+        self._servers: dict[tuple[str, str], RegistryServer] = {}
+        self._errors: dict[tuple[str, str], Exception] = {}
+
+    def get(self, mode: str, backend: str | None = None) -> RegistryServer:
+        key = (backend or default_backend(), mode)
+        if key in self._errors:
+            raise self._errors[key]
+        if key not in self._servers:
+            try:
+                self._servers[key] = start_registry(mode, key[0])
+            except Exception as exc:
+                self._errors[key] = exc
+                raise
+        return self._servers[key]
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            cleanup(server)
+        self._servers.clear()
 
 
 @dataclass
