@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "ocimerge.progress": 6,
     "ocimerge.cli": 6,
     "ocimerge.__main__": 6,
+    "ocimerge.testing": 6,
     "ocimerge": 6,  # the package facade re-exports everything
 }
 # Third-party imports allowed per layer (stdlib is always allowed except I/O in the model).
