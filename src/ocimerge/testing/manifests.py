@@ -60,8 +60,8 @@ def _negotiate(site: Site, name: str, reference: str, stored: Stored, accepted: 
     their type (404 otherwise); a Docker list asked by tag without the list type is replaced
     by its linux/amd64 child. Docker manifests are served as they are (no schema 1)."""
     if stored.media_type in (mt.OCI_MANIFEST, mt.OCI_INDEX) and stored.media_type not in accepted:
-        kind = "manifests" if stored.media_type == mt.OCI_MANIFEST else "indexes"
-        raise Refusal(404, "MANIFEST_UNKNOWN", f"OCI {kind[:-2]} found, but accept header does not support OCI {kind}")
+        one, many = ("manifest", "manifests") if stored.media_type == mt.OCI_MANIFEST else ("index", "indexes")
+        raise Refusal(404, "MANIFEST_UNKNOWN", f"OCI {one} found, but accept header does not support OCI {many}")
     if (
         stored.media_type == mt.DOCKER_MANIFEST_LIST
         and mt.DOCKER_MANIFEST_LIST not in accepted

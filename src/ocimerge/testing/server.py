@@ -126,7 +126,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = Body(read, self.rfile.readline, self._length())
         split = urlsplit(self.path)
         query = {k: tuple(v) for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        headers: dict[str, str] = {}
+        for key, value in self.headers.items():  # a repeated header (Go sends Accept so) joins with ", "
+            name = key.lower()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
         request = Request(self.command, self.path, split.path, query, headers, body, self.server.base())
         try:
             answer = self._answer(request, fault)
