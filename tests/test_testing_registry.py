@@ -792,3 +792,12 @@ def test_skopeo_copies_in_and_out_with_digests_preserved(reg: Registry, tmp_path
     for child in json.loads(created.index.raw)["manifests"]:
         data = (out / "blobs" / "sha256" / child["digest"].split(":")[1]).read_bytes()
         assert digest(data) == child["digest"]
+
+
+def test_the_readme_example_is_the_file_the_suite_runs() -> None:
+    """[TESTREG-12] The README's pytest example is tests/test_readme_testing_example.py, byte for byte."""
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Testing your own registry tooling with ocimerge.testing", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```\n", 1)[0]
+    assert block == (root / "tests" / "test_readme_testing_example.py").read_text(encoding="utf-8")

@@ -141,8 +141,9 @@ class _Handler(BaseHTTPRequestHandler):
         except (_Dropped, ConnectionError, OSError):
             self._drop()
             return
-        self._write(answer)
+        # logged before it is written: a client that has its answer finds the request logged
         self.server.record(self.command, self.path, answer.status)
+        self._write(answer)
 
     def _answer(self, request: Request, fault: Failure | Drop | None) -> Answer:
         json_errors = self.server.routes.site.behaviour.json_errors
