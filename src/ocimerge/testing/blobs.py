@@ -117,8 +117,9 @@ def _session(site: Site, request: Request, name: str, uuid: str) -> Upload:
     if upload is None:
         raise Refusal(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", {"uuid": uuid})
     if request.param("_state") != upload.state:
-        # the Location is opaque and must be used whole [API-4]: a client that rebuilt it fails here
-        raise Refusal(400, "BLOB_UPLOAD_INVALID", "the upload's _state is missing or wrong", {"uuid": uuid})
+        # the Location is opaque and must be used whole [API-4]: a client that rebuilt it fails
+        # here, with Distribution's status for this code (404)
+        raise Refusal(404, "BLOB_UPLOAD_INVALID", "the upload's _state is missing or wrong", {"uuid": uuid})
     return upload
 
 

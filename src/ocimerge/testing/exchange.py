@@ -7,7 +7,7 @@ the distribution-spec shape, ``{"errors": [{"code", "message", "detail"}]}`` ([T
 
 >>> refusal = Refusal(404, "BLOB_UNKNOWN", "blob unknown to registry", {"digest": "sha256:..."})
 >>> refusal.body(json_errors=True)
-b'{"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown to registry", "detail": {"digest": "sha256:..."}}]}'
+b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry","detail":{"digest":"sha256:..."}}]}\\n'
 >>> refusal.body(json_errors=False)
 b'404 BLOB_UNKNOWN: blob unknown to registry\\n'
 """
@@ -21,6 +21,12 @@ from typing import Any, BinaryIO
 import attrs
 
 __all__ = ["PIECE", "Answer", "Body", "Refusal", "Request"]
+
+
+def _compact(value: Any) -> bytes:
+    """JSON as Distribution (Go's encoder) writes it: no spaces, a newline at the end."""
+    return json.dumps(value, separators=(",", ":")).encode() + b"\n"
+
 
 #: the size of the pieces bodies are read and written in: no blob is ever held whole
 PIECE = 64 * 1024
@@ -147,7 +153,7 @@ class Answer:
     @classmethod
     def of_json(cls, status: int, value: Any, headers: list[tuple[str, str]] | None = None) -> Answer:
         """A JSON answer (``Content-Type: application/json``)."""
-        content = json.dumps(value).encode()
+        content = _compact(value)
         return cls(status, [("Content-Type", "application/json"), *(headers or [])], content)
 
     @property
@@ -186,7 +192,7 @@ class Refusal(Exception):  # noqa: N818 - an answer, not an error of ours
     def body(self, *, json_errors: bool) -> bytes:
         """The distribution-spec error body, or one line of plain text ([TESTREG-7] ``json_errors``)."""
         if json_errors:
-            return json.dumps({"errors": self.errors}).encode()
+            return _compact({"errors": self.errors})
         return f"{self.status} {self.code}: {self.message}\n".encode()
 
     def answer(self, *, json_errors: bool) -> Answer:

@@ -49,9 +49,7 @@ def _lookup(site: Site, name: str, reference: str) -> Stored:
     digest = site.storage.resolve(name, reference)
     stored = site.storage.manifest(name, digest) if digest is not None else None
     if stored is None:
-        if not site.storage.has_repository(name):
-            raise Refusal(404, "NAME_UNKNOWN", "repository name not known to registry", {"name": name})
-        raise _manifest_unknown(reference)
+        raise _manifest_unknown(reference)  # in a repository never pushed to too, as Distribution 2.8
     return stored
 
 
@@ -116,7 +114,8 @@ def _missing(site: Site, name: str, value: ImageManifest | ImageIndex) -> list[t
                 missing.append(blob)
     else:
         missing = [child for child in value.manifests if site.storage.manifest(name, child.digest) is None]
-    return [("MANIFEST_BLOB_UNKNOWN", "blob unknown to registry", {"digest": str(d.digest)}) for d in missing]
+    # the detail is the digest itself, as Distribution writes it
+    return [("MANIFEST_BLOB_UNKNOWN", "blob unknown to registry", str(d.digest)) for d in missing]
 
 
 def put_manifest(site: Site, request: Request, name: str, reference: str) -> Answer:
@@ -192,4 +191,4 @@ def referrers(site: Site, request: Request, name: str, reference: str) -> Answer
         entries = [e for e in entries if e.get("artifactType") in wanted]
         headers.append(("OCI-Filters-Applied", "artifactType"))
     index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
-    return Answer(200, headers, json.dumps(index).encode())
+    return Answer(200, headers, json.dumps(index, separators=(",", ":")).encode())
