@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -50,6 +50,8 @@ from cryptography.x509.oid import NameOID
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
+
+    from ocimerge.testing import Registry as InProcessRegistry
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 SERVICE = "ocimerge-test-registry"
@@ -465,7 +467,7 @@ class RegistryServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     container: DockerContainer | None = None
-    inprocess: Any = None  # an ocimerge.testing.Registry, entered
+    inprocess: InProcessRegistry | None = None
     ca_file: str | None = None
     token_server: TokenServer | None = None
 
@@ -489,19 +491,24 @@ class RegistryServer:
     def requests(self) -> list[tuple[str, str, int]]:
         """(method, path with query, status) of every request the registry served, in order.
 
-        Distribution's are read from its log, after a request of our own whose line shows
-        that every answer before it has been logged (a container's log arrives through the
-        engine, a moment late); that request is not listed.
+        Every backend records a request once its answer is sent, so the client may already
+        have the answer to its last request when it asks. So a request of our own goes first,
+        and the list is read once that request shows up in it (in Distribution's log, which a
+        container's reaches through the engine, a moment late, or in the in-process
+        registry's list); that request is not listed.
         """
-        if self.inprocess is not None:
-            return [(m, p, int(s)) for m, p, s in self.inprocess.requests()]
         mark = uuid.uuid4().hex
         self._get(f"/v2/?{_MARK}={mark}")
         deadline = time.monotonic() + 10
         while True:
-            text = self._log_text()
-            if mark in text or time.monotonic() > deadline:
-                return distribution_requests(text)
+            if self.inprocess is not None:
+                served = [(m, p, int(s)) for m, p, s in self.inprocess.requests()]
+                if any(mark in p for _, p, _ in served) or time.monotonic() > deadline:
+                    return [r for r in served if _MARK not in r[1]]
+            else:
+                text = self._log_text()
+                if mark in text or time.monotonic() > deadline:
+                    return distribution_requests(text)
             time.sleep(0.02)
 
     def blob_file(self, digest: str) -> Path:
@@ -595,22 +602,20 @@ class RegistryServer:
 
     def _start_inprocess(self) -> None:
         """:class:`ocimerge.testing.Registry` in the same mode, storing under ``root``."""
-        import importlib
+        from ocimerge import testing
 
-        testing: Any = importlib.import_module("ocimerge.testing")  # being written (issue 10 item 3)
-        options: dict[str, Any] = {"storage": self.root / "storage"}
-        if self.mode == "relative":
-            options["behaviour"] = testing.Behaviour(relative_locations=True)
-        elif self.mode == "htpasswd":
-            self._prepare_files()
-            options["tls"] = (str(self.root / "server.crt"), str(self.root / "server.key"))
-            options["auth"] = testing.BasicAuth(USERS)
-        elif self.mode == "token":
-            options["auth"] = testing.TokenAuth(USERS, ACL)
-        registry = testing.Registry(**options)
-        registry.__enter__()
-        self.inprocess = registry
-        self.port = int(registry.host.rsplit(":", 1)[1])
+        behaviour = testing.Behaviour(relative_locations=self.mode == "relative")
+        auth: testing.BasicAuth | testing.TokenAuth | None = None
+        tls = None
+        if self.mode == "htpasswd":
+            self._prepare_files()  # the same CA and server certificate as Distribution's
+            tls = (self.root / "server.crt", self.root / "server.key")
+            auth = testing.BasicAuth(USERS)
+        elif self.mode == "token":  # its own token endpoint: the suite's TokenServer is Distribution's
+            auth = testing.TokenAuth(USERS, ACL)
+        self.inprocess = testing.Registry(storage=self.root / "storage", auth=auth, behaviour=behaviour, tls=tls)
+        self.inprocess.start()
+        self.port = self.inprocess.port
 
     def _get(self, path: str) -> int:
         """GET ``path`` from the registry: its status (any answer, 401 included), or 0 when none came."""
@@ -662,8 +667,7 @@ class RegistryServer:
                 self.process.kill()
         self._stop_container()
         if self.inprocess is not None:
-            self.inprocess.__exit__(None, None, None)
-            self.inprocess = None
+            self.inprocess.stop()
         if self.token_server is not None:
             self.token_server.stop()
 
@@ -725,17 +729,20 @@ class Registries:
     every later test rather than tried anew.
     """
 
-    def __init__(self) -> None:
-        self._servers: dict[tuple[str, str], RegistryServer] = {}
-        self._errors: dict[tuple[str, str], Exception] = {}
+    def __init__(self, choose: Callable[[], str] = default_backend) -> None:
+        self._choose = choose
+        self._servers: dict[tuple[str | None, str], RegistryServer] = {}
+        self._errors: dict[tuple[str | None, str], Exception] = {}
 
     def get(self, mode: str, backend: str | None = None) -> RegistryServer:
-        key = (backend or default_backend(), mode)
+        """The registry in ``mode`` on ``backend`` (None: the run's choice), started if need be;
+        :class:`NoRegistryBackendError` when there is none."""
+        key = (backend, mode)
         if key in self._errors:
             raise self._errors[key]
         if key not in self._servers:
             try:
-                self._servers[key] = start_registry(mode, key[0])
+                self._servers[key] = start_registry(mode, backend or self._choose())
             except Exception as exc:
                 self._errors[key] = exc
                 raise
