@@ -801,3 +801,23 @@ def test_the_readme_example_is_the_file_the_suite_runs() -> None:
     section = readme.split("## Testing your own registry tooling with ocimerge.testing", 1)[1]
     block = section.split("```python\n", 1)[1].split("```\n", 1)[0]
     assert block == (root / "tests" / "test_readme_testing_example.py").read_text(encoding="utf-8")
+
+
+def test_ocimerge_doctor_sees_every_knob() -> None:
+    """[TESTREG-7][TESTREG-6] ``ocimerge doctor`` against the registry with Bearer auth and
+    every knob turned: each shows up as a registry that does it would show it."""
+    from ocimerge.doctor import Outcome, diagnose
+
+    behaviour = Behaviour(deletion=False, max_request=2 * 1024 * 1024, referrers=False, chunk_min_length=4096)
+    with Registry(auth=TokenAuth({"alice": "pw"}, {"alice": [("*", "*")]}), behaviour=behaviour) as reg:
+        with Client(reg.host, RegistryOptions(username="alice", password="pw")) as client:
+            report = diagnose(client, "team/doctor", max_probe_body=4 * 1024 * 1024)
+        outcomes = {check.name: check.outcome for check in report.checks}
+        assert outcomes["authentication"] is Outcome.YES
+        assert report.check("authentication").value == "bearer"
+        assert outcomes["tokenGet"] is outcomes["tokenPost"] is Outcome.YES
+        assert outcomes["anonymousPull"] is Outcome.NO
+        assert "OCI-Chunk-Min-Length 4096" in report.check("chunkedUpload").detail
+        assert outcomes["requestLimit"] is Outcome.YES
+        assert outcomes["referrers"] is outcomes["manifestDeletion"] is Outcome.NO
+        assert outcomes["crossRepositoryMount"] is outcomes["ociIndex"] is Outcome.YES

@@ -123,6 +123,12 @@ def _session(site: Site, request: Request, name: str, uuid: str) -> Upload:
     return upload
 
 
+def _still_open(site: Site, upload: Upload) -> None:
+    """Under the session's lock: a request that waited on a PUT or DELETE of the same session finds it gone."""
+    if site.storage.upload(upload.repository, upload.uuid) is not upload:
+        raise Refusal(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", {"uuid": upload.uuid})
+
+
 def _check_range(request: Request, upload: Upload) -> None:
     """A ``Content-Range`` must start where the session stands and span ``Content-Length``."""
     header = request.header("content-range")
@@ -161,6 +167,7 @@ def upload_patch(site: Site, request: Request, name: str, uuid: str) -> Answer:
     upload = _session(site, request, name, uuid)
     request.body.refuse_over(site.behaviour.max_chunk)
     with upload.lock:
+        _still_open(site, upload)
         _check_range(request, upload)
         _receive(site, request, upload)
     return Answer(202, _session_headers(site, request, upload))
@@ -174,6 +181,7 @@ def upload_put(site: Site, request: Request, name: str, uuid: str) -> Answer:
         raise Refusal(400, "DIGEST_INVALID", "the closing PUT names no digest")
     digest = parse_digest(wanted)
     with upload.lock:
+        _still_open(site, upload)
         header = request.header("content-range")
         if header is not None and request.body.length is not None:
             match = _CONTENT_RANGE.fullmatch(header.strip())
@@ -192,5 +200,8 @@ def upload_status(site: Site, request: Request, name: str, uuid: str) -> Answer:
 
 def upload_delete(site: Site, request: Request, name: str, uuid: str) -> Answer:
     """``DELETE <location>``: cancel the session (204)."""
-    site.storage.cancel(_session(site, request, name, uuid))
+    upload = _session(site, request, name, uuid)
+    with upload.lock:
+        _still_open(site, upload)
+        site.storage.cancel(upload)
     return Answer(204)
