@@ -821,3 +821,14 @@ def test_ocimerge_doctor_sees_every_knob() -> None:
         assert outcomes["requestLimit"] is Outcome.YES
         assert outcomes["referrers"] is outcomes["manifestDeletion"] is Outcome.NO
         assert outcomes["crossRepositoryMount"] is outcomes["ociIndex"] is Outcome.YES
+
+
+def test_locations_follow_the_host_the_client_addressed(http: httpx.Client) -> None:
+    """[TESTREG-3] An absolute upload Location is built from the request's Host (or a proxy's
+    X-Forwarded-Host/-Proto), as Distribution builds it, so a proxy in front stays in the path."""
+    through = http.post("/v2/team/h/blobs/uploads/", headers={"Host": "proxy.example:8080"})
+    assert through.headers["location"].startswith("http://proxy.example:8080/v2/team/h/blobs/uploads/")
+    forwarded = http.post(
+        "/v2/team/h/blobs/uploads/", headers={"X-Forwarded-Host": "edge.example", "X-Forwarded-Proto": "https"}
+    )
+    assert forwarded.headers["location"].startswith("https://edge.example/v2/team/h/blobs/uploads/")

@@ -129,7 +129,7 @@ class Request:
     query: Mapping[str, tuple[str, ...]]
     headers: Mapping[str, str]  # lower-case names
     body: Body
-    base: str  # scheme://host:port of this registry, for absolute Location headers
+    base: str  # scheme://host[:port] the client addressed, for absolute Location headers
 
     def param(self, name: str) -> str | None:
         """The first value of query parameter ``name``, or None."""

@@ -130,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in self.headers.items():  # a repeated header (Go sends Accept so) joins with ", "
             name = key.lower()
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        request = Request(self.command, self.path, split.path, query, headers, body, self.server.base())
+        request = Request(self.command, self.path, split.path, query, headers, body, self._base(headers))
         try:
             answer = self._answer(request, fault)
             if isinstance(fault, Drop):
@@ -144,6 +144,14 @@ class _Handler(BaseHTTPRequestHandler):
         # logged before it is written: a client that has its answer finds the request logged
         self.server.record(self.command, self.path, answer.status)
         self._write(answer)
+
+    def _base(self, headers: dict[str, str]) -> str:
+        """``scheme://host`` as the client addressed us, as Distribution builds its URLs: the
+        ``X-Forwarded-Proto``/``X-Forwarded-Host`` of a proxy, else ``Host``, else our address
+        (so a proxy in front, the suite's FaultProxy, stays in the path of the upload)."""
+        host = (headers.get("x-forwarded-host") or headers.get("host") or "").split(",")[0].strip()
+        scheme = (headers.get("x-forwarded-proto") or self.server.scheme).split(",")[0].strip()
+        return f"{scheme}://{host}" if host else self.server.base()
 
     def _answer(self, request: Request, fault: Failure | Drop | None) -> Answer:
         json_errors = self.server.routes.site.behaviour.json_errors
