@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Debian packages the tests drive as foreign clients and real servers.
 SYSTEM_PACKAGES := skopeo docker-registry
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test test-containers lint bench system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/pytest -q
+
+# The registry integration tests again, against CNCF Distribution in a container (testcontainers;
+# OCIMERGE_TEST_REGISTRY=container): on the Docker engine that answers (DOCKER_HOST or the default
+# socket), else on a dockerd of its own, started and stopped as CI does (.ci/dockerd.sh; root and
+# Debian's docker.io needed). The image is OCIMERGE_TEST_REGISTRY_IMAGE, else one built from
+# /usr/bin/docker-registry (nothing is pulled), else registry:2. Plain `make test` uses no Docker.
+CONTAINER_TESTS := tests/test_push.py tests/test_remote_sources.py tests/test_backends.py
+test-containers: $(STAMP)
+	.ci/dockerd.sh run $(BIN)/pytest -q $(CONTAINER_TESTS)
 
 # ruff (with the complexity and argument-count rules), the formatter as a check, and
 # mypy --strict over the library, its tests and its benchmarks.

@@ -12,6 +12,12 @@
 #                          them, a config.yml, var/lib/registry, tmp), unless it exists
 #   .ci/dockerd.sh engine  exit 0 if a Docker engine answers `docker info` (DOCKER_HOST or the
 #                          default socket), else 1
+#   .ci/dockerd.sh run CMD...
+#                          run CMD with OCIMERGE_TEST_REGISTRY=container against an engine: the
+#                          one that answers, else one started here and stopped when CMD ends
+#                          (also on failure or interruption). The image is
+#                          $OCIMERGE_TEST_REGISTRY_IMAGE; unset, the one `image` builds where
+#                          /usr/bin/docker-registry is installed, else registry:2 (pulled).
 #
 # The state file (OCIMERGE_DOCKERD_STATE, default /tmp/ocimerge-dockerd.state) remembers the
 # directory and PID between `start` and `stop`, so `stop` never touches an engine it did not start.
@@ -122,13 +128,48 @@ EOF
     echo "dockerd.sh: built $IMAGE"
 }
 
+run() {
+    if engine; then
+        echo "dockerd.sh: using the Docker engine at ${DOCKER_HOST:-the default socket}" >&2
+    else
+        # a state file of this run's own, so that only the engine started here is stopped
+        STATE=$(mktemp -u /tmp/ocimerge-dockerd.XXXXXX.state)
+        export OCIMERGE_DOCKERD_STATE=$STATE
+        trap stop EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
+        local exports
+        exports=$(start) # set -e stops here, and the EXIT trap runs, when it fails
+        eval "$exports"
+        echo "dockerd.sh: started dockerd (pid $(sed -n 's/^PID=//p' "$STATE")) at $DOCKER_HOST" >&2
+    fi
+    if [ -z "${OCIMERGE_TEST_REGISTRY_IMAGE:-}" ]; then
+        if [ -x "$REGISTRY_BINARY" ]; then
+            OCIMERGE_TEST_REGISTRY_IMAGE=localhost/ocimerge-test-registry:2.8
+        else
+            OCIMERGE_TEST_REGISTRY_IMAGE=registry:2
+        fi
+    fi
+    IMAGE=$OCIMERGE_TEST_REGISTRY_IMAGE
+    export OCIMERGE_TEST_REGISTRY_IMAGE
+    if [ "$IMAGE" = localhost/ocimerge-test-registry:2.8 ]; then
+        image
+    fi
+    OCIMERGE_TEST_REGISTRY=container "$@"
+}
+
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
 image) image ;;
 engine) engine ;;
+run)
+    shift
+    [ "$#" -gt 0 ] || { echo "usage: $0 run CMD..." >&2; exit 2; }
+    run "$@"
+    ;;
 *)
-    echo "usage: $0 start|stop|image|engine" >&2
+    echo "usage: $0 start|stop|image|engine|run CMD..." >&2
     exit 2
     ;;
 esac
