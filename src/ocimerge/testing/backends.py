@@ -49,6 +49,9 @@ class Backend(Protocol):
     def appender(self, key: str) -> BinaryIO:
         """A stream that appends to ``key`` (made empty when absent); close it when done."""
 
+    def truncate(self, key: str, size: int) -> None:
+        """Cut an appended value back to its first ``size`` bytes."""
+
     def move(self, source: str, target: str) -> None:
         """Rename ``source`` to ``target``, replacing it."""
 
@@ -130,6 +133,12 @@ class MemoryBackend:
                 value = self._values[key] = bytearray(value or b"")
         return cast(BinaryIO, io.BufferedWriter(cast(io.RawIOBase, _Appending(value, self._lock))))
 
+    def truncate(self, key: str, size: int) -> None:
+        with self._lock:
+            value = self._values.get(key)
+            if isinstance(value, bytearray):
+                del value[size:]
+
     def move(self, source: str, target: str) -> None:
         with self._lock:
             self._values[target] = bytes(self._values.pop(source))
@@ -188,6 +197,10 @@ class DirectoryBackend:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path.open("ab")
+
+    def truncate(self, key: str, size: int) -> None:
+        with self._path(key).open("r+b") as stream:
+            stream.truncate(size)
 
     def move(self, source: str, target: str) -> None:
         path = self._path(target)

@@ -28,6 +28,8 @@ from ocimerge.testing.routes import Routes
 __all__ = ["HTTPServer"]
 
 DRAIN_LIMIT = 256 * 1024 * 1024
+#: what Go's net/http answers a plain HTTP request on a TLS port (ocimerge's message recognises it)
+PLAIN_HTTP_TO_TLS = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
 _FAULT_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NAME_UNKNOWN", 413: "SIZE_INVALID", 429: "TOOMANYREQUESTS"}
 
 
@@ -38,10 +40,11 @@ class _Dropped(Exception):  # noqa: N818 - a fault doing its job
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, routes: Routes, faults: Faults, scheme: str) -> None:
+    def __init__(self, routes: Routes, faults: Faults, tls: ssl.SSLContext | None) -> None:
         self.routes = routes
         self.faults = faults
-        self.scheme = scheme
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
         self.log: list[tuple[str, str, int]] = []
         self.log_lock = threading.Lock()
         self.connections: set[socket.socket] = set()
@@ -51,6 +54,26 @@ class _Server(ThreadingHTTPServer):
         # not HTTPServer's: its socket.getfqdn() would ask DNS about 127.0.0.1
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """In the connection's own thread: the TLS handshake (a slow client never blocks
+        accept()), or Go's plain-text 400 to a plain HTTP request on the TLS port."""
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            first = request.recv(1, socket.MSG_PEEK)
+            if first.isalpha():  # "GET /v2/ HTTP/1.1": not a TLS record
+                request.sendall(PLAIN_HTTP_TO_TLS)
+                return
+            secured = self.tls.wrap_socket(request, server_side=True)
+        except OSError:
+            return  # ssl.SSLError included: a client that does not finish the handshake
+        try:
+            super().finish_request(secured, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                secured.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that goes away (or stop() closing its connection) is no error of ours
@@ -214,8 +237,11 @@ class HTTPServer:
     """The listening socket and its thread: :meth:`start` binds 127.0.0.1 (``port`` 0 picks one)."""
 
     def __init__(self, routes: Routes, faults: Faults, tls: tuple[str | Path, str | Path] | None = None) -> None:
-        self._server = _Server(routes, faults, "https" if tls else "http")
-        self._tls = tls
+        context = None
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+        self._server = _Server(routes, faults, context)
         self._thread: threading.Thread | None = None
 
     @property
@@ -235,11 +261,6 @@ class HTTPServer:
         server.server_address = ("127.0.0.1", port)
         server.server_bind()
         server.server_activate()
-        if self._tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(str(self._tls[0]), str(self._tls[1]))
-            # the handshake happens in the request's thread, so a slow client never blocks accept()
-            server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self._thread = threading.Thread(target=server.serve_forever, name="ocimerge-testing-registry", daemon=True)
         self._thread.start()
 

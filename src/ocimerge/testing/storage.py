@@ -23,6 +23,7 @@ one request at a time (its own lock).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 from collections.abc import Iterable
@@ -31,7 +32,7 @@ from typing import BinaryIO
 
 import attrs
 
-from ocimerge.model.digest import Digest, Hasher
+from ocimerge.model.digest import Digest
 from ocimerge.testing.backends import Backend, DirectoryBackend, MemoryBackend
 
 __all__ = ["Storage", "Stored", "Upload", "UploadDigestError"]
@@ -51,7 +52,7 @@ class Upload:
     repository: str
     state: str  # the opaque ``_state`` its Location carries; a request without it is refused
     size: int = 0
-    hasher: Hasher = attrs.field(factory=lambda: Digest.new_hasher("sha256"))
+    hasher: hashlib._Hash = attrs.field(factory=hashlib.sha256)
     lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     @property
@@ -138,14 +139,20 @@ class Storage:
     def receive(self, upload: Upload, pieces: Iterable[bytes]) -> int:
         """Append ``pieces`` to the session, hashing on the way; the session's size after.
 
-        A stream that fails part-way keeps what arrived before the failure, counted.
+        All or nothing: a stream that fails part-way (a connection cut short, a body over a
+        limit) leaves the session as it was before, its bytes and its hash.
         """
-        with self.backend.appender(upload.key) as out:
-            for piece in pieces:
-                out.write(piece)
-                out.flush()
-                upload.hasher.update(piece)
-                upload.size += len(piece)
+        size, hasher = upload.size, upload.hasher.copy()
+        try:
+            with self.backend.appender(upload.key) as out:
+                for piece in pieces:
+                    out.write(piece)
+                    upload.hasher.update(piece)
+                    upload.size += len(piece)
+        except BaseException:
+            self.backend.truncate(upload.key, size)
+            upload.size, upload.hasher = size, hasher
+            raise
         return upload.size
 
     def commit(self, upload: Upload, digest: Digest) -> None:
