@@ -33,11 +33,6 @@ pytestmark = pytest.mark.registry_backends("distribution", "inprocess")
 SUITE_TOKEN_SERVER = pytest.mark.registry_backends(
     "distribution", reason="looks at the suite's TokenServer, which only Distribution uses"
 )
-#: ocimerge.testing keeps only the last of repeated request headers; skopeo sends one Accept per
-#: media type, so it is refused OCI children by the in-process registry (not by Distribution)
-SKOPEO_ACCEPT = pytest.mark.registry_backends(
-    "distribution", reason="ocimerge.testing reads only the last of skopeo's Accept headers"
-)
 
 
 def unique(name: str) -> str:
@@ -93,7 +88,6 @@ def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None)
 
 
 @pytest.mark.parametrize("mode", ["registry", "relative_registry", "tls_registry", "token_registry"])
-@SKOPEO_ACCEPT
 def test_create_and_push_then_skopeo_pulls_every_digest(
     request: pytest.FixtureRequest, registry_backend: str, mode: str, inputs: list[str], tmp_path: Path
 ) -> None:
@@ -356,11 +350,6 @@ FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 
 
 @pytest.mark.parametrize("status", [500, None], ids=["500", "dropped-connection"])
-@pytest.mark.registry_backends(
-    "distribution",
-    reason="ocimerge.testing builds upload Locations from its own address, not the request's Host as "
-    "Distribution does, so the upload bypasses FaultProxy",
-)
 def test_a_failed_blob_upload_is_retried(registry: RegistryServer, inputs: list[str], status: int | None) -> None:
     proxy = FaultProxy(registry.host)
     try:

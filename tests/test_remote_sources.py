@@ -32,11 +32,6 @@ from ocimerge.sources import load, open_source, parse_source
 from registries import USERS, RegistryServer
 
 pytestmark = pytest.mark.registry_backends("distribution", "inprocess")
-#: ocimerge.testing keeps only the last of repeated request headers; skopeo sends one Accept per
-#: media type, so it is refused OCI children by the in-process registry (not by Distribution)
-SKOPEO_ACCEPT = pytest.mark.registry_backends(
-    "distribution", reason="ocimerge.testing reads only the last of skopeo's Accept headers"
-)
 
 ALICE = RegistryOptions(username="alice", password=USERS["alice"])
 PLATFORMS = [("amd64", None), ("arm64", "v8"), ("arm", "v7")]
@@ -98,7 +93,6 @@ def writes(server: RegistryServer, since: int) -> list[tuple[str, str, int]]:
 # -- moving as little as possible -----------------------------------------------------------------
 
 
-@SKOPEO_ACCEPT
 def test_sources_in_the_target_repository_upload_nothing(registry: RegistryServer, tmp_path: Path) -> None:
     repo = unique("team/app")
     digests = per_arch(registry, repo, tmp_path)
@@ -116,7 +110,6 @@ def test_sources_in_the_target_repository_upload_nothing(registry: RegistryServe
     assert {m["digest"] for m in index["manifests"]} == set(digests.values())  # type: ignore[attr-defined]
 
 
-@SKOPEO_ACCEPT
 def test_same_registry_sources_are_mounted_not_uploaded(registry: RegistryServer, tmp_path: Path) -> None:
     source, target = unique("ci/app"), unique("release/app")
     digests = per_arch(registry, source, tmp_path)
@@ -132,7 +125,6 @@ def test_same_registry_sources_are_mounted_not_uploaded(registry: RegistryServer
     assert {m["digest"] for m in index["manifests"]} == set(digests.values())  # type: ignore[attr-defined]
 
 
-@SKOPEO_ACCEPT
 def test_across_registries_blobs_stream_and_digests_survive(
     registry: RegistryServer, token_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -363,7 +355,6 @@ def test_source_index_with_missing_children_is_an_error() -> None:
         load_remote(Reference.parse("reg.example/team/a:1.0"), pool)
 
 
-@SKOPEO_ACCEPT
 def test_push_copies_a_registry_image_as_it_is(registry: RegistryServer, tmp_path: Path) -> None:
     repo = unique("team/src")
     images = [Image(architecture=a, variant=v) for a, v in PLATFORMS[:2]]
