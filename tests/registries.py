@@ -1,17 +1,26 @@
-"""Real registries for the tests: CNCF Distribution on 127.0.0.1, and a real token server.
+"""Real registries for the tests, on 127.0.0.1, and a real token server.
 
-``/usr/bin/docker-registry`` (Debian package ``docker-registry``) is started on a free port
-with a temporary storage root, in one of three modes:
+A registry is started on a free port with a temporary root, in one of four modes:
 
 - ``anonymous``: plain HTTP, no auth (``relative``: the same with relative upload Locations);
 - ``htpasswd``: TLS with a CA made here (``cryptography``), Basic auth from a bcrypt htpasswd;
-- ``token``: Bearer tokens from :class:`TokenServer`, which runs in this process and speaks
-  the Docker token protocol (GET with optional Basic credentials, OAuth2 POST with the
-  ``password`` and ``refresh_token`` grants), signing RS256 JWTs with a key whose certificate
-  is Distribution's ``rootcertbundle``. Its ACL grants per user and repository, so a missing
-  scope is really refused by the registry.
+- ``token``: Bearer tokens. On Distribution they come from :class:`TokenServer`, which runs in
+  this process and speaks the Docker token protocol (GET with optional Basic credentials,
+  OAuth2 POST with the ``password`` and ``refresh_token`` grants), signing RS256 JWTs with a
+  key whose certificate is Distribution's ``rootcertbundle``. Its ACL grants per user and
+  repository, so a missing scope is really refused by the registry. The in-process registry
+  issues its own, from the same users and ACL.
 
-No mocks: every request in an integration test reaches Distribution.
+Three backends serve them (:func:`choose_backend`, ``OCIMERGE_TEST_REGISTRY``):
+
+- ``binary``: CNCF Distribution, ``/usr/bin/docker-registry`` (Debian package ``docker-registry``);
+- ``container``: Distribution in a container through testcontainers (``OCIMERGE_TEST_REGISTRY_IMAGE``,
+  default ``registry:2``), on the host's network, configured by ``REGISTRY_*`` variables made
+  from the same configuration as the binary's file, with the root mounted at the same path;
+- ``inprocess``: :class:`ocimerge.testing.Registry`.
+
+No mocks: every request in an integration test reaches a registry, and
+:meth:`RegistryServer.requests` lists what it served whatever the backend.
 """
 
 from __future__ import annotations
