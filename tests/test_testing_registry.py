@@ -6,6 +6,7 @@ Where it differs from Distribution 2.8 on purpose, the test says so ([TESTREG-13
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from cryptography import x509
 
 import ocimerge
 from imagebuilder import Image, oci_layout, sample_images
-from ocimerge.errors import AuthError
+from ocimerge.errors import DeniedError
 from ocimerge.registry.api import Mounted, RegistryOptions
 from ocimerge.registry.api import Registry as Client
 from ocimerge.registry.transport import RetryPolicy, TLSOptions
@@ -252,6 +253,13 @@ def test_the_location_must_be_used_whole(http: httpx.Client) -> None:
     rebuilt = started.headers["location"].split("?")[0]
     refused = http.put(closing(rebuilt, digest(b"x")), content=b"x")
     assert (refused.status_code, error_codes(refused)) == (404, ["BLOB_UPLOAD_INVALID"])  # Distribution's status
+    # the latest Location only: its _state changes with every chunk stored, as Distribution's
+    first = http.patch(started.headers["location"], content=b"abc", headers={"Content-Range": "0-2"})
+    assert first.headers["location"] != started.headers["location"]
+    stale = http.patch(started.headers["location"], content=b"def", headers={"Content-Range": "3-5"})
+    assert (stale.status_code, error_codes(stale)) == (404, ["BLOB_UPLOAD_INVALID"])
+    assert http.patch(first.headers["location"], content=b"def", headers={"Content-Range": "3-5"}).status_code == 202
+    started = http.post("/v2/team/state/blobs/uploads/")
     assert http.delete(started.headers["location"]).status_code == 204
     assert http.get(started.headers["location"]).status_code == 404
 
@@ -538,6 +546,9 @@ def test_bearer_challenge_and_both_token_forms() -> None:
         got = token(http, "repository:team/app:pull,push", auth=("alice", "alice-pw"))
         assert set(got) >= {"token", "access_token", "expires_in", "issued_at"}
         assert got["expires_in"] == 300
+        payload = got["token"].split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        assert claims["access"] == [{"type": "repository", "name": "team/app", "actions": ["pull", "push"]}]
         bearer = {"Authorization": f"Bearer {got['token']}"}
         assert http.post("/v2/team/app/blobs/uploads/", headers=bearer).status_code == 202
         assert http.get("/token", params={"scope": "repository:team/app:pull"}, auth=("alice", "no")).status_code == 401
@@ -593,14 +604,17 @@ def test_an_expired_token_is_refused_and_ocimerge_renews_it(inputs: list[str]) -
 
 
 def test_a_pull_only_user_is_refused_push_and_mounts_need_pull_on_from(inputs: list[str]) -> None:
-    """[TESTREG-6] bob may pull but not push: ocimerge fails with an auth error. A mount from a
+    """[TESTREG-6] bob may pull but not push: the token's ``access`` claim says so, and ocimerge
+    names what was withheld [TOKEN-9]. A mount from a
     repository the user may not pull is refused (401) and ocimerge uploads instead."""
     acl: dict[str, list[tuple[str, str | tuple[str, ...]]]] = {**ACL, "carol": [("team/*", "pull,push")]}
     users = {**USERS, "carol": "carol-pw"}
     with Registry(auth=TokenAuth(users, acl)) as reg:
         bob = RegistryOptions(username="bob", password="bob-pw")
-        with pytest.raises(AuthError):
-            ocimerge.create(inputs, tags=[f"{reg.host}/team/app:1"], registry_options=bob)
+        # jobs=1 as tests/test_faults.py: with parallel uploads the error is sometimes the
+        # generic UnauthorizedError (seen against this registry; not investigated in ocimerge)
+        with pytest.raises(DeniedError, match="bob may pull team/app but not push"):
+            ocimerge.create(inputs, tags=[f"{reg.host}/team/app:1"], registry_options=bob, jobs=1)
         alice = RegistryOptions(username="alice", password="alice-pw")
         ocimerge.create(inputs, tags=[f"{reg.host}/private/src:1"], registry_options=alice)
         carol = RegistryOptions(username="carol", password="carol-pw")
@@ -711,10 +725,9 @@ def test_fail_nth_and_drop_after(inputs: list[str]) -> None:
         status = http.get(started.headers["location"])
         assert (status.status_code, status.headers["range"]) == (204, "0-0")
         data = os.urandom(1000)
-        assert (
-            http.patch(status.headers["location"], content=data, headers={"Content-Range": "0-999"}).status_code == 202
-        )
-        assert http.put(closing(status.headers["location"], digest(data))).status_code == 201
+        patched = http.patch(status.headers["location"], content=data, headers={"Content-Range": "0-999"})
+        assert patched.status_code == 202
+        assert http.put(closing(patched.headers["location"], digest(data))).status_code == 201
         reg.faults.drop_after("PUT", "/blobs/uploads/", 10)
         options = RegistryOptions(retry=FAST_RETRY)
         result = ocimerge.create(inputs, tags=[f"{reg.host}/team/drop:1"], registry_options=options)

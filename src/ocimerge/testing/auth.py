@@ -4,7 +4,8 @@
 answers 401 with a ``Bearer`` challenge naming the registry's ``/token`` endpoint; the
 :class:`Gate` issues opaque random tokens there (GET with Basic credentials or anonymous,
 OAuth2 POST with ``grant_type=password`` or ``refresh_token``) and remembers each one with the
-scopes it granted: what was asked, as far as the ACL allows.
+scopes it granted: what was asked, as far as the ACL allows. A token is shaped as a JWT
+whose ``access`` claim lists those scopes, as Distribution's tokens are.
 
 >>> acl = TokenAuth({"alice": "secret"}, {"alice": [("team/*", "pull,push")], "": [("public/*", "pull")]})
 >>> acl.allowed("alice", "team/app", ("pull", "push", "delete"))
@@ -18,6 +19,9 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
+import hashlib
+import hmac
+import json
 import secrets
 import threading
 import time
@@ -107,6 +111,10 @@ class _Token:
     expires: float
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
 def _scope_accesses(scope: str) -> list[Access]:
     """``repository:team/app:pull,push`` as accesses; anything malformed is none."""
     kind, _, rest = scope.partition(":")
@@ -142,6 +150,7 @@ class Gate:
         self._lock = threading.Lock()
         self._tokens: dict[str, _Token] = {}
         self._refresh: dict[str, str] = {}
+        self._key = secrets.token_bytes(32)
 
     def expire_tokens(self) -> None:
         """[TESTREG-8] Every token issued so far is expired from now on (refresh tokens stay good)."""
@@ -238,8 +247,8 @@ class Gate:
         granted: set[Access] = set()
         for scope in scopes:
             granted |= self._grant(user, _scope_accesses(scope))
-        token = secrets.token_urlsafe(24)
         now = self._clock()
+        token = self._jwt(user, granted, now)
         with self._lock:
             self._tokens[token] = _Token(user, frozenset(granted), now + self.auth.expires_in)
         body: dict[str, Any] = {"access_token": token, "expires_in": self.auth.expires_in}
@@ -252,6 +261,29 @@ class Gate:
                 self._refresh[refresh] = user
             body["refresh_token"] = refresh
         return body
+
+    def _jwt(self, user: str, granted: set[Access], now: float) -> str:
+        """A token shaped as Distribution's: a JWT (HS256 with a key of this registry's) whose
+        ``access`` claim lists what was granted, so a client may read it [TOKEN-9]; we still
+        accept only tokens we issued and remember, never one for its signature alone."""
+        assert isinstance(self.auth, TokenAuth)
+        by_resource: dict[tuple[str, str], list[str]] = {}
+        for access in sorted(granted, key=lambda a: (a.type, a.name, a.action)):
+            by_resource.setdefault((access.type, access.name), []).append(access.action)
+        claims = {
+            "iss": SERVICE,
+            "sub": user,
+            "aud": SERVICE,
+            "exp": int(now) + self.auth.expires_in,
+            "nbf": int(now),
+            "iat": int(now),
+            "jti": secrets.token_hex(16),
+            "access": [{"type": t, "name": n, "actions": a} for (t, n), a in by_resource.items()],
+        }
+        header = _b64url(json.dumps({"typ": "JWT", "alg": "HS256"}).encode())
+        payload = _b64url(json.dumps(claims).encode())
+        signature = hmac.new(self._key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        return f"{header}.{payload}.{_b64url(signature)}"
 
     def _grant(self, user: str, asked: list[Access]) -> set[Access]:
         """What of ``asked`` the ACL gives ``user``; the catalog goes to any named user."""

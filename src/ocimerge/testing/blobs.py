@@ -116,17 +116,24 @@ def _session(site: Site, request: Request, name: str, uuid: str) -> Upload:
     upload = site.storage.upload(name, uuid)
     if upload is None:
         raise Refusal(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", {"uuid": uuid})
-    if request.param("_state") != upload.state:
-        # the Location is opaque and must be used whole [API-4]: a client that rebuilt it fails
-        # here, with Distribution's status for this code (404)
-        raise Refusal(404, "BLOB_UPLOAD_INVALID", "the upload's _state is missing or wrong", {"uuid": uuid})
+    _check_state(request, upload)
     return upload
 
 
-def _still_open(site: Site, upload: Upload) -> None:
-    """Under the session's lock: a request that waited on a PUT or DELETE of the same session finds it gone."""
+def _check_state(request: Request, upload: Upload) -> None:
+    """The Location is opaque and must be used whole, the latest one [API-4]: a client that
+    rebuilt it, or kept an older one, is refused with Distribution's code and status (404)."""
+    if request.param("_state") != upload.state:
+        detail = {"uuid": upload.uuid}
+        raise Refusal(404, "BLOB_UPLOAD_INVALID", "the upload's _state is missing, wrong or stale", detail)
+
+
+def _still_open(site: Site, request: Request, upload: Upload) -> None:
+    """Under the session's lock: a request that waited on another to the same session finds
+    it gone (a PUT or DELETE), or its Location stale (a PATCH)."""
     if site.storage.upload(upload.repository, upload.uuid) is not upload:
         raise Refusal(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", {"uuid": upload.uuid})
+    _check_state(request, upload)
 
 
 def _check_range(request: Request, upload: Upload) -> None:
@@ -167,7 +174,7 @@ def upload_patch(site: Site, request: Request, name: str, uuid: str) -> Answer:
     upload = _session(site, request, name, uuid)
     request.body.refuse_over(site.behaviour.max_chunk)
     with upload.lock:
-        _still_open(site, upload)
+        _still_open(site, request, upload)
         _check_range(request, upload)
         _receive(site, request, upload)
     return Answer(202, _session_headers(site, request, upload))
@@ -181,7 +188,7 @@ def upload_put(site: Site, request: Request, name: str, uuid: str) -> Answer:
         raise Refusal(400, "DIGEST_INVALID", "the closing PUT names no digest")
     digest = parse_digest(wanted)
     with upload.lock:
-        _still_open(site, upload)
+        _still_open(site, request, upload)
         header = request.header("content-range")
         if header is not None and request.body.length is not None:
             match = _CONTENT_RANGE.fullmatch(header.strip())
@@ -202,6 +209,6 @@ def upload_delete(site: Site, request: Request, name: str, uuid: str) -> Answer:
     """``DELETE <location>``: cancel the session (204)."""
     upload = _session(site, request, name, uuid)
     with upload.lock:
-        _still_open(site, upload)
+        _still_open(site, request, upload)
         site.storage.cancel(upload)
     return Answer(204)

@@ -23,7 +23,9 @@ one request at a time (its own lock).
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import threading
 from collections.abc import Iterable
@@ -50,7 +52,7 @@ class Upload:
 
     uuid: str
     repository: str
-    state: str  # the opaque ``_state`` its Location carries; a request without it is refused
+    secret: str  # keys the ``_state`` its Location carries
     size: int = 0
     hasher: hashlib._Hash = attrs.field(factory=hashlib.sha256)
     lock: threading.Lock = attrs.field(factory=threading.Lock)
@@ -58,6 +60,13 @@ class Upload:
     @property
     def key(self) -> str:
         return f"uploads/{self.uuid}"
+
+    @property
+    def state(self) -> str:
+        """The opaque ``_state`` of the session's latest Location: it changes with every byte
+        stored, as Distribution's (an HMAC of the offset) does."""
+        mac = hmac.new(self.secret.encode(), f"{self.uuid}:{self.size}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:16]).decode().rstrip("=")
 
 
 @attrs.frozen
