@@ -93,7 +93,8 @@ class _Reading(io.RawIOBase):
 
 
 class MemoryBackend:
-    """Values in a dict; finished values are immutable ``bytes``, appended ones ``bytearray``."""
+    """Values in a dict: ``bytes`` when written whole, ``bytearray`` when appended (uploads,
+    and the blobs they became)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -122,8 +123,8 @@ class MemoryBackend:
             value = self._values.get(key)
             if value is None:
                 raise KeyError(key)
-            # a finished value is bytes: a memoryview slices it without copying the blob
-            view = memoryview(value if isinstance(value, bytes) else bytes(value))
+            # a memoryview slices the value without copying the blob
+            view = memoryview(value)
         return cast(BinaryIO, io.BufferedReader(_Reading(view[offset:])))
 
     def appender(self, key: str) -> BinaryIO:
@@ -141,7 +142,7 @@ class MemoryBackend:
 
     def move(self, source: str, target: str) -> None:
         with self._lock:
-            self._values[target] = bytes(self._values.pop(source))
+            self._values[target] = self._values.pop(source)  # no copy: a moved value is appended no more
 
     def keys(self, prefix: str) -> list[str]:
         with self._lock:
