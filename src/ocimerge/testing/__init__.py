@@ -44,7 +44,7 @@ class Registry:
     Use it as a context manager, or :meth:`start` and :meth:`stop`. :attr:`host` is
     ``127.0.0.1:PORT``, :attr:`url` ``scheme://host``; :meth:`requests` lists ``(method,
     path with query, status)`` of every request answered, in order (status 0 for a
-    connection a fault dropped).
+    connection a fault dropped); the token endpoint's are in :meth:`token_requests`.
     """
 
     def __init__(
@@ -128,6 +128,14 @@ class Registry:
         if self._last is None:
             raise RuntimeError("the registry was never started")
         return self._last.requests()
+
+    def token_requests(self) -> list[tuple[str, str, int]]:
+        """``(method, path with query, status)`` of every request to the ``/token`` endpoint
+        since the last start, in order (kept out of :meth:`requests`, as a token service's
+        requests are out of Distribution's log)."""
+        if self._last is None:
+            raise RuntimeError("the registry was never started")
+        return self._last.token_requests()
 
     def expire_tokens(self) -> None:
         """[TESTREG-8] Every Bearer token issued so far is refused from now on (401 ``invalid_token``)."""

@@ -46,6 +46,7 @@ class _Server(ThreadingHTTPServer):
         self.tls = tls
         self.scheme = "https" if tls else "http"
         self.log: list[tuple[str, str, int]] = []
+        self.token_log: list[tuple[str, str, int]] = []
         self.log_lock = threading.Lock()
         self.connections: set[socket.socket] = set()
         super().__init__(("127.0.0.1", 0), _Handler, bind_and_activate=False)
@@ -80,7 +81,9 @@ class _Server(ThreadingHTTPServer):
 
     def record(self, method: str, target: str, status: int) -> None:
         with self.log_lock:
-            self.log.append((method, target, status))
+            # the token endpoint's requests apart: Distribution's log never has its token service's
+            kept = self.token_log if urlsplit(target).path == "/token" else self.log
+            kept.append((method, target, status))
 
     def base(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
@@ -255,6 +258,10 @@ class HTTPServer:
     def requests(self) -> list[tuple[str, str, int]]:
         with self._server.log_lock:
             return list(self._server.log)
+
+    def token_requests(self) -> list[tuple[str, str, int]]:
+        with self._server.log_lock:
+            return list(self._server.token_log)
 
     def start(self, port: int = 0) -> None:
         server = self._server
