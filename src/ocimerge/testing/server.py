@@ -189,9 +189,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
         try:
             request.body.refuse_over(self.server.routes.site.behaviour.max_request)
+            return self.server.routes.answer(request)  # a chunked body is refused when it goes over
         except Refusal as refusal:
             return refusal.answer(json_errors=json_errors)
-        return self.server.routes.answer(request)  # a chunked body is refused when it goes over
+        except (_Dropped, OSError):
+            raise  # the connection's end: dropped, not answered
+        except Exception as exc:  # a bug of ours: say so in a 500 rather than cut the connection
+            return Refusal(500, "UNKNOWN", f"ocimerge.testing failed: {exc!r}").answer(json_errors=json_errors)
 
     def _finish_body(self, body: Body) -> None:
         if body.finished:
