@@ -784,17 +784,28 @@ def test_standalone_prints_its_address_and_exits_0_on_sigint(tmp_path: Path) -> 
 
 
 @pytest.mark.interop
-def test_skopeo_copies_in_and_out_with_digests_preserved(reg: Registry, tmp_path: Path, inputs: list[str]) -> None:
-    """[TESTREG-1] skopeo copy --all of an archive ocimerge wrote, into the registry and back
-    into an OCI layout: every digest preserved."""
+@pytest.mark.parametrize("mode", ["anonymous", "basic", "token"])
+def test_skopeo_copies_in_and_out_with_digests_preserved(mode: str, tmp_path: Path, inputs: list[str]) -> None:
+    """[TESTREG-1][TESTREG-5][TESTREG-6] skopeo copy --all of an archive ocimerge wrote, into the
+    registry and back into an OCI layout, anonymous, with Basic auth and with Bearer tokens
+    (skopeo's GET token form): every digest preserved."""
+    auth = {"anonymous": None, "basic": BasicAuth(USERS), "token": TokenAuth(USERS, ACL)}[mode]
+    with Registry(auth=auth) as reg:
+        skopeo_round_trip(reg, tmp_path, inputs, [] if auth is None else ["--src-creds", "alice:alice-pw"])
+        if mode == "token":
+            assert {m for m, _p, _s in reg.token_requests()} == {"GET"}
+
+
+def skopeo_round_trip(reg: Registry, tmp_path: Path, inputs: list[str], creds: list[str]) -> None:
     skopeo = shutil.which("skopeo")
     assert skopeo is not None, "skopeo is not installed: apt-get install skopeo"
     archive = tmp_path / "multi.tar"
     created = ocimerge.create(inputs, str(archive))
     common = [skopeo, "--insecure-policy", "copy", "--all", "--preserve-digests"]
     flags = ["--src-tls-verify=false", "--dest-tls-verify=false"]
+    dest_creds = ["--dest-creds", creds[1]] if creds else []
     into = subprocess.run(
-        [*common, *flags, f"oci-archive:{archive}", f"docker://{reg.host}/team/skopeo:1"],
+        [*common, *flags, *dest_creds, f"oci-archive:{archive}", f"docker://{reg.host}/team/skopeo:1"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -803,7 +814,7 @@ def test_skopeo_copies_in_and_out_with_digests_preserved(reg: Registry, tmp_path
     assert into.returncode == 0, into.stderr
     out = tmp_path / "back"
     back = subprocess.run(
-        [*common, *flags, f"docker://{reg.host}/team/skopeo:1", f"oci:{out}:1"],
+        [*common, *flags, *creds, f"docker://{reg.host}/team/skopeo:1", f"oci:{out}:1"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -812,7 +823,8 @@ def test_skopeo_copies_in_and_out_with_digests_preserved(reg: Registry, tmp_path
     assert back.returncode == 0, back.stderr
     index = json.loads((out / "index.json").read_text())
     assert index["manifests"][0]["digest"] == str(created.index.descriptor.digest)
-    with Client(reg.host) as client:
+    options = RegistryOptions(username="alice", password="alice-pw") if creds else None
+    with Client(reg.host, options) as client:
         stored = client.manifest_get(ocimerge.Reference.parse(f"{reg.host}/team/skopeo:1"))
     assert stored.raw == created.index.raw
     for child in json.loads(created.index.raw)["manifests"]:
