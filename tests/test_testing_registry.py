@@ -757,8 +757,9 @@ def test_directory_storage_survives_a_restart(tmp_path: Path, inputs: list[str])
         assert [r for r in again.requests()[before:] if r[0] in ("POST", "PUT", "PATCH")] == []
 
 
-def test_standalone_prints_its_address_and_exits_0_on_sigint(tmp_path: Path) -> None:
-    """[TESTREG-12] python -m ocimerge.testing: the address on stdout, /v2/ answers, SIGINT ends it with 0."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_standalone_prints_its_address_and_exits_0_on_a_signal(tmp_path: Path, stop: signal.Signals) -> None:
+    """[TESTREG-12] python -m ocimerge.testing: the address on stdout, /v2/ answers, SIGINT or SIGTERM ends it with 0."""
     process = subprocess.Popen(
         [sys.executable, "-m", "ocimerge.testing", "--storage", str(tmp_path / "s")],
         stdout=subprocess.PIPE,
@@ -772,12 +773,19 @@ def test_standalone_prints_its_address_and_exits_0_on_sigint(tmp_path: Path) -> 
         assert httpx.get(f"http://{address}/v2/").status_code == 200
         with httpx.Client(base_url=f"http://{address}") as http:
             push_blob(http, "team/cli", b"kept")
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         assert process.wait(timeout=10) == 0
     finally:
         if process.poll() is None:
             process.kill()
     assert any((tmp_path / "s" / "blobs" / "sha256").iterdir())
+
+
+def test_import_ocimerge_leaves_the_test_registry_out() -> None:
+    """[TESTREG-1] ``import ocimerge`` does not import ocimerge.testing (nor http.server)."""
+    code = "import sys, ocimerge; print(sorted(m for m in sys.modules if m.startswith(('ocimerge.testing', 'http.server'))))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
 
 
 # -- skopeo, a foreign client ---------------------------------------------------------------------

@@ -36,10 +36,9 @@ import attrs
 
 from ocimerge.model.digest import Digest
 from ocimerge.testing.backends import Backend, DirectoryBackend, MemoryBackend
+from ocimerge.testing.exchange import PIECE
 
 __all__ = ["Storage", "Stored", "Upload", "UploadDigestError"]
-
-PIECE = 64 * 1024
 
 
 class UploadDigestError(Exception):
