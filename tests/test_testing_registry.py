@@ -583,9 +583,16 @@ def test_bearer_challenge_and_both_token_forms() -> None:
         assert http.get("/v2/team/app/tags/list", headers=pull).status_code == 404  # allowed; nothing there
         assert http.post("/token", data={**form, "password": "wrong"}).status_code == 401
         assert http.post("/token", data={"grant_type": "client_credentials"}).status_code == 400
+        # the catalog: registry:catalog:* goes to a named user, not to anonymous
+        catalog = http.get("/v2/_catalog")
+        assert 'scope="registry:catalog:*"' in catalog.headers["www-authenticate"]
+        named = token(http, "registry:catalog:*", auth=("bob", "bob-pw"))["token"]
+        assert http.get("/v2/_catalog", headers={"Authorization": f"Bearer {named}"}).status_code == 200
+        nobody = token(http, "registry:catalog:*")["token"]
+        assert http.get("/v2/_catalog", headers={"Authorization": f"Bearer {nobody}"}).status_code == 401
         # the token endpoint's requests are logged apart, as a token service's are from Distribution's
         assert not [r for r in reg.requests() if r[1].startswith("/token")]
-        assert [m for m, _p, _s in reg.token_requests()] == ["GET"] * 3 + ["POST"] * 4
+        assert [m for m, _p, _s in reg.token_requests()] == ["GET"] * 3 + ["POST"] * 4 + ["GET"] * 2
 
 
 def test_an_expired_token_is_refused_and_ocimerge_renews_it(inputs: list[str]) -> None:
