@@ -86,6 +86,7 @@ def test_an_entry_is_kept_privately_and_found_again(journal: UploadJournal) -> N
         "size",
         "location",
         "stored",
+        "minChunk",
         "updated",
     }  # nothing else: no credential, no token, no header
     journal.forget("127.0.0.1:5000", "team/app", DIGEST)
@@ -291,8 +292,8 @@ def test_where_the_registry_cannot_resume_the_blob_restarts_with_a_note(
     with Registry(registry.host, RegistryOptions(retry=FAST, chunk_size=512 * 1024)) as client:
         session = client.start_upload(repository)  # a session of an earlier run
         assert isinstance(session, UploadSession)
-        recorded: list[tuple[str, int]] = []
-        checkpoint = Checkpoint(lambda loc, n: recorded.append((loc, n)), notes.append, session.location)
+        recorded: list[tuple[UploadSession, int]] = []
+        checkpoint = Checkpoint(lambda at, n: recorded.append((at, n)), notes.append, session)
         client._uploader = Uploader(client._sender, profile, sleep=lambda _: None)
         client.upload(repository, blob, hooks=UploadHooks(checkpoint=checkpoint))
         assert client.blob_exists(repository, blob.digest) == len(data)
@@ -393,21 +394,119 @@ def test_a_push_killed_outright_is_still_completed_by_the_same_command(
 
 
 def test_chunks_are_paced_to_the_link_when_their_size_is_ours() -> None:
-    """[RESUME-4] 4 MiB first, then what the last chunk's rate sends in half a second, within bounds."""
+    """[RESUME-4] 1 MiB first, then what the last chunk's rate sends in half a second, within bounds."""
     now = [0.0]
-    pace = _Pace(16 * MiB, None, paced=True, clock=lambda: now[0])
-    assert pace.size == 4 * MiB
-    now[0] = 2.0  # 4 MiB in 2 s: 2 MiB/s, so 1 MiB chunks
-    pace.took(4 * MiB, 0.0, None)
+    ceiling = [16 * MiB]
+    pace = _Pace(lambda: ceiling[0], None, paced=True, clock=lambda: now[0])
     assert pace.size == MiB
-    now[0] = 2.01  # 1 MiB in 10 ms: 100 MiB/s, capped at the ceiling
-    pace.took(MiB, 2.0, None)
+    now[0] = 1.0  # 1 MiB in 1 s: half a second's worth
+    pace.took(MiB, 0.0, None)
+    assert pace.size == MiB // 2
+    now[0] = 1.01  # 512 KiB in 10 ms: 50 MiB/s, capped at the ceiling
+    pace.took(MiB // 2, 1.0, None)
     assert pace.size == 16 * MiB
-    now[0] = 102.01  # very slow: never below the floor
-    pace.took(16 * MiB, 2.01, None)
-    assert pace.size == MiB
-    pace.took(MiB, 102.0, 3 * MiB)  # the registry's OCI-Chunk-Min-Length wins
-    assert pace.size >= 3 * MiB
-    fixed = _Pace(512 * 1024, None, paced=False, clock=lambda: now[0])  # --chunk-size: as given
+    ceiling[0] = 3 * MiB  # a 413 elsewhere in the run lowered the limit: the next chunk obeys it
+    assert pace.size == 3 * MiB
+    now[0] = 101.01  # very slow: never below the floor
+    pace.took(3 * MiB, 1.01, None)
+    assert pace.size == 256 * 1024
+    pace.took(256 * 1024, 101.0, 5 * MiB)  # the registry's OCI-Chunk-Min-Length wins, even over the ceiling
+    assert pace.size == 5 * MiB
+    fixed = _Pace(lambda: 512 * 1024, None, paced=False, clock=lambda: now[0])  # --chunk-size: as given
     fixed.took(512 * 1024, 0.0, None)
     assert fixed.size == 512 * 1024
+
+
+def test_a_journal_that_is_not_private_is_not_used(tmp_path: Path) -> None:
+    """[RESUME-2] A journal directory others may write to is neither read nor written."""
+    journal = UploadJournal(tmp_path / "uploads")
+    journal.record(entry())
+    journal.directory.chmod(0o777)
+    found = find(journal)
+    assert found.entry is None
+    assert found.note is not None
+    assert "not a private directory" in found.note
+    journal.record(entry(digest=Digest.of(b"other")))
+    assert not journal.path("127.0.0.1:5000", "team/app", Digest.of(b"other")).exists()  # nothing written into it
+
+
+def test_a_fifo_or_deep_nesting_in_the_journal_neither_hangs_nor_crashes(journal: UploadJournal) -> None:
+    journal.record(entry())
+    (path,) = journal.directory.iterdir()
+    path.unlink()
+    os.mkfifo(path, 0o600)  # a read would block forever without O_NONBLOCK
+    found = find(journal)
+    assert found.entry is None
+    assert found.note is not None
+    assert "cannot be trusted" in found.note
+    journal.record(entry())
+    (path,) = journal.directory.iterdir()
+    path.write_text("[" * 15_000)  # deeper than the JSON decoder's recursion
+    found = find(journal)
+    assert found.note is not None
+    assert "not JSON" in found.note
+
+
+def test_a_link_that_cuts_every_session_at_the_same_place_ends_the_upload(
+    registry: RegistryServer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """[API-10] Sessions lost again and again at the same byte use up the policy's attempts, and the push fails."""
+    proxy.faults.append(
+        Fault("PATCH", "/blobs/uploads/", times=10**6, status=None, after_bytes=MiB, forward=True, min_body=2 * MiB)
+    )
+    data = os.urandom(12 * MiB)
+    blob = Blob.from_bytes(Descriptor("application/octet-stream", Digest.of(data), len(data)), data, "blob")
+    opts = RegistryOptions(retry=RetryPolicy(base_delay=0.01, max_delay=0.02, attempts=3), chunk_size=4 * MiB)
+    with Registry(proxy.host, opts) as client, pytest.raises(ocimerge.OcimergeError):
+        client.upload(unique("team/loop"), blob)
+    sessions = sum(1 for method, _, _ in proxy.log if method == "POST")
+    assert sessions <= 3
+
+
+def test_a_413_in_the_middle_of_a_blob_goes_on_in_the_same_session(
+    registry: RegistryServer, proxy: FaultProxy, state: Path
+) -> None:
+    """[API-11][RESUME-4] Paced chunks grow past a proxy's limit: the refused chunk is halved, not the blob restarted."""
+    proxy.max_body = 3 * MiB
+    data = os.urandom(24 * MiB)
+    blob = Blob.from_bytes(Descriptor("application/octet-stream", Digest.of(data), len(data)), data, "blob")
+    repository = unique("team/late413")
+    with Registry(proxy.host, RegistryOptions(retry=FAST, chunked_threshold=MiB)) as client:
+        client.upload(repository, blob)
+    with Registry(registry.host) as direct:
+        assert direct.blob_exists(repository, blob.digest) == len(data)
+    assert sum(1 for method, _, _ in proxy.log if method == "POST") == 1  # one session throughout
+    sent = [length for method, length in proxy.bodies if method == "PATCH"]
+    refused = [s for s in sent if s > 3 * MiB]
+    assert sum(sent) - sum(refused) == len(data)  # every byte that got through, once
+
+
+def test_a_resumed_session_holding_other_bytes_restarts_once(
+    registry: RegistryServer, state: Path, tmp_path: Path
+) -> None:
+    """[RESUME-3] An earlier run sent bytes of a source since mended: the closing PUT's DIGEST_INVALID
+    makes the blob start over, once, with a note."""
+    path, image = archive(tmp_path, 2 * MiB)
+    layer = json.loads(image.manifest)["layers"][0]
+    repository = unique("team/mended")
+    with Registry(registry.host) as client:
+        session = client.start_upload(repository)
+        assert isinstance(session, UploadSession)
+        wrong = os.urandom(MiB)
+        answer = client.request(
+            "PATCH",
+            session.location,
+            kind="PATCH chunk",
+            what="a chunk of other bytes",
+            headers={"Content-Type": "application/octet-stream", "Content-Range": f"0-{MiB - 1}"},
+            content=wrong,
+        )
+        location = str(answer.request.url.join(answer.headers["location"]))
+    default_journal().record(
+        JournalEntry(registry.host, repository, Digest.parse(layer["digest"]), layer["size"], location, MiB)
+    )
+    opts = RegistryOptions(retry=FAST, chunk_size=512 * 1024)
+    result = ocimerge.push(path, [f"{registry.host}/{repository}:1"], registry_options=opts)
+    assert any("does not match the blob" in n for n in result.notes), result.notes
+    assert tagged(registry, repository, image)
+    assert list(state.iterdir()) == []

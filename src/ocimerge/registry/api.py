@@ -84,8 +84,7 @@ class Registry:
 
     ``requests`` counts the requests sent, by ``"METHOD kind"`` (``"PUT blob"``,
     ``"HEAD manifest"``…), for ``--json`` and for tests of how economical a push was.
-    ``profile`` is the host's registry family [PROFILE-8]; ``mounts_refused`` counts the
-    mounts answered 401/403/404 and followed by a plain upload, ``mount_notes`` says why.
+    ``profile`` is the host's registry family [PROFILE-8].
     ``transport`` replaces the network and ``sleep``/``clock`` the time (unit tests only).
     """
 
@@ -123,8 +122,6 @@ class Registry:
         self.requests = self._sender.requests
         self.profile: Profile = profile_for(host)
         self.mounts = self.options.mounts_for(self.profile)
-        self.mounts_refused = 0
-        self.mount_notes: list[str] = []
         self._uploader = Uploader(self._sender, self.options.chunking_for(self.profile), sleep=sleep)
         self._scheme = "http" if tls.plain_http else "https"
         self._ping_lock = threading.Lock()
@@ -147,7 +144,8 @@ class Registry:
 
     @property
     def origin(self) -> str:
-        """``scheme://host[:port]`` of the API, as learnt by the ping (plain HTTP on loopback)."""
+        """``scheme://host[:port]`` of the API, as learnt by the ping (plain HTTP on loopback), which runs first."""
+        self.ping()
         return f"{self._scheme}://{self.api_host}"
 
     # -- plumbing -------------------------------------------------------------------------
@@ -269,9 +267,10 @@ class Registry:
 
         [API-6] A mount the registry refused (202) opened a session: upload into it.
         [PROFILE-6] A mount answered 401, 403 or 404 (Harbor, for a source repository that
-        does not exist) is counted in :attr:`mounts_refused` and followed by a plain upload
-        session, so a refused mount never fails a push. With mounts off (``--no-mounts``, or
-        a profile not worth asking) a mount request is a plain upload.
+        does not exist) is followed by a plain upload session, so a refused mount never fails
+        a push; the session carries the status the mount was refused with (``refused``). With
+        mounts off (``--no-mounts``, or a profile not worth asking) a mount request is a plain
+        upload.
         """
         if mount is None or not source or not self.mounts:
             return _session_of(self._post_upload(repository, None))
@@ -280,8 +279,6 @@ class Registry:
         except (AuthError, RegistryError) as exc:
             if exc.status not in MOUNT_REFUSED:
                 raise
-            self.mounts_refused += 1
-            self.mount_notes.append(f"mount of {mount.short} from {source} refused ({exc.status}): uploaded instead")
             return attrs.evolve(_session_of(self._post_upload(repository, None)), refused=exc.status)
         if response.status_code == 201:
             return Mounted(mount)
@@ -316,7 +313,6 @@ class Registry:
         steer it: progress, checkpoints after every chunk (and, without ``session``, the
         earlier run's session to continue, [RESUME-3]), a stop flag [PUSH-5].
         """
-        self.ping()  # the scheme is known before a recorded location is compared with :attr:`origin`
         target = UploadTarget(
             lambda: self._session(repository),
             lambda b: self.blob_exists(repository, b.digest) == b.descriptor.size,

@@ -45,6 +45,7 @@ from ocimerge.content import CHUNK_SIZE, Blob, VerifyingReader
 from ocimerge.errors import (
     BlobUploadInvalidError,
     BlobUploadUnknownError,
+    DigestInvalidError,
     OcimergeError,
     RegistryError,
     RemoteError,
@@ -73,13 +74,15 @@ DEFAULT_CHUNK = 16 * 1024 * 1024
 #: [API-11] no 413 shrinks a request below this (nor below the registry's OCI-Chunk-Min-Length)
 MIN_CHUNK = 64 * 1024
 Progress = Callable[[int], None]
-#: [RESUME-4] seconds a chunk in flight when a stop comes may take to finish (the push waits 1.5 s)
+#: [RESUME-4] seconds a chunk in flight when a stop comes may take to finish (the push waits 2 s)
 CHUNK_GRACE = 1.0
 #: [RESUME-4] how long a chunk should take when its size is ours to choose: under the grace
 CHUNK_SECONDS = 0.5
 #: [RESUME-4] the first chunk of a blob whose chunk size is ours, and the smallest one paced
-FIRST_CHUNK = 4 * 1024 * 1024
-PACED_FLOOR = 1024 * 1024
+FIRST_CHUNK = 1024 * 1024
+PACED_FLOOR = 256 * 1024
+#: paced chunk sizes are multiples of this
+PACED_GRAIN = 64 * 1024
 
 
 class UploadStopped(Exception):  # noqa: N818 - a stop asked for, not an error shown to anyone
@@ -121,15 +124,16 @@ class StopFlag:
 class Checkpoint:
     """[RESUME-3] What an upload keeps for a later run, and where an earlier run left it.
 
-    ``record(location, stored)`` is called after every chunk the registry took (and, for a
+    ``record(session, stored)`` is called after every chunk the registry took (and, for a
     blob that goes in one PUT where it would have gone in chunks, once with 0 before it), so
     an interrupted upload can be continued; ``note`` gets one line when an earlier run's
-    upload cannot be continued; ``resume`` is the session location that run recorded.
+    upload cannot be continued, or is; ``resume`` is the session that run recorded (its
+    location and the ``OCI-Chunk-Min-Length`` it announced).
     """
 
-    record: Callable[[str, int], None] = attrs.field(eq=False)
+    record: Callable[[UploadSession, int], None] = attrs.field(eq=False)
     note: Callable[[str], None] = attrs.field(eq=False)
-    resume: str | None = None
+    resume: UploadSession | None = None
 
 
 @attrs.frozen
@@ -230,17 +234,30 @@ class _Chunks:
         self._reader: VerifyingReader | None = None
         self._position = 0
 
+    def seek(self, start: int) -> None:
+        """Be at byte ``start`` of the blob: where the reader is, or a fresh reader skipped to it.
+
+        [RESUME-3] The skipped prefix (the part the registry holds) is read and hashed, not
+        sent; called before the request is built, so the re-read counts against no request's
+        deadline and keeps no connection waiting. A stop asked for ends it.
+        """
+        if self._reader is not None and self._position == start:
+            return
+        self.close()
+        self._reader = self.blob.open()
+        self._position = 0
+        while self._position < start and self.reach.go_on():
+            read = len(self._reader.read(min(CHUNK_SIZE, start - self._position)))
+            if not read:
+                break  # a short source: the verifying reader has raised, or will at the next read
+            self._position += read
+            self.reach.at(self._position)
+
     def body(self, start: int, length: int) -> Iterator[bytes]:
         """The bytes ``start`` to ``start + length`` of the blob, as a streamed body."""
-        if self._reader is None or self._position != start:
-            self.close()
-            self._reader = self.blob.open()
-            self._position = 0
-            # [RESUME-3] the prefix the registry holds is read and hashed, not sent
-            while self._position < start and self.reach.go_on():
-                self._position += len(self._reader.read(min(CHUNK_SIZE, start - self._position)))
-                self.reach.at(self._position)
+        self.seek(start)  # a no-op when the caller already sought: a retried body re-reads here
         reader = self._reader
+        assert reader is not None
         left = length
         # [PUSH-5] checked before each read, so a stopped upload sends at most one more chunk
         while left > 0 and self.reach.go_on(in_chunk=left < length) and (data := reader.read(min(CHUNK_SIZE, left))):
@@ -318,13 +335,16 @@ class _Budget:
     """[API-10] The failures one blob request may meet: the retry policy's attempts, each waited for.
 
     Counted as the request loop counts one request's attempts: a chunk the registry took
-    starts the count afresh (:meth:`progressed`), so every chunk gets the policy's attempts.
+    beyond the furthest byte any session of this blob reached starts the count afresh
+    (:meth:`progressed`), so every new chunk gets the policy's attempts, while a link that
+    cuts every session at the same place runs out of them.
     """
 
     def __init__(self, policy: RetryPolicy, sleep: Callable[[float], None]) -> None:
         self._policy = policy
         self._sleep = sleep
         self._failures = 0
+        self._furthest = 0
 
     def spend(self, error: Exception) -> None:
         """Count one failure and wait; re-raise ``error`` once none are left.
@@ -339,9 +359,11 @@ class _Budget:
         policy = self._policy
         self._sleep(min(asked, policy.max_delay) if asked is not None else policy.delay(self._failures))
 
-    def progressed(self) -> None:
-        """A request of the blob succeeded: the next one gets all the attempts again."""
-        self._failures = 0
+    def progressed(self, stored: int) -> None:
+        """The registry holds ``stored`` bytes: past the furthest yet, the next request gets every attempt."""
+        if stored > self._furthest:
+            self._furthest = stored
+            self._failures = 0
 
 
 def _recoverable(error: OcimergeError) -> bool:
@@ -359,49 +381,65 @@ class _Pace:
     """[RESUME-4] The size of the next chunk: the given one, or one sized to the link.
 
     When the chunk size is ours to choose (``paced``), a blob starts with :data:`FIRST_CHUNK`
-    and each chunk after is what the last one's rate sends in :data:`CHUNK_SECONDS`, between
-    :data:`PACED_FLOOR` and ``ceiling`` (the rule's size: the default, a registry's largest
-    chunk, a request-size limit). So a chunk in flight when Ctrl-C comes usually finishes
-    within :data:`CHUNK_GRACE`, and its session stays resumable. The registry's
-    ``OCI-Chunk-Min-Length`` is a floor either way [API-7].
+    and each chunk after is what the last one's rate sends in :data:`CHUNK_SECONDS`, at least
+    :data:`PACED_FLOOR`. Every chunk is capped by ``ceiling()`` as it stands when the chunk is
+    sent (the rule's size: the default, a registry's largest chunk, a request-size limit, and
+    a limit a 413 taught any upload of the run, [API-11]) and is at least the registry's
+    ``OCI-Chunk-Min-Length`` [API-7]. So a chunk in flight when Ctrl-C comes usually finishes
+    within :data:`CHUNK_GRACE`, and its session stays resumable.
     """
 
-    def __init__(self, ceiling: int, minimum: int | None, *, paced: bool, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, ceiling: Callable[[], int], minimum: int | None, *, paced: bool, clock: Callable[[], float]
+    ) -> None:
         self._ceiling = ceiling
-        self._floor = minimum or 0
+        self.floor = minimum or 0
         self._paced = paced
         self._clock = clock
-        self.size = max(min(ceiling, FIRST_CHUNK) if paced else ceiling, self._floor)
+        self._size = FIRST_CHUNK if paced else ceiling()
+
+    @property
+    def size(self) -> int:
+        """The next chunk's size."""
+        return max(min(self._size, self._ceiling()), self.floor)
 
     def took(self, length: int, began: float, minimum: int | None) -> None:
         """A chunk of ``length`` bytes sent from ``began`` (the clock's time) and answered now."""
         if minimum:
-            self._floor = max(self._floor, minimum)  # [API-7] the registry's floor wins over ours
+            self.floor = max(self.floor, minimum)  # [API-7] the registry's floor wins over ours
         if self._paced and length >= self.size:  # a short last chunk says little about the link
             rate = length / max(self._clock() - began, 1e-3)
-            wanted = int(rate * CHUNK_SECONDS) // CHUNK_SIZE * CHUNK_SIZE
-            self.size = min(self._ceiling, max(PACED_FLOOR, wanted))
-        self.size = max(self.size, self._floor)
+            self._size = max(PACED_FLOOR, int(rate * CHUNK_SECONDS) // PACED_GRAIN * PACED_GRAIN)
 
 
 @attrs.define
 class _Job:
-    """One blob's upload: the blob, its failure budget, its progress, its checkpoint."""
+    """One blob's upload: the blob, where it goes, its failure budget, its progress, its checkpoint.
+
+    ``resumed`` is set while the upload continues a session an earlier run recorded [RESUME-3].
+    """
 
     blob: Blob
     target: UploadTarget
     budget: _Budget
     reach: _Reach
     checkpoint: Checkpoint | None = None
+    resumed: bool = False
 
     @property
     def what(self) -> str:
+        """The blob as messages name it."""
         return f"blob {self.blob.digest.short}"
 
-    def record(self, location: str, stored: int) -> None:
+    def record(self, session: UploadSession, stored: int) -> None:
         """[RESUME-3] Tell the checkpoint, if any, where the session stands."""
         if self.checkpoint is not None:
-            self.checkpoint.record(location, stored)
+            self.checkpoint.record(session, stored)
+
+    def note(self, text: str) -> None:
+        """A line for the push's notes (through the checkpoint; without one, nobody asked)."""
+        if self.checkpoint is not None:
+            self.checkpoint.note(text)
 
 
 class Uploader:
@@ -440,53 +478,72 @@ class Uploader:
 
         Faults a retry can fix (transport errors, 408/429/5xx, a lost session, 416) are
         recovered from within the retry policy's attempts [API-10]; a 413 shrinks the request
-        size and restarts the blob in chunks [API-11]. [RESUME-3] Without ``session``, a
-        ``checkpoint`` naming an earlier run's session is continued from where the registry
-        holds it (else a note, and a new session). ``hooks`` report progress, keep checkpoints
-        and carry the stop flag. Anything else raises.
+        size and goes on in chunks [API-11]; a session lost as often as the policy has
+        attempts is final. [RESUME-3] Without ``session``, a ``checkpoint`` naming an earlier
+        run's session is continued from where the registry holds it (else a note, and a new
+        session). ``hooks`` report progress, keep checkpoints and carry the stop flag.
+        Anything else raises.
         """
         hooks = hooks or UploadHooks()
         reach = _Reach(hooks.progress, hooks.stop)
         job = _Job(blob, target, _Budget(self.sender.policy, self._sleep), reach, hooks.checkpoint)
         session, start = self._opening(job, session)
         chunked = start > 0  # a resumed session, or a blob a 413 refused whole, goes in chunks
+        restarts = 0
         while True:
             chunk = self._chunk_for(blob.descriptor.size, chunked=chunked)
             try:
                 if chunk is None:
                     self._put(job, session)
                 else:
-                    self._chunked(job, session, chunk, start)
+                    self._chunked(job, session, start)
                 return
             except RequestTooLargeError as exc:
                 if not self.chunking.supported:
                     raise self._final_413(exc, blob) from exc
-                self._shrink(exc, chunk or blob.descriptor.size, chunk is not None, session.min_chunk)
-                chunked = True
-            except _Restart:
-                pass
+                if chunk is not None:
+                    raise  # [API-11] a chunk refused at the floor: final (smaller ones went on in place)
+                self._shrink(exc, blob.descriptor.size, False, session.min_chunk)
+                chunked = True  # the whole-blob PUT refused: in chunks, in a new session
+            except _Restart as restart:
+                restarts += 1
+                if restarts >= self.sender.policy.attempts:
+                    raise self._lost(job, restart, restarts) from restart
+            job.resumed = False
             session, start = target.new_session(), 0
+
+    def _lost(self, job: _Job, restart: _Restart, times: int) -> OcimergeError:
+        """The error ending an upload whose sessions were lost ``times`` times: the last cause, if any."""
+        cause = restart.__cause__
+        if isinstance(cause, OcimergeError):
+            return cause
+        return RegistryError(
+            f"{self.sender.host}: upload of {job.what} failed: the registry lost its upload session {times} times"
+        )
 
     def _opening(self, job: _Job, session: UploadSession | None) -> tuple[UploadSession, int]:
         """The session to start in and the offset to start from: given, resumed, or new."""
         if session is not None:
             return session, 0
         resumed = self._resumed(job)
-        return resumed if resumed is not None else (job.target.new_session(), 0)
+        if resumed is None:
+            return job.target.new_session(), 0
+        job.resumed = True
+        return resumed
 
     def _resumed(self, job: _Job) -> tuple[UploadSession, int] | None:
         """[RESUME-3] An earlier run's session and where the registry holds it; None (and a note) if gone."""
         checkpoint = job.checkpoint
         if checkpoint is None or checkpoint.resume is None:
             return None
-        where, why = self._recorded(job, checkpoint.resume)
+        where, why = self._recorded(job, checkpoint.resume.location)
         if where is None:
             checkpoint.note(f"{job.what} restarts from byte 0: {why}")
             return None
         if where.stored:
             percent = 100 * where.stored // job.blob.descriptor.size
             checkpoint.note(f"{job.what}: continuing an interrupted upload at byte {where.stored} ({percent}%)")
-        return UploadSession(where.location), where.stored
+        return UploadSession(where.location, checkpoint.resume.min_chunk), where.stored
 
     def _recorded(self, job: _Job, location: str) -> tuple[_Where | None, str]:
         """Where a recorded session stands by the registry's account, or why it cannot be continued."""
@@ -563,7 +620,7 @@ class Uploader:
     def _put(self, job: _Job, session: UploadSession) -> None:
         location = session.location
         if not self.chunking.supported and job.blob.descriptor.size > self.chunking.threshold:
-            job.record(location, 0)  # [RESUME-3] so that a re-run can say why this blob starts over
+            job.record(session, 0)  # [RESUME-3] so that a re-run can say why this blob starts over
         while True:
             try:
                 response = self._put_once(job, location)
@@ -586,30 +643,42 @@ class Uploader:
             check_digest(response, job.blob.digest, self.sender.host, "blob upload")
             return
 
-    def _chunked(self, job: _Job, session: UploadSession, chunk: int, start: int) -> None:
+    def _chunked(self, job: _Job, session: UploadSession, start: int) -> None:
         """Chunks from ``start`` (where the session stands), then the closing PUT."""
         blob, size = job.blob, job.blob.descriptor.size
         chunks = _Chunks(blob, job.reach)
         location = session.location
-        pace = _Pace(chunk, session.min_chunk, paced=self.chunking.chunk_size is None, clock=self._clock)
+        ceiling = lambda: self._chunk_for(size, chunked=True) or size  # noqa: E731 - read before every chunk
+        pace = _Pace(ceiling, session.min_chunk, paced=self.chunking.chunk_size is None, clock=self._clock)
         try:
             while start < size:
                 length = min(pace.size, size - start)
+                chunks.seek(start)  # [RESUME-3] a prefix to re-read is read before the request
                 began = self._clock()
                 try:
                     response = self._patch(job, chunks, location, start, length)
                 except RemoteError as exc:
-                    location, start = self._resume(job, exc, location, start + length)
+                    location, start = self._resume(job, exc, location, start, length, floor=pace.floor)
                     continue
-                job.budget.progressed()
+                start += length
+                job.budget.progressed(start)
                 location = location_of(response)
                 minimum = response.headers.get("oci-chunk-min-length")
                 pace.took(length, began, int(minimum) if minimum and minimum.isdigit() else None)
-                start += length
-                job.record(location, start)  # [RESUME-3] what a later run continues from
+                job.record(UploadSession(location, pace.floor or None), start)  # what a later run continues from
         finally:
             chunks.close()
         job.reach.at(size)  # a session resumed with every byte stored has nothing left to send
+        self._close(job, location)
+
+    def _close(self, job: _Job, location: str) -> None:
+        """The empty PUT that ends a chunked upload, and what its failures mean.
+
+        [API-12] Sent again after its answer was lost, it finds the session closed: the blob
+        may be in. [RESUME-3] A resumed session whose bytes do not make the blob (an earlier
+        run sent from a source since mended) restarts once from byte 0, with a note.
+        """
+        blob = job.blob
         url = _with_digest(location, blob.digest)
         try:
             response = self.sender.send(
@@ -620,10 +689,14 @@ class Uploader:
                 )
             )
         except (BlobUploadUnknownError, BlobUploadInvalidError) as exc:
-            # [API-12] a closing PUT sent again after its answer was lost finds the session closed
             if job.target.holds(blob):
                 return
             job.budget.spend(exc)
+            raise _Restart from exc
+        except DigestInvalidError as exc:
+            if not job.resumed:
+                raise
+            job.note(f"{job.what} restarts from byte 0: the interrupted upload it continued does not match the blob")
             raise _Restart from exc
         check_digest(response, blob.digest, self.sender.host, "blob upload")
 
@@ -640,23 +713,30 @@ class Uploader:
                 return None
             raise
 
-    def _resume(self, job: _Job, error: RemoteError, location: str, sent: int) -> tuple[str, int]:
+    def _resume(  # noqa: PLR0913 - the failed chunk: where it went, from where, how long, the floor
+        self, job: _Job, error: RemoteError, location: str, start: int, length: int, *, floor: int
+    ) -> tuple[str, int]:
         """[API-10] After a failed chunk: the location and offset to go on from, or :class:`_Restart`.
 
         A 416 or a retryable failure asks the session where it stands; an answer within what
-        was sent (``sent`` bytes at most) is consistent and the upload continues there (the
-        body streamer re-reads and hashes the prefix, so the digest check covers every byte).
+        was sent (``start + length`` bytes at most) is consistent and the upload continues there
+        (the body streamer re-reads and hashes the prefix, so the digest check covers every
+        byte). [API-11] A 413 refused the request, not the session: the request size is halved
+        (from the ``length`` refused, down to the floor) and the upload goes on where it stands.
         """
         if isinstance(error, RequestTooLargeError):
+            self._shrink(error, length, True, floor or None)
+        elif isinstance(error, BlobUploadUnknownError | BlobUploadInvalidError):
+            job.budget.spend(error)
+            raise _Restart from error
+        elif _recoverable(error) or getattr(error, "status", None) == 416:
+            job.budget.spend(error)
+        else:
             raise error
-        gone = isinstance(error, BlobUploadUnknownError | BlobUploadInvalidError)
-        if not (gone or _recoverable(error) or getattr(error, "status", None) == 416):
-            raise error
-        job.budget.spend(error)
-        if gone or not self.chunking.trusts_range:
+        if not self.chunking.trusts_range:
             raise _Restart from error  # [PROFILE-3] a Range we cannot trust is no place to go on from
         where = self._status(location, job.what)
-        if where.stored > min(sent, job.blob.descriptor.size):
+        if where.stored > min(start + length, job.blob.descriptor.size):
             raise _Restart from error  # the registry claims bytes we never sent: not consistent
         return where.location, where.stored
 

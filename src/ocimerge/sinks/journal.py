@@ -15,6 +15,7 @@ not the strict JSON we write, names another blob, size or registry origin, or is
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -45,7 +46,8 @@ class JournalEntry:
     """[RESUME-1] One interrupted upload: where the registry's session is and what it holds.
 
     ``location`` is the session's latest ``Location`` and ``stored`` the bytes the registry
-    had taken when it was written; ``updated`` is when (seconds since the epoch).
+    had taken when it was written; ``min_chunk`` the ``OCI-Chunk-Min-Length`` the session
+    announced, if any; ``updated`` is when (seconds since the epoch).
 
     >>> e = JournalEntry("r.example", "team/app", Digest.of(b"x"), 1, "https://r.example/v2/u/1", 0)
     >>> JournalEntry.from_json(e.to_json()) == e
@@ -58,6 +60,7 @@ class JournalEntry:
     size: int
     location: str
     stored: int
+    min_chunk: int | None = None
     updated: float = 0.0
 
     @property
@@ -76,6 +79,7 @@ class JournalEntry:
             "size": self.size,
             "location": self.location,
             "stored": self.stored,
+            "minChunk": self.min_chunk,
             "updated": self.updated,
         }
 
@@ -105,6 +109,7 @@ class JournalEntry:
             value["size"],
             value["location"],
             value["stored"],
+            _min_chunk(value.get("minChunk")),
             float(value["updated"]),
         )
         url = urlsplit(entry.location)
@@ -161,31 +166,43 @@ class UploadJournal:
         return self.directory / f"{key}.json"
 
     def find(self, registry: str, repository: str, digest: Digest, size: int, origin: str) -> Lookup:
-        """[RESUME-2] The entry for this upload if it can be used; else why not, and it is removed.
+        """[RESUME-2] The entry for this upload if it can be used; else why not (removed if unusable).
 
         ``origin`` is the registry's API ``scheme://host[:port]``: an entry whose location is
         elsewhere would send our upload (and its credentials) to another host, so it is refused.
+        A journal directory that is not private to this user is not used at all; a file that
+        cannot be read for a passing reason (too many open files, an I/O error) is left alone.
         """
         path = self.path(registry, repository, digest)
+        if not self._private_directory():
+            return Lookup(note=f"the upload journal {self.directory} is not a private directory of this user; not used")
         try:
             entry = self._read(path)
         except FileNotFoundError:
             return Lookup()
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
             self._remove(path)
             return Lookup(
                 note=f"ignored an upload journal entry for {digest.short} that cannot be trusted ({path}: {exc})"
             )
-        if (entry.registry, entry.repository, entry.digest, entry.size) != (registry, repository, digest, size):
-            self._remove(path)
-            return Lookup(note=f"ignored an upload journal entry for {digest.short} that names another upload")
-        if entry.origin != origin:
-            self._remove(path)
-            return Lookup(note=f"ignored an upload journal entry for {digest.short}: its location is not on {origin}")
-        if self._clock() - entry.updated > STALE_AFTER:
-            self._remove(path)
-            return Lookup(note=f"ignored a stale upload journal entry for {digest.short} (over 7 days old)")
-        return Lookup(entry)
+        except OSError as exc:
+            return Lookup(note=f"could not read the upload journal entry for {digest.short} ({path}: {exc.strerror})")
+        return self._usable(path, entry, (registry, repository, digest, size), origin)
+
+    def _usable(self, path: Path, entry: JournalEntry, upload: tuple[str, str, Digest, int], origin: str) -> Lookup:
+        """``entry``, if it names ``upload`` on ``origin`` and is recent; else removed, with why."""
+        short = upload[2].short
+        why = None
+        if (entry.registry, entry.repository, entry.digest, entry.size) != upload:
+            why = f"ignored an upload journal entry for {short} that names another upload"
+        elif entry.origin != origin:
+            why = f"ignored an upload journal entry for {short}: its location is not on {origin}"
+        elif abs(self._clock() - entry.updated) > STALE_AFTER:  # a future date is as wrong as an old one
+            why = f"ignored a stale upload journal entry for {short} (over 7 days old)"
+        if why is None:
+            return Lookup(entry)
+        self._remove(path)
+        return Lookup(note=why)
 
     def record(self, entry: JournalEntry) -> None:
         """Write ``entry`` (stamped now), replacing the upload's previous one atomically."""
@@ -195,6 +212,8 @@ class UploadJournal:
         path = self.path(entry.registry, entry.repository, entry.digest)
         with contextlib.suppress(OSError):
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not self._private_directory():
+                return  # [RESUME-2] never write into a directory others may change
             fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".entry-", suffix=".tmp")  # mode 0600
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -208,9 +227,28 @@ class UploadJournal:
         """The upload is done (or its blob was found in the repository): drop its entry, if any."""
         self._remove(self.path(registry, repository, digest))
 
+    def _private_directory(self) -> bool:
+        """Whether the journal directory is absent, or a real directory of this user open to nobody else."""
+        try:
+            info = os.lstat(self.directory)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
     def _read(self, path: Path) -> JournalEntry:
-        """The entry in ``path``, checked: ours, private, small, strict JSON; else ``ValueError``."""
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # a symlink planted here is not followed
+        """The entry in ``path``, checked: ours, private, small, strict JSON; else ``ValueError``.
+
+        Opened without following a symlink and without blocking (a FIFO planted here cannot
+        hang the push); a symlink is a ``ValueError`` like any other wrong file.
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ValueError("a symbolic link") from exc
+            raise
         with os.fdopen(fd, "rb") as stream:
             info = os.fstat(stream.fileno())
             if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
@@ -220,7 +258,7 @@ class UploadJournal:
             raise ValueError("too large")
         try:
             value = json.loads(raw.decode("utf-8"), parse_constant=_refuse)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise ValueError("not JSON") from exc
         return JournalEntry.from_json(value)
 
@@ -228,6 +266,15 @@ class UploadJournal:
     def _remove(path: Path) -> None:
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def _min_chunk(value: object) -> int | None:
+    """``minChunk``: absent or null, or a positive integer."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError("field 'minChunk' is of the wrong type")
+    return value
 
 
 def _refuse(name: str) -> object:

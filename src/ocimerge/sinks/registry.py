@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 
 from ocimerge.content import Blob
-from ocimerge.errors import BlobMissingError, OcimergeError, UsageError
+from ocimerge.errors import BlobMissingError, DigestMismatchError, OcimergeError, UsageError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
@@ -45,7 +45,7 @@ from ocimerge.model.manifest import Document
 from ocimerge.model.reference import Reference
 from ocimerge.registry.api import Mounted, Registry, RegistryOptions, RegistryPool
 from ocimerge.registry.challenge import Scope
-from ocimerge.registry.upload import Checkpoint, StopFlag, UploadHooks, UploadStopped
+from ocimerge.registry.upload import Checkpoint, StopFlag, UploadHooks, UploadSession, UploadStopped
 from ocimerge.sinks.core import Publication, unique_blobs
 from ocimerge.sinks.journal import JournalEntry, UploadJournal, default_journal
 
@@ -68,7 +68,7 @@ __all__ = [
 
 #: [PUSH-5] Seconds an interrupted push waits for its uploads to abandon their bodies; a worker
 #: stuck in a network read past this is left behind (the CLI then exits without joining it).
-STOP_GRACE = 1.5
+STOP_GRACE = 2.0
 
 
 class _InFlight:
@@ -350,8 +350,8 @@ class _BlobPush:
         mount_from = destination.mount_from.get(blob.digest)
         plan = plan_blob(blob, held=held, host=registry.host, repository=repository, mount_from=mount_from)
         if plan.action is BlobAction.SKIP:
-            if options.journal is not None and not options.dry_run:
-                options.journal.forget(registry.host, repository, blob.digest)  # in, by whatever route
+            if not options.dry_run:
+                self._forget(blob.digest)  # in, by whatever route
             options.emit(PushEvent(PushEventKind.DONE, plan.digest, plan.size, plan.size, BlobAction.SKIP))
         if options.dry_run:
             return plan
@@ -365,35 +365,49 @@ class _BlobPush:
         ``DigestMismatchError`` before the registry commits the blob. [PUSH-5] Once the stop
         flag is set the body raises :class:`~ocimerge.registry.upload.UploadStopped` before its
         next chunk. [RESUME-3] The journal keeps where the upload stands, and an upload an
-        earlier run left is continued.
+        earlier run left is continued (rather than a mount asked for again: an earlier run
+        uploaded this blob, so its mount was refused then).
         """
         registry, repository = self.destination.registry, self.destination.repository
         digest, size = plan.digest, plan.size
         if plan.action not in (BlobAction.MOUNT, BlobAction.UPLOAD, BlobAction.COPY):
             return plan
+        checkpoint = self._checkpoint(blob)
+        resuming = checkpoint is not None and checkpoint.resume is not None
         session = None
-        if plan.action is BlobAction.MOUNT and plan.source is not None:
+        if plan.action is BlobAction.MOUNT and plan.source is not None and not resuming:
             started = registry.start_upload(repository, mount=digest, source=plan.source)
             if isinstance(started, Mounted):
+                self._forget(digest)
                 self.options.emit(PushEvent(PushEventKind.DONE, digest, size, size, BlobAction.MOUNT))
                 return plan
             session = started  # [API-6] refused: upload into the session it opened
-            with self._lock:
-                key = (plan.source, started.refused or 202)
-                self._refused[key] = self._refused.get(key, 0) + 1
+            self._refusal(plan.source, started.refused or 202)
         self.options.emit(PushEvent(PushEventKind.START, digest, size))
         progress = _progress(digest, size, self.options)
         _IN_FLIGHT.add(1)
         try:
-            registry.upload(repository, blob, session, UploadHooks(progress, self._checkpoint(blob), self.stop))
+            registry.upload(repository, blob, session, UploadHooks(progress, checkpoint, self.stop))
+        except DigestMismatchError:
+            self._forget(digest)  # the source is corrupt: what was sent of it is worth nothing
+            raise
         finally:
             _IN_FLIGHT.add(-1)
-        if self.options.journal is not None:
-            self.options.journal.forget(registry.host, repository, digest)  # [RESUME-1] done: nothing to resume
+        self._forget(digest)  # [RESUME-1] done: nothing to resume
         action = BlobAction.COPY if plan.action is BlobAction.COPY else BlobAction.UPLOAD
         self.options.emit(PushEvent(PushEventKind.DONE, digest, size, size, action))
         # report what really happened: a refused mount was paid for as an upload
         return plan if plan.action is not BlobAction.MOUNT else BlobPlan(digest, size, BlobAction.UPLOAD)
+
+    def _refusal(self, source: str, status: int) -> None:
+        """Count a refused mount, for one note per source repository and status."""
+        with self._lock:
+            self._refused[(source, status)] = self._refused.get((source, status), 0) + 1
+
+    def _forget(self, digest: Digest) -> None:
+        """[RESUME-1] The blob is in the repository (or worthless): drop its journal entry."""
+        if self.options.journal is not None:
+            self.options.journal.forget(self.destination.registry.host, self.destination.repository, digest)
 
     def _checkpoint(self, blob: Blob) -> Checkpoint | None:
         """[RESUME-1][RESUME-3] The journal's view of this upload: where an earlier run left it, and a recorder."""
@@ -406,12 +420,14 @@ class _BlobPush:
         if found.note is not None:
             self.note(found.note)
 
-        def record(location: str, stored: int) -> None:
-            entry = JournalEntry(host, repository, digest, size, location, stored)
+        def record(session: UploadSession, stored: int) -> None:
+            entry = JournalEntry(host, repository, digest, size, session.location, stored, session.min_chunk)
             if entry.origin == origin:  # [RESUME-2] a session elsewhere is never resumed, so never kept
                 journal.record(entry)
 
-        return Checkpoint(record, self.note, found.entry.location if found.entry is not None else None)
+        entry = found.entry
+        resume = UploadSession(entry.location, entry.min_chunk) if entry is not None else None
+        return Checkpoint(record, self.note, resume)
 
 
 def push_blobs(
