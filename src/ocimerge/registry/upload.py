@@ -83,6 +83,9 @@ FIRST_CHUNK = 1024 * 1024
 PACED_FLOOR = 256 * 1024
 #: paced chunk sizes are multiples of this
 PACED_GRAIN = 64 * 1024
+#: [RESUME-4] the largest paced chunk: on a fast link a chunk is half a second's worth, so the
+#: registry's turnaround between chunks (tens of ms for Distribution) stays a few percent
+PACED_MAX = 256 * 1024 * 1024
 
 
 class UploadStopped(Exception):  # noqa: N818 - a stop asked for, not an error shown to anyone
@@ -583,6 +586,13 @@ class Uploader:
             return chunk
         return chunk if size > (rule.threshold if limit is None else min(limit, rule.threshold)) else None
 
+    def _ceiling(self, paced: bool) -> int:
+        """[RESUME-4] The largest chunk now: the rule's size (a paced one may reach :data:`PACED_MAX`),
+        under the registry's largest chunk, the known request limit and what a 413 taught [API-11]."""
+        rule = self.chunking
+        caps = [c for c in (rule.max_chunk, rule.max_request, self.limit) if c is not None]
+        return min([PACED_MAX if paced else rule.size, *caps])
+
     def _shrink(self, error: RequestTooLargeError, refused: int, was_chunk: bool, minimum: int | None) -> None:
         """[API-11] Halve the request size after a 413 at ``refused`` bytes, down to the floor.
 
@@ -648,8 +658,8 @@ class Uploader:
         blob, size = job.blob, job.blob.descriptor.size
         chunks = _Chunks(blob, job.reach)
         location = session.location
-        ceiling = lambda: self._chunk_for(size, chunked=True) or size  # noqa: E731 - read before every chunk
-        pace = _Pace(ceiling, session.min_chunk, paced=self.chunking.chunk_size is None, clock=self._clock)
+        paced = self.chunking.chunk_size is None
+        pace = _Pace(lambda: self._ceiling(paced), session.min_chunk, paced=paced, clock=self._clock)
         try:
             while start < size:
                 length = min(pace.size, size - start)
