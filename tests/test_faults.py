@@ -310,11 +310,19 @@ def test_a_token_refused_as_expired_mid_push_is_renewed(
     assert stored(token_registry, repo, image)
 
 
-def test_a_pull_only_user_is_told_the_push_was_not_granted(token_registry: RegistryServer, tmp_path: Path) -> None:
-    path, _image = layout(tmp_path, 1000)
-    repo = unique("team/app")
-    with pytest.raises(DeniedError, match=rf"bob may pull {repo} but not push: the token service granted pull only"):
-        ocimerge.push(path, [f"{token_registry.host}/{repo}:1"], registry_options=options("bob"), jobs=1)
+@pytest.mark.parametrize("jobs", [1, 4])
+def test_a_pull_only_user_is_told_the_push_was_not_granted(
+    token_registry: RegistryServer, tmp_path: Path, jobs: int
+) -> None:
+    """[TOKEN-9] With parallel uploads too: a request refused with a token another one already
+    evicted still says what the token service granted (it said "authentication failed" at times)."""
+    path, _image = layout(tmp_path, 1000, 2000, 3000, 4000)
+    for _ in range(3 if jobs > 1 else 1):
+        repo = unique("team/app")
+        with pytest.raises(
+            DeniedError, match=rf"bob may pull {repo} but not push: the token service granted pull only"
+        ):
+            ocimerge.push(path, [f"{token_registry.host}/{repo}:1"], registry_options=options("bob"), jobs=jobs)
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["blob-put", "chunk-patch"])

@@ -198,6 +198,9 @@ class RegistryAuth(httpx.Auth):
         self._bearer: Challenge | None = None
         self._basic = False
         self._tokens: list[Token] = []
+        #: [TOKEN-9] tokens evicted on a 401, newest last: another request refused with the same
+        #: token (a parallel upload) must still learn what it was granted, not just that it failed
+        self._evicted: list[Token] = []
         self._pending: list[tuple[tuple[Scope, ...], threading.Event]] = []
         self._wanted: list[Scope] = []
         self._refresh_token = credentials.identity_token if credentials else None
@@ -277,7 +280,11 @@ class RegistryAuth(httpx.Auth):
         sent = request.headers.get("authorization", "")
         with self._lock:
             token = next((t for t in self._tokens if f"Bearer {t.value}" == sent), None)
-            self._tokens = [t for t in self._tokens if t is not token]
+            if token is not None:
+                self._tokens = [t for t in self._tokens if t is not token]
+                self._evicted = [*self._evicted[-15:], token]
+            else:  # evicted already, by a request refused at the same time
+                token = next((t for t in self._evicted if f"Bearer {t.value}" == sent), None)
         if token is None:
             return
         withheld = token.withheld(needed)
