@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "ocimerge.registry.credentials": 2,
     "ocimerge.registry": 3,
     "ocimerge.registry.api": 4,
+    "ocimerge.registry.referrers": 4,
     "ocimerge.sinks.registry": 5,  # the push: orchestration over the registry API
     "ocimerge.inspection": 5,
     "ocimerge.doctor": 5,
