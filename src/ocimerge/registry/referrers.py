@@ -139,6 +139,8 @@ def _listed(
         following = _next(response)
         if following is None or following in seen:
             return tuple(found)
+        if page == MAX_REFERRERS_PAGES:
+            break  # a page more is never asked for
         response = registry.request("GET", following, kind="GET referrers", what=what, stream=True, headers=headers)
     raise RegistryError(
         f"{registry.host}: the referrers of {digest} in {repository} run past {MAX_REFERRERS_PAGES} pages"
