@@ -23,6 +23,7 @@ from ocimerge.model.referrers import (
     fallback_tag,
     filter_by_artifact_type,
     referrer_descriptor,
+    refers_to,
     subject_of,
     with_referrer,
 )
@@ -144,6 +145,16 @@ def test_subject_of_a_manifest_an_index_and_documents() -> None:
     assert subject_of(index) == subject()
     assert subject_of(ImageIndex(manifests=())) is None
     assert subject_of(ImageManifest(config=EMPTY, layers=())) is None
+
+
+def test_refers_to_names_exactly_the_subject() -> None:
+    manifest = signature_manifest(artifact_type=SIG_TYPE)
+    assert refers_to(manifest, IMAGE)
+    assert refers_to(Document.author(manifest), IMAGE)
+    assert not refers_to(manifest, Digest.of(b"another image"))
+    # the same hex under another algorithm is another digest
+    assert not refers_to(manifest, Digest.parse(f"sha512:{HEX64 * 2}"))
+    assert not refers_to(ImageManifest(config=EMPTY, layers=()), IMAGE)
 
 
 def test_subject_is_read_from_bytes() -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "fallback_tag",
     "filter_by_artifact_type",
     "referrer_descriptor",
+    "refers_to",
     "subject_of",
     "with_referrer",
 ]
@@ -82,6 +83,23 @@ def subject_of(document: Referable) -> Descriptor | None:
     401
     """
     return _parsed(document).subject
+
+
+def refers_to(document: Referable, subject: Digest) -> bool:
+    """[REFERRERS-1] Whether ``document`` is a referrer of the manifest ``subject``.
+
+    True when its ``subject`` names exactly that digest. This is the check a fallback index's
+    entries pass once fetched: the index lists referrers, but only each referrer's own bytes
+    say what it refers to. Raises :class:`ModelError` as :func:`subject_of` does.
+
+    >>> config = Descriptor(mt.OCI_EMPTY, Digest.of(b"{}"), 2)
+    >>> image = Descriptor(mt.OCI_MANIFEST, Digest.of(b"image"), 5)
+    >>> sig = ImageManifest(config=config, layers=(), subject=image)
+    >>> refers_to(sig, image.digest), refers_to(sig, config.digest)
+    (True, False)
+    """
+    named = subject_of(document)
+    return named is not None and named.digest == subject
 
 
 def artifact_type_of(document: Referable) -> str | None:
