@@ -23,14 +23,9 @@ from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document, ImageManifest, decode_manifest
 from ocimerge.model.reference import Reference
+from ocimerge.model.referrers import fallback_tag, referrer_descriptor
 from ocimerge.registry.api import Registry
-from ocimerge.registry.referrers import (
-    MAX_REFERRERS_PAGE,
-    fallback_tag,
-    put_manifest_with_subject,
-    referrers,
-    update_fallback_tag,
-)
+from ocimerge.registry.referrers import MAX_REFERRERS_PAGE, put_manifest_with_subject, referrers, update_fallback_tag
 from ocimerge.testing import Behaviour
 from ocimerge.testing import Registry as InProcessRegistry
 from registries import RegistryServer
@@ -97,18 +92,6 @@ def push_artifact(
     return doc, put_manifest_with_subject(client, reference, doc)
 
 
-def referrer_of(doc: Document[ImageManifest]) -> Descriptor:
-    """[REFAPI-6] The descriptor a fallback index lists: artifactType and annotations copied."""
-    value = doc.value
-    return Descriptor(
-        doc.descriptor.media_type,
-        doc.descriptor.digest,
-        doc.descriptor.size,
-        annotations=value.annotations,
-        artifact_type=value.artifact_type or value.config.media_type,
-    )
-
-
 # -- the referrers API, on the in-process registry ---------------------------------------------
 
 
@@ -145,7 +128,7 @@ def test_without_the_api_the_fallback_tag_is_read(without_api: InProcessRegistry
         doc, answered = push_artifact(client, "team/noapi", image, SBOM, b"sbom")
         assert answered is False
         assert referrers(client, "team/noapi", image.digest).how == "none"
-        update_fallback_tag(client, "team/noapi", image.digest, referrer_of(doc))
+        update_fallback_tag(client, "team/noapi", image.digest, referrer_descriptor(doc))
         found = referrers(client, "team/noapi", image.digest)
         assert (found.how, found.has_api) == ("tag", False)
         assert [d.digest for d in found.descriptors] == [doc.descriptor.digest]
@@ -172,13 +155,13 @@ def test_fallback_tag_on_distribution(registry: RegistryServer) -> None:
         assert referrers(client, repository, image.digest).how == "none"
         sbom, answered = push_artifact(client, repository, image, SBOM, b"sbom", **{"org.example.kind": "sbom"})
         assert answered is False
-        first = update_fallback_tag(client, repository, image.digest, referrer_of(sbom))
+        first = update_fallback_tag(client, repository, image.digest, referrer_descriptor(sbom))
         assert first.descriptor.media_type == mt.OCI_INDEX
         sig, _ = push_artifact(client, repository, image, SIGNATURE, b"sig")
-        second = update_fallback_tag(client, repository, image.digest, referrer_of(sig))
+        second = update_fallback_tag(client, repository, image.digest, referrer_descriptor(sig))
         assert [d.digest for d in second.value.manifests] == [sbom.descriptor.digest, sig.descriptor.digest]
         before = len(registry.requests())
-        again = update_fallback_tag(client, repository, image.digest, referrer_of(sig))
+        again = update_fallback_tag(client, repository, image.digest, referrer_descriptor(sig))
         assert again.raw == second.raw
         assert not [r for r in registry.requests()[before:] if r[0] == "PUT"]  # listed already: nothing PUT
         stored = client.manifest_get(Reference.parse(f"{client.host}/{repository}:{fallback_tag(image.digest)}"))
@@ -196,24 +179,26 @@ def test_fallback_tag_on_distribution(registry: RegistryServer) -> None:
 
 
 def test_an_image_at_the_fallback_tag_is_no_list(registry: RegistryServer) -> None:
-    """[REFAPI-4] A tag holding the image itself (as GitLab is said to answer) is noted and
-    ignored; [REFAPI-6] updating it is refused and leaves it."""
+    """[REFAPI-4] A tag holding the image itself (as GitLab is said to answer), or another
+    manifest, is noted and ignored; [REFAPI-6] updating it is refused and leaves it."""
     if not registry.is_distribution:
         pytest.skip("this run's registry serves the referrers API; the fallback path needs Distribution 2.8")
     repository = "team/gitlab"
     with Registry(registry.host) as client:
         image = push_image(client, repository, Image(architecture="ppc64le"))
+        other = push_image(client, repository, Image(architecture="mips64le"))
         tag = Reference.parse(f"{client.host}/{repository}:{fallback_tag(image.digest)}")
-        client.manifest_put(tag, document(Image(architecture="ppc64le").manifest))
-        found = referrers(client, repository, image.digest)
-        assert (found.how, found.descriptors) == ("none", ())
-        [note] = found.notes
-        assert "not an OCI image index of referrers" in note
-        assert fallback_tag(image.digest) in note
         sbom, _ = push_artifact(client, repository, image, SBOM, b"sbom")
-        with pytest.raises(RegistryError, match="left as it is"):
-            update_fallback_tag(client, repository, image.digest, referrer_of(sbom))
-        assert client.manifest_get(tag).descriptor.digest == image.digest
+        for held, says in ((image, "itself"), (other, "not an OCI image index of referrers")):
+            client.manifest_put(tag, client.manifest_get(Reference.parse(f"{client.host}/{repository}@{held.digest}")))
+            found = referrers(client, repository, image.digest)
+            assert (found.how, found.descriptors) == ("none", ())
+            [note] = found.notes
+            assert says in note
+            assert fallback_tag(image.digest) in note
+            with pytest.raises(RegistryError, match="left as it is"):
+                update_fallback_tag(client, repository, image.digest, referrer_descriptor(sbom))
+            assert client.manifest_get(tag).descriptor.digest == held.digest
 
 
 # -- what no registry here produces: pages, and hostile pages -------------------------------------
@@ -332,11 +317,3 @@ def test_oci_subject_naming_another_digest_is_not_trusted() -> None:
     with client:
         assert put_manifest_with_subject(client, reference, doc) is True
         assert put_manifest_with_subject(client, reference, doc) is False
-
-
-def test_fallback_tag_names() -> None:
-    """[REFAPI-3] <alg>-<encoded>, cut to 32 and 64, other characters made '-'."""
-    digest = Digest.of(b"x")
-    assert fallback_tag(digest) == f"sha256-{digest.encoded}"
-    long = Digest.of(b"x", "sha512")
-    assert fallback_tag(long) == f"sha512-{long.encoded[:64]}"

@@ -10,18 +10,18 @@ tag's index for a registry that does not.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import attrs
 import httpx
 
-from ocimerge.errors import InputError, RegistryError, UsageError
+from ocimerge.errors import DocumentError, InputError, RegistryError, UsageError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document, ImageIndex, decode_index, sniff_document_type
 from ocimerge.model.reference import Reference
+from ocimerge.model.referrers import ReferrersIndex, fallback_tag, filter_by_artifact_type
 from ocimerge.registry.api import Registry
 from ocimerge.registry.responses import decode_server_json, read_capped
 from ocimerge.registry.upload import check_digest
@@ -30,7 +30,6 @@ __all__ = [
     "MAX_REFERRERS_PAGE",
     "MAX_REFERRERS_PAGES",
     "Referrers",
-    "fallback_tag",
     "put_manifest_with_subject",
     "referrers",
     "update_fallback_tag",
@@ -42,7 +41,6 @@ MAX_REFERRERS_PAGE = 4 * 1024 * 1024
 MAX_REFERRERS_PAGES = 1000
 #: [REFAPI-3] What a registry without the referrers API answers on its path.
 NO_API = (400, 404, 405)
-_NOT_TAG = re.compile(r"[^a-zA-Z0-9._-]")
 
 API = "api"
 TAG = "tag"
@@ -72,26 +70,15 @@ class Referrers:
         return self.how == API
 
 
-def fallback_tag(digest: Digest) -> str:
-    """[REFAPI-3] The fallback tag of ``digest``: ``<alg>-<encoded>``, cut to 32 and 64
-    characters, any character a tag may not hold made ``-``.
-
-    >>> fallback_tag(Digest.of(b"{}"))
-    'sha256-44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a'
-    """
-    return _NOT_TAG.sub("-", f"{digest.algorithm[:32]}-{digest.encoded[:64]}")
-
-
 def _keep(found: tuple[Descriptor, ...], artifact_types: tuple[str, ...]) -> tuple[Descriptor, ...]:
     """[REFAPI-1] The descriptors of ``found`` with one of ``artifact_types`` (all when none), each digest once."""
     seen: set[Digest] = set()
-    kept = []
+    unique = []
     for descriptor in found:
-        if descriptor.digest in seen or (artifact_types and descriptor.artifact_type not in artifact_types):
-            continue
-        seen.add(descriptor.digest)
-        kept.append(descriptor)
-    return tuple(kept)
+        if descriptor.digest not in seen:
+            seen.add(descriptor.digest)
+            unique.append(descriptor)
+    return filter_by_artifact_type(unique, artifact_types)
 
 
 def referrers(
@@ -199,16 +186,13 @@ def _from_tag(registry: Registry, repository: str, digest: Digest, types: tuple[
     document = _read_tag(registry, repository, digest)
     if document is None:
         return Referrers((), NONE)
-    tag = fallback_tag(digest)
-    index = document.value if isinstance(document.value, ImageIndex) else None
-    if index is None or index.effective_media_type != mt.OCI_INDEX:
-        kind = document.descriptor.media_type
-        note = (
-            f"{registry.host}/{repository}:{tag} holds a {kind}, not an OCI image index of referrers; "
-            f"ignored (some registries answer the image {digest.short} itself there)"
-        )
-        return Referrers((), NONE, (note,))
-    return Referrers(_keep(index.manifests, types), TAG)
+    tag = f"{registry.host}/{repository}:{fallback_tag(digest)}"
+    try:
+        # [REFERRERS-5] strictly an OCI image index, and not the subject itself (GitLab)
+        index = ReferrersIndex.parse(document.raw, subject=digest, where=tag)
+    except DocumentError as exc:
+        return Referrers((), NONE, (f"{exc}; ignored",))
+    return Referrers(_keep(index.referrers, types), TAG)
 
 
 def put_manifest_with_subject(registry: Registry, reference: Reference, document: Document[Any]) -> bool:
@@ -257,19 +241,17 @@ def update_fallback_tag(
     """
     reference = _tag_reference(registry, repository, subject_digest)
     existing = _read_tag(registry, repository, subject_digest)
-    if existing is None:
-        index = ImageIndex(manifests=(), media_type=mt.OCI_INDEX)
-    elif isinstance(existing.value, ImageIndex) and existing.value.effective_media_type == mt.OCI_INDEX:
-        index = existing.value
-        if any(entry.digest == referrer.digest for entry in index.manifests):
-            return Document(existing.raw, index, existing.descriptor)
-    else:
-        raise RegistryError(
-            f"{registry.host}/{repository}:{reference.tag} holds a {existing.descriptor.media_type}, "
-            "not an OCI image index of referrers; left as it is"
+    where = f"{registry.host}/{repository}:{reference.tag}"
+    try:
+        index = (
+            ReferrersIndex()
+            if existing is None
+            else ReferrersIndex.parse(existing.raw, subject=subject_digest, where=where)
         )
-    updated: Document[ImageIndex] = Document.author(
-        attrs.evolve(index, manifests=(*index.manifests, referrer), media_type=mt.OCI_INDEX)
-    )
+    except DocumentError as exc:
+        raise RegistryError(f"{exc}; left as it is") from exc
+    if existing is not None and index.contains(referrer.digest):
+        return Document(existing.raw, index.to_index(), existing.descriptor)  # listed already: nothing to PUT
+    updated = index.with_referrer(referrer).author()
     registry.manifest_put(reference, updated)
     return updated
