@@ -250,8 +250,9 @@ def update_fallback_tag(
         )
     except DocumentError as exc:
         raise RegistryError(f"{exc}; left as it is") from exc
-    if existing is not None and index.contains(referrer.digest):
-        return Document(existing.raw, index.to_index(), existing.descriptor)  # listed already: nothing to PUT
+    if existing is not None and isinstance(existing.value, ImageIndex) and index.contains(referrer.digest):
+        kept: Document[ImageIndex] = existing  # listed already: the tag stays as it is, nothing PUT
+        return kept
     updated = index.with_referrer(referrer).author()
     registry.manifest_put(reference, updated)
     return updated
