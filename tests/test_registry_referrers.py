@@ -25,8 +25,9 @@ from ocimerge.model.manifest import Document, ImageManifest, decode_manifest
 from ocimerge.model.reference import Reference
 from ocimerge.model.referrers import fallback_tag, referrer_descriptor
 from ocimerge.registry.api import Registry
+from ocimerge.registry.credentials import Credentials
 from ocimerge.registry.referrers import MAX_REFERRERS_PAGE, put_manifest_with_subject, referrers, update_fallback_tag
-from ocimerge.testing import Behaviour
+from ocimerge.testing import Behaviour, TokenAuth
 from ocimerge.testing import Registry as InProcessRegistry
 from registries import RegistryServer
 
@@ -132,6 +133,25 @@ def test_without_the_api_the_fallback_tag_is_read(without_api: InProcessRegistry
         found = referrers(client, "team/noapi", image.digest)
         assert (found.how, found.has_api) == ("tag", False)
         assert [d.digest for d in found.descriptors] == [doc.descriptor.digest]
+
+
+def test_the_api_and_the_tag_behind_bearer_tokens() -> None:
+    """[REFAPI-1][REFAPI-4] The referrers path takes the repository's pull token (the auth
+    flow reads the repository from it); a pull-only user lists what a pusher attached."""
+    auth = TokenAuth({"alice": "alice-pw", "bob": "bob-pw"}, {"alice": [("*", "pull,push")], "bob": [("*", "pull")]})
+    for behaviour in (Behaviour(), Behaviour(referrers=False)):
+        with InProcessRegistry(auth=auth, behaviour=behaviour) as served:
+            with Registry(served.host, credentials=Credentials("test", "alice", "alice-pw")) as alice:
+                image = push_image(alice, "team/tokens", Image(architecture="arm"))
+                sbom, answered = push_artifact(alice, "team/tokens", image, SBOM, b"sbom")
+                if not answered:
+                    update_fallback_tag(alice, "team/tokens", image.digest, referrer_descriptor(sbom))
+            with Registry(served.host, credentials=Credentials("test", "bob", "bob-pw")) as bob:
+                found = referrers(bob, "team/tokens", image.digest)
+            assert (found.how, [d.digest for d in found.descriptors]) == (
+                "api" if behaviour.referrers else "tag",
+                [sbom.descriptor.digest],
+            )
 
 
 def test_a_document_without_subject_is_refused(with_api: InProcessRegistry) -> None:
