@@ -205,6 +205,43 @@ def test_request_limit_is_the_largest_power_of_two_step_under_a_proxy_limit(regi
     assert any("--max-request-size 4M" in d for d in report.differences)
 
 
+def test_a_limit_below_the_first_probe_body_says_so(registry: RegistryServer) -> None:
+    """[DOCTOR-6] 1 MiB refused already: the limit is somewhere below it, never "--max-request-size 0"."""
+    proxy = FaultProxy(registry.host)
+    proxy.max_body = 500_000
+    try:
+        with Registry(proxy.host, RegistryOptions(retry=FAST)) as client:
+            report = diagnose(client, max_probe_body=4 * MIB)
+    finally:
+        proxy.stop()
+    limit = report.check("requestLimit")
+    assert limit.outcome is Outcome.YES
+    assert not limit.value
+    assert any("was refused (413)" in d and "--max-request-size below it" in d for d in report.differences)
+    assert not any("--max-request-size 0" in d for d in report.differences)
+
+
+def test_read_only_referrers_on_a_repository_the_registry_lacks_is_unknown() -> None:
+    """[DOCTOR-1] A registry may answer the referrers API's 404 NAME_UNKNOWN for a repository it does
+    not hold (the read-only scratch name): that says nothing of the API. Neither registry here answers
+    so (Distribution 2.8 has no API and answers plain text; ocimerge.testing answers an empty index),
+    hence the MockTransport."""
+    import httpx
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/":
+            return httpx.Response(200, headers={"Docker-Distribution-API-Version": "registry/2.0"})
+        code = "NAME_UNKNOWN" if "/referrers/" in request.url.path else "MANIFEST_UNKNOWN"
+        return httpx.Response(404, json={"errors": [{"code": code, "message": "unknown"}]})
+
+    with Registry("reg.example", RegistryOptions(retry=FAST), transport=httpx.MockTransport(handle)) as client:
+        report = diagnose(client, read_only=True, anonymous=client)
+    found = report.check("referrers")
+    assert found.outcome is Outcome.UNKNOWN
+    assert "404 NAME_UNKNOWN" in found.detail
+    assert "may not exist" in found.detail
+
+
 # -- the command line --------------------------------------------------------------------------
 
 

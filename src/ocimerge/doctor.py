@@ -470,7 +470,12 @@ class _Doctor:
         served = (response.headers.get("content-type") or "").split(";")[0].strip()
         if response.status_code == 200 and served == mt.OCI_INDEX:
             return Check("referrers", Outcome.YES, "answered an OCI index")
-        return Check("referrers", Outcome.NO, f"answered {_status_detail(response)} ({served or 'no type'})")
+        detail = _status_detail(response)
+        if response.status_code == 404 and " " in detail:
+            # an error code (NAME_UNKNOWN...) is the API's own answer for a repository it does not
+            # know, as under --read-only with a scratch name: whether the API exists is not known
+            return Check("referrers", Outcome.UNKNOWN, f"answered {detail}: {self.repo} may not exist here")
+        return Check("referrers", Outcome.NO, f"answered {detail} ({served or 'no type'})")
 
     # -- write probes ------------------------------------------------------------------------
 
@@ -727,6 +732,11 @@ def _differences(profile: Profile, found: dict[str, Check]) -> tuple[str, ...]:
 
 def _limit_differences(named: str, profile: Profile, limit: Check) -> list[str]:
     """[DOCTOR-6] The request limit found against the profile's largest chunk."""
+    if limit.outcome is Outcome.YES and not limit.value:  # the first body was refused already
+        return [
+            f"a body of {_size(FIRST_PROBE_BODY)} was refused (413) but {named} knows no such limit: "
+            "pass a --max-request-size below it"
+        ]
     if not isinstance(limit.value, int):
         return []
     if limit.outcome is Outcome.YES and (profile.max_chunk is None or limit.value < profile.max_chunk):
