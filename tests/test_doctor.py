@@ -24,7 +24,7 @@ from ocimerge.errors import TransportError, UsageError
 from ocimerge.model.digest import Digest
 from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.registry.transport import RetryPolicy, TLSOptions
-from registries import REGISTRY_BINARY, USERS, FaultProxy, RegistryServer, cleanup, free_port, start_registry
+from registries import REGISTRY_BINARY, USERS, Fault, FaultProxy, RegistryServer, cleanup, free_port, start_registry
 
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
 #: the request-size probe's cap in most tests (the default, 64 MiB, is run once through the CLI)
@@ -240,6 +240,21 @@ def test_read_only_referrers_on_a_repository_the_registry_lacks_is_unknown() -> 
     assert found.outcome is Outcome.UNKNOWN
     assert "404 NAME_UNKNOWN" in found.detail
     assert "may not exist" in found.detail
+
+
+def test_a_failed_upload_probe_cancels_its_session(registry: RegistryServer) -> None:
+    """[DOCTOR-2] The monolithic probe's PUT refused: its check says so, and its session is DELETEd."""
+    proxy = FaultProxy(registry.host)
+    proxy.faults.append(Fault("PUT", "digest=", status=400))
+    try:
+        with Registry(proxy.host, RegistryOptions(retry=FAST)) as client:
+            report = diagnose(client, max_probe_body=SMALL_CAP)
+    finally:
+        proxy.stop()
+    assert report.check("monolithicUpload").outcome is not Outcome.YES
+    (refused,) = [path for method, path, status in proxy.log if method == "PUT" and status == 400]
+    session = refused.split("?")[0]  # /v2/<scratch>/blobs/uploads/<uuid>
+    assert any(method == "DELETE" and path.split("?")[0] == session for method, path, _ in proxy.log)
 
 
 # -- the command line --------------------------------------------------------------------------

@@ -29,6 +29,7 @@ with it (chunked uploads, the chunk or request limit, mounts).
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
 import os
 import secrets
@@ -294,6 +295,19 @@ class _Doctor:
         except OcimergeError as exc:
             self.notes.append(f"an upload session stays open until the registry expires it: {_one_line(exc)}")
 
+    @contextlib.contextmanager
+    def cancelled_on_failure(self, location: str) -> Iterator[None]:
+        """[DOCTOR-2] A probe's upload session is cancelled when the probe fails in it.
+
+        It is addressed by its first ``Location``: Distribution cancels a session addressed with
+        an outdated state as well (its stored size no longer matches that state's offset).
+        """
+        try:
+            yield
+        except OcimergeError:
+            self.cancel(location)
+            raise
+
     def put_blob(self, location: str, data: bytes, digest: Digest) -> httpx.Response:
         """Close an upload session with ``PUT <location>?digest=`` carrying ``data``."""
         return self.send(
@@ -483,7 +497,9 @@ class _Doctor:
         """POST, then one ``PUT ?digest=`` with the whole blob."""
         data = os.urandom(512)
         digest = Digest.of(data)
-        self.put_blob(location_of(self.start_session(self.repo)), data, digest)
+        location = location_of(self.start_session(self.repo))
+        with self.cancelled_on_failure(location):
+            self.put_blob(location, data, digest)
         self.written.blobs.append((self.repo, digest))
         self.layer = Descriptor(mt.OCI_LAYER_TAR, digest, len(data))
         return Check("monolithicUpload", Outcome.YES, "POST, then PUT ?digest= with the whole blob: 201")
@@ -496,10 +512,11 @@ class _Doctor:
         piece = min(max(minimum or 0, 1024), MAX_MIN_CHUNK)
         data = os.urandom(2 * piece)
         location = location_of(started)
-        for start in (0, piece):
-            location = location_of(self.patch(location, data[start : start + piece], start, piece))
         digest = Digest.of(data)
-        self.put_blob(location, b"", digest)
+        with self.cancelled_on_failure(location):
+            for start in (0, piece):
+                location = location_of(self.patch(location, data[start : start + piece], start, piece))
+            self.put_blob(location, b"", digest)
         self.written.blobs.append((self.repo, digest))
         if self.layer is None:
             self.layer = Descriptor(mt.OCI_LAYER_TAR, digest, len(data))
