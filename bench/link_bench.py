@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shlex
 import signal
@@ -50,7 +49,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from merge_bench import LAUNCHER, MIB, OCIMERGE, PLATFORMS, SKOPEO, WORK, CommandError, tool_version, verdict
+from merge_bench import (
+    LAUNCHER,
+    MIB,
+    OCIMERGE,
+    PLATFORMS,
+    SKOPEO,
+    WORK,
+    CommandError,
+    tool_version,
+    verdict,
+    write_report,
+)
 from push_bench import (
     MANIFEST_ACCEPT,
     Case,
@@ -760,7 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "resume": {"command": resume_command, "trials": [t.to_json() for t in trials]} if trials else None,
             "targets": targets,
         }
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        write_report(args.json, payload)
     return 0
 
 

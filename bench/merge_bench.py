@@ -107,6 +107,26 @@ def _json(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
 
 
+def rooted(value: object) -> object:
+    """``value`` with every path under the repository written relative to it (``bench/work/…``).
+
+    A report names commands and inputs; relative paths say the same on any clone and leave the
+    machine's layout out of a file that may be shared.
+    """
+    if isinstance(value, str):
+        return value.replace(f"{ROOT}/", "").replace(str(ROOT), ".")
+    if isinstance(value, dict):
+        return {k: rooted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [rooted(v) for v in value]
+    return value
+
+
+def write_report(path: str, payload: dict[str, Any]) -> None:
+    """``--json FILE``: the report, paths under the repository relative to it."""
+    Path(path).write_text(json.dumps(rooted(payload), indent=2) + "\n")
+
+
 def write_archive(path: Path, arch: str, variant: str | None, layer_size: int) -> None:
     """One single-platform OCI archive: oci-layout, layers, config, manifest, index.json."""
     temp = path.with_name(path.name + ".part")
@@ -395,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "results": results,
             "targets": targets,
         }
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        write_report(args.json, payload)
     return 0
 
 

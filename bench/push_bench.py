@@ -79,6 +79,7 @@ from merge_bench import (
     _json,
     tool_version,
     verdict,
+    write_report,
 )
 from registries import (
     REGISTRY_BINARY,
@@ -701,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cases": [r.to_json() for r in results],
             "targets": targets,
         }
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        write_report(args.json, payload)
     return 0
 
 
