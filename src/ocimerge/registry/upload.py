@@ -581,12 +581,12 @@ class Uploader:
         rule, limit = self.chunking, self.limit
         if not rule.supported:
             return None  # [PROFILE-2] the registry takes no chunks: one PUT, whatever its size
-        chunk = rule.size if limit is None else min(rule.size, limit)
+        chunk = self._ceiling(paced=False)
         if chunked or rule.chunk_size is not None:
             return chunk
         return chunk if size > (rule.threshold if limit is None else min(limit, rule.threshold)) else None
 
-    def _ceiling(self, paced: bool) -> int:
+    def _ceiling(self, *, paced: bool) -> int:
         """[RESUME-4] The largest chunk now: the rule's size (a paced one may reach :data:`PACED_MAX`),
         under the registry's largest chunk, the known request limit and what a 413 taught [API-11]."""
         rule = self.chunking
@@ -659,7 +659,7 @@ class Uploader:
         chunks = _Chunks(blob, job.reach)
         location = session.location
         paced = self.chunking.chunk_size is None
-        pace = _Pace(lambda: self._ceiling(paced), session.min_chunk, paced=paced, clock=self._clock)
+        pace = _Pace(lambda: self._ceiling(paced=paced), session.min_chunk, paced=paced, clock=self._clock)
         try:
             while start < size:
                 length = min(pace.size, size - start)
