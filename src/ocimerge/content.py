@@ -26,6 +26,7 @@ __all__ = [
     "BlobOrigin",
     "Image",
     "ImageSet",
+    "Referrer",
     "VerifyingReader",
     "copy_verified",
 ]
@@ -207,6 +208,48 @@ class Attestation:
     blobs: tuple[Blob, ...]
 
 
+#: [REFERRERS-9] How a referrer was found, as ``inspect`` and ``--json`` report it.
+FOUND_BY_API = "referrers API"
+FOUND_BY_TAG = "fallback tag"
+FOUND_BY_COSIGN = "cosign tag"
+FOUND_IN_LAYOUT = "layout"
+FOUND_AS_ATTESTATION = "attestation"
+
+
+@attrs.frozen
+class Referrer:
+    """[REFERRERS-1] A manifest that refers to another: a signature, an SBOM, an attestation.
+
+    ``subject`` is the digest of the manifest (or index) it refers to: its own ``subject``
+    field, or, for an artifact under cosign's tag scheme ([REFERRERS-7]), the digest the tag
+    names (then ``tag`` is that tag, and a sink gives the artifact the same tag). ``document``
+    is the referrer's exact bytes, verified; ``blobs`` its config and layers; ``found`` how
+    it was found (one of the ``FOUND_*`` values). A referrer of a referrer (a signature on
+    an SBOM) is a referrer like any other, whose ``subject`` is the SBOM's digest.
+    """
+
+    subject: Digest
+    document: Document[Any]
+    blobs: tuple[Blob, ...] = ()
+    found: str = FOUND_IN_LAYOUT
+    tag: str | None = None
+
+    @property
+    def digest(self) -> Digest:
+        """The referrer's own digest (of its exact bytes)."""
+        return self.document.descriptor.digest
+
+    @property
+    def artifact_type(self) -> str | None:
+        """[REFERRERS-2] Its ``artifactType``, else its config's media type (a manifest)."""
+        value = self.document.value
+        artifact_type = getattr(value, "artifact_type", None)
+        if artifact_type:
+            return str(artifact_type)
+        config = getattr(value, "config", None)
+        return config.media_type if isinstance(config, Descriptor) else None
+
+
 @attrs.frozen
 class Image:
     """One single-platform image: its manifest and config documents, and its layer blobs.
@@ -252,6 +295,8 @@ class ImageSet:
     ``absent`` the index entries whose manifests the source does not hold (a partial export).
     ``document`` is the root document as stored (an index, or the single image's manifest) and
     ``indexes`` the nested indexes below it, children first: what a push "as is" re-sends.
+    ``referrers`` are what refers to the root, its images, attestations and nested indexes,
+    recursively, each after its subject ([REFERRERS-9]).
     """
 
     source: str
@@ -262,6 +307,7 @@ class ImageSet:
     absent: tuple[Descriptor, ...] = ()
     document: Document[Any] | None = None
     indexes: tuple[Document[Any], ...] = ()
+    referrers: tuple[Referrer, ...] = ()
 
     @property
     def root_document(self) -> Document[Any]:

@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from ocimerge.content import Blob, Image, ImageSet
+from ocimerge.content import Blob, Image, ImageSet, Referrer
 from ocimerge.errors import BlobMissingError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.assemble import Assembly
@@ -33,22 +33,28 @@ class Publication:
 
     ``required`` lists documents the root names that the source does not hold (a partial
     export); a registry sink insists they are already in the target repository, a layout
-    sink writes the index as it is.
+    sink writes the index as it is. ``referrers`` travel with their subjects, each after
+    its subject ([REFERRERS-10]); their blobs are among ``blobs``.
     """
 
     blobs: tuple[Blob, ...]
     documents: tuple[Document[Any], ...]
     root: Document[Any]
     required: tuple[Descriptor, ...] = ()
+    referrers: tuple[Referrer, ...] = ()
 
     @classmethod
-    def of_assembly(cls, assembly: Assembly, images: Iterable[Image]) -> Publication:
+    def of_assembly(
+        cls, assembly: Assembly, images: Iterable[Image], referrers: Iterable[Referrer] = ()
+    ) -> Publication:
         """A merge: every image's blobs and those of the attestations the index kept.
 
         [SINK-2] A foreign (non-distributable) layer the source lacks is left out; any other
         missing blob is an error naming the image, since the output could not hold it.
+        ``referrers`` are the ones the caller found to still apply ([REFERRERS-10]).
         """
         images = tuple(images)
+        referrers = tuple(referrers)
         kept = {d.descriptor.digest for d in assembly.attestations}
         blobs = [b for i in images for b in required_blobs(i)]
         blobs += [
@@ -59,8 +65,9 @@ class Publication:
             for b in a.blobs
             if b.available
         ]
+        blobs += [b for r in referrers for b in r.blobs if b.available]
         documents = (*assembly.manifests, *assembly.attestations)
-        return cls(tuple(unique_blobs(blobs)), documents, assembly.index)
+        return cls(tuple(unique_blobs(blobs)), documents, assembly.index, referrers=referrers)
 
     @classmethod
     def of_image_set(cls, loaded: ImageSet) -> Publication:
@@ -73,11 +80,14 @@ class Publication:
         images = loaded.images
         blobs = [b for i in images for b in i.blobs()]
         blobs += [b for i in images for a in i.attestations for b in a.blobs]
+        blobs += [b for r in loaded.referrers for b in r.blobs if b.available]
         documents: list[Document[Any]] = [i.manifest for i in images]
         documents += [a.manifest for i in images for a in i.attestations]
         documents += list(loaded.indexes)
         documents = [d for d in documents if d.descriptor.digest != root.descriptor.digest]
-        return cls(tuple(unique_blobs(blobs)), tuple(documents), root, tuple(loaded.absent))
+        return cls(
+            tuple(unique_blobs(blobs)), tuple(documents), root, tuple(loaded.absent), referrers=loaded.referrers
+        )
 
 
 class Sink(Protocol[R_co]):

@@ -17,9 +17,10 @@ import attrs
 
 from ocimerge.content import Blob, BlobOrigin
 from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.digest import Digest
 from ocimerge.sources.selector import Selector
 
-__all__ = ["Root", "Source", "SourceKind"]
+__all__ = ["Listed", "Root", "Source", "SourceKind"]
 
 
 class SourceKind(enum.Enum):
@@ -44,6 +45,19 @@ class Root:
     names: tuple[str, ...]
     label: str
     stored: bool = True
+
+
+@attrs.frozen
+class Listed:
+    """[REFERRERS-9] A referrer a source lists for a subject, before it is read.
+
+    ``descriptor`` names the referrer's manifest; ``found`` says how it was found (a
+    ``content.FOUND_*`` value); ``tag`` is cosign's tag when it was found under one.
+    """
+
+    descriptor: Descriptor
+    found: str
+    tag: str | None = None
 
 
 class Source(Protocol):
@@ -79,6 +93,15 @@ class Source(Protocol):
 
     def blob(self, descriptor: Descriptor, what: str) -> Blob:
         """A re-openable, verifying blob; unavailable (never raising here) when absent."""
+        ...
+
+    def referrers_of(self, digest: Digest) -> tuple[Listed, ...]:
+        """[REFERRERS-9] The referrers the source holds for the manifest ``digest``, unread.
+
+        Only candidates: the walker reads each and keeps those whose ``subject`` names
+        ``digest`` (or, under a cosign tag, whose tag does). A source without referrers
+        returns ``()``.
+        """
         ...
 
     def close(self) -> None:
