@@ -39,6 +39,7 @@ __all__ = [
     "refers_to",
     "subject_of",
     "with_referrer",
+    "with_subject",
 ]
 
 #: [REFERRERS-7] cosign's tag suffixes: signatures, attestations, SBOMs (in that order).
@@ -331,3 +332,45 @@ def with_referrer(
         ReferrersIndex() if existing_raw is None else ReferrersIndex.parse(existing_raw, subject=subject, where=where)
     )
     return existing.with_referrer(descriptor).author()
+
+
+def with_subject(document: Document[ImageManifest], subject: Descriptor) -> Document[ImageManifest]:
+    """[ATTEST-4] ``document`` as a referrer of the manifest ``subject`` describes.
+
+    When the document's ``subject`` already names ``subject``'s digest it is returned itself
+    (same bytes, same digest: BuildKit 0.32+ writes attestations that way). A document with
+    no subject becomes a new manifest, authored by the canonical encoder ([DOC-1]), whose
+    ``subject`` is ``subject`` stripped to media type, digest and size (what BuildKit writes:
+    no platform, no annotations); every other modelled field is kept. Raises
+    :class:`ModelError` for a Docker schema 2 manifest, which cannot carry a subject
+    ([REFERRERS-1]), and for a document whose subject names another manifest: re-pointing a
+    referrer would make it claim something about an image it was not made for.
+
+    >>> config = Descriptor(mt.OCI_CONFIG, Digest.of(b"{}"), 2)
+    >>> image = Descriptor(mt.OCI_MANIFEST, Digest.of(b"image"), 5, annotations={"org.example": "x"})
+    >>> attestation = Document.author(ImageManifest(config=config, layers=()))
+    >>> attached = with_subject(attestation, image)
+    >>> attached.value.subject == Descriptor(mt.OCI_MANIFEST, image.digest, 5), attached.raw == attestation.raw
+    (True, False)
+    >>> with_subject(attached, image) is attached
+    True
+    >>> with_subject(attached, config)
+    Traceback (most recent call last):
+      ...
+    ocimerge.errors.ModelError: manifest ...: already a referrer of ..., not of 44136fa355b3
+    >>> with_subject(Document.author(ImageManifest(config=config, layers=(), media_type=mt.DOCKER_MANIFEST)), image)
+    Traceback (most recent call last):
+      ...
+    ocimerge.errors.ModelError: manifest ...: a Docker schema 2 manifest cannot carry a subject; it cannot be a referrer
+    """
+    value = document.value
+    where = f"manifest {document.descriptor.digest.short}"
+    if value.is_docker:
+        raise ModelError(f"{where}: a Docker schema 2 manifest cannot carry a subject; it cannot be a referrer")
+    if value.subject is not None:
+        if value.subject.digest == subject.digest:
+            return document
+        raise ModelError(f"{where}: already a referrer of {value.subject.digest.short}, not of {subject.digest.short}")
+    stripped = Descriptor(subject.media_type, subject.digest, subject.size)
+    authored: Document[ImageManifest] = Document.author(attrs.evolve(value, subject=stripped))
+    return authored
