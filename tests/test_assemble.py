@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -209,3 +210,170 @@ def test_entry_annotations_scoped_by_platform() -> None:
 def test_annotation_parse_rejects(bad: str) -> None:
     with pytest.raises(UsageError):
         Annotation.parse(bad)
+
+
+# [ATTEST-4] attestations as referrers
+
+
+def provenance(
+    of: Document[ImageManifest], *, subject: Descriptor | None = None
+) -> tuple[Descriptor, Document[ImageManifest]]:
+    """A BuildKit-style attestation of the image ``of``: its index entry and manifest document."""
+    doc: Document[ImageManifest] = Document.author(
+        ImageManifest(
+            config=Descriptor(mt.OCI_CONFIG, Digest.of(b"att config " + of.raw), 167),
+            layers=(Descriptor("application/vnd.in-toto+json", Digest.of(b"statement " + of.raw), 1000),),
+            subject=subject,
+        )
+    )
+    entry = Descriptor(
+        mt.OCI_MANIFEST,
+        doc.descriptor.digest,
+        doc.descriptor.size,
+        annotations={
+            "vnd.docker.reference.type": "attestation-manifest",
+            "vnd.docker.reference.digest": str(of.descriptor.digest),
+        },
+        platform=Platform("unknown", "unknown"),
+    )
+    return entry, doc
+
+
+def referred(platform: str, *, with_subject: bool = False, count: int = 1, **kwargs: object) -> Child:
+    """A child of ``platform`` with ``count`` attestations, with or without a ``subject``."""
+    base = child(platform, **kwargs)
+    subject = base.manifest.descriptor if with_subject else None
+    attestations = []
+    for n in range(count):
+        entry, doc = provenance(base.manifest, subject=subject)
+        # distinct attestations of one image: another layer digest each
+        value = attrs.evolve(
+            doc.value, layers=(Descriptor(mt.OCI_LAYER_GZIP, Digest.of(f"{platform}{n}".encode()), 9),)
+        )
+        doc = Document.author(value)
+        attestations.append((attrs.evolve(entry, digest=doc.descriptor.digest, size=doc.descriptor.size), doc))
+    return Child(base.source, base.manifest, base.platform, attestations=tuple(attestations))
+
+
+REFERRERS = AttestationPolicy.REFERRERS
+
+
+def test_referrer_with_subject_is_unchanged() -> None:
+    c = referred("linux/amd64", with_subject=True)
+    ((_, original),) = c.attestations
+    result = assemble([c], attestations=REFERRERS)
+    (referrer,) = result.referrers
+    assert referrer.raw == original.raw
+    assert referrer.descriptor.digest == original.descriptor.digest
+    assert result.notes == ()
+
+
+def test_referrer_without_subject_is_rewritten_with_the_image_descriptor() -> None:
+    c = referred("linux/amd64")
+    ((_, original),) = c.attestations
+    result = assemble([c], attestations=REFERRERS)
+    (referrer,) = result.referrers
+    image = result.manifests[0].descriptor
+    assert json.loads(referrer.raw)["subject"] == {
+        "mediaType": image.media_type,
+        "digest": str(image.digest),
+        "size": image.size,
+    }
+    assert referrer.descriptor.digest == Digest.of(referrer.raw) != original.descriptor.digest
+    assert referrer.descriptor.size == len(referrer.raw)
+    # nothing but the subject changed
+    assert attrs.evolve(referrer.value, subject=None) == original.value
+    (note,) = result.notes
+    assert original.descriptor.digest.short in note
+    assert referrer.descriptor.digest.short in note
+
+
+def test_referrers_leave_only_platform_entries_in_the_index() -> None:
+    result = assemble(
+        [referred("linux/amd64", count=2), referred("linux/arm64", with_subject=True)], attestations=REFERRERS
+    )
+    entries = json.loads(result.index.raw)["manifests"]
+    assert [e["platform"]["architecture"] for e in entries] == ["amd64", "arm64"]
+    assert all("annotations" not in e for e in entries)
+    assert result.attestations == ()
+    assert len(result.referrers) == 3
+    listed = [e["digest"] for e in entries]
+    assert [str(r.value.subject.digest) for r in result.referrers if r.value.subject] == [listed[0]] * 2 + [listed[1]]
+
+
+def test_referrers_allow_a_docker_list() -> None:
+    children = [referred("linux/amd64", docker=True), referred("linux/arm64", docker=True, with_subject=True)]
+    auto = assemble(children, attestations=REFERRERS)
+    assert auto.index.descriptor.media_type == mt.DOCKER_MANIFEST_LIST
+    assert [m.raw for m in auto.manifests] == [c.manifest.raw for c in children]  # Docker children as they were
+    assert len(auto.referrers) == 2
+    assert all(r.value.media_type == mt.OCI_MANIFEST for r in auto.referrers)
+    forced = assemble(children, format=IndexFormat.DOCKER, attestations=REFERRERS)
+    assert forced.index.raw == auto.index.raw
+    assert [r.raw for r in forced.referrers] == [r.raw for r in auto.referrers]
+
+
+def test_referrers_of_a_converted_image_are_dropped_with_a_note() -> None:
+    c = referred("linux/amd64", with_subject=True)
+    ((entry, _),) = c.attestations
+    result = assemble([c], format=IndexFormat.DOCKER, attestations=REFERRERS)
+    assert result.manifests[0].descriptor.digest != c.manifest.descriptor.digest
+    assert result.referrers == ()
+    assert result.notes == (
+        f"dropped attestation {entry.digest.short} of {c.source}: its image manifest was rewritten",
+    )
+
+
+def test_referrer_whose_subject_names_another_image_is_dropped_with_a_note() -> None:
+    base = child("linux/amd64")
+    other = child("linux/arm64").manifest.descriptor
+    entry, doc = provenance(base.manifest, subject=other)
+    result = assemble([Child(base.source, base.manifest, base.platform, ((entry, doc),))], attestations=REFERRERS)
+    assert result.referrers == ()
+    (note,) = result.notes
+    assert note.startswith(f"dropped attestation {entry.digest.short}")
+    assert other.digest.short in note
+
+
+def test_docker_attestation_manifest_is_dropped_with_a_note() -> None:
+    base = child("linux/amd64")
+    doc = manifest("att", docker=True)
+    entry = Descriptor(
+        doc.descriptor.media_type,
+        doc.descriptor.digest,
+        doc.descriptor.size,
+        annotations={"vnd.docker.reference.digest": str(base.manifest.descriptor.digest)},
+    )
+    result = assemble([Child(base.source, base.manifest, base.platform, ((entry, doc),))], attestations=REFERRERS)
+    assert result.referrers == ()
+    assert "cannot carry a subject" in result.notes[0]
+
+
+@given(
+    st.lists(st.sampled_from(PLATFORMS), min_size=1, max_size=5, unique=True).flatmap(
+        lambda ps: st.tuples(st.just(ps), st.permutations(ps))
+    ),
+    st.booleans(),
+)
+def test_referrers_do_not_depend_on_input_order(platforms: tuple[list[str], list[str]], with_subject: bool) -> None:
+    given_order, shuffled_order = platforms
+
+    def build(order: list[str]) -> list[Child]:
+        out = []
+        for p in order:
+            c = referred(p, with_subject=with_subject, count=3)
+            # attestations of one image in reverse too: their order must not matter either
+            out.append(
+                attrs.evolve(c, attestations=c.attestations[::-1] if order is shuffled_order else c.attestations)
+            )
+        return out
+
+    reference = assemble(build(given_order), attestations=REFERRERS)
+    shuffled = assemble(build(shuffled_order), attestations=REFERRERS)
+    assert shuffled.index.raw == reference.index.raw
+    assert [r.raw for r in shuffled.referrers] == [r.raw for r in reference.referrers]
+    assert shuffled.notes == reference.notes
+    # image order of the index, then attestation digest (the original one, as listed by BuildKit)
+    listed = [e.digest for e in reference.index.value.manifests]
+    subjects = [r.value.subject.digest for r in reference.referrers if r.value.subject]
+    assert subjects == [d for d in listed for _ in range(3)]

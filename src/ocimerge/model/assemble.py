@@ -1,6 +1,6 @@
 """Assembly: N single-platform images in, one OCI image index or Docker manifest list out.
 
-A pure, total function ([INDEX-1] .. [INDEX-6], [ATTEST-1] .. [ATTEST-3], [CONVERT-1] ..
+A pure, total function ([INDEX-1] .. [INDEX-6], [ATTEST-1] .. [ATTEST-4], [CONVERT-1] ..
 [CONVERT-3]): no I/O, the same inputs in any order give the same bytes and digest.
 
 It is the heart of ``create``: sources have already been read and verified into
@@ -24,6 +24,7 @@ from ocimerge.model.annotations import REFERENCE_DIGEST
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.manifest import Document, ImageIndex, ImageManifest
 from ocimerge.model.platform import Platform
+from ocimerge.model.referrers import with_subject
 
 __all__ = [
     "Annotation",
@@ -49,14 +50,16 @@ class IndexFormat(enum.Enum):
 
 
 class AttestationPolicy(enum.Enum):
-    """[ATTEST-3] Whether attestation manifests travel with their images (KEEP) or not (DROP).
+    """[ATTEST-3] Where attestation manifests go: listed in the index (KEEP), nowhere (DROP),
+    or out of the index, attached to their images as OCI referrers (REFERRERS, [ATTEST-4]).
 
-    DROP exists because kept attestations force an OCI index ([INDEX-4]), and some registry
-    UIs list the ``unknown/unknown`` entries as if they were images.
+    DROP and REFERRERS exist because listed attestations force an OCI index ([INDEX-4]), and
+    some registry UIs list the ``unknown/unknown`` entries as if they were images.
     """
 
     KEEP = "keep"
     DROP = "drop"
+    REFERRERS = "referrers"
 
 
 # [INDEX-6] buildx's spelling: an optional scope ("index" or "manifest-descriptor"), an optional
@@ -122,15 +125,19 @@ class Assembly:
     """The result: the index document, and each child's manifest as the index names it.
 
     ``manifests[i]`` is the (possibly converted) manifest of ``children[i]`` of the call;
-    ``attestations`` are the attestation manifests the index lists; ``notes`` say what was
-    dropped and why ([ATTEST-2]), for the command line to print. A sink must write every
-    document here, since the index names them all.
+    ``attestations`` are the attestation manifests the index lists; ``referrers`` are the
+    attestation manifests the index does not list, each one's ``subject`` naming its image
+    manifest as the index lists it ([ATTEST-4]), in the index's image order, then by the
+    attestation's digest; ``notes`` say what was dropped or rewritten and why ([ATTEST-2],
+    [ATTEST-4]), for the command line to print. A sink must write every document here: the
+    index names the manifests and attestations, and each referrer names its subject.
     """
 
     index: Document[ImageIndex]
     manifests: tuple[Document[ImageManifest], ...]
     attestations: tuple[Document[ImageManifest], ...]
     notes: tuple[str, ...] = ()
+    referrers: tuple[Document[ImageManifest], ...] = ()
 
 
 # [CONVERT-1] The layer types with a Docker form: gzip (plain and foreign) only. Docker schema 2
@@ -234,10 +241,42 @@ def _wants_docker(
             )
         if has_attestations:
             raise ConversionError(
-                "a Docker manifest list cannot carry attestations; use --attestations drop or --format oci"
+                "a Docker manifest list cannot carry attestations; use --attestations referrers, "
+                "--attestations drop or --format oci"
             )
         return True
     return not annotations and not has_attestations and all(c.manifest.value.is_docker for c in children)
+
+
+def _as_referrer(
+    entry: Descriptor, doc: Document[ImageManifest], image: Document[ImageManifest], source: str, notes: list[str]
+) -> Document[ImageManifest] | None:
+    """[ATTEST-4] The attestation ``doc`` as a referrer of ``image``, or None (with a note).
+
+    Kept only while it names ``image`` as the index lists it: by its entry's
+    ``vnd.docker.reference.digest`` ([ATTEST-2]) and, when it has one, by its own ``subject``
+    (a subject naming another manifest is an attestation of something else, whatever its
+    annotation says). One without a subject is re-authored with one, and a note gives the old
+    and new digests, since tools that look for the old digest will not find it.
+    """
+    digest = image.descriptor.digest
+    what = f"attestation {entry.digest.short} of {source}"
+    if entry.annotation(REFERENCE_DIGEST) != str(digest):
+        notes.append(f"dropped {what}: its image manifest was rewritten")
+        return None
+    subject = doc.value.subject
+    if subject is not None and subject.digest != digest:
+        notes.append(f"dropped {what}: its subject {subject.digest.short} is not its image {digest.short}")
+        return None
+    if doc.value.is_docker:
+        notes.append(f"dropped {what}: a Docker schema 2 manifest cannot carry a subject")
+        return None
+    referrer = with_subject(doc, image.descriptor)
+    if referrer is not doc:
+        notes.append(
+            f"rewrote {what} as referrer {referrer.descriptor.digest.short} of {digest.short}: it had no subject"
+        )
+    return referrer
 
 
 def _entry_annotations(child: Child, annotations: Iterable[Annotation]) -> dict[str, str]:
@@ -259,8 +298,9 @@ def assemble(
     [INDEX-2] Entries are ordered by normalised platform (os, architecture, variant,
     os.version, os.features), then attestation entries in the order of their images; so the
     same images in any order give identical bytes. ``format`` chooses the document
-    ([INDEX-4]), ``attestations`` whether attestations are listed ([ATTEST-3]) and
-    ``annotations`` go on the index or its entries ([INDEX-6]).
+    ([INDEX-4]), ``attestations`` whether attestations are listed, left out or returned as
+    referrers of their images ([ATTEST-3], [ATTEST-4]) and ``annotations`` go on the index or
+    its entries ([INDEX-6]).
 
     Raises :class:`UsageError` for no children, :class:`PlatformConflictError` or
     :class:`ModelError` for platforms that cannot share an index ([INDEX-3]), and
@@ -270,6 +310,7 @@ def assemble(
         raise UsageError("no images to assemble")
     _check_platforms(children)
     keep = attestations is AttestationPolicy.KEEP
+    # [ATTEST-4] referrers are not entries: they neither force an OCI index nor stop a Docker list
     docker = _wants_docker(format, children, keep, annotations)
     notes: list[str] = []
     manifests = tuple(to_docker_manifest(c.manifest, c.source) if docker else c.manifest for c in children)
@@ -279,6 +320,7 @@ def assemble(
     entries: list[Descriptor] = []
     attestation_entries: list[Descriptor] = []
     attestation_docs: list[Document[ImageManifest]] = []
+    referrers: list[Document[ImageManifest]] = []
     for i in order:
         child, manifest = children[i], manifests[i]
         entries.append(
@@ -290,6 +332,12 @@ def assemble(
                 platform=child.platform,  # as the config spells it, not normalised [INDEX-1]
             )
         )
+        if attestations is AttestationPolicy.REFERRERS:
+            for entry, doc in sorted(child.attestations, key=lambda a: str(a[0].digest)):
+                referrer = _as_referrer(entry, doc, manifest, child.source, notes)
+                if referrer is not None:
+                    referrers.append(referrer)
+            continue
         if not keep:
             continue
         for entry, doc in sorted(child.attestations, key=lambda a: str(a[0].digest)):
@@ -320,4 +368,5 @@ def assemble(
         manifests=manifests,
         attestations=tuple(attestation_docs),
         notes=tuple(notes),
+        referrers=tuple(referrers),
     )
