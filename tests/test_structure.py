@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "ocimerge.registry.challenge": 2,
     "ocimerge.registry.credentials": 2,
     "ocimerge.registry": 3,
+    "ocimerge.signatures": 3,
     "ocimerge.registry.api": 4,
     "ocimerge.registry.referrers": 4,
     "ocimerge.sinks.registry": 5,  # the push: orchestration over the registry API
