@@ -241,11 +241,18 @@ class Referrer:
 
     @property
     def artifact_type(self) -> str | None:
-        """[REFERRERS-2] Its ``artifactType``, else its config's media type (a manifest)."""
+        """[REFERRERS-2] Its ``artifactType``, else its config's media type (a manifest).
+
+        An artifact under cosign's tag that names no type of its own has the type cosign
+        gives the same artifact as a referrer ([REFERRERS-7]), so ``--referrers-type``
+        selects cosign's signatures the same way however they were stored.
+        """
         value = self.document.value
         artifact_type = getattr(value, "artifact_type", None)
         if artifact_type:
             return str(artifact_type)
+        if self.tag is not None and "." in self.tag:
+            return f"application/vnd.dev.cosign.artifact.{self.tag.rpartition('.')[2]}.v1+json"
         config = getattr(value, "config", None)
         return config.media_type if isinstance(config, Descriptor) else None
 

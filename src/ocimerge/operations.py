@@ -22,12 +22,13 @@ from typing import Any
 
 import attrs
 
-from ocimerge.content import Image, ImageSet
+from ocimerge.content import FOUND_AS_ATTESTATION, Image, ImageSet, Referrer
 from ocimerge.errors import OcimergeError, SourceNotFoundError, UsageError
 from ocimerge.model.annotations import REFERENCE_TYPE
 from ocimerge.model.assemble import Annotation, Assembly, AttestationPolicy, Child, IndexFormat, assemble
 from ocimerge.model.descriptor import Descriptor
-from ocimerge.model.manifest import Document, ImageIndex
+from ocimerge.model.digest import Digest
+from ocimerge.model.manifest import Document, ImageIndex, ImageManifest
 from ocimerge.model.platform import Platform
 from ocimerge.model.reference import Reference
 from ocimerge.recompress import gzip_image
@@ -80,6 +81,9 @@ class CreateOptions:
     ``dry_run`` writes nothing anywhere (with tags it still asks the registries what they
     hold, to plan); ``force`` replaces an existing output.
 
+    ``referrers`` says whether signatures, SBOMs and other referrers of the images travel
+    with them ([REFERRERS-9]); ``referrer_types`` keeps only those artifact types.
+
     ``registry_options``, ``jobs`` and ``on_event`` are the push settings, used only when
     ``create`` has tags; the value is frozen, so one instance can be reused across runs.
     """
@@ -93,6 +97,8 @@ class CreateOptions:
     tag_name: str = "latest"
     dry_run: bool = False
     force: bool = False
+    referrers: bool = True
+    referrer_types: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     registry_options: RegistryOptions | None = None
     jobs: int = 4
     on_event: Callable[[PushEvent], None] | None = attrs.field(default=None, eq=False)
@@ -104,9 +110,14 @@ class CreateOptions:
 
     @property
     def walk(self) -> Walk:
-        """[REMOTE-2] What to read of each source: attestations only when they are kept,
-        so ``--attestations drop`` never fetches them from a registry."""
-        return Walk(self.platforms, self.attestations is AttestationPolicy.KEEP)
+        """[REMOTE-2] What to read of each source: attestations only when they are kept or
+        moved, so ``--attestations drop`` never fetches them from a registry."""
+        return Walk(
+            self.platforms,
+            self.attestations is not AttestationPolicy.DROP,
+            referrers=self.referrers,
+            referrer_types=self.referrer_types,
+        )
 
 
 @attrs.frozen
@@ -127,6 +138,7 @@ class CreateResult:
     notes: tuple[str, ...]
     pushed: tuple[PushResult, ...] = ()
     failed: tuple[PushFailure, ...] = ()
+    referrers: tuple[Referrer, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The result as ``--json`` prints it (and ``--metadata-file`` embeds it)."""
@@ -140,6 +152,7 @@ class CreateResult:
                 {"platform": str(i.platform), "digest": str(m.descriptor.digest), "source": i.source}
                 for i, m in zip(self.images, self.assembly.manifests, strict=True)
             ],
+            "referrers": [referrer_json(r) for r in self.referrers],
             "pushed": [p.to_json() for p in self.pushed],
             "errors": [f.to_json() for f in self.failed],
         }
@@ -176,6 +189,7 @@ class PushSourceResult:
     pushed: tuple[PushResult, ...]
     notes: tuple[str, ...]
     failed: tuple[PushFailure, ...] = ()
+    referrers: tuple[Referrer, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The result as ``push --json`` prints it."""
@@ -183,9 +197,24 @@ class PushSourceResult:
             "digest": str(self.root.digest),
             "mediaType": self.root.media_type,
             "manifests": [{"platform": str(i.platform), "digest": str(i.digest)} for i in self.images],
+            "referrers": [referrer_json(r) for r in self.referrers],
             "pushed": [p.to_json() for p in self.pushed],
             "errors": [f.to_json() for f in self.failed],
         }
+
+
+def referrer_json(referrer: Referrer) -> dict[str, Any]:
+    """[REFERRERS-9] One referrer as ``--json`` lists it: what it refers to, its kind, how found."""
+    descriptor = referrer.document.descriptor
+    return {
+        "subject": str(referrer.subject),
+        "digest": str(descriptor.digest),
+        "mediaType": descriptor.media_type,
+        "artifactType": referrer.artifact_type,
+        "size": descriptor.size,
+        "found": referrer.found,
+        "tag": referrer.tag,
+    }
 
 
 def partial_result(error: BaseException) -> CreateResult | PushSourceResult | None:
@@ -283,6 +312,57 @@ def _push_notes(pushed: Sequence[PushResult]) -> tuple[str, ...]:
     return tuple(f"{p.registry}/{p.repository}: {note}" for p in pushed for note in p.notes)
 
 
+def _carried(
+    loaded: Sequence[ImageSet], images: Sequence[Image], assembly: Assembly
+) -> tuple[list[Referrer], list[str]]:
+    """[REFERRERS-10] The referrers that still apply to what the merge wrote, and notes on the rest.
+
+    A referrer travels when its subject is a manifest the output holds unchanged (an image,
+    a kept attestation) or a referrer that travels. [REFERRERS-12] Referrers of a source
+    *index* do not: the merge makes a new index, so a note names them and the digest to
+    sign instead. Attestations moved out of the index ([ATTEST-4]) come first, as referrers
+    of their images, with the blobs their manifests name.
+    """
+    new_digest = assembly.index.descriptor.digest
+    kept: set[Digest] = {m.descriptor.digest for m in (*assembly.manifests, *assembly.attestations)}
+    blobs = {b.digest: b for i in images for a in i.attestations for b in a.blobs}
+    out: list[Referrer] = []
+    for document in getattr(assembly, "referrers", ()):
+        manifest = document.value
+        subject = manifest.subject.digest
+        parts = tuple(blobs[d.digest] for d in (manifest.config, *manifest.layers) if d.digest in blobs)
+        out.append(Referrer(subject, document, parts, FOUND_AS_ATTESTATION))
+        kept.add(document.descriptor.digest)
+    notes: list[str] = []
+    for found in loaded:
+        indexes = {d.descriptor.digest for d in found.indexes}
+        if found.document is not None and not isinstance(found.document.value, ImageManifest):
+            indexes.add(found.document.descriptor.digest)
+        on_index: list[Referrer] = []
+        dropped: list[Referrer] = []
+        for referrer in found.referrers:
+            if referrer.subject in kept:
+                out.append(referrer)
+                kept.add(referrer.digest)
+            elif referrer.subject in indexes:
+                on_index.append(referrer)
+            else:
+                dropped.append(referrer)
+        if on_index:
+            named = ", ".join(f"{r.digest.short} ({r.artifact_type})" for r in on_index)
+            notes.append(
+                f"{found.source}: {len(on_index)} referrer(s) of the source index do not apply to the merged "
+                f"index and are left behind: {named}; sign the new index {new_digest}"
+            )
+        if dropped:
+            named = ", ".join(f"{r.digest.short} ({r.artifact_type})" for r in dropped)
+            notes.append(
+                f"{found.source}: left behind {len(dropped)} referrer(s) whose subject the output does not "
+                f"hold unchanged (rewritten or left out): {named}"
+            )
+    return out, notes
+
+
 def _assemble(images: Sequence[Image], options: CreateOptions) -> Assembly:
     """The pure assembly step: images reduced to what ``model.assemble`` needs, no I/O."""
     children = [
@@ -343,7 +423,9 @@ def create(
             spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="ocimerge-gzip-"))
             images = [gzip_image(i, spool) for i in images]
         assembly = _assemble(images, opts)
-        publication = Publication.of_assembly(assembly, images)
+        referrers, carry_notes = _carried(loaded, images, assembly)
+        notes.extend(carry_notes)
+        publication = Publication.of_assembly(assembly, images, referrers)
         # write locally first: it is atomic and private, while a push is visible once tagged
         written = None
         if output is not None and not opts.dry_run:
@@ -359,17 +441,20 @@ def create(
             notes=(*notes, *assembly.notes, *_push_notes(pushed)),
             pushed=pushed,
             failed=failed,
+            referrers=tuple(referrers),
         )
         _raise_failures(result)
         return result
 
 
-def push(
+def push(  # noqa: PLR0913 - the options value, and the walk's two settings by name
     source: str | SourceSpec,
     tags: Sequence[str],
     *,
     options: PushOptions | None = None,
     registry_options: RegistryOptions | None = None,
+    referrers: bool = True,
+    referrer_types: Sequence[str] = (),
     **settings: Any,
 ) -> PushSourceResult:
     """Upload a layout, an archive or a registry image as it is, digests byte for byte.
@@ -380,6 +465,8 @@ def push(
     (``docker://REF``) is copied the same way: mounted within its registry, streamed across.
     Settings come as ``options`` or as keywords named after its fields (``jobs=8``);
     ``registry_options`` is the ``registry`` field under the name :func:`create` uses.
+    ``referrers`` (default True) carries the source's signatures, SBOMs and other referrers
+    after their subjects ([REFERRERS-10]); ``referrer_types`` keeps only those artifact types.
 
     Raises ``UsageError`` without tags (or for a digest target, [PUSH-4]), and what reading
     the source or the registry raises. Every stored digest is preserved ([SINK-6]): nothing
@@ -397,9 +484,11 @@ def push(
     opts = attrs.evolve(opts, registry=scoped or RegistryOptions())
     spec = as_spec(source)
     with RegistryPool(opts.registry) as pool, open_source(spec, pool.get) as opened:
-        loaded = load(spec, opened)
+        loaded = load(spec, opened, Walk(referrers=referrers, referrer_types=tuple(referrer_types)))
         pushed, failed = _split(RegistrySink(targets, pool, opts).publish(Publication.of_image_set(loaded)))
         notes = (*loaded.notes, *_push_notes(pushed))
-        result = PushSourceResult(loaded.root_document.descriptor, loaded.images, pushed, notes, failed)
+        result = PushSourceResult(
+            loaded.root_document.descriptor, loaded.images, pushed, notes, failed, loaded.referrers
+        )
         _raise_failures(result)
         return result

@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import attrs
 import httpx
@@ -50,6 +50,9 @@ from ocimerge.registry.profiles import Profile, profile_for
 from ocimerge.registry.responses import decode_server_json, read_capped
 from ocimerge.registry.transport import Outgoing, Peer, ResponseStream, Sender, build_client, is_loopback
 from ocimerge.registry.upload import Uploader, UploadHooks, UploadSession, UploadTarget, check_digest, location_of
+
+if TYPE_CHECKING:
+    from ocimerge.registry.referrers import Referrers
 
 __all__ = ["MANIFEST_ACCEPT", "Mounted", "Registry", "RegistryOptions", "RegistryPool", "UploadSession"]
 
@@ -389,6 +392,18 @@ class Registry:
         )
         check_digest(response, Digest.of(raw), self.host, f"manifest {name}")
         return document.descriptor
+
+    def referrers(self, repository: str, digest: Digest, *, artifact_types: tuple[str, ...] = ()) -> Referrers:
+        """[REFAPI-1] What in ``repository`` refers to the manifest ``digest``.
+
+        The referrers API (paginated, filtered to ``artifact_types`` when given), else the
+        fallback tag's index; :attr:`Referrers.how` says which answered. See
+        :func:`ocimerge.registry.referrers.referrers` for what it raises.
+        """
+        # imported here: that module builds on this class's public methods
+        from ocimerge.registry.referrers import referrers  # noqa: PLC0415
+
+        return referrers(self, repository, digest, artifact_types=artifact_types)
 
     def tags(self, repository: str) -> tuple[str, ...]:
         """[API-8] Every tag of ``repository``, following pagination until no new link.

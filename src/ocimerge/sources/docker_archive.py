@@ -28,7 +28,7 @@ from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document, ImageManifest, decode_config
 from ocimerge.sources._tarfs import FileSystem, clean_member_name, read_small
-from ocimerge.sources.core import Root, SourceKind
+from ocimerge.sources.core import Listed, Root, SourceKind
 from ocimerge.sources.selector import Selector, matches_name
 
 __all__ = ["DockerArchive", "sniff_compression"]
@@ -225,6 +225,10 @@ class DockerArchive:
         if found is None:
             return Blob(descriptor, None, f"{self.name}: {what}")
         return found
+
+    def referrers_of(self, digest: Digest) -> tuple[Listed, ...]:  # noqa: ARG002 - the protocol's signature
+        """A docker-save archive stores no referrers (``docker save`` drops them)."""
+        return ()
 
     def close(self) -> None:
         """Close the file system (and delete its decompressed temporary copy, [TAR-3])."""

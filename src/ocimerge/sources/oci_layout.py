@@ -11,7 +11,9 @@ can be merged without first checking it with ``ocimerge verify``.
 
 from __future__ import annotations
 
-from ocimerge.content import Blob, BlobOrigin
+import re
+
+from ocimerge.content import FOUND_BY_COSIGN, FOUND_BY_TAG, FOUND_IN_LAYOUT, Blob, BlobOrigin
 from ocimerge.errors import (
     BlobMissingError,
     DigestMismatchError,
@@ -25,12 +27,24 @@ from ocimerge.model.annotations import entry_names
 from ocimerge.model.codec import MAX_DOCUMENT_SIZE, decode_json
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
-from ocimerge.model.manifest import decode_index
+from ocimerge.model.manifest import decode_index, decode_manifest_or_index
+from ocimerge.model.referrers import ReferrersIndex
 from ocimerge.sources._tarfs import FileSystem, read_small
-from ocimerge.sources.core import Root, SourceKind
+from ocimerge.sources.core import Listed, Root, SourceKind
 from ocimerge.sources.selector import Selector, describe_choices, matches_name
 
 __all__ = ["OciLayout", "blob_path"]
+
+
+# [REFERRERS-11] The names under which a layout keeps referrers: cosign's tags and the
+# fallback tag, bare (regclient) or after a name and a colon (``_cosign:sha256-….sig``).
+_COSIGN_NAME = re.compile(r"(?:.*:)?(sha256-[0-9a-f]{64}\.(?:sig|att|sbom))")
+_FALLBACK_NAME = re.compile(r"(?:.*:)?(sha256)-([0-9a-f]{64})")
+#: [REFERRERS-11][SEC-2] Top-level documents read to find the referrers among them: small
+#: ones only, and not more bytes in all than this, so a hostile ``index.json`` cannot make
+#: the search for referrers read gigabytes.
+SNIFF_MAX_DOCUMENT = 256 * 1024
+SNIFF_MAX_TOTAL = 64 * 1024 * 1024
 
 
 def blob_path(digest: Digest) -> str:
@@ -64,6 +78,8 @@ class OciLayout:
                 raise DocumentError(f"{self.name}: oci-layout: imageLayoutVersion {version!r} is not 1.0.0")
         raw = read_small(fs, "index.json", MAX_DOCUMENT_SIZE)
         self.index = decode_index(raw, where=f"{self.name}: index.json")
+        self._referrers: dict[Digest, list[Listed]] | None = None
+        self._referrer_entries: set[Digest] = set()
 
     # -- content ---------------------------------------------------------------------------
 
@@ -117,8 +133,73 @@ class OciLayout:
         return self.index.manifests
 
     def roots(self) -> tuple[Root, ...]:
-        """Every ``index.json`` entry as a root, labelled with its last name."""
-        return tuple(self._root(e) for e in self.entries())
+        """Every ``index.json`` entry as a root, labelled with its last name; the referrers
+        among them are not roots but travel with their subjects ([REFERRERS-11])."""
+        self._scan()
+        return tuple(self._root(e) for e in self.entries() if e.digest not in self._referrer_entries)
+
+    # -- referrers -------------------------------------------------------------------------
+
+    def referrers_of(self, digest: Digest) -> tuple[Listed, ...]:
+        """[REFERRERS-11] The top-level entries that refer to ``digest``: manifests whose
+        ``subject`` names it, the fallback tag's index entries, cosign's tags."""
+        return tuple(self._scan().get(digest, ()))
+
+    def _scan(self) -> dict[Digest, list[Listed]]:
+        """[REFERRERS-11] Sort the top-level entries that are referrers by subject, once."""
+        if self._referrers is not None:
+            return self._referrers
+        found: dict[Digest, list[Listed]] = {}
+        budget = SNIFF_MAX_TOTAL
+        for entry in self.entries():
+            listed = self._named_referrers(entry)
+            sniff = entry.media_type in mt.MANIFEST_TYPES | mt.INDEX_TYPES and entry.size <= min(
+                SNIFF_MAX_DOCUMENT, budget
+            )
+            if listed is None and sniff and self.has(entry):
+                budget -= entry.size
+                listed = self._subject_referrer(entry)
+            if listed is not None:
+                subject, items = listed
+                found.setdefault(subject, []).extend(items)
+                # an orphan (its subject not in the layout) stays a root, so inspect shows it
+                if self.fs.exists(blob_path(subject)):
+                    self._referrer_entries.add(entry.digest)
+        self._referrers = found
+        return found
+
+    def _named_referrers(self, entry: Descriptor) -> tuple[Digest, list[Listed]] | None:
+        """An entry named with a cosign tag or a fallback tag: its subject, and what it lists."""
+        plain = Descriptor(entry.media_type, entry.digest, entry.size, artifact_type=entry.artifact_type)
+        for name in entry_names(entry):
+            cosign = _COSIGN_NAME.fullmatch(name)
+            if cosign and entry.media_type in mt.MANIFEST_TYPES:
+                tag = cosign[1]
+                subject = Digest.parse(tag.rpartition(".")[0].replace("-", ":", 1))
+                return subject, [Listed(plain, FOUND_BY_COSIGN, tag)]
+            fallback = _FALLBACK_NAME.fullmatch(name)
+            if fallback and entry.media_type == mt.OCI_INDEX and self.has(entry):
+                subject = Digest.parse(f"{fallback[1]}:{fallback[2]}")
+                try:
+                    raw = self.document(entry, f"fallback tag {name}")
+                    index = ReferrersIndex.parse(raw, subject=subject, where=f"{self.name}: {name}")
+                except InputError:
+                    return None  # not an index of referrers (the image itself, say): an ordinary entry
+                return subject, [Listed(d, FOUND_BY_TAG) for d in index.referrers]
+        return None
+
+    def _subject_referrer(self, entry: Descriptor) -> tuple[Digest, list[Listed]] | None:
+        """An entry whose document has a ``subject``: a referrer of that subject."""
+        try:
+            raw = self.document(entry, f"entry {entry.digest.short}")
+            value = decode_manifest_or_index(raw, media_type=entry.media_type, where=f"{self.name}: index.json")
+        except InputError:
+            return None  # a broken entry is reported when it is selected or walked, not here
+        subject = getattr(value, "subject", None)
+        if not isinstance(subject, Descriptor):
+            return None
+        plain = Descriptor(entry.media_type, entry.digest, entry.size, artifact_type=entry.artifact_type)
+        return subject.digest, [Listed(plain, FOUND_IN_LAYOUT)]
 
     def _root(self, entry: Descriptor) -> Root:
         """A root for an ``index.json`` entry; stored, so its own digest is shown and kept."""
@@ -138,6 +219,10 @@ class OciLayout:
         # only images are selectable: other entries (artifacts, unknown types) never count
         # towards "exactly one image", but are still listed as choices in the messages
         entries = [e for e in self.entries() if e.media_type in mt.MANIFEST_TYPES | mt.INDEX_TYPES]
+        if selector.digest is None and selector.tag is None and len({e.digest for e in entries}) > 1:
+            # [REFERRERS-11] signatures and SBOMs stored beside the image are not a second image
+            self._scan()
+            entries = [e for e in entries if e.digest not in self._referrer_entries] or entries
         if selector.digest is not None:
             found = [e for e in entries if e.digest == selector.digest]
             if found:

@@ -33,6 +33,7 @@ from ocimerge.model.manifest import (
 )
 from ocimerge.model.platform import Platform
 from ocimerge.sources.core import Root, Source
+from ocimerge.sources.referrers import discover
 
 __all__ = ["EVERYTHING", "MAX_ENTRIES", "MAX_NESTING", "MAX_SOURCE_ENTRIES", "Walk", "load_root"]
 
@@ -52,10 +53,13 @@ _IMAGE_CONFIGS = frozenset({mt.OCI_CONFIG, mt.DOCKER_CONFIG})
 
 @attrs.frozen
 class Walk:
-    """What to take from a root: platforms (empty: all) and whether attestations are read."""
+    """What to take from a root: platforms (empty: all), whether attestations are read, and
+    whether referrers are looked for ([REFERRERS-9]), of which artifact types (empty: all)."""
 
     platforms: tuple[Platform, ...] = ()
     attestations: bool = True
+    referrers: bool = True
+    referrer_types: tuple[str, ...] = ()
 
     def wants(self, platform: Platform | None) -> bool:
         """Whether an image of ``platform`` is wanted (an unknown platform is, until read)."""
@@ -133,7 +137,9 @@ def load_root(source: Source, root: Root, walk: Walk = EVERYTHING) -> ImageSet:
         if walk.platforms and image.platform not in walk.platforms:
             note = f"it is {image.platform}, not a wanted platform"
             return ImageSet(root.label, (), (note,), shown, root.names)
-        return ImageSet(root.label, (image,), root=shown, names=root.names, document=image.manifest)
+        return _with_referrers(
+            source, ImageSet(root.label, (image,), root=shown, names=root.names, document=image.manifest), walk
+        )
     found = _Found(seen={str(descriptor.digest)})
     _flatten(source, document.value, found, walk, depth=0)
     images = _pair(source, found, root.label)
@@ -143,7 +149,7 @@ def load_root(source: Source, root: Root, walk: Walk = EVERYTHING) -> ImageSet:
         images = kept
     if not images:
         _raise_empty(root, found)
-    return ImageSet(
+    loaded = ImageSet(
         root.label,
         tuple(images),
         notes=tuple(found.notes),
@@ -153,6 +159,21 @@ def load_root(source: Source, root: Root, walk: Walk = EVERYTHING) -> ImageSet:
         document=document,
         indexes=tuple(found.indexes),
     )
+    return _with_referrers(source, loaded, walk)
+
+
+def _with_referrers(source: Source, loaded: ImageSet, walk: Walk) -> ImageSet:
+    """[REFERRERS-9] ``loaded`` with the referrers of its root, images, attestations and
+    nested indexes, when the walk asks for them."""
+    if not walk.referrers or not loaded.images:
+        return loaded
+    subjects = [loaded.root_document.descriptor.digest]
+    for image in loaded.images:
+        subjects.append(image.digest)
+        subjects.extend(a.manifest.descriptor.digest for a in image.attestations)
+    subjects.extend(i.descriptor.digest for i in loaded.indexes)
+    found = discover(source, subjects, walk.referrer_types)
+    return attrs.evolve(loaded, referrers=found.referrers, notes=(*loaded.notes, *found.notes))
 
 
 def _raise_empty(root: Root, found: _Found) -> None:
