@@ -256,6 +256,19 @@ class Referrer:
         config = getattr(value, "config", None)
         return config.media_type if isinstance(config, Descriptor) else None
 
+    def to_json(self) -> dict[str, Any]:
+        """[REFERRERS-9] As ``--json`` lists it: its subject, kind, digest, size, how found."""
+        descriptor = self.document.descriptor
+        return {
+            "subject": str(self.subject),
+            "digest": str(descriptor.digest),
+            "mediaType": descriptor.media_type,
+            "artifactType": self.artifact_type,
+            "size": descriptor.size + sum(b.descriptor.size for b in self.blobs),
+            "found": self.found,
+            "tag": self.tag,
+        }
+
 
 @attrs.frozen
 class Image:

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from ocimerge.content import Image, ImageSet, drain
+from ocimerge.content import Blob, Image, ImageSet, drain
 from ocimerge.errors import (
     BlobMissingError,
     DigestMismatchError,
@@ -28,7 +28,8 @@ from ocimerge.model import mediatype as mt
 from ocimerge.model.annotations import REFERENCE_TYPE, attested_digest
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.registry.api import RegistryOptions, RegistryPool
-from ocimerge.sources import SourceSpec, as_spec, load, load_all, open_source
+from ocimerge.sources import SourceSpec, Walk, as_spec, load, load_all, open_source
+from ocimerge.sources.walk import EVERYTHING
 
 __all__ = ["InspectReport", "VerifyReport", "inspect", "verify"]
 
@@ -42,7 +43,9 @@ def _selected(spec: SourceSpec) -> bool:
 
 
 @contextlib.contextmanager
-def _read(spec: SourceSpec, options: RegistryOptions | None) -> Iterator[list[ImageSet | OcimergeError]]:
+def _read(
+    spec: SourceSpec, options: RegistryOptions | None, walk: Walk = EVERYTHING
+) -> Iterator[list[ImageSet | OcimergeError]]:
     """Every entry of the source (or the one selected), each walked; failures kept in place.
 
     The source stays open inside the block, so blobs can still be read. A wrong question (a
@@ -52,10 +55,10 @@ def _read(spec: SourceSpec, options: RegistryOptions | None) -> Iterator[list[Im
     """
     with RegistryPool(options) as pool, open_source(spec, pool.get) as source:
         if not _selected(spec):
-            yield load_all(source)
+            yield load_all(source, walk)
             return
         try:
-            entries: list[ImageSet | OcimergeError] = [load(spec, source)]
+            entries: list[ImageSet | OcimergeError] = [load(spec, source, walk)]
         except (SelectionError, PlatformMismatchError):
             raise
         # any other input problem is a finding about the source: reported, not raised
@@ -114,6 +117,7 @@ def _entry_json(entry: ImageSet | OcimergeError) -> dict[str, Any]:
             {"platform": str(d.platform) if d.platform else None, "digest": str(d.digest), "mediaType": d.media_type}
             for d in entry.absent
         ],
+        "referrers": [r.to_json() for r in entry.referrers],
         "notes": list(entry.notes),
     }
 
@@ -150,8 +154,12 @@ class InspectReport:
         return {"source": self.source, "entries": [_entry_json(e) for e in self.entries]}
 
 
-def inspect(source: str | SourceSpec, options: RegistryOptions | None = None) -> InspectReport:
-    """Describe a source: its entries, their images and attestations, what is absent.
+def inspect(
+    source: str | SourceSpec, options: RegistryOptions | None = None, *, referrers: bool = True
+) -> InspectReport:
+    """Describe a source: its entries, their images, attestations and referrers, what is absent.
+
+    ``referrers=False`` looks for no referrers ([REFERRERS-9]): fewer requests to a registry.
 
     Without a selector every entry of the source is described; an entry that is not an image
     is listed with the reason. A registry image is read as a registry source is ([REMOTE-1]):
@@ -161,7 +169,7 @@ def inspect(source: str | SourceSpec, options: RegistryOptions | None = None) ->
     registry failures; the report is complete when it returns, since no layer is read.
     """
     spec = as_spec(source)
-    with _read(spec, options) as entries:
+    with _read(spec, options, Walk(referrers=referrers)) as entries:
         return InspectReport(spec.text, tuple(entries))
 
 
@@ -212,22 +220,33 @@ class _Tally:
     def image(self, image: Image) -> None:
         """Check one image: [VERIFY-3] first, then each blob not yet seen, read to the end."""
         self.problems.extend(_layer_problems(image))
-        blobs = [*image.layers, *(b for a in image.attestations for b in a.blobs)]
-        for blob in blobs:
-            if str(blob.digest) in self.seen:
-                continue
-            self.seen.add(str(blob.digest))
-            # [MEDIA-4] a foreign layer lives at its URLs, not in the source: nothing to check
-            if not blob.available and mt.is_foreign_layer(blob.descriptor.media_type):
-                continue
-            try:
-                self.bytes += drain(blob)
-                self.blobs += 1
-            # a registry failure on one blob is a problem of that blob; the rest still count
-            except (DigestMismatchError, BlobMissingError, RegistryError) as exc:
-                self.problems.append(str(exc))
+        for blob in [*image.layers, *(b for a in image.attestations for b in a.blobs)]:
+            self._blob(blob)
         self.blobs += 2  # the manifest and config were verified as they were read
         self.bytes += image.manifest.descriptor.size + image.config.descriptor.size
+
+    def referrers(self, loaded: ImageSet) -> None:
+        """[REFERRERS-9] Re-hash each referrer's blobs (its manifest was verified when read)."""
+        for referrer in loaded.referrers:
+            self.blobs += 1
+            self.bytes += referrer.document.descriptor.size
+            for blob in referrer.blobs:
+                self._blob(blob)
+
+    def _blob(self, blob: Blob) -> None:
+        """Read one blob to the end, once per digest; a failure is a problem of that blob."""
+        if str(blob.digest) in self.seen:
+            return
+        self.seen.add(str(blob.digest))
+        # [MEDIA-4] a foreign layer lives at its URLs, not in the source: nothing to check
+        if not blob.available and mt.is_foreign_layer(blob.descriptor.media_type):
+            return
+        try:
+            self.bytes += drain(blob)
+            self.blobs += 1
+        # a registry failure on one blob is a problem of that blob; the rest still count
+        except (DigestMismatchError, BlobMissingError, RegistryError) as exc:
+            self.problems.append(str(exc))
 
 
 def _layer_problems(image: Image) -> Iterable[str]:
@@ -248,8 +267,9 @@ def _layer_problems(image: Image) -> Iterable[str]:
             )
 
 
-def verify(source: str | SourceSpec, options: RegistryOptions | None = None) -> VerifyReport:
-    """Re-read and re-hash every blob of every image in a source; collect every problem.
+def verify(source: str | SourceSpec, options: RegistryOptions | None = None, *, referrers: bool = True) -> VerifyReport:
+    """Re-read and re-hash every blob of every image in a source, and of their referrers;
+    collect every problem.
 
     A registry image (``docker://REF``) is downloaded blob by blob, streamed and hashed, never
     stored. An entry that is not an image is noted, not counted as a problem.
@@ -260,7 +280,7 @@ def verify(source: str | SourceSpec, options: RegistryOptions | None = None) -> 
     """
     spec = as_spec(source)
     tally = _Tally()
-    with _read(spec, options) as entries:
+    with _read(spec, options, Walk(referrers=referrers)) as entries:
         for result in entries:
             if isinstance(result, UnsupportedMediaTypeError):
                 tally.notes.append(f"not an image, not checked: {result}")
@@ -269,4 +289,5 @@ def verify(source: str | SourceSpec, options: RegistryOptions | None = None) -> 
             else:
                 for image in result.images:
                     tally.image(image)
+                tally.referrers(result)
     return VerifyReport(spec.text, tuple(tally.problems), tally.blobs, tally.bytes, tuple(tally.notes))

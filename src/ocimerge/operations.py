@@ -152,7 +152,7 @@ class CreateResult:
                 {"platform": str(i.platform), "digest": str(m.descriptor.digest), "source": i.source}
                 for i, m in zip(self.images, self.assembly.manifests, strict=True)
             ],
-            "referrers": [referrer_json(r) for r in self.referrers],
+            "referrers": [r.to_json() for r in self.referrers],
             "pushed": [p.to_json() for p in self.pushed],
             "errors": [f.to_json() for f in self.failed],
         }
@@ -197,24 +197,10 @@ class PushSourceResult:
             "digest": str(self.root.digest),
             "mediaType": self.root.media_type,
             "manifests": [{"platform": str(i.platform), "digest": str(i.digest)} for i in self.images],
-            "referrers": [referrer_json(r) for r in self.referrers],
+            "referrers": [r.to_json() for r in self.referrers],
             "pushed": [p.to_json() for p in self.pushed],
             "errors": [f.to_json() for f in self.failed],
         }
-
-
-def referrer_json(referrer: Referrer) -> dict[str, Any]:
-    """[REFERRERS-9] One referrer as ``--json`` lists it: what it refers to, its kind, how found."""
-    descriptor = referrer.document.descriptor
-    return {
-        "subject": str(referrer.subject),
-        "digest": str(descriptor.digest),
-        "mediaType": descriptor.media_type,
-        "artifactType": referrer.artifact_type,
-        "size": descriptor.size,
-        "found": referrer.found,
-        "tag": referrer.tag,
-    }
 
 
 def partial_result(error: BaseException) -> CreateResult | PushSourceResult | None:
@@ -327,8 +313,9 @@ def _carried(
     kept: set[Digest] = {m.descriptor.digest for m in (*assembly.manifests, *assembly.attestations)}
     blobs = {b.digest: b for i in images for a in i.attestations for b in a.blobs}
     out: list[Referrer] = []
-    for document in getattr(assembly, "referrers", ()):
+    for document in assembly.referrers:
         manifest = document.value
+        assert manifest.subject is not None  # [ATTEST-4] assemble gives every one its subject
         subject = manifest.subject.digest
         parts = tuple(blobs[d.digest] for d in (manifest.config, *manifest.layers) if d.digest in blobs)
         out.append(Referrer(subject, document, parts, FOUND_AS_ATTESTATION))

@@ -151,6 +151,8 @@ def _create_options(args: argparse.Namespace, annotations: Sequence[str], upload
         tag_name=args.tag_name,
         dry_run=args.dry_run,
         force=args.force,
+        referrers=args.referrers == "all",
+        referrer_types=args.referrers_type,
     )
 
 
@@ -241,7 +243,16 @@ def run_push(args: argparse.Namespace) -> int:
     """
     with _progress_while(args) as view:
         options = _push_options(args, view)
-        result, failure = _settled(lambda: push(args.source, args.targets, options=options), PushSourceResult)
+        result, failure = _settled(
+            lambda: push(
+                args.source,
+                args.targets,
+                options=options,
+                referrers=args.referrers == "all",
+                referrer_types=args.referrers_type,
+            ),
+            PushSourceResult,
+        )
     render.print_notes(result.notes, quiet=args.quiet)
     if args.json:
         render.print_json(_with_exit_codes(result.to_json(), result), sys.stdout)
@@ -255,7 +266,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     """``inspect``: a table of the source's entries, its ``--json``, or the ``--raw`` stored bytes."""
-    report = inspect(args.source, _registry_options(args))
+    report = inspect(args.source, _registry_options(args), referrers=args.referrers == "all")
     if args.raw:
         # no newline added: the bytes are exactly those stored, for piping into sha256sum; on a
         # terminal, where nobody hashes them, a DEL or C1 character in them is escaped [SEC-5]
@@ -270,7 +281,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     """``verify``: every problem found; the exit code is bad input's (3) when there is any."""
-    report = verify(args.source, _registry_options(args))
+    report = verify(args.source, _registry_options(args), referrers=args.referrers == "all")
     if args.json:
         render.print_json(report.to_json(), sys.stdout)
     else:

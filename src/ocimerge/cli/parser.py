@@ -99,6 +99,25 @@ def _result_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no notes or progress on stderr")
 
 
+def _referrer_flags(parser: argparse.ArgumentParser, *, types: bool = True) -> None:
+    """[REFERRERS-9] Whether signatures, SBOMs and attestations attached to images are looked for."""
+    group = parser.add_argument_group("referrers (signatures, SBOMs, attestations)")
+    group.add_argument(
+        "--referrers",
+        choices=["all", "none"],
+        default="all",
+        help="find the images' referrers and carry them along (default all)",
+    )
+    if types:
+        group.add_argument(
+            "--referrers-type",
+            action="append",
+            default=[],
+            metavar="TYPE",
+            help="keep only referrers of this artifact type (repeatable)",
+        )
+
+
 def _create_sources(parser: argparse.ArgumentParser) -> None:
     """``create``'s ways to name sources: arguments, a per-platform template, a spec file."""
     # nargs="*": sources may come from --template or --spec alone; "none at all" is checked
@@ -142,7 +161,8 @@ def _create_index(parser: argparse.ArgumentParser) -> None:
         "--attestations",
         choices=[p.value for p in AttestationPolicy],
         default="keep",
-        help="keep or drop BuildKit attestation manifests (default keep)",
+        help="keep BuildKit attestation manifests in the index, drop them, or attach them to "
+        "their images as referrers (default keep)",
     )
     # parsed later by Annotation.parse, so bad syntax is the library's UsageError, one line
     parser.add_argument(
@@ -203,6 +223,7 @@ def _add_create(subparsers: _Subparsers) -> None:
     _create_sources(parser)
     _create_index(parser)
     _create_destinations(parser)
+    _referrer_flags(parser)
     _result_flags(parser)
     _connection_flags(parser)
     _upload_flags(parser)
@@ -227,6 +248,7 @@ def _add_push(subparsers: _Subparsers) -> None:
     parser.add_argument("targets", nargs="+", metavar="REGISTRY/REPO:TAG")
     # a dry run still talks to the registry: the plan is what it holds, not a guess
     parser.add_argument("--dry-run", action="store_true", help="ask the registry what it holds; upload nothing")
+    _referrer_flags(parser)
     _result_flags(parser)
     _connection_flags(parser)
     _upload_flags(parser)
@@ -246,6 +268,7 @@ def _add_inspect(subparsers: _Subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     # --raw wins over --json: the stored bytes are already JSON, and re-encoding would alter them
     parser.add_argument("--raw", action="store_true", help="print the exact stored bytes of a registry image")
+    _referrer_flags(parser, types=False)
     _connection_flags(parser)
 
 
@@ -262,6 +285,7 @@ def _add_verify(subparsers: _Subparsers) -> None:
     # docker:// spelled out: a registry image is downloaded blob by blob, which is worth saying
     parser.add_argument("source", metavar="SRC|docker://REF")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _referrer_flags(parser, types=False)
     _connection_flags(parser)
 
 

@@ -160,6 +160,24 @@ def _image_rows(entry: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _referrer_rows(entry: dict[str, Any]) -> list[list[str]]:
+    """[REFERRERS-9] A row per referrer: what it refers to, its kind, digest, size, how found."""
+    rows = [["REFERS TO", "ARTIFACT TYPE", "DIGEST", "SIZE", "FOUND BY"]]
+    for referrer in entry["referrers"]:
+        # the tag is the subject's digest again: its suffix is what tells .sig from .att
+        found = referrer["found"] + (f" (.{referrer['tag'].rpartition('.')[2]})" if referrer["tag"] else "")
+        rows.append(
+            [
+                referrer["subject"][:19] + "…",
+                referrer["artifactType"] or "-",
+                referrer["digest"],
+                human(referrer["size"]),
+                found,
+            ]
+        )
+    return rows
+
+
 def _print_entry(entry: dict[str, Any], out: TextIO) -> None:
     """One entry of ``inspect``'s report: its names and root, its images, its notes."""
     # an entry that is not an image (an artifact, a referrers index) is shown, not skipped
@@ -174,6 +192,8 @@ def _print_entry(entry: dict[str, Any], out: TextIO) -> None:
         # a docker-save image has no stored manifest: the one shown is authored on read
         out.write(f"  {names}  (docker-save image; manifest authored on read)\n")
     _table(_image_rows(entry), out, indent="    ")
+    if entry["referrers"]:
+        _table(_referrer_rows(entry), out, indent="    ")
     for note in entry["notes"]:
         out.write(f"    note: {printable(note)}\n")
     out.write("\n")
