@@ -19,6 +19,9 @@ the interrupt is raised again; no document or tag is written after it.
 [RESUME-1] Each upload's session is kept in the upload journal after every chunk, so the
 same push run again continues it where the registry holds it; the entry goes once the blob
 is in.
+[CARRY-1] The publication's referrers (signatures, SBOMs, attestations) are put after the
+root and before any tag, each after its subject, exactly as they were read; [CARRY-2]
+[CARRY-3] keep the referrers API or its fallback tag, and cosign's tags, up to date.
 
 The steps follow go-containerregistry's ``remote/write.go`` (check existing, initiate,
 stream, commit): :func:`plan_blob` is pure, ``_BlobPush.send`` does one blob,
@@ -36,15 +39,26 @@ from typing import Any
 
 import attrs
 
-from ocimerge.content import Blob
-from ocimerge.errors import BlobMissingError, DigestMismatchError, OcimergeError, UsageError
+from ocimerge.content import Blob, Referrer
+from ocimerge.errors import (
+    BlobMissingError,
+    DigestMismatchError,
+    DocumentError,
+    InputError,
+    OcimergeError,
+    RegistryError,
+    UsageError,
+)
 from ocimerge.model import mediatype as mt
+from ocimerge.model.codec import decode_json, encode_json
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
-from ocimerge.model.manifest import Document
+from ocimerge.model.manifest import Document, ImageManifest
 from ocimerge.model.reference import Reference
+from ocimerge.model.referrers import referrer_descriptor
 from ocimerge.registry.api import Mounted, Registry, RegistryOptions, RegistryPool
 from ocimerge.registry.challenge import Scope
+from ocimerge.registry.referrers import put_manifest_with_subject, update_fallback_tag
 from ocimerge.registry.upload import Checkpoint, StopFlag, UploadHooks, UploadSession, UploadStopped
 from ocimerge.sinks.core import Publication, unique_blobs
 from ocimerge.sinks.journal import JournalEntry, UploadJournal, default_journal
@@ -60,9 +74,11 @@ __all__ = [
     "PushOutcome",
     "PushResult",
     "RegistrySink",
+    "merge_cosign_manifest",
     "parse_target",
     "plan_blob",
     "push_repository",
+    "put_referrers",
     "uploads_in_flight",
 ]
 
@@ -172,7 +188,11 @@ class PushOptions:
 
 @attrs.frozen
 class PushResult:
-    """The outcome of a push to one repository; ``notes`` (resumed uploads, refused mounts) for stderr."""
+    """The outcome of a push to one repository; ``notes`` (resumed uploads, refused mounts) for stderr.
+
+    ``referrers_pushed`` counts the referrers put by digest ([CARRY-1]; in a dry run, those
+    that would be), not the fallback indexes or cosign tags written for them.
+    """
 
     registry: str
     repository: str
@@ -183,6 +203,7 @@ class PushResult:
     tags: tuple[str, ...]
     dry_run: bool = False
     notes: tuple[str, ...] = ()
+    referrers_pushed: int = 0
 
     @property
     def bytes_uploaded(self) -> int:
@@ -210,6 +231,7 @@ class PushResult:
                 "bytesUploaded": self.bytes_uploaded,
             },
             "manifests": {"pushed": self.manifests_pushed, "skipped": self.manifests_skipped},
+            "referrers": self.referrers_pushed,
         }
 
 
@@ -530,7 +552,7 @@ def _by_digest(target: Reference, digest: Digest) -> Reference:
 
 
 def push_repository(destination: Destination, publication: Publication, options: PushOptions) -> PushResult:
-    """[PUSH-1][PUSH-2] One repository: check, blobs, child documents, root, then tags."""
+    """[PUSH-1][PUSH-2][CARRY-1] One repository: check, blobs, child documents, root, referrers, then tags."""
     registry, target, repository = destination.registry, destination.target, destination.repository
     registry.ping()  # [API-1] fail on a non-registry before asking for any token
     # [AUTH-3] declare every scope up front: one token then covers the blobs and the mounts
@@ -544,6 +566,10 @@ def push_repository(destination: Destination, publication: Publication, options:
     if not options.dry_run:  # the order guarantee: the root after its children, tags last
         root_pushed, root_skipped = put_documents(registry, target, [publication.root], dry_run=False)
         pushed, skipped = pushed + root_pushed, skipped + root_skipped
+    # [CARRY-1] the referrers before the tags: a policy engine that checks signatures never
+    # sees a tag whose signature is not there yet
+    carried, carry_notes = put_referrers(registry, target, publication.referrers, dry_run=options.dry_run)
+    if not options.dry_run:
         written = put_tags(registry, target, publication.root, destination.tags)
     return PushResult(
         registry=registry.host,
@@ -554,7 +580,217 @@ def push_repository(destination: Destination, publication: Publication, options:
         manifests_skipped=skipped,
         tags=written,
         dry_run=options.dry_run,
-        notes=notes,
+        notes=(*notes, *carry_notes),
+        referrers_pushed=carried,
+    )
+
+
+# -- referrers ---------------------------------------------------------------------------------
+
+#: [CARRY-4] What cosign calls the layers under each tag suffix, for the merge's note.
+_COSIGN_NOUNS = {"sig": "signature", "att": "attestation", "sbom": "SBOM"}
+#: [CARRY-4] The history entry go-containerregistry's ``mutate.Append`` adds for a layer
+#: appended without one (a zero ``v1.History``), as cosign's signature configs hold.
+_ZERO_HISTORY = {"created": "0001-01-01T00:00:00Z"}
+#: [CARRY-4] [SEC-8] The largest config read for a merge (a signature image's is ~300 bytes).
+_MAX_CONFIG = 4 * 1024 * 1024
+
+
+def put_referrers(
+    registry: Registry, target: Reference, referrers: Sequence[Referrer], *, dry_run: bool
+) -> tuple[int, tuple[str, ...]]:
+    """[CARRY-1] Each referrer by digest, in order (each after its subject), each digest once.
+
+    A referrer the repository holds already (``HEAD`` by digest) is not put again, but its
+    fallback-tag entry and cosign tag are still checked, so a re-run completes what an
+    interrupted one left [CARRY-5]. Returns the referrers put (in a dry run: that would be,
+    nothing written) and notes: a fallback tag or cosign tag that holds something else is
+    left as it is and noted, never a failed push, since the referrer itself is stored by
+    digest.
+    """
+    pushed = 0
+    notes: list[str] = []
+    seen: set[Digest] = set()
+    for referrer in referrers:
+        if referrer.digest in seen:
+            continue
+        seen.add(referrer.digest)
+        by_digest = _by_digest(target, referrer.digest)
+        held = registry.manifest_head(by_digest) is not None
+        if dry_run:
+            pushed += not held
+            continue
+        if held:
+            notes += _ensure_listed(registry, target.repository, referrer)
+        else:
+            notes += _put_referrer(registry, by_digest, referrer)
+            pushed += 1
+        if referrer.tag is not None:
+            notes += _put_cosign_tag(registry, attrs.evolve(target, tag=referrer.tag, digest=None), referrer)
+    return pushed, tuple(notes)
+
+
+def _subject(document: Document[Any]) -> Descriptor | None:
+    """The ``subject`` the document names, if any (Docker documents and cosign's have none)."""
+    subject = getattr(document.value, "subject", None)
+    return subject if isinstance(subject, Descriptor) else None
+
+
+def _put_referrer(registry: Registry, by_digest: Reference, referrer: Referrer) -> list[str]:
+    """[CARRY-2] PUT one referrer by digest; without ``OCI-Subject``, add it to the fallback tag."""
+    document = referrer.document
+    subject = _subject(document)
+    if subject is None:
+        registry.manifest_put(by_digest, document)
+        return []
+    # [CARRY-2] each answer is checked, never one registry's remembered: the spec asks it of
+    # every PUT, and a registry may answer one repository differently from another
+    if put_manifest_with_subject(registry, by_digest, document):
+        return []
+    return _add_to_fallback_tag(registry, by_digest.repository, subject.digest, document)
+
+
+def _ensure_listed(registry: Registry, repository: str, referrer: Referrer) -> list[str]:
+    """[CARRY-5] A referrer already stored: make sure it is listed, cheaply.
+
+    One ``GET`` of the referrers list: a registry with the API lists it itself (whatever the
+    list says, nothing is ours to write there); without the API, the fallback tag already
+    read says whether it is listed, and only a missing entry is added.
+    """
+    subject = _subject(referrer.document)
+    if subject is None:
+        return []
+    found = registry.referrers(repository, subject.digest)
+    if found.has_api or any(d.digest == referrer.digest for d in found.descriptors):
+        return []
+    return _add_to_fallback_tag(registry, repository, subject.digest, referrer.document)
+
+
+def _add_to_fallback_tag(registry: Registry, repository: str, subject: Digest, document: Document[Any]) -> list[str]:
+    """[CARRY-2] [REFAPI-6] Add the referrer to the fallback tag of ``subject``, keeping its entries.
+
+    A tag that holds something other than an OCI image index is left as it is with a note:
+    the referrer is stored by digest all the same.
+    """
+    try:
+        update_fallback_tag(registry, repository, subject, referrer_descriptor(document))
+    except RegistryError as exc:
+        # only "the tag holds no referrers index" (raised from a DocumentError) is a note; a
+        # registry that fails the request fails the push as any other request would
+        if not isinstance(exc.__cause__, DocumentError):
+            raise
+        return [f"{exc}; referrer {document.descriptor.digest} is stored by digest but not listed there"]
+    return []
+
+
+def _put_cosign_tag(registry: Registry, tagged: Reference, referrer: Referrer) -> list[str]:
+    """[CARRY-3] Point cosign's tag at the referrer: PUT when absent, nothing when it is there.
+
+    A different manifest under the tag (signatures made earlier, elsewhere) is merged with
+    ours [CARRY-4]; once merged, a re-run finds every layer of ours listed and writes nothing.
+    """
+    current = registry.manifest_head(tagged)
+    if current is None:
+        registry.manifest_put(tagged, referrer.document)
+        return []
+    if current.digest == referrer.digest:
+        return []
+    there = registry.manifest_get(tagged)
+    ours = referrer.document.value
+    if not isinstance(there.value, ImageManifest) or not isinstance(ours, ImageManifest):
+        kind = there.descriptor.media_type if not isinstance(there.value, ImageManifest) else "our referrer"
+        return [f"{tagged}: holds {kind}, not an image manifest to merge into; left as it is"]
+    listed = {d.digest for d in there.value.layers}
+    added = [d for d in ours.layers if d.digest not in listed]
+    if not added:
+        return []  # merged already (a re-run): nothing to write
+    try:
+        target_config = _read_config(registry, tagged.repository, there.value.config)
+        our_config = _our_config(referrer, ours.config)
+        manifest, config = merge_cosign_manifest(there.value, target_config, ours, our_config)
+    except InputError as exc:
+        return [f"{tagged}: cannot merge into what the tag holds ({exc}); left as it is"]
+    config_blob = Blob.from_bytes(manifest.config, config, f"merged config for {tagged}")
+    if registry.blob_exists(tagged.repository, config_blob.digest) is None:
+        registry.upload(tagged.repository, config_blob)
+    merged: Document[ImageManifest] = Document.author(manifest)
+    registry.manifest_put(tagged, merged)
+    noun = _COSIGN_NOUNS.get((referrer.tag or "").rpartition(".")[2], "layer")
+    plural = "" if len(added) == 1 else "s"
+    return [f"merged {len(added)} {noun}{plural} into the {len(listed)} already under {tagged.tag}"]
+
+
+def _read_config(registry: Registry, repository: str, descriptor: Descriptor) -> bytes:
+    """[CARRY-4] The config blob of what the tag holds, verified and capped."""
+    if descriptor.size > _MAX_CONFIG:
+        raise DocumentError(f"its config is {descriptor.size} bytes, over {_MAX_CONFIG // (1024 * 1024)} MiB")
+    with registry.open_blob(repository, descriptor) as reader:
+        return reader.read()
+
+
+def _our_config(referrer: Referrer, descriptor: Descriptor) -> bytes | None:
+    """[CARRY-4] The referrer's own config, when the publication holds it (a small blob)."""
+    for blob in referrer.blobs:
+        if blob.digest == descriptor.digest and blob.available and descriptor.size <= _MAX_CONFIG:
+            with blob.open() as reader:
+                return reader.read()
+    return None
+
+
+def merge_cosign_manifest(
+    target: ImageManifest, target_config: bytes, ours: ImageManifest, our_config: bytes | None = None
+) -> tuple[ImageManifest, bytes]:
+    """[CARRY-4] What cosign's tag holds once our signatures are appended to ``target``'s.
+
+    As cosign's ``AppendSignatures`` (go-containerregistry's ``mutate.Append``): the layers
+    are ``target``'s followed by those of ``ours`` not already listed (by digest), each
+    descriptor as ours has it (its annotations carry the signature); the config is
+    ``target``'s with ``rootfs.diff_ids`` and ``history`` extended by one entry per layer
+    appended, taken from ``our_config`` at that layer's position when it has them, else the
+    layer's digest (signature layers are not compressed) and a zero ``created``. Returns the
+    manifest to author and the config's canonical bytes; its ``created`` is kept, not set to
+    now. Raises :class:`DocumentError` when ``target_config`` is not a JSON object whose
+    ``rootfs.diff_ids`` is a list.
+    """
+    config = decode_json(target_config, where="the config under cosign's tag")
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids"), list):
+        raise DocumentError("the config under cosign's tag has no rootfs.diff_ids list")
+    history = config.get("history")
+    history = list(history) if isinstance(history, list) else []
+    diff_ids, our_history = _our_diff_ids(our_config)
+    listed = {d.digest for d in target.layers}
+    added = []
+    for position, layer in enumerate(ours.layers):
+        if layer.digest in listed:
+            continue
+        listed.add(layer.digest)
+        added.append(layer)
+        diff_id = diff_ids[position] if position < len(diff_ids) else str(layer.digest)
+        rootfs["diff_ids"].append(diff_id)
+        history.append(our_history[position] if position < len(our_history) else dict(_ZERO_HISTORY))
+    config["history"] = history
+    raw = encode_json(config)
+    config_descriptor = Descriptor(target.config.media_type, Digest.of(raw), len(raw))
+    return attrs.evolve(target, config=config_descriptor, layers=(*target.layers, *added)), raw
+
+
+def _our_diff_ids(raw: bytes | None) -> tuple[list[Any], list[Any]]:
+    """The ``rootfs.diff_ids`` and ``history`` of our signature's config; empty when unreadable."""
+    if raw is None:
+        return [], []
+    try:
+        value = decode_json(raw, where="our signature's config")
+    except InputError:
+        return [], []
+    if not isinstance(value, dict):
+        return [], []
+    rootfs = value.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    history = value.get("history")
+    return (
+        list(diff_ids) if isinstance(diff_ids, list) else [],
+        list(history) if isinstance(history, list) else [],
     )
 
 
