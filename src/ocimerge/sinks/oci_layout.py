@@ -8,6 +8,9 @@ blob that does not match its descriptor aborts the write.
 ``index.json`` last, naming the index with ``org.opencontainers.image.ref.name``.
 [SINK-4] Tar members are deterministic: mode 0444, mtime 0, uid/gid 0, no user names.
 [SINK-5] A destination ending in ``.gz`` or ``.tgz`` is gzipped as a whole, deterministically.
+[CARRY-6] The publication's referrers are written too (documents and blobs, exact bytes) and
+listed in ``index.json`` after the root: under their cosign tag, else unnamed with their
+``artifactType``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, BinaryIO
 
 import attrs
 
-from ocimerge.content import Blob
+from ocimerge.content import Blob, Referrer
 from ocimerge.errors import OutputError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.annotations import REF_NAME
@@ -33,10 +36,19 @@ from ocimerge.model.codec import encode_json
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document
+from ocimerge.model.referrers import referrer_descriptor
 from ocimerge.sinks._copy import copy_verified
 from ocimerge.sinks.core import Publication
 
-__all__ = ["LAYOUT_HEADER", "LayoutResult", "LayoutSink", "index_json", "parse_output", "write_layout"]
+__all__ = [
+    "LAYOUT_HEADER",
+    "LayoutResult",
+    "LayoutSink",
+    "index_json",
+    "parse_output",
+    "referrer_entries",
+    "write_layout",
+]
 
 #: [LAYOUT-1] The ``oci-layout`` file we write: always, though we accept layouts without
 #: it, because image-layout.md requires it and stricter readers than ours may check it.
@@ -72,12 +84,18 @@ class LayoutSink:
         ([SINK-2]), so a corrupt source aborts the publication and leaves no output.
         Raises ``OutputError`` (existing path, unwritable place) and whatever reading a
         blob raises (``DigestMismatchError``, ``BlobMissingError``).
+
+        [CARRY-6] The referrers follow the root: their blobs and documents are written with
+        the rest, and ``index.json`` lists each after the root entry (:func:`referrer_entries`).
         """
+        referrers = publication.referrers
         written = write_layout(
             self.path,
-            blobs=publication.blobs,
-            documents=[*publication.documents, publication.root],
-            roots=[(publication.root.descriptor, self.tag_name)],
+            # their blobs are among the publication's; listed again so a hand-made publication
+            # cannot write an entry whose content is missing (each digest is written once)
+            blobs=[*publication.blobs, *(b for r in referrers for b in r.blobs if b.available)],
+            documents=[*publication.documents, publication.root, *(r.document for r in referrers)],
+            roots=[(publication.root.descriptor, self.tag_name), *referrer_entries(referrers)],
             archive=self.archive,
             force=self.force,
         )
@@ -98,17 +116,42 @@ def parse_output(text: str, *, tag_name: str | None = "latest", force: bool = Fa
     return LayoutSink(text, text.endswith((".tar", ".tar.gz", ".tgz")), tag_name, force)
 
 
+def referrer_entries(referrers: Iterable[Referrer]) -> list[tuple[Descriptor, str | None]]:
+    """[CARRY-6] The ``index.json`` entries of ``referrers``, in order, each once.
+
+    A referrer under cosign's tag is named by that tag; one with a ``subject`` carries the
+    ``artifactType`` the referrers API would list ([REFERRERS-3]) and no name, as oras-go's
+    OCI store lists the manifests it was given untagged.
+    """
+    entries: list[tuple[Descriptor, str | None]] = []
+    seen: set[tuple[Digest, str | None]] = set()
+    for referrer in referrers:
+        key = (referrer.digest, referrer.tag)
+        if key in seen:
+            continue
+        seen.add(key)
+        document = referrer.document
+        descriptor = document.descriptor
+        if getattr(document.value, "subject", None) is not None:
+            descriptor = referrer_descriptor(document)
+        entries.append((descriptor, referrer.tag))
+    return entries
+
+
 def index_json(roots: Iterable[tuple[Descriptor, str | None]]) -> bytes:
     """The ``index.json`` naming each root descriptor with its tag (or none).
 
     The bytes are the canonical encoding ([JSON-2]), so the same roots always give the
-    same file.
+    same file. Of each descriptor only the media type, digest, size and ``artifactType``
+    are kept ([CARRY-6]: a referrer's entry says what kind of artifact it is).
     """
     manifests = []
     for descriptor, tag in roots:
         # drop the source's annotations and platform: a stale ref.name from the input
         # layout must not survive next to the one this output chose ([LAYOUT-3])
-        plain = Descriptor(descriptor.media_type, descriptor.digest, descriptor.size)
+        plain = Descriptor(
+            descriptor.media_type, descriptor.digest, descriptor.size, artifact_type=descriptor.artifact_type
+        )
         if tag:
             plain = plain.with_annotations({REF_NAME: tag})
         manifests.append(plain.to_json())
