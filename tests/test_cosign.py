@@ -494,6 +494,19 @@ def test_check_reports_missing_and_oversized_payloads() -> None:
     assert f"over {MAX_PAYLOAD_SIZE}" in check.problems[0]
 
 
+def test_check_reports_a_failing_opener() -> None:
+    """[COSIGN-8] A payload whose source fails to open is a problem line, not an exception."""
+
+    def broken() -> Any:
+        raise OSError(5, "Input/output error")
+
+    referrer = referrer_of(_artifact())
+    blobs = tuple(Blob(b.descriptor, broken, b.where) for b in referrer.blobs)
+    check = check_signatures(IMAGE, [Referrer(IMAGE, referrer.document, blobs)], public_key("ecdsa"))
+    assert not check.ok
+    assert check.problems[0].endswith("Input/output error")
+
+
 def test_check_counts_a_referrer_once() -> None:
     referrer = referrer_of(_artifact())
     check = check_signatures(IMAGE, [referrer, referrer], public_key("ecdsa"))

@@ -257,6 +257,8 @@ def _check_layer(referrer: Referrer, layer: Descriptor, signature: str, key: Pub
         payload = parse_payload(raw, f"payload {layer.digest.short}")
     except OcimergeError as exc:
         return f"{name}: unreadable payload: {exc}"
+    except OSError as exc:  # the source's file or stream failed under the opener
+        return f"{name}: unreadable payload: {layer.digest.short}: {exc.strerror or exc.__class__.__name__}"
     if not verify_payload(key, raw, signature):
         return f"{name}: the signature does not verify with this key"
     if payload.digest != subject:
