@@ -54,6 +54,9 @@ if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the la
     from ocimerge.content import (
         ImageSet as ImageSet,
     )
+    from ocimerge.content import (
+        Referrer as Referrer,
+    )
 
     # the typed reports of inspect and verify
     from ocimerge.inspection import (
@@ -146,6 +149,17 @@ if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the la
     from ocimerge.registry.credentials import (
         Credentials as Credentials,
     )
+    from ocimerge.registry.referrers import (
+        Referrers as Referrers,
+    )
+
+    # cosign signatures, offline: keys in, signatures checked
+    from ocimerge.signatures import (
+        load_private_key as load_private_key,
+    )
+    from ocimerge.signatures import (
+        load_public_key as load_public_key,
+    )
     from ocimerge.registry.transport import (
         RetryPolicy as RetryPolicy,
     )
@@ -184,7 +198,7 @@ if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the la
 # imported on first use: `ocimerge --version` and a local merge never pay for the registry
 # client (httpx) they do not touch. `__all__` and the lazy table are both derived from it.
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "ocimerge.content": ("Attestation", "Blob", "BlobOrigin", "Image", "ImageSet"),
+    "ocimerge.content": ("Attestation", "Blob", "BlobOrigin", "Image", "ImageSet", "Referrer"),
     "ocimerge.inspection": ("InspectReport", "VerifyReport", "inspect", "verify"),
     "ocimerge.model.assemble": ("Annotation", "Assembly", "AttestationPolicy", "Child", "IndexFormat", "assemble"),
     "ocimerge.model.descriptor": ("Descriptor",),
@@ -203,7 +217,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "ocimerge.registry.api": ("Registry", "RegistryOptions"),
     "ocimerge.registry.credentials": ("Credentials",),
+    "ocimerge.registry.referrers": ("Referrers",),
     "ocimerge.registry.transport": ("RetryPolicy", "TLSOptions"),
+    "ocimerge.signatures": ("load_private_key", "load_public_key"),
     "ocimerge.sinks.registry": (
         "BlobAction",
         "BlobPlan",

@@ -76,6 +76,7 @@ __all__ = [
     "RemoteError",
     "RequestTooLargeError",
     "SelectionError",
+    "SignatureError",
     "SizeInvalidError",
     "SourceNotFoundError",
     "TLSVerificationError",
@@ -146,6 +147,10 @@ class DigestMismatchError(InputError):
 
 class SelectionError(InputError):
     """``SRC:TAG`` or ``SRC@DIGEST`` selects nothing, or a source holds several images."""
+
+
+class SignatureError(InputError):
+    """[SIGNED-1] An image lacks a valid signature by the key that was asked for."""
 
 
 class SourceNotFoundError(InputError):

@@ -28,6 +28,8 @@ from ocimerge.model import mediatype as mt
 from ocimerge.model.annotations import REFERENCE_TYPE, attested_digest
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.registry.api import RegistryOptions, RegistryPool
+from ocimerge.signatures import PublicKey
+from ocimerge.signed import SignedImage, signed_images
 from ocimerge.sources import SourceSpec, Walk, as_spec, load, load_all, open_source
 from ocimerge.sources.walk import EVERYTHING
 
@@ -189,6 +191,7 @@ class VerifyReport:
     blobs_checked: int
     bytes_checked: int
     notes: tuple[str, ...] = ()
+    signatures: tuple[SignedImage, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -204,6 +207,7 @@ class VerifyReport:
             "blobsChecked": self.blobs_checked,
             "bytesChecked": self.bytes_checked,
             "notes": list(self.notes),
+            "signatures": [s.to_json() for s in self.signatures],
         }
 
 
@@ -213,6 +217,7 @@ class _Tally:
 
     problems: list[str] = attrs.Factory(list)
     notes: list[str] = attrs.Factory(list)
+    signatures: list[SignedImage] = attrs.Factory(list)
     seen: set[str] = attrs.Factory(set)
     blobs: int = 0
     bytes: int = 0
@@ -267,9 +272,19 @@ def _layer_problems(image: Image) -> Iterable[str]:
             )
 
 
-def verify(source: str | SourceSpec, options: RegistryOptions | None = None, *, referrers: bool = True) -> VerifyReport:
+def verify(
+    source: str | SourceSpec,
+    options: RegistryOptions | None = None,
+    *,
+    referrers: bool = True,
+    key: PublicKey | None = None,
+    key_name: str = "the key",
+) -> VerifyReport:
     """Re-read and re-hash every blob of every image in a source, and of their referrers;
     collect every problem.
+
+    With ``key``, each image must also be signed by it in cosign's format ([SIGNED-1]):
+    an image without a valid signature is a problem naming it and ``key_name``.
 
     A registry image (``docker://REF``) is downloaded blob by blob, streamed and hashed, never
     stored. An entry that is not an image is noted, not counted as a problem.
@@ -290,4 +305,10 @@ def verify(source: str | SourceSpec, options: RegistryOptions | None = None, *, 
                 for image in result.images:
                     tally.image(image)
                 tally.referrers(result)
-    return VerifyReport(spec.text, tuple(tally.problems), tally.blobs, tally.bytes, tuple(tally.notes))
+                if key is not None:
+                    checked = signed_images(result, key)
+                    tally.signatures.extend(checked)
+                    tally.problems.extend(c.problem(key_name) for c in checked if not c.ok and c.label != "index")
+    return VerifyReport(
+        spec.text, tuple(tally.problems), tally.blobs, tally.bytes, tuple(tally.notes), tuple(tally.signatures)
+    )

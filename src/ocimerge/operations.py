@@ -33,6 +33,8 @@ from ocimerge.model.platform import Platform
 from ocimerge.model.reference import Reference
 from ocimerge.recompress import gzip_image
 from ocimerge.registry.api import RegistryOptions, RegistryPool
+from ocimerge.signatures import PrivateKey, PublicKey, make_signature
+from ocimerge.signed import require_signed
 from ocimerge.sinks.core import Publication
 from ocimerge.sinks.oci_layout import LayoutResult, parse_output
 from ocimerge.sinks.registry import (
@@ -83,6 +85,8 @@ class CreateOptions:
 
     ``referrers`` says whether signatures, SBOMs and other referrers of the images travel
     with them ([REFERRERS-9]); ``referrer_types`` keeps only those artifact types.
+    ``sign_key`` signs the merged index in cosign's format and attaches the signature as a
+    referrer and under cosign's tag ([COSIGN-9]).
 
     ``registry_options``, ``jobs`` and ``on_event`` are the push settings, used only when
     ``create`` has tags; the value is frozen, so one instance can be reused across runs.
@@ -99,6 +103,7 @@ class CreateOptions:
     force: bool = False
     referrers: bool = True
     referrer_types: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    sign_key: PrivateKey | None = attrs.field(default=None, eq=False, repr=False)
     registry_options: RegistryOptions | None = None
     jobs: int = 4
     on_event: Callable[[PushEvent], None] | None = attrs.field(default=None, eq=False)
@@ -350,6 +355,14 @@ def _carried(
     return out, notes
 
 
+def _sign(assembly: Assembly, targets: Sequence[Reference], options: CreateOptions) -> Referrer:
+    """[COSIGN-9] The cosign signature of the merged index; its payload names the first target's
+    repository (cosign's ``docker-reference``), or the layout tag when there is no target."""
+    assert options.sign_key is not None
+    name = f"{targets[0].registry}/{targets[0].repository}" if targets else options.tag_name
+    return make_signature(assembly.index.descriptor, name, options.sign_key)
+
+
 def _assemble(images: Sequence[Image], options: CreateOptions) -> Assembly:
     """The pure assembly step: images reduced to what ``model.assemble`` needs, no I/O."""
     children = [
@@ -412,6 +425,13 @@ def create(
         assembly = _assemble(images, opts)
         referrers, carry_notes = _carried(loaded, images, assembly)
         notes.extend(carry_notes)
+        if opts.sign_key is not None:
+            signature = _sign(assembly, targets, opts)
+            referrers.append(signature)
+            notes.append(
+                f"signed the merged index {assembly.index.descriptor.digest} in cosign's format: "
+                f"signature {signature.digest.short}, attached as a referrer and tagged {signature.tag}"
+            )
         publication = Publication.of_assembly(assembly, images, referrers)
         # write locally first: it is atomic and private, while a push is visible once tagged
         written = None
@@ -434,7 +454,7 @@ def create(
         return result
 
 
-def push(  # noqa: PLR0913 - the options value, and the walk's two settings by name
+def push(  # noqa: PLR0913 - the options value, and the walk's and the signature check's settings by name
     source: str | SourceSpec,
     tags: Sequence[str],
     *,
@@ -442,6 +462,8 @@ def push(  # noqa: PLR0913 - the options value, and the walk's two settings by n
     registry_options: RegistryOptions | None = None,
     referrers: bool = True,
     referrer_types: Sequence[str] = (),
+    require_signature: PublicKey | None = None,
+    key_name: str = "the key",
     **settings: Any,
 ) -> PushSourceResult:
     """Upload a layout, an archive or a registry image as it is, digests byte for byte.
@@ -454,6 +476,8 @@ def push(  # noqa: PLR0913 - the options value, and the walk's two settings by n
     ``registry_options`` is the ``registry`` field under the name :func:`create` uses.
     ``referrers`` (default True) carries the source's signatures, SBOMs and other referrers
     after their subjects ([REFERRERS-10]); ``referrer_types`` keeps only those artifact types.
+    ``require_signature`` is a public key: every image must carry a valid cosign signature
+    by it ([SIGNED-2]), or :class:`SignatureError` is raised before anything is uploaded.
 
     Raises ``UsageError`` without tags (or for a digest target, [PUSH-4]), and what reading
     the source or the registry raises. Every stored digest is preserved ([SINK-6]): nothing
@@ -472,6 +496,8 @@ def push(  # noqa: PLR0913 - the options value, and the walk's two settings by n
     spec = as_spec(source)
     with RegistryPool(opts.registry) as pool, open_source(spec, pool.get) as opened:
         loaded = load(spec, opened, Walk(referrers=referrers, referrer_types=tuple(referrer_types)))
+        if require_signature is not None:
+            require_signed(loaded, require_signature, key_name)  # before any blob moves
         pushed, failed = _split(RegistrySink(targets, pool, opts).publish(Publication.of_image_set(loaded)))
         notes = (*loaded.notes, *_push_notes(pushed))
         result = PushSourceResult(

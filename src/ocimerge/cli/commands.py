@@ -29,6 +29,7 @@ from ocimerge.operations import CreateOptions, CreateResult, PushSourceResult, c
 from ocimerge.progress import ProgressView
 from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.registry.transport import TLSOptions
+from ocimerge.signatures import PrivateKey, PublicKey, load_private_key, load_public_key
 from ocimerge.sinks.registry import PushOptions
 from ocimerge.specfile import expand_template, read_spec
 from ocimerge.text import printable
@@ -49,6 +50,19 @@ def _password(args: argparse.Namespace) -> str | None:
         # a password flag would leak into shell history and `ps`: stdin is the only way in
         raise UsageError("--username needs --password-stdin (passwords never go on the command line)")
     return None
+
+
+def _public_key(args: argparse.Namespace) -> PublicKey | None:
+    """``--key PUB.pem`` loaded (a bad file is a UsageError naming it), or None."""
+    return load_public_key(args.key) if args.key else None
+
+
+def _sign_key(args: argparse.Namespace) -> PrivateKey | None:
+    """``--sign-key KEY.pem`` loaded, its password from ``$COSIGN_PASSWORD`` as cosign reads it."""
+    if not args.sign_key:
+        return None
+    password = os.environ.get("COSIGN_PASSWORD")
+    return load_private_key(args.sign_key, password.encode() if password else None)
 
 
 def _registry_options(args: argparse.Namespace) -> RegistryOptions:
@@ -153,6 +167,7 @@ def _create_options(args: argparse.Namespace, annotations: Sequence[str], upload
         force=args.force,
         referrers=args.referrers == "all",
         referrer_types=args.referrers_type,
+        sign_key=_sign_key(args),
     )
 
 
@@ -241,6 +256,11 @@ def run_push(args: argparse.Namespace) -> int:
     [MSG-4] When some targets failed, every target's outcome is still printed before the
     first failure is raised for ``main`` to report with its code.
     """
+    if args.require_signature and not args.key:
+        raise UsageError("--require-signature needs --key PUB.pem, the key the images must be signed with")
+    if args.key and not args.require_signature:
+        raise UsageError("push --key goes with --require-signature (to check signatures only, use verify --key)")
+    key = _public_key(args)
     with _progress_while(args) as view:
         options = _push_options(args, view)
         result, failure = _settled(
@@ -250,6 +270,8 @@ def run_push(args: argparse.Namespace) -> int:
                 options=options,
                 referrers=args.referrers == "all",
                 referrer_types=args.referrers_type,
+                require_signature=key,
+                key_name=args.key or "the key",
             ),
             PushSourceResult,
         )
@@ -281,7 +303,15 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     """``verify``: every problem found; the exit code is bad input's (3) when there is any."""
-    report = verify(args.source, _registry_options(args), referrers=args.referrers == "all")
+    if args.key and args.referrers == "none":
+        raise UsageError("verify --key reads the signatures, which --referrers none does not look for")
+    report = verify(
+        args.source,
+        _registry_options(args),
+        referrers=args.referrers == "all",
+        key=_public_key(args),
+        key_name=args.key or "the key",
+    )
     if args.json:
         render.print_json(report.to_json(), sys.stdout)
     else:

@@ -118,6 +118,11 @@ def _referrer_flags(parser: argparse.ArgumentParser, *, types: bool = True) -> N
         )
 
 
+def _key_flag(group: argparse._ArgumentGroup, what: str) -> None:
+    """``--key PUB.pem``: the public key cosign signatures are checked with ([SIGNED-1])."""
+    group.add_argument("--key", metavar="PUB.pem", help=f"cosign public key (PEM: ECDSA, RSA, Ed25519) {what}")
+
+
 def _create_sources(parser: argparse.ArgumentParser) -> None:
     """``create``'s ways to name sources: arguments, a per-platform template, a spec file."""
     # nargs="*": sources may come from --template or --spec alone; "none at all" is checked
@@ -224,6 +229,14 @@ def _add_create(subparsers: _Subparsers) -> None:
     _create_index(parser)
     _create_destinations(parser)
     _referrer_flags(parser)
+    signing = parser.add_argument_group("signing")
+    # COSIGN_PASSWORD, as cosign reads it: a password never goes on the command line
+    signing.add_argument(
+        "--sign-key",
+        metavar="KEY.pem",
+        help="sign the merged index in cosign's format with this PEM private key "
+        "(password from $COSIGN_PASSWORD when it is encrypted)",
+    )
     _result_flags(parser)
     _connection_flags(parser)
     _upload_flags(parser)
@@ -249,6 +262,13 @@ def _add_push(subparsers: _Subparsers) -> None:
     # a dry run still talks to the registry: the plan is what it holds, not a guess
     parser.add_argument("--dry-run", action="store_true", help="ask the registry what it holds; upload nothing")
     _referrer_flags(parser)
+    signing = parser.add_argument_group("signatures")
+    signing.add_argument(
+        "--require-signature",
+        action="store_true",
+        help="refuse to upload unless every image has a valid cosign signature by --key",
+    )
+    _key_flag(signing, "that every image must be signed with")
     _result_flags(parser)
     _connection_flags(parser)
     _upload_flags(parser)
@@ -280,12 +300,17 @@ def _add_verify(subparsers: _Subparsers) -> None:
         formatter_class=_FORMAT,
         description="Re-read and re-hash every blob of every image of a source, and report every\n"
         "problem found, not only the first. A registry image is streamed, never stored.",
-        epilog=_examples("ocimerge verify app.tar", "ocimerge verify docker://registry.example/team/app:1.4"),
+        epilog=_examples(
+            "ocimerge verify app.tar",
+            "ocimerge verify --key cosign.pub release.tar",
+            "ocimerge verify docker://registry.example/team/app:1.4",
+        ),
     )
     # docker:// spelled out: a registry image is downloaded blob by blob, which is worth saying
     parser.add_argument("source", metavar="SRC|docker://REF")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     _referrer_flags(parser, types=False)
+    _key_flag(parser.add_argument_group("signatures"), "to check every image's signatures with, offline")
     _connection_flags(parser)
 
 

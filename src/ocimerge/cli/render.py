@@ -214,6 +214,10 @@ def print_verify(report: VerifyReport, out: TextIO) -> None:
         out.write(f"problem: {printable(problem)}\n")
     for note in report.notes:
         out.write(f"note: {printable(note)}\n")
+    for signed in report.signatures:
+        if signed.ok:
+            how = "signed" if signed.check.ok else f"signed through the index {signed.through}"
+            out.write(f"signature: {printable(signed.label)} {signed.digest}: {how}\n")
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     out.write(
         f"{printable(report.source)}: {verdict}; {report.blobs_checked} blobs, {human(report.bytes_checked)} checked\n"

@@ -85,9 +85,7 @@ class Publication:
         documents += [a.manifest for i in images for a in i.attestations]
         documents += list(loaded.indexes)
         documents = [d for d in documents if d.descriptor.digest != root.descriptor.digest]
-        return cls(
-            tuple(unique_blobs(blobs)), tuple(documents), root, tuple(loaded.absent), referrers=loaded.referrers
-        )
+        return cls(tuple(unique_blobs(blobs)), tuple(documents), root, tuple(loaded.absent), referrers=loaded.referrers)
 
 
 class Sink(Protocol[R_co]):
