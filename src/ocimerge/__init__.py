@@ -152,6 +152,12 @@ if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the la
     from ocimerge.registry.referrers import (
         Referrers as Referrers,
     )
+    from ocimerge.registry.transport import (
+        RetryPolicy as RetryPolicy,
+    )
+    from ocimerge.registry.transport import (
+        TLSOptions as TLSOptions,
+    )
 
     # cosign signatures, offline: keys in, signatures checked
     from ocimerge.signatures import (
@@ -159,12 +165,6 @@ if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the la
     )
     from ocimerge.signatures import (
         load_public_key as load_public_key,
-    )
-    from ocimerge.registry.transport import (
-        RetryPolicy as RetryPolicy,
-    )
-    from ocimerge.registry.transport import (
-        TLSOptions as TLSOptions,
     )
 
     # what a push reports: per-blob plans, progress events, per-repository results
