@@ -282,7 +282,9 @@ def test_referrer_without_subject_is_rewritten_with_the_image_descriptor() -> No
     assert referrer.descriptor.digest == Digest.of(referrer.raw) != original.descriptor.digest
     assert referrer.descriptor.size == len(referrer.raw)
     # nothing but the subject changed
-    assert attrs.evolve(referrer.value, subject=None) == original.value
+    # [ATTEST-4] every other field kept; it gains BuildKit's attestation artifact type
+    assert referrer.value.artifact_type == "application/vnd.docker.attestation.manifest.v1+json"
+    assert attrs.evolve(referrer.value, subject=None, artifact_type=None) == original.value
     (note,) = result.notes
     assert original.descriptor.digest.short in note
     assert referrer.descriptor.digest.short in note

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ocimerge.model.descriptor import Descriptor
 
 __all__ = [
+    "ATTESTATION_ARTIFACT_TYPE",
     "ATTESTATION_MANIFEST",
     "CONTAINERD_NAME",
     "REFERENCE_DIGEST",
@@ -29,6 +30,9 @@ REFERENCE_TYPE = "vnd.docker.reference.type"
 REFERENCE_DIGEST = "vnd.docker.reference.digest"
 #: [ATTEST-1] The ``vnd.docker.reference.type`` of a provenance/SBOM attestation manifest.
 ATTESTATION_MANIFEST = "attestation-manifest"
+#: [ATTEST-4] The ``artifactType`` BuildKit's ``oci-artifact`` exporter gives an attestation
+#: manifest that has a ``subject`` (moby/buildkit#5573), and ocimerge one it gives a subject.
+ATTESTATION_ARTIFACT_TYPE = "application/vnd.docker.attestation.manifest.v1+json"
 
 
 def entry_names(descriptor: Descriptor) -> tuple[str, ...]:

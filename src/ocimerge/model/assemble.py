@@ -20,7 +20,7 @@ import attrs
 
 from ocimerge.errors import ConversionError, ModelError, PlatformConflictError, UsageError
 from ocimerge.model import mediatype as mt
-from ocimerge.model.annotations import REFERENCE_DIGEST
+from ocimerge.model.annotations import ATTESTATION_ARTIFACT_TYPE, REFERENCE_DIGEST
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.manifest import Document, ImageIndex, ImageManifest
 from ocimerge.model.platform import Platform
@@ -271,7 +271,7 @@ def _as_referrer(
     if doc.value.is_docker:
         notes.append(f"dropped {what}: a Docker schema 2 manifest cannot carry a subject")
         return None
-    referrer = with_subject(doc, image.descriptor)
+    referrer = with_subject(doc, image.descriptor, ATTESTATION_ARTIFACT_TYPE)
     if referrer is not doc:
         notes.append(
             f"rewrote {what} as referrer {referrer.descriptor.digest.short} of {digest.short}: it had no subject"

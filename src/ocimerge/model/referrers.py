@@ -334,8 +334,13 @@ def with_referrer(
     return existing.with_referrer(descriptor).author()
 
 
-def with_subject(document: Document[ImageManifest], subject: Descriptor) -> Document[ImageManifest]:
+def with_subject(
+    document: Document[ImageManifest], subject: Descriptor, artifact_type: str | None = None
+) -> Document[ImageManifest]:
     """[ATTEST-4] ``document`` as a referrer of the manifest ``subject`` describes.
+
+    A re-authored manifest without an ``artifactType`` of its own takes ``artifact_type``
+    (so the referrers API can tell what it is), when one is given.
 
     When the document's ``subject`` already names ``subject``'s digest it is returned itself
     (same bytes, same digest: BuildKit 0.32+ writes attestations that way). A document with
@@ -372,5 +377,6 @@ def with_subject(document: Document[ImageManifest], subject: Descriptor) -> Docu
             return document
         raise ModelError(f"{where}: already a referrer of {value.subject.digest.short}, not of {subject.digest.short}")
     stripped = Descriptor(subject.media_type, subject.digest, subject.size)
-    authored: Document[ImageManifest] = Document.author(attrs.evolve(value, subject=stripped))
+    kind = value.artifact_type or artifact_type
+    authored: Document[ImageManifest] = Document.author(attrs.evolve(value, subject=stripped, artifact_type=kind))
     return authored
