@@ -92,7 +92,10 @@ def _push_line(result: PushResult) -> str:
         f"{result.count(BlobAction.UPLOAD)} blobs uploaded, {result.count(BlobAction.COPY)} copied from "
         f"another registry ({human(result.bytes_uploaded)}), {result.count(BlobAction.MOUNT)} mounted, "
         f"{result.count(BlobAction.SKIP)} already there; "
-        f"{result.manifests_pushed} manifests pushed, {result.manifests_skipped} already there\n"
+        f"{result.manifests_pushed} manifests pushed, {result.manifests_skipped} already there"
+        # [REFERRERS-10] said only when there were some: a plain image's line stays as it was
+        + (f"; {result.referrers_pushed} referrers (signatures, SBOMs) attached" if result.referrers_pushed else "")
+        + "\n"
     )
 
 

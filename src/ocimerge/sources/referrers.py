@@ -59,16 +59,21 @@ def discover(source: Source, subjects: Iterable[Digest], types: tuple[str, ...] 
             queue.append((subject, 0))
     kept: list[Referrer] = []
     notes: list[str] = []
-    held: set[Digest] = set()
+    held: dict[Digest, int] = {}
     while queue:
         subject, depth = queue.popleft()
         for listed in source.referrers_of(subject):
-            if listed.descriptor.digest in held:
-                continue  # found twice (the API and a cosign tag): one referrer
+            place = held.get(listed.descriptor.digest)
+            if place is not None:
+                # found twice (the referrers API, then cosign's tag): one referrer, which keeps
+                # the tag so that a sink writes it under that tag again
+                if listed.tag is not None and kept[place].tag is None:
+                    kept[place] = attrs.evolve(kept[place], tag=listed.tag)
+                continue
             referrer = _read(source, subject, listed, notes)
             if referrer is None or (types and referrer.artifact_type not in types):
                 continue
-            held.add(referrer.digest)
+            held[referrer.digest] = len(kept)
             kept.append(referrer)
             if len(kept) > MAX_REFERRERS:
                 raise DocumentError(f"{source.name}: more than {MAX_REFERRERS} referrers; refusing them")
