@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "ocimerge.registry.credentials": 2,
     "ocimerge.registry": 3,
     "ocimerge.signatures": 3,
-    "ocimerge.signed": 5,
+    "ocimerge.signed": 3,  # which images a key signed: signatures over content values
     "ocimerge.registry.api": 4,
     "ocimerge.registry.referrers": 4,
     "ocimerge.sinks.registry": 5,  # the push: orchestration over the registry API

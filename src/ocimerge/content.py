@@ -264,7 +264,9 @@ class Referrer:
             "digest": str(descriptor.digest),
             "mediaType": descriptor.media_type,
             "artifactType": self.artifact_type,
-            "size": descriptor.size + sum(b.descriptor.size for b in self.blobs),
+            "size": descriptor.size,
+            # what a copy of it moves: the manifest and its blobs (as an image's contentSize)
+            "contentSize": descriptor.size + sum(b.descriptor.size for b in self.blobs),
             "found": self.found,
             "tag": self.tag,
         }

@@ -26,6 +26,7 @@ from ocimerge.content import FOUND_AS_ATTESTATION, Image, ImageSet, Referrer
 from ocimerge.errors import OcimergeError, SourceNotFoundError, UsageError
 from ocimerge.model.annotations import REFERENCE_TYPE
 from ocimerge.model.assemble import Annotation, Assembly, AttestationPolicy, Child, IndexFormat, assemble
+from ocimerge.model.cosign import SIGNATURE_ARTIFACT_TYPE
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document, ImageIndex, ImageManifest
@@ -315,7 +316,9 @@ def _carried(
     of their images, with the blobs their manifests name.
     """
     new_digest = assembly.index.descriptor.digest
-    kept: set[Digest] = {m.descriptor.digest for m in (*assembly.manifests, *assembly.attestations)}
+    # the merged index itself: a source index the merge gives back byte for byte (one source,
+    # nothing changed) keeps its signatures, since they name the very digest written
+    kept: set[Digest] = {m.descriptor.digest for m in (*assembly.manifests, *assembly.attestations)} | {new_digest}
     blobs = {b.digest: b for i in images for a in i.attestations for b in a.blobs}
     out: list[Referrer] = []
     for document in assembly.referrers:
@@ -357,9 +360,10 @@ def _carried(
 
 def _sign(assembly: Assembly, targets: Sequence[Reference], options: CreateOptions) -> Referrer:
     """[COSIGN-9] The cosign signature of the merged index; its payload names the first target's
-    repository (cosign's ``docker-reference``), or the layout tag when there is no target."""
+    repository (cosign's ``docker-reference``), or none when there is no target (a layout has
+    no repository; cosign's verification does not compare the identity)."""
     assert options.sign_key is not None
-    name = f"{targets[0].registry}/{targets[0].repository}" if targets else options.tag_name
+    name = f"{targets[0].registry}/{targets[0].repository}" if targets else ""
     return make_signature(assembly.index.descriptor, name, options.sign_key)
 
 
@@ -428,15 +432,24 @@ def create(
         if opts.sign_key is not None:
             signature = _sign(assembly, targets, opts)
             referrers.append(signature)
+            done = "would be attached" if opts.dry_run else "attached"
             notes.append(
                 f"signed the merged index {assembly.index.descriptor.digest} in cosign's format: "
-                f"signature {signature.digest.short}, attached as a referrer and tagged {signature.tag}"
+                f"signature {signature.digest.short}, {done} as a referrer and tagged {signature.tag}"
             )
         publication = Publication.of_assembly(assembly, images, referrers)
         # write locally first: it is atomic and private, while a push is visible once tagged
         written = None
         if output is not None and not opts.dry_run:
-            written = parse_output(output, tag_name=opts.tag_name, force=opts.force).publish(publication)
+            sink = parse_output(output, tag_name=opts.tag_name, force=opts.force)
+            written = sink.publish(publication)
+            if referrers:
+                # [CARRY-6] index.json lists them beside the image: a reader that takes "the one
+                # entry" (skopeo's oci:DIR) must now be given the image's name
+                notes.append(
+                    f"{len(referrers)} referrer(s) stored beside the image in {output}; other tools name "
+                    f"the image by its tag, e.g. skopeo's {'oci-archive' if sink.archive else 'oci'}:{written.path}:{opts.tag_name}"
+                )
         outcomes = RegistrySink(targets, pool, opts.push_options).publish(publication) if targets else ()
         pushed, failed = _split(outcomes)
         result = CreateResult(
@@ -477,7 +490,8 @@ def push(  # noqa: PLR0913 - the options value, and the walk's and the signature
     ``referrers`` (default True) carries the source's signatures, SBOMs and other referrers
     after their subjects ([REFERRERS-10]); ``referrer_types`` keeps only those artifact types.
     ``require_signature`` is a public key: every image must carry a valid cosign signature
-    by it ([SIGNED-2]), or :class:`SignatureError` is raised before anything is uploaded.
+    by it ([SIGNED-2]), or :class:`SignatureError` is raised before anything is uploaded; with
+    ``referrer_types``, cosign's signatures are looked for (and carried) as well.
 
     Raises ``UsageError`` without tags (or for a digest target, [PUSH-4]), and what reading
     the source or the registry raises. Every stored digest is preserved ([SINK-6]): nothing
@@ -493,9 +507,17 @@ def push(  # noqa: PLR0913 - the options value, and the walk's and the signature
     targets = tuple(parse_target(t) for t in tags)
     scoped = _scope_credentials(opts.registry, [], targets)
     opts = attrs.evolve(opts, registry=scoped or RegistryOptions())
+    types = tuple(referrer_types)
+    if require_signature is not None:
+        if not referrers:
+            raise UsageError(
+                "a required signature is read with the referrers, which --referrers none does not look for"
+            )
+        if types:  # [SIGNED-2] the signatures must be found to be checked (and so travel too)
+            types = (*types, SIGNATURE_ARTIFACT_TYPE)
     spec = as_spec(source)
     with RegistryPool(opts.registry) as pool, open_source(spec, pool.get) as opened:
-        loaded = load(spec, opened, Walk(referrers=referrers, referrer_types=tuple(referrer_types)))
+        loaded = load(spec, opened, Walk(referrers=referrers, referrer_types=types))
         if require_signature is not None:
             require_signed(loaded, require_signature, key_name)  # before any blob moves
         pushed, failed = _split(RegistrySink(targets, pool, opts).publish(Publication.of_image_set(loaded)))

@@ -120,7 +120,8 @@ def load_public_key(path: str) -> PublicKey:
 def load_private_key(path: str, password: bytes | None) -> PrivateKey:
     """[COSIGN-6] The private key in the PEM file at ``path``: PKCS#8 or traditional, maybe encrypted.
 
-    ``password`` decrypts an encrypted PEM (None for a plain one). cosign's own
+    ``password`` decrypts an encrypted PEM, and is ignored for a plain one (CI often sets
+    ``COSIGN_PASSWORD`` for every job, whatever key it uses). cosign's own
     ``ENCRYPTED SIGSTORE PRIVATE KEY`` / ``ENCRYPTED COSIGN PRIVATE KEY`` files are recognised
     and refused with the way to get a PKCS#8 PEM. Every failure is a one-line
     :class:`UsageError` naming the file; no message holds the password or key bytes.
@@ -135,13 +136,14 @@ def load_private_key(path: str, password: bytes | None) -> PrivateKey:
     if b"PRIVATE KEY-----" not in data:
         raise UsageError(f"key file {path}: not a PEM private key (expected '-----BEGIN PRIVATE KEY-----')")
     try:
-        key = serialization.load_pem_private_key(data, password=password)
-    except TypeError:
-        # cryptography says TypeError for a password given to a plain key or missing for an
-        # encrypted one; its text is about the password's presence, never its value.
-        if password is None:
-            raise UsageError(f"key file {path}: the private key is encrypted; a password is needed") from None
-        raise UsageError(f"key file {path}: the private key is not encrypted; give no password") from None
+        try:
+            key = serialization.load_pem_private_key(data, password=password)
+        except TypeError:
+            # cryptography says TypeError for a password given to a plain key or missing for an
+            # encrypted one; its text is about the password's presence, never its value.
+            if password is None:
+                raise UsageError(f"key file {path}: the private key is encrypted; a password is needed") from None
+            key = serialization.load_pem_private_key(data, password=None)  # a plain key: no password needed
     except (ValueError, UnsupportedAlgorithm):
         hint = " or the password is wrong" if password is not None else ""
         raise UsageError(f"key file {path}: not a valid PEM private key{hint}") from None
@@ -152,15 +154,18 @@ def load_private_key(path: str, password: bytes | None) -> PrivateKey:
 def sign_payload(key: PrivateKey, payload: bytes) -> str:
     """[COSIGN-7] The base64 signature of ``payload`` with ``key``, as cosign makes it.
 
-    ECDSA: DER-encoded, over SHA-256 for P-256 and SHA-384 for P-384; RSA: PKCS#1 v1.5 over
-    SHA-256; Ed25519: pure Ed25519 over the payload itself. Raises :class:`UsageError` for a
-    key of another kind.
+    ECDSA: DER-encoded, over SHA-256 for P-256 and SHA-384 for P-384, with RFC 6979
+    deterministic nonces; RSA: PKCS#1 v1.5 over SHA-256; Ed25519: pure Ed25519 over the
+    payload itself. All three are deterministic: the same key and payload give the same
+    signature, so signing the same index again makes the same signature manifest, which a
+    re-run finds stored instead of adding a second one. Raises :class:`UsageError` for a key
+    of another kind.
     """
     if isinstance(key, ec.EllipticCurvePrivateKey):
         algorithm = _ECDSA_HASH.get(key.curve.name)
         if algorithm is None:
             raise UsageError(f"ECDSA curve {key.curve.name} is not supported (use P-256 or P-384)")
-        signature = key.sign(payload, ec.ECDSA(algorithm()))
+        signature = key.sign(payload, ec.ECDSA(algorithm(), deterministic_signing=True))
     elif isinstance(key, rsa.RSAPrivateKey):
         signature = key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
     elif isinstance(key, ed25519.Ed25519PrivateKey):

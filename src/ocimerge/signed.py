@@ -2,8 +2,10 @@
 
 [SIGNED-1] An image is signed when one of its referrers is a cosign signature that verifies
 with the key over a payload naming the image's digest ([COSIGN-8]), or when the index that
-lists it is signed so: ``cosign sign IMAGE:TAG`` signs the index a tag names, and
-``cosign verify`` accepts the platform images through it. The index itself is reported too.
+lists it is signed so. The second half is ocimerge's policy, not cosign's: ``cosign sign
+IMAGE:TAG`` signs the index a tag names and ``cosign verify IMAGE:TAG`` checks that index,
+but ``cosign verify IMAGE@<child digest>`` looks for the child's own signature (``cosign
+sign --recursive`` makes those). The index itself is reported too.
 Nothing here touches a network: the signatures were found, and their bytes verified, when
 the source was read ([REFERRERS-9]).
 """

@@ -174,7 +174,7 @@ def _referrer_rows(entry: dict[str, Any]) -> list[list[str]]:
                 referrer["subject"][:19] + "…",
                 referrer["artifactType"] or "-",
                 referrer["digest"],
-                human(referrer["size"]),
+                human(referrer["contentSize"]),
                 found,
             ]
         )

@@ -27,6 +27,7 @@ from ocimerge.registry.responses import decode_server_json, read_capped
 from ocimerge.registry.upload import check_digest
 
 __all__ = [
+    "MAX_REFERRERS_LISTED",
     "MAX_REFERRERS_PAGE",
     "MAX_REFERRERS_PAGES",
     "Referrers",
@@ -39,6 +40,8 @@ __all__ = [
 MAX_REFERRERS_PAGE = 4 * 1024 * 1024
 #: [REFAPI-2] [SEC-8] More pages than this is a registry paging us forever.
 MAX_REFERRERS_PAGES = 1000
+#: [REFAPI-2] [SEC-8] More entries than this, over all pages, is no real image's referrers.
+MAX_REFERRERS_LISTED = 10_000
 #: [REFAPI-3] What a registry without the referrers API answers on its path.
 NO_API = (400, 404, 405)
 
@@ -122,6 +125,11 @@ def _listed(
     seen: set[str] = set()
     for page in range(1, MAX_REFERRERS_PAGES + 1):
         found.extend(_page(registry, response, f"{what}, page {page}"))
+        if len(found) > MAX_REFERRERS_LISTED:
+            raise RegistryError(
+                f"{registry.host}: the referrers of {digest} in {repository} list more than "
+                f"{MAX_REFERRERS_LISTED} manifests; refusing them"
+            )
         seen.add(str(response.request.url))
         following = _next(response)
         if following is None or following in seen:

@@ -51,7 +51,7 @@ from ocimerge.errors import (
 )
 from ocimerge.model import mediatype as mt
 from ocimerge.model.codec import decode_json, encode_json
-from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.descriptor import Annotations, Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document, ImageManifest
 from ocimerge.model.reference import Reference
@@ -611,6 +611,9 @@ def put_referrers(
     pushed = 0
     notes: list[str] = []
     seen: set[Digest] = set()
+    # [CARRY-5] whether the repository has the referrers API, learnt from the first referrer
+    # a re-run finds stored: the others then cost no probe of their own
+    has_api: list[bool] = []
     for referrer in referrers:
         if referrer.digest in seen:
             continue
@@ -621,7 +624,7 @@ def put_referrers(
             pushed += not held
             continue
         if held:
-            notes += _ensure_listed(registry, target.repository, referrer)
+            notes += _ensure_listed(registry, target.repository, referrer, has_api)
         else:
             notes += _put_referrer(registry, by_digest, referrer)
             pushed += 1
@@ -650,17 +653,23 @@ def _put_referrer(registry: Registry, by_digest: Reference, referrer: Referrer) 
     return _add_to_fallback_tag(registry, by_digest.repository, subject.digest, document)
 
 
-def _ensure_listed(registry: Registry, repository: str, referrer: Referrer) -> list[str]:
+def _ensure_listed(registry: Registry, repository: str, referrer: Referrer, has_api: list[bool]) -> list[str]:
     """[CARRY-5] A referrer already stored: make sure it is listed, cheaply.
 
-    One ``GET`` of the referrers list: a registry with the API lists it itself (whatever the
-    list says, nothing is ours to write there); without the API, the fallback tag already
-    read says whether it is listed, and only a missing entry is added.
+    The first one asks the referrers list: a registry with the API lists it itself (whatever
+    the list says, nothing is ours to write there); without the API, the fallback tag read
+    says whether it is listed, and only a missing entry is added. ``has_api`` holds the
+    answer for the rest of the push, so later referrers go straight to the fallback tag
+    (one GET, and a PUT only when the entry is missing), or cost nothing on a registry with
+    the API.
     """
     subject = _subject(referrer.document)
-    if subject is None:
+    if subject is None or has_api == [True]:
         return []
+    if has_api == [False]:
+        return _add_to_fallback_tag(registry, repository, subject.digest, referrer.document)
     found = registry.referrers(repository, subject.digest)
+    has_api.append(found.has_api)
     if found.has_api or any(d.digest == referrer.digest for d in found.descriptors):
         return []
     return _add_to_fallback_tag(registry, repository, subject.digest, referrer.document)
@@ -700,8 +709,8 @@ def _put_cosign_tag(registry: Registry, tagged: Reference, referrer: Referrer) -
     if not isinstance(there.value, ImageManifest) or not isinstance(ours, ImageManifest):
         kind = there.descriptor.media_type if not isinstance(there.value, ImageManifest) else "our referrer"
         return [f"{tagged}: holds {kind}, not an image manifest to merge into; left as it is"]
-    listed = {d.digest for d in there.value.layers}
-    added = [d for d in ours.layers if d.digest not in listed]
+    listed = {_signature_key(d) for d in there.value.layers}
+    added = [d for d in ours.layers if _signature_key(d) not in listed]
     if not added:
         return []  # merged already (a re-run): nothing to write
     try:
@@ -737,13 +746,22 @@ def _our_config(referrer: Referrer, descriptor: Descriptor) -> bytes | None:
     return None
 
 
+def _signature_key(layer: Descriptor) -> tuple[Digest, Annotations]:
+    """[CARRY-4] What makes a layer under cosign's tag the same signature: its payload *and*
+    its annotations. Every signer of one digest signs the same payload bytes; the signature
+    (and certificate, bundle) is in the annotations, so a digest alone would take a second
+    key's signature for one already there."""
+    return layer.digest, layer.annotations
+
+
 def merge_cosign_manifest(
     target: ImageManifest, target_config: bytes, ours: ImageManifest, our_config: bytes | None = None
 ) -> tuple[ImageManifest, bytes]:
     """[CARRY-4] What cosign's tag holds once our signatures are appended to ``target``'s.
 
     As cosign's ``AppendSignatures`` (go-containerregistry's ``mutate.Append``): the layers
-    are ``target``'s followed by those of ``ours`` not already listed (by digest), each
+    are ``target``'s followed by those of ``ours`` not already listed (the same payload digest
+    and annotations, so another key's signature of the same payload is appended), each
     descriptor as ours has it (its annotations carry the signature); the config is
     ``target``'s with ``rootfs.diff_ids`` and ``history`` extended by one entry per layer
     appended, taken from ``our_config`` at that layer's position when it has them, else the
@@ -759,12 +777,12 @@ def merge_cosign_manifest(
     history = config.get("history")
     history = list(history) if isinstance(history, list) else []
     diff_ids, our_history = _our_diff_ids(our_config)
-    listed = {d.digest for d in target.layers}
+    listed = {_signature_key(d) for d in target.layers}
     added = []
     for position, layer in enumerate(ours.layers):
-        if layer.digest in listed:
+        if _signature_key(layer) in listed:
             continue
-        listed.add(layer.digest)
+        listed.add(_signature_key(layer))
         added.append(layer)
         diff_id = diff_ids[position] if position < len(diff_ids) else str(layer.digest)
         rootfs["diff_ids"].append(diff_id)

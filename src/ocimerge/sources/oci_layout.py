@@ -80,6 +80,10 @@ class OciLayout:
         self.index = decode_index(raw, where=f"{self.name}: index.json")
         self._referrers: dict[Digest, list[Listed]] | None = None
         self._referrer_entries: set[Digest] = set()
+        # [SEC-2] what finding referrers may read: each document once, SNIFF_MAX_TOTAL in all
+        self._budget = SNIFF_MAX_TOTAL
+        self._read_once: set[Digest] = set()
+        self._fallbacks: dict[tuple[Digest, Digest], ReferrersIndex | None] = {}
 
     # -- content ---------------------------------------------------------------------------
 
@@ -150,14 +154,14 @@ class OciLayout:
         if self._referrers is not None:
             return self._referrers
         found: dict[Digest, list[Listed]] = {}
-        budget = SNIFF_MAX_TOTAL
         for entry in self.entries():
             listed = self._named_referrers(entry)
             sniff = entry.media_type in mt.MANIFEST_TYPES | mt.INDEX_TYPES and entry.size <= min(
-                SNIFF_MAX_DOCUMENT, budget
+                SNIFF_MAX_DOCUMENT, self._budget
             )
-            if listed is None and sniff and self.has(entry):
-                budget -= entry.size
+            if listed is None and sniff and entry.digest not in self._read_once and self.has(entry):
+                self._read_once.add(entry.digest)
+                self._budget -= entry.size
                 listed = self._subject_referrer(entry)
             if listed is not None:
                 subject, items = listed
@@ -180,13 +184,31 @@ class OciLayout:
             fallback = _FALLBACK_NAME.fullmatch(name)
             if fallback and entry.media_type == mt.OCI_INDEX and self.has(entry):
                 subject = Digest.parse(f"{fallback[1]}:{fallback[2]}")
-                try:
-                    raw = self.document(entry, f"fallback tag {name}")
-                    index = ReferrersIndex.parse(raw, subject=subject, where=f"{self.name}: {name}")
-                except InputError:
+                index = self._fallback_index(entry, subject, name)
+                if index is None:
                     return None  # not an index of referrers (the image itself, say): an ordinary entry
                 return subject, [Listed(d, FOUND_BY_TAG) for d in index.referrers]
         return None
+
+    def _fallback_index(self, entry: Descriptor, subject: Digest, name: str) -> ReferrersIndex | None:
+        """[REFERRERS-11][SEC-2] The referrers index under a fallback tag name, read once per
+        (digest, subject) and charged to the sniff budget, so one index listed under
+        thousands of names costs one read."""
+        key = (entry.digest, subject)
+        if key in self._fallbacks:
+            return self._fallbacks[key]
+        index = None
+        if entry.digest not in self._read_once:
+            self._read_once.add(entry.digest)
+            self._budget -= entry.size
+        if self._budget >= 0:
+            try:
+                raw = self.document(entry, f"fallback tag {name}")
+                index = ReferrersIndex.parse(raw, subject=subject, where=f"{self.name}: {name}")
+            except InputError:
+                index = None
+        self._fallbacks[key] = index
+        return index
 
     def _subject_referrer(self, entry: Descriptor) -> tuple[Digest, list[Listed]] | None:
         """An entry whose document has a ``subject``: a referrer of that subject."""

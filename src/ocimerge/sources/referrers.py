@@ -33,6 +33,12 @@ __all__ = ["MAX_DEPTH", "MAX_REFERRERS", "Discovered", "discover"]
 MAX_DEPTH = 8
 #: [REFERRERS-9][SEC-2] Referrers kept in one walk: far above a real image's handful.
 MAX_REFERRERS = 1000
+#: [REFERRERS-9][SEC-2] Candidates listed in one walk, kept or not: each may cost a read, so
+#: a registry or layout that lists thousands of manifests naming other subjects is refused
+#: before it costs thousands of requests.
+MAX_CANDIDATES = 4 * MAX_REFERRERS
+#: Notes of skipped candidates kept word for word; the rest are counted in one line.
+MAX_SKIP_NOTES = 20
 
 
 @attrs.frozen
@@ -48,39 +54,67 @@ def discover(source: Source, subjects: Iterable[Digest], types: tuple[str, ...] 
 
     ``types`` keeps only referrers of those artifact types ([REFERRERS-2]; all when empty);
     a referrer filtered out is not followed either. Raises :class:`DocumentError` past
-    :data:`MAX_REFERRERS`, and what the source raises for a registry it cannot ask (a
-    listed referrer that is gone is skipped with a note).
+    :data:`MAX_REFERRERS` kept or :data:`MAX_CANDIDATES` listed, and what the source raises
+    for a registry it cannot ask (a listed referrer that is gone is skipped with a note).
     """
-    visited: set[Digest] = set()
-    queue: deque[tuple[Digest, int]] = deque()
+    walk = _Walk(source, types)
     for subject in subjects:
-        if subject not in visited:
-            visited.add(subject)
-            queue.append((subject, 0))
-    kept: list[Referrer] = []
-    notes: list[str] = []
-    held: dict[Digest, int] = {}
-    while queue:
-        subject, depth = queue.popleft()
+        walk.enqueue(subject, 0)
+    while walk.queue:
+        subject, depth = walk.queue.popleft()
         for listed in source.referrers_of(subject):
-            place = held.get(listed.descriptor.digest)
-            if place is not None:
-                # found twice (the referrers API, then cosign's tag): one referrer, which keeps
-                # the tag so that a sink writes it under that tag again
-                if listed.tag is not None and kept[place].tag is None:
-                    kept[place] = attrs.evolve(kept[place], tag=listed.tag)
-                continue
-            referrer = _read(source, subject, listed, notes)
-            if referrer is None or (types and referrer.artifact_type not in types):
-                continue
-            held[referrer.digest] = len(kept)
-            kept.append(referrer)
-            if len(kept) > MAX_REFERRERS:
-                raise DocumentError(f"{source.name}: more than {MAX_REFERRERS} referrers; refusing them")
-            if depth + 1 < MAX_DEPTH and referrer.digest not in visited:
-                visited.add(referrer.digest)
-                queue.append((referrer.digest, depth + 1))
-    return Discovered(tuple(kept), tuple(notes))
+            walk.take(subject, listed, depth)
+    notes = walk.notes
+    if len(notes) > MAX_SKIP_NOTES:
+        notes[MAX_SKIP_NOTES:] = [f"and {len(notes) - MAX_SKIP_NOTES} more referrers skipped"]
+    return Discovered(tuple(walk.kept), tuple(notes))
+
+
+class _Walk:
+    """The state of one :func:`discover`: what is queued, kept, counted and noted."""
+
+    def __init__(self, source: Source, types: tuple[str, ...]) -> None:
+        self.source = source
+        self.types = types
+        self.queue: deque[tuple[Digest, int]] = deque()
+        self.visited: set[Digest] = set()
+        self.kept: list[Referrer] = []
+        self.held: dict[Digest, int] = {}
+        self.notes: list[str] = []
+        self.candidates = 0
+
+    def enqueue(self, subject: Digest, depth: int) -> None:
+        """Look for the referrers of ``subject`` later, once, while not too deep."""
+        if depth < MAX_DEPTH and subject not in self.visited:
+            self.visited.add(subject)
+            self.queue.append((subject, depth))
+
+    def take(self, subject: Digest, listed: Listed, depth: int) -> None:
+        """One candidate listed for ``subject``: counted, filtered, read, kept and followed."""
+        self.candidates += 1
+        if self.candidates > MAX_CANDIDATES:
+            raise DocumentError(
+                f"{self.source.name}: more than {MAX_CANDIDATES} referrers listed; refusing them "
+                "(use --referrers none to copy the images without them)"
+            )
+        listed_type = listed.descriptor.artifact_type
+        if self.types and listed_type and listed_type not in self.types:
+            return  # [REFERRERS-8] the listing says its type: not read at all
+        place = self.held.get(listed.descriptor.digest)
+        if place is not None:
+            # found twice (the referrers API, then cosign's tag): one referrer, which keeps
+            # the tag so that a sink writes it under that tag again
+            if listed.tag is not None and self.kept[place].tag is None:
+                self.kept[place] = attrs.evolve(self.kept[place], tag=listed.tag)
+            return
+        referrer = _read(self.source, subject, listed, self.notes)
+        if referrer is None or (self.types and referrer.artifact_type not in self.types):
+            return
+        self.held[referrer.digest] = len(self.kept)
+        self.kept.append(referrer)
+        if len(self.kept) > MAX_REFERRERS:
+            raise DocumentError(f"{self.source.name}: more than {MAX_REFERRERS} referrers; refusing them")
+        self.enqueue(referrer.digest, depth + 1)
 
 
 def _read(source: Source, subject: Digest, listed: Listed, notes: list[str]) -> Referrer | None:

@@ -25,6 +25,7 @@ from ocimerge.errors import (
     ManifestUnknownError,
     NameUnknownError,
     RegistryError,
+    RemoteError,
     SourceNotFoundError,
     UsageError,
 )
@@ -97,6 +98,7 @@ class RegistrySource:
         self._root = Root(root.descriptor, (reference.familiar,), self.name)
         self._has_api: bool | None = None  # unknown until the first subject is asked about
         self._tags: frozenset[str] | None = None
+        self._unlisted = False  # the registry refused to list tags
 
     def _get(self, reference: Reference, what: str) -> Document[Any]:
         try:
@@ -156,23 +158,29 @@ class RegistrySource:
             self._has_api = listing.has_api
             how = FOUND_BY_API if listing.has_api else FOUND_BY_TAG
             listed += [Listed(d, how) for d in listing.descriptors]
-        elif fallback_tag(digest) in self._tag_list():
+        elif (tags := self._tag_list()) is None or fallback_tag(digest) in tags:
             listed += [Listed(d, FOUND_BY_TAG) for d in self._fallback(digest)]
+        tags = self._tag_list()
         for suffix in COSIGN_SUFFIXES:
             tag = cosign_tag(digest, suffix)
-            if tag in self._tag_list():
+            if tags is None or tag in tags:
                 document = self._tagged(tag)
                 if document is not None:
                     listed.append(Listed(document.descriptor, FOUND_BY_COSIGN, tag))
         return tuple(listed)
 
-    def _tag_list(self) -> frozenset[str]:
-        """The repository's tags, listed once per source."""
-        if self._tags is None:
+    def _tag_list(self) -> frozenset[str] | None:
+        """The repository's tags, listed once per source; None when the registry will not list
+        them (a 401/403, UNSUPPORTED, a 405): then each tag is asked for by name instead."""
+        if self._tags is None and not self._unlisted:
             try:
                 self._tags = frozenset(self.registry.tags(self.reference.repository))
             except (ManifestUnknownError, NameUnknownError):
                 self._tags = frozenset()
+            except RemoteError as exc:
+                if exc.retryable:
+                    raise  # the registry is failing, not refusing: say so, as any request would
+                self._unlisted = True
         return self._tags
 
     def _tagged(self, tag: str) -> Document[Any] | None:
