@@ -446,9 +446,10 @@ def create(
             if referrers:
                 # [CARRY-6] index.json lists them beside the image: a reader that takes "the one
                 # entry" (skopeo's oci:DIR) must now be given the image's name
+                transport = "oci-archive" if sink.archive else "oci"
                 notes.append(
                     f"{len(referrers)} referrer(s) stored beside the image in {output}; other tools name "
-                    f"the image by its tag, e.g. skopeo's {'oci-archive' if sink.archive else 'oci'}:{written.path}:{opts.tag_name}"
+                    f"the image by its tag, e.g. skopeo's {transport}:{written.path}:{opts.tag_name}"
                 )
         outcomes = RegistrySink(targets, pool, opts.push_options).publish(publication) if targets else ()
         pushed, failed = _split(outcomes)
