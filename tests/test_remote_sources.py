@@ -397,3 +397,47 @@ def test_a_corrupted_registry_blob_is_caught_by_verify_and_in_transit(
         ocimerge.create([f"docker://{registry.host}/{repo}:1"], tags=[f"{relative_registry.host}/{target}:1"])
     with Registry(relative_registry.host) as client:
         assert client.manifest_head(Reference.parse(f"{client.host}/{target}:1")) is None
+
+
+# -- referrers: what finding them costs ----------------------------------------------------------
+
+
+def test_finding_referrers_costs_one_probe_and_one_tag_list_per_source(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """[REFERRERS-9] Three per-arch sources with nothing attached: per source, the referrers API
+    is asked once (Distribution: a 404, then the fallback tag's 404) and the tags are listed
+    once; no cosign tag is asked for by name, since the list says there is none. With
+    ``--referrers none`` none of these requests is sent."""
+    repo = unique("team/app")
+    digests = per_arch(registry, repo, tmp_path)
+    sources = [f"docker://{registry.host}/{repo}:{t}" for t in digests]
+
+    def discovery(since: int) -> list[tuple[str, str, int]]:
+        return [
+            r
+            for r in registry.requests()[since:]
+            if "/referrers/" in r[1] or "/tags/list" in r[1] or "/manifests/sha256-" in r[1]
+        ]
+
+    before = len(registry.requests())
+    result = ocimerge.create(sources, dry_run=True)
+    assert result.referrers == ()
+    found = discovery(before)
+    probes = [r for r in found if "/referrers/" in r[1]]
+    listings = [r for r in found if "/tags/list" in r[1]]
+    by_tag = [r for r in found if "/manifests/sha256-" in r[1]]
+    assert len(listings) == len(sources)
+    if registry.is_distribution:
+        # no referrers API: its router answers 404 without a log line, so the probe is not
+        # listed; the fallback tag asked for once per source (404) says it was made
+        assert probes == []
+        assert len(by_tag) == len(sources)
+        assert {r[2] for r in by_tag} == {404}
+    else:
+        assert len(probes) == len(sources)
+        assert {r[2] for r in probes} == {200}
+        assert by_tag == []
+    before = len(registry.requests())
+    ocimerge.create(sources, dry_run=True, referrers=False)
+    assert discovery(before) == []
