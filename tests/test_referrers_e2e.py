@@ -1,0 +1,260 @@
+"""Issue 11 end to end: signatures, SBOMs and attestations carried through create, push,
+inspect and verify, on both registry backends ([REFERRERS-9] .. [REFERRERS-12], [CARRY-*],
+[SIGNED-*], [COSIGN-9], [ATTEST-4]).
+
+The inputs are built here by hand (``imagebuilder`` images, ``signing`` signatures made with
+``cryptography`` alone) and stored as the tools that make them store them: a signature as an
+untagged top-level ``index.json`` entry (oras), or under cosign's tag name
+(``sha256-<hex>.sig``). Every registry test runs on Distribution 2.8 (no referrers API: the
+fallback tag ``sha256-<hex>`` holds the listing) and on :class:`ocimerge.testing.Registry`
+(referrers API, ``OCI-Subject``); what the registry holds is read back over HTTP, not
+through ocimerge.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import ocimerge
+from conftest import CORPUS
+from imagebuilder import OCI_MANIFEST, Image, Layout, descriptor, dumps, oci_layout, sha256
+from ocimerge.model import mediatype as mt
+from ocimerge.model.digest import Digest
+from ocimerge.model.referrers import fallback_tag
+from ocimerge.signatures import load_public_key
+from ocimerge.sinks.registry import BlobAction
+from registries import RegistryServer
+from signing import SIGNATURE_ARTIFACT_TYPE, Artifact, signature_for, write_keys
+
+pytestmark = pytest.mark.registry_backends("distribution", "inprocess")
+DISTRIBUTION_ONLY = pytest.mark.registry_backends(
+    "distribution", reason="a tag the client controls: the in-process registry answers the referrers API instead"
+)
+
+REF_NAME = "org.opencontainers.image.ref.name"
+SBOM = "application/spdx+json"
+ATTESTATION_ARTIFACT_TYPE = "application/vnd.docker.attestation.manifest.v1+json"
+BUILDKIT = CORPUS / "actions-toolkit" / "oci-archive" / "hello-oci-multiplatform-gzip.tar"
+WRITES = ("PUT", "POST", "PATCH", "DELETE")
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ocimerge", *args], capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+def one_line(stderr: str) -> str:
+    """The one line a failing command printed (notes aside: none are expected here)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+# -- building inputs ------------------------------------------------------------------------------
+
+
+def cosign_tag_of(digest: str) -> str:
+    return digest.replace(":", "-", 1) + ".sig"
+
+
+def without_subject(artifact: Artifact) -> Artifact:
+    """The artifact as cosign stores it under its tag: no ``subject``, no ``artifactType``."""
+    manifest = json.loads(artifact["manifest"])
+    del manifest["subject"], manifest["artifactType"]
+    raw = dumps(manifest)
+    return {"manifest": raw, "digest": sha256(raw), "blobs": artifact["blobs"]}
+
+
+def add_entry(layout: Layout, artifact: Artifact, *, name: str | None = None, artifact_type: str | None = None) -> None:
+    """Store ``artifact`` in ``layout`` and list it in ``index.json``: named ``name``, or
+    untagged with its ``artifactType`` as oras-go's store lists what it is given."""
+    layout.add_blobs(artifact["blobs"])
+    layout.add_blob(artifact["manifest"])
+    extra: dict[str, Any] = {}
+    if artifact_type is not None:
+        extra["artifactType"] = artifact_type
+    if name is not None:
+        extra["annotations"] = {REF_NAME: name}
+    index = json.loads(layout.files["index.json"])
+    index["manifests"].append(descriptor(OCI_MANIFEST, artifact["manifest"], **extra))
+    layout.files["index.json"] = dumps(index)
+
+
+def sign(image_digest: str, size: int, media_type: str, private_pem: bytes, *, cosign_tag: bool) -> Artifact:
+    artifact = signature_for(image_digest, size, media_type, private_pem)
+    return without_subject(artifact) if cosign_tag else artifact
+
+
+def signed_layout(path: Path, image: Image, private_pem: bytes | None, *, cosign_tag: bool = False) -> Artifact | None:
+    """A one-image OCI layout directory, the image named ``latest``, with its signature (when
+    a key is given) stored beside it; returns the signature."""
+    layout = oci_layout([image], shape="manifest", names={0: "latest"})
+    signature = None
+    if private_pem is not None:
+        signature = sign(image.digest, len(image.manifest), image.media_type, private_pem, cosign_tag=cosign_tag)
+        if cosign_tag:
+            add_entry(layout, signature, name=cosign_tag_of(image.digest))
+        else:
+            add_entry(layout, signature, artifact_type=SIGNATURE_ARTIFACT_TYPE)
+    layout.write_dir(str(path))
+    return signature
+
+
+def sbom_for(image: Image) -> Artifact:
+    """An SPDX SBOM referrer of ``image``: the empty config, one SPDX layer."""
+    payload = b'{"spdxVersion":"SPDX-2.3","name":"' + image.architecture.encode() + b'"}'
+    raw = dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": SBOM,
+            "config": descriptor(mt.OCI_EMPTY, b"{}"),
+            "layers": [descriptor(SBOM, payload)],
+            "subject": {"mediaType": image.media_type, "digest": image.digest, "size": len(image.manifest)},
+        }
+    )
+    return {"manifest": raw, "digest": sha256(raw), "blobs": {sha256(b"{}"): b"{}", sha256(payload): payload}}
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, tuple[Path, Path]]:
+    """Two key pairs, ``ecdsa`` (the signer) and ``ed25519`` (another signer)."""
+    return {kind: write_keys(tmp_path, kind) for kind in ("ecdsa", "ed25519")}
+
+
+# -- reading the registry -------------------------------------------------------------------------
+
+
+def get(server: RegistryServer, path: str) -> httpx.Response:
+    accept = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST, mt.DOCKER_MANIFEST_LIST])
+    return httpx.get(f"http://{server.host}{path}", headers={"Accept": accept}, timeout=30)
+
+
+def listed(server: RegistryServer, repo: str, subject: str) -> list[dict[str, Any]]:
+    """The referrers the registry lists for ``subject``: the fallback tag's OCI index on
+    Distribution, else the referrers API (and then no fallback tag was written)."""
+    tag = get(server, f"/v2/{repo}/manifests/{fallback_tag(Digest.parse(subject))}")
+    if server.is_distribution:
+        assert tag.status_code == 200, tag.text
+        assert tag.headers["content-type"] == mt.OCI_INDEX
+        index = tag.json()
+    else:
+        assert tag.status_code == 404, "a registry answering OCI-Subject gets no fallback tag"
+        api = get(server, f"/v2/{repo}/referrers/{subject}")
+        assert api.status_code == 200, api.text
+        index = api.json()
+    assert index["mediaType"] == mt.OCI_INDEX
+    manifests: list[dict[str, Any]] = index["manifests"]
+    return manifests
+
+
+def nothing_listed(server: RegistryServer, repo: str, subject: str) -> bool:
+    """No referrer listed for ``subject``: no fallback tag, and an empty referrers API answer
+    (or none at all, on Distribution)."""
+    if get(server, f"/v2/{repo}/manifests/{fallback_tag(Digest.parse(subject))}").status_code != 404:
+        return False
+    api = get(server, f"/v2/{repo}/referrers/{subject}")
+    return api.status_code == 404 or api.json()["manifests"] == []
+
+
+def tags_of(server: RegistryServer, repo: str) -> list[str]:
+    answer = get(server, f"/v2/{repo}/tags/list")
+    if answer.status_code == 404:
+        return []
+    assert answer.status_code == 200, answer.text
+    return sorted(answer.json().get("tags") or [])
+
+
+def writes(server: RegistryServer, since: int) -> list[tuple[str, str, int]]:
+    return [r for r in server.requests()[since:] if r[0] in WRITES]
+
+
+def signatures_are_on(
+    server: RegistryServer, repo: str, images: list[Image], signatures: list[Artifact], *, cosign: bool
+) -> None:
+    """Each image's signature is stored by digest, byte for byte, and findable: under cosign's
+    tag, or listed (with its artifactType) by the referrers API or the fallback tag."""
+    for image, signature in zip(images, signatures, strict=True):
+        assert get(server, f"/v2/{repo}/manifests/{signature['digest']}").content == signature["manifest"]
+        if cosign:
+            tagged = get(server, f"/v2/{repo}/manifests/{cosign_tag_of(image.digest)}")
+            assert tagged.status_code == 200
+            assert tagged.headers["docker-content-digest"] == signature["digest"]
+        else:
+            [listing] = listed(server, repo, image.digest)
+            assert (listing["digest"], listing["artifactType"]) == (signature["digest"], SIGNATURE_ARTIFACT_TYPE)
+
+
+# -- 1. a child's signature survives the merge, an archive and a registry -----------------------
+
+
+@pytest.mark.parametrize("stored", ["referrer", "cosign-tag"])
+def test_child_signatures_travel_through_an_archive_and_a_registry(
+    registry: RegistryServer, tmp_path: Path, keys: dict[str, tuple[Path, Path]], stored: str
+) -> None:
+    """[REFERRERS-10][CARRY-1..3][SIGNED-1] Each single-arch layout holds its image's signature
+    (untagged with a subject, or under cosign's tag): create carries both into the archive,
+    push puts them on the registry (listed by the API or the fallback tag, or under cosign's
+    tag), and verify --key of the registry image passes; a copy registry to registry too."""
+    private, public = keys["ecdsa"]
+    cosign = stored == "cosign-tag"
+    images = [Image(architecture="amd64"), Image(architecture="arm64")]
+    signatures = []
+    for image in images:
+        signature = signed_layout(tmp_path / image.architecture, image, private.read_bytes(), cosign_tag=cosign)
+        assert signature is not None
+        signatures.append(signature)
+    merged = tmp_path / "merged.tar"
+    result = ocimerge.create([str(tmp_path / "amd64"), str(tmp_path / "arm64")], str(merged))
+    expected = {(image.digest, s["digest"]) for image, s in zip(images, signatures, strict=True)}
+    assert {(str(r.subject), str(r.digest)) for r in result.referrers} == expected
+
+    [entry] = ocimerge.inspect(str(merged)).images
+    assert entry.root is not None
+    assert entry.root.digest == result.index.descriptor.digest
+    found = {(str(r.subject), str(r.digest), r.found, r.tag) for r in entry.referrers}
+    if cosign:
+        assert found == {(i, s, "cosign tag", cosign_tag_of(i)) for i, s in expected}
+    else:
+        assert found == {(i, s, "layout", None) for i, s in expected}
+
+    repo = unique("e2e/app")
+    pushed = cli("push", "-q", str(merged), f"{registry.host}/{repo}:1")
+    assert pushed.returncode == 0, pushed.stderr
+    signatures_are_on(registry, repo, images, signatures, cosign=cosign)
+
+    verified = cli("verify", "--key", str(public), f"docker://{registry.host}/{repo}:1")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # the check has teeth: another key's verify of the same image fails, naming each platform
+    other = cli("verify", "--key", str(keys["ed25519"][1]), f"docker://{registry.host}/{repo}:1")
+    assert other.returncode == 3, other.stdout + other.stderr
+    assert "linux/amd64" in other.stdout
+    assert "linux/arm64" in other.stdout
+
+    copy = unique("e2e/copy")
+    copied = ocimerge.push(f"docker://{registry.host}/{repo}:1", [f"{registry.host}/{copy}:1"])
+    [copied_result] = copied.pushed
+    assert copied_result.count(BlobAction.MOUNT) > 0
+    assert copied_result.count(BlobAction.UPLOAD) == 0
+    assert {str(r.digest) for r in copied.referrers} == {s["digest"] for s in signatures}
+    signatures_are_on(registry, copy, images, signatures, cosign=cosign)
+    report = ocimerge.verify(f"docker://{registry.host}/{copy}:1", key=load_public_key(str(public)))
+    assert report.ok, report.problems
+    assert {(s.label, s.ok) for s in report.signatures} == {
+        ("index", False),
+        ("linux/amd64", True),
+        ("linux/arm64", True),
+    }
