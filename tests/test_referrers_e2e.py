@@ -27,9 +27,10 @@ import ocimerge
 from conftest import CORPUS
 from imagebuilder import OCI_MANIFEST, Image, Layout, descriptor, dumps, oci_layout, sha256
 from ocimerge.model import mediatype as mt
+from ocimerge.model.cosign import parse_payload
 from ocimerge.model.digest import Digest
 from ocimerge.model.referrers import fallback_tag
-from ocimerge.signatures import load_public_key
+from ocimerge.signatures import load_private_key, load_public_key
 from ocimerge.sinks.registry import BlobAction
 from registries import RegistryServer
 from signing import SIGNATURE_ARTIFACT_TYPE, Artifact, signature_for, write_keys
@@ -258,3 +259,190 @@ def test_child_signatures_travel_through_an_archive_and_a_registry(
         ("linux/amd64", True),
         ("linux/arm64", True),
     }
+
+
+# -- 2. the merged index is a new digest: unsigned until --sign-key signs it --------------------
+
+
+def two_layouts(tmp_path: Path, private_pem: bytes | None = None) -> tuple[list[Image], list[str]]:
+    """amd64 and arm64 layout directories (each image signed when a key is given)."""
+    images = [Image(architecture="amd64"), Image(architecture="arm64")]
+    for image in images:
+        signed_layout(tmp_path / image.architecture, image, private_pem)
+    return images, [str(tmp_path / image.architecture) for image in images]
+
+
+def test_the_merged_index_is_not_signed_by_its_childrens_signatures(
+    tmp_path: Path, keys: dict[str, tuple[Path, Path]]
+) -> None:
+    """[SIGNED-1][REFERRERS-12] The children's signatures name the children: verify --key
+    reports the index unsigned, each child signed, and passes."""
+    private, public = keys["ecdsa"]
+    images, sources = two_layouts(tmp_path, private.read_bytes())
+    merged = tmp_path / "merged.tar"
+    result = ocimerge.create(sources, str(merged))
+    report = ocimerge.verify(str(merged), key=load_public_key(str(public)))
+    assert report.ok, report.problems
+    checked = {s.label: s for s in report.signatures}
+    assert set(checked) == {"index", "linux/amd64", "linux/arm64"}
+    index = checked["index"]
+    assert (index.digest, index.ok, index.check.valid) == (result.index.descriptor.digest, False, ())
+    for image in images:
+        child = checked[f"linux/{image.architecture}"]
+        assert str(child.digest) == image.digest
+        assert child.check.ok
+        assert child.through is None
+    run = cli("verify", "--key", str(public), str(merged))
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def signature_of(result: ocimerge.CreateResult) -> ocimerge.Referrer:
+    """The one signature ``create --sign-key`` made: of the merged index, under cosign's tag."""
+    index = str(result.index.descriptor.digest)
+    [signature] = [r for r in result.referrers if r.tag == cosign_tag_of(index)]
+    assert str(signature.subject) == index
+    return signature
+
+
+def test_sign_key_signs_the_merged_index_once_however_often_it_runs(
+    registry: RegistryServer, tmp_path: Path, keys: dict[str, tuple[Path, Path]]
+) -> None:
+    """[COSIGN-9][CARRY-3][CARRY-6] create --sign-key: a cosign signature whose payload names
+    the new index digest, under cosign's tag in the output layout and on the registry, listed
+    as the index's referrer; signing again (same key, same inputs) makes the same signature
+    and lists nothing twice; verify --key passes through the index's signature."""
+    private, public = keys["ecdsa"]
+    _, sources = two_layouts(tmp_path)  # the children unsigned: only the index signature counts
+    repo = unique("e2e/signed")
+    target = f"{registry.host}/{repo}:1"
+    out = tmp_path / "out"
+    result = ocimerge.create(sources, str(out), tags=[target], sign_key=load_private_key(str(private), None))
+    index = str(result.index.descriptor.digest)
+    signature = signature_of(result)
+    [payload] = signature.document.value.layers
+    raw = (out / "blobs" / "sha256" / payload.digest.encoded).read_bytes()
+    assert str(parse_payload(raw, "payload").digest) == index
+    entries = json.loads((out / "index.json").read_bytes())["manifests"]
+    named = [e for e in entries if e.get("annotations", {}).get(REF_NAME) == cosign_tag_of(index)]
+    assert [e["digest"] for e in named] == [str(signature.digest)]
+
+    tagged = get(registry, f"/v2/{repo}/manifests/{cosign_tag_of(index)}")
+    assert (tagged.status_code, tagged.content) == (200, signature.document.raw)
+    assert [e["digest"] for e in listed(registry, repo, index)] == [str(signature.digest)]
+
+    # again, through the command line: the same signature, nothing listed twice, no tag rewritten
+    before = len(registry.requests())
+    again = cli(
+        "create", "-q", "--json", "--sign-key", str(private), "-o", str(tmp_path / "again"), "-t", target, *sources
+    )
+    assert again.returncode == 0, again.stderr
+    made = json.loads(again.stdout)
+    assert made["digest"] == index
+    assert [r["digest"] for r in made["referrers"]] == [str(signature.digest)]
+    assert [e["digest"] for e in listed(registry, repo, index)] == [str(signature.digest)]
+    assert [path for method, path, _ in writes(registry, before) if method == "PUT"] == []
+
+    verified = cli("verify", "--key", str(public), f"docker://{target}")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    report = ocimerge.verify(f"docker://{target}", key=load_public_key(str(public)))
+    assert {(s.label, s.check.ok, str(s.through) if s.through else None) for s in report.signatures} == {
+        ("index", True, None),
+        ("linux/amd64", False, index),
+        ("linux/arm64", False, index),
+    }
+
+
+def test_two_keys_signing_one_index_both_verify(
+    registry: RegistryServer, tmp_path: Path, keys: dict[str, tuple[Path, Path]]
+) -> None:
+    """[CARRY-4] Signed by one key, then by another: cosign's tag ends up with both layers
+    (merged, not replaced), and each key verifies the image; a third key does not."""
+    repo = unique("e2e/twokeys")
+    target = f"{registry.host}/{repo}:1"
+    _, sources = two_layouts(tmp_path)
+    made = []
+    for kind in ("ecdsa", "ed25519"):
+        private, _ = keys[kind]
+        made.append(ocimerge.create(sources, tags=[target], sign_key=load_private_key(str(private), None)))
+    index = str(made[0].index.descriptor.digest)
+    assert str(made[1].index.descriptor.digest) == index
+    first, second = (signature_of(m) for m in made)
+    assert first.digest != second.digest
+    tagged = get(registry, f"/v2/{repo}/manifests/{cosign_tag_of(index)}")
+    merged = tagged.json()
+    layers = [layer["annotations"]["dev.cosignproject.cosign/signature"] for layer in merged["layers"]]
+    expected = [r.document.value.layers[0].annotation("dev.cosignproject.cosign/signature") for r in (first, second)]
+    assert layers == expected
+    expected_listed = {str(first.digest), str(second.digest)}
+    if not registry.is_distribution:
+        # the merged manifest keeps the first one's subject, and a registry with the API lists it
+        # too; without the API only the referrers ocimerge put by digest reach the fallback tag
+        expected_listed.add(tagged.headers["docker-content-digest"])
+    assert {e["digest"] for e in listed(registry, repo, index)} == expected_listed
+    for kind in ("ecdsa", "ed25519"):
+        report = ocimerge.verify(f"docker://{target}", key=load_public_key(str(keys[kind][1])))
+        assert report.ok, (kind, report.problems)
+        [index_check] = [s for s in report.signatures if s.label == "index"]
+        assert index_check.check.ok, kind
+    _, stranger = write_keys(tmp_path, "ecdsa-p384")
+    refused = cli("verify", "--key", str(stranger), f"docker://{target}")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+
+
+# -- 3. the signature of a source index --------------------------------------------------------------
+
+
+def signed_index_source(tmp_path: Path, private_pem: bytes) -> tuple[Path, str, Artifact]:
+    """A 2-platform index written by ocimerge, then signed as oras would store it: the index's
+    layout directory, its digest, and the signature."""
+    _, sources = two_layouts(tmp_path)
+    path = tmp_path / "signed-index"
+    index = ocimerge.create(sources, str(path)).index
+    digest = str(index.descriptor.digest)
+    signature = signature_for(digest, index.descriptor.size, index.descriptor.media_type, private_pem)
+    for data in (*signature["blobs"].values(), signature["manifest"]):
+        (path / "blobs" / "sha256" / sha256(data).split(":")[1]).write_bytes(data)
+    listing = json.loads((path / "index.json").read_bytes())
+    listing["manifests"].append(descriptor(OCI_MANIFEST, signature["manifest"], artifactType=SIGNATURE_ARTIFACT_TYPE))
+    (path / "index.json").write_bytes(dumps(listing))
+    return path, digest, signature
+
+
+def test_a_source_index_signature_does_not_sign_the_new_index(
+    tmp_path: Path, keys: dict[str, tuple[Path, Path]]
+) -> None:
+    """[REFERRERS-12] Only linux/amd64 of a signed 2-platform index: a new index, so its
+    signature is left behind with a note naming it and the digest to sign instead."""
+    private, public = keys["ecdsa"]
+    source, digest, signature = signed_index_source(tmp_path, private.read_bytes())
+    out = tmp_path / "amd64-only.tar"
+    result = ocimerge.create([str(source)], str(out), platforms=[ocimerge.Platform.parse("linux/amd64")])
+    new = str(result.index.descriptor.digest)
+    assert new != digest
+    assert [str(i.platform) for i in result.images] == ["linux/amd64"]
+    [note] = [n for n in result.notes if "sign the new index" in n]
+    assert Digest.parse(signature["digest"]).short in note
+    assert note.endswith(f"sign the new index {new}")
+    assert result.referrers == ()
+    assert ocimerge.inspect(str(out)).images[0].referrers == ()
+    report = ocimerge.verify(str(out), key=load_public_key(str(public)))
+    assert not report.ok
+    [problem] = report.problems
+    assert "linux/amd64" in problem
+
+
+def test_an_index_given_back_unchanged_keeps_its_signature(tmp_path: Path, keys: dict[str, tuple[Path, Path]]) -> None:
+    """[REFERRERS-12] One source, nothing changed: the very same index digest, so its signature
+    still names it and travels; verify --key passes through it."""
+    private, public = keys["ecdsa"]
+    source, digest, signature = signed_index_source(tmp_path, private.read_bytes())
+    out = tmp_path / "same.tar"
+    result = ocimerge.create([str(source)], str(out))
+    assert str(result.index.descriptor.digest) == digest
+    assert [(str(r.subject), str(r.digest)) for r in result.referrers] == [(digest, signature["digest"])]
+    assert not [n for n in result.notes if "sign the new index" in n]
+    [entry] = ocimerge.inspect(str(out)).images
+    assert [str(r.digest) for r in entry.referrers] == [signature["digest"]]
+    report = ocimerge.verify(str(out), key=load_public_key(str(public)))
+    assert report.ok, report.problems
+    assert [str(s.through) for s in report.signatures if s.label != "index"] == [digest, digest]
