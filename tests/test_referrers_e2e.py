@@ -14,6 +14,7 @@ through ocimerge.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import uuid
@@ -446,3 +447,71 @@ def test_an_index_given_back_unchanged_keeps_its_signature(tmp_path: Path, keys:
     report = ocimerge.verify(str(out), key=load_public_key(str(public)))
     assert report.ok, report.problems
     assert [str(s.through) for s in report.signatures if s.label != "index"] == [digest, digest]
+
+
+# -- 4. BuildKit's attestations moved out of the index, as referrers ---------------------------------
+
+
+def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("skopeo")
+    if binary is None:
+        pytest.fail("skopeo is not installed: run 'apt-get install skopeo' (make test does it as root)")
+    result = subprocess.run([binary, "--insecure-policy", *args], capture_output=True, check=False, timeout=300)
+    assert result.returncode == 0, f"skopeo {' '.join(args)} failed: {result.stderr!r}"
+    return result
+
+
+def test_buildkit_attestations_become_referrers_and_still_pull(registry: RegistryServer, tmp_path: Path) -> None:
+    """[ATTEST-4][CARRY-1] --attestations referrers on BuildKit's multi-platform archive: the
+    index lists the two images only; each attestation is re-authored with a subject naming its
+    image and BuildKit's artifactType, noted with its old and new digest; pushed, the registry
+    lists them (API or fallback tag) and ocimerge reads them back; skopeo pulls everything and
+    reads the archive written."""
+    with ocimerge.open_images(str(BUILDKIT)) as source:
+        attested = {str(a.entry.digest): str(i.digest) for i in source.images for a in i.attestations}
+    assert len(attested) == 2
+    out = tmp_path / "out.tar"
+    result = ocimerge.create([str(BUILDKIT)], str(out), attestations=ocimerge.AttestationPolicy.REFERRERS)
+    index = json.loads(result.index.raw)
+    assert [m["platform"] for m in index["manifests"]] == [
+        {"architecture": "amd64", "os": "linux"},
+        {"architecture": "arm64", "os": "linux"},
+    ]
+    assert {m["digest"] for m in index["manifests"]} == set(attested.values())
+    moved = {str(r.subject): r for r in result.referrers}
+    assert set(moved) == set(attested.values())
+    for old, image in attested.items():
+        referrer = moved[image]
+        manifest = json.loads(referrer.document.raw)
+        assert manifest["subject"]["digest"] == image
+        assert manifest["artifactType"] == ATTESTATION_ARTIFACT_TYPE
+        assert referrer.artifact_type == ATTESTATION_ARTIFACT_TYPE
+        assert str(referrer.digest) != old
+        [note] = [n for n in result.notes if Digest.parse(old).short in n]
+        assert f"as referrer {referrer.digest.short} of {Digest.parse(image).short}" in note
+
+    repo = unique("e2e/buildkit")
+    target = f"{registry.host}/{repo}:1"
+    [pushed] = ocimerge.push(str(out), [target]).pushed
+    assert pushed.referrers_pushed == 2
+    for image, referrer in moved.items():
+        [entry] = listed(registry, repo, image)
+        assert (entry["digest"], entry["artifactType"]) == (str(referrer.digest), ATTESTATION_ARTIFACT_TYPE)
+        assert get(registry, f"/v2/{repo}/manifests/{referrer.digest}").content == referrer.document.raw
+    [back] = ocimerge.inspect(f"docker://{target}").images
+    assert back.root is not None
+    assert back.root.digest == result.index.descriptor.digest
+    how = "fallback tag" if registry.is_distribution else "referrers API"
+    assert {(str(r.subject), str(r.digest), r.found) for r in back.referrers} == {
+        (image, str(r.digest), how) for image, r in moved.items()
+    }
+
+    pulled = tmp_path / "pulled"
+    skopeo("copy", "--all", "--preserve-digests", "--src-tls-verify=false", f"docker://{target}", f"oci:{pulled}:p")
+    assert skopeo("inspect", "--raw", f"oci:{pulled}:p").stdout == result.index.raw
+    for manifest in index["manifests"]:
+        stored = (pulled / "blobs" / "sha256" / manifest["digest"].split(":")[1]).read_bytes()
+        assert sha256(stored) == manifest["digest"]
+        for layer in json.loads(stored)["layers"]:
+            assert sha256((pulled / "blobs" / "sha256" / layer["digest"].split(":")[1]).read_bytes()) == layer["digest"]
+    assert skopeo("inspect", "--raw", f"oci-archive:{out}:latest").stdout == result.index.raw
