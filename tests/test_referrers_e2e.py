@@ -452,7 +452,7 @@ def test_an_index_given_back_unchanged_keeps_its_signature(tmp_path: Path, keys:
 # -- 4. BuildKit's attestations moved out of the index, as referrers ---------------------------------
 
 
-def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
+def skopeo(*args: str) -> subprocess.CompletedProcess[bytes]:
     binary = shutil.which("skopeo")
     if binary is None:
         pytest.fail("skopeo is not installed: run 'apt-get install skopeo' (make test does it as root)")
