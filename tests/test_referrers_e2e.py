@@ -795,31 +795,7 @@ def test_a_fallback_index_listing_thousands_of_strangers_is_refused(
     assert not (tmp_path / "cli.tar").exists()
 
 
-@pytest.mark.parametrize(
-    "subjects",
-    [
-        pytest.param(
-            "one",
-            id="one-subject",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: OciLayout._scan extends the subject's listing once per name, so one 680-entry "
-                "fallback index under 500 names of the image is 340,000 candidates and the layout is refused "
-                "('more than 4000 referrers listed'); the same index for the same subject should be listed once",
-            ),
-        ),
-        pytest.param(
-            "many",
-            id="500-subjects",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: OciLayout._fallback_index caches per (digest, subject) and charges the sniff budget "
-                "once per digest, so one ~100 KiB index named for 500 different subjects is read 500 times "
-                "(50 MB, uncharged); the raw bytes should be read once per digest",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("subjects", ["one", "many"], ids=["one-subject", "500-subjects"])
 def test_one_fallback_index_under_500_names_is_read_once(
     tmp_path: Path, document_reads: dict[str, int], subjects: str
 ) -> None:

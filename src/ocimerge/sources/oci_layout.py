@@ -83,7 +83,7 @@ class OciLayout:
         # [SEC-2] what finding referrers may read: each document once, SNIFF_MAX_TOTAL in all
         self._budget = SNIFF_MAX_TOTAL
         self._read_once: set[Digest] = set()
-        self._fallbacks: dict[tuple[Digest, Digest], ReferrersIndex | None] = {}
+        self._fallbacks: dict[Digest, ReferrersIndex | None] = {}
 
     # -- content ---------------------------------------------------------------------------
 
@@ -154,8 +154,13 @@ class OciLayout:
         if self._referrers is not None:
             return self._referrers
         found: dict[Digest, list[Listed]] = {}
+        named: set[tuple[Digest, Digest]] = set()  # (entry, subject) pairs already listed
         for entry in self.entries():
             listed = self._named_referrers(entry)
+            if listed is not None and (entry.digest, listed[0]) in named:
+                continue  # [SEC-2] one document under many names lists its referrers once
+            if listed is not None:
+                named.add((entry.digest, listed[0]))
             sniff = entry.media_type in mt.MANIFEST_TYPES | mt.INDEX_TYPES and entry.size <= min(
                 SNIFF_MAX_DOCUMENT, self._budget
             )
@@ -191,24 +196,22 @@ class OciLayout:
         return None
 
     def _fallback_index(self, entry: Descriptor, subject: Digest, name: str) -> ReferrersIndex | None:
-        """[REFERRERS-11][SEC-2] The referrers index under a fallback tag name, read once per
-        (digest, subject) and charged to the sniff budget, so one index listed under
-        thousands of names costs one read."""
-        key = (entry.digest, subject)
-        if key in self._fallbacks:
-            return self._fallbacks[key]
-        index = None
-        if entry.digest not in self._read_once:
-            self._read_once.add(entry.digest)
+        """[REFERRERS-11][SEC-2] The referrers index under a fallback tag name: read and parsed
+        once per digest, however many names (or subjects) list it, and charged to the sniff
+        budget once; None when it is no index of referrers, or is the subject itself."""
+        if entry.digest == subject:
+            return None  # [REFERRERS-5] the image under its own fallback tag (GitLab): not a list
+        if entry.digest not in self._fallbacks:
+            index = None
             self._budget -= entry.size
-        if self._budget >= 0:
-            try:
-                raw = self.document(entry, f"fallback tag {name}")
-                index = ReferrersIndex.parse(raw, subject=subject, where=f"{self.name}: {name}")
-            except InputError:
-                index = None
-        self._fallbacks[key] = index
-        return index
+            if self._budget >= 0:
+                try:
+                    raw = self.document(entry, f"fallback tag {name}")
+                    index = ReferrersIndex.parse(raw, where=f"{self.name}: {name}")
+                except InputError:
+                    index = None
+            self._fallbacks[entry.digest] = index
+        return self._fallbacks[entry.digest]
 
     def _subject_referrer(self, entry: Descriptor) -> tuple[Digest, list[Listed]] | None:
         """An entry whose document has a ``subject``: a referrer of that subject."""
