@@ -27,6 +27,7 @@ from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.registry.transport import RetryPolicy, TLSOptions
 from ocimerge.sinks.registry import BlobAction
 from registries import USERS, Fault, FaultProxy, RegistryServer
+from signing import make_key
 
 pytestmark = pytest.mark.registry_backends("distribution", "inprocess")
 #: the suite's TokenServer is what Distribution trusts; the in-process registry issues its own tokens
@@ -455,6 +456,9 @@ def test_readme_library_example_runs(registry: RegistryServer, tmp_path: Path) -
     [code] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "import ocimerge" in block]
     for arch, image in (("amd64", Image()), ("arm64", Image(architecture="arm64"))):
         oci_layout([image]).write_tar(str(tmp_path / f"app-{arch}.tar"))
+    private, public = make_key("ecdsa")  # the example signs with cosign.key, checks with cosign.pub
+    (tmp_path / "cosign.key").write_bytes(private)
+    (tmp_path / "cosign.pub").write_bytes(public)
     script = tmp_path / "example.py"
     script.write_text(code.replace("localhost:5000", registry.host))
     cwd = os.getcwd()
