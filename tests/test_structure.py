@@ -36,6 +36,8 @@ LAYERS: dict[str, int] = {
     "ocimerge.inspection": 5,
     "ocimerge.doctor": 5,
     "ocimerge.operations": 5,
+    "ocimerge.restore": 5,
+    "ocimerge.bundle": 5,
     "ocimerge.progress": 6,
     "ocimerge.cli": 6,
     "ocimerge.__main__": 6,

@@ -44,9 +44,12 @@ __all__ = [
     "LAYOUT_HEADER",
     "LayoutResult",
     "LayoutSink",
+    "claim_destination",
     "index_json",
+    "move_into_place",
     "parse_output",
     "referrer_entries",
+    "write_archive",
     "write_layout",
 ]
 
@@ -202,6 +205,43 @@ def write_layout(  # noqa: PLR0913 - the layout's content by name; LayoutSink is
         if archive:
             return _write_tar(destination, content, index)
         return _write_dir(destination, content, index)
+    except OSError as exc:
+        raise OutputError(f"{destination}: cannot write ({exc.strerror or exc})") from None
+
+
+def claim_destination(destination: str, *, force: bool) -> None:
+    """[SINK-1][SINK-7] Raise :class:`OutputError` unless a write may take ``destination``.
+
+    The checks :func:`write_layout` makes before reading anything, for writers that stage
+    their layout elsewhere first (the bundle's resumable staging directory, [BUNDLE-5]).
+    """
+    destination = os.path.abspath(destination)
+    _check_destination(destination, force=force)
+    parent = os.path.dirname(destination)
+    if not os.path.isdir(parent):
+        raise OutputError(f"{destination}: the directory {parent} does not exist")
+
+
+def move_into_place(directory: str, destination: str) -> None:
+    """[SINK-1] Rename a finished layout ``directory`` to ``destination`` (same file system),
+    replacing what :func:`claim_destination` allowed, with signals held for the swap."""
+    try:
+        _replace(directory, os.path.abspath(destination))
+    except OSError as exc:
+        raise OutputError(f"{destination}: cannot write ({exc.strerror or exc})") from None
+
+
+def write_archive(destination: str, blobs: Iterable[Blob], index: bytes, *, force: bool = False) -> int:
+    """[SINK-1][SINK-4] An OCI archive of ``blobs`` (each digest once, in order) and the given
+    ``index.json`` bytes, atomically; for writers that author their own ``index.json``.
+
+    Returns the bytes of blob content written; raises :class:`OutputError` as
+    :func:`write_layout` does.
+    """
+    destination = os.path.abspath(destination)
+    claim_destination(destination, force=force)
+    try:
+        return _write_tar(destination, list(_unique(blobs)), index)
     except OSError as exc:
         raise OutputError(f"{destination}: cannot write ({exc.strerror or exc})") from None
 

@@ -1,0 +1,474 @@
+"""Air-gap bundles: lock a list of images, then bundle them into one OCI layout (issue 12).
+
+[BUNDLE-1] :func:`lock_images` resolves each line of an image list through its registry:
+the document the tag names now (its digest, media type and size), each platform image kept
+(its platform from the config, manifest digest, media type, size, and config plus layers
+sizes), and the digest of what a bundle will hold, the index filtered to the kept platforms
+([LOCK-5]). :func:`lock` writes it atomically and says what moved since the last lock.
+[BUNDLE-2] :func:`bundle` writes one OCI layout, directory or archive, naming each image in
+``index.json`` by its full reference ([BUNDLE-2]); blobs are stored once however many
+images hold them ([BUNDLE-3]); referrers travel with their subjects ([BUNDLE-4]); the run
+stages into ``<output>.partial`` and continues there after an interruption ([BUNDLE-5]);
+the output appears whole or not at all ([BUNDLE-6]).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import attrs
+
+from ocimerge.content import Blob, Image, ImageSet, Referrer
+from ocimerge.errors import InputError, OutputError, UsageError
+from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.digest import Digest
+from ocimerge.model.lock import (
+    ImageLine,
+    Lock,
+    LockChange,
+    LockedImage,
+    LockedPlatform,
+    compare_locks,
+    filter_index,
+    parse_image_list,
+)
+from ocimerge.model.manifest import Document, ImageIndex
+from ocimerge.model.platform import Platform
+from ocimerge.model.reference import Reference
+from ocimerge.registry.api import RegistryOptions, RegistryPool
+from ocimerge.sinks.bundle import KEPT, BundleEntry, StagingLayout, staging_path
+from ocimerge.sinks.core import required_blobs
+from ocimerge.sinks.oci_layout import claim_destination, parse_output, referrer_entries
+from ocimerge.sources import SourceSpec, Walk, as_spec, load, open_source, parse_source
+
+__all__ = [
+    "BundleResult",
+    "BundledImage",
+    "LockResult",
+    "bundle",
+    "lock",
+    "lock_images",
+    "read_lock",
+    "staging_path",
+]
+
+
+# -- lock ---------------------------------------------------------------------------------------
+
+
+def _registry_spec(reference: Reference) -> SourceSpec:
+    return parse_source(f"docker://{reference}")
+
+
+def _locked_platform(image: Image) -> LockedPlatform:
+    manifest = image.manifest.descriptor
+    content = image.config_blob.descriptor.size + sum(b.descriptor.size for b in image.layers)
+    return LockedPlatform(image.platform, manifest.digest, manifest.media_type, manifest.size, content)
+
+
+def _kept_document(loaded: ImageSet, platforms: Sequence[Platform], name: str) -> Document[Any]:
+    """[BUNDLE-1][LOCK-5] The document a bundle holds for ``loaded``: the index filtered to
+    ``platforms`` (all when none), or the single manifest; ``UsageError`` naming the image
+    when a platform asked for is not there."""
+    root = loaded.root_document
+    if isinstance(root.value, ImageIndex):
+        try:
+            return filter_index(root, platforms)
+        except UsageError as exc:
+            raise UsageError(f"{name}: {exc}") from None
+    if not loaded.images:  # a single manifest of another platform: the walk filtered it out
+        wanted = ", ".join(map(str, platforms))
+        raise UsageError(f"{name}: it is a single {loaded.notes[0].removeprefix('it is ')}; asked for {wanted}")
+    return root
+
+
+def _lock_one(pool: RegistryPool, line: ImageLine) -> LockedImage:
+    spec = _registry_spec(line.reference)
+    name = str(line.reference)
+    with open_source(spec, pool.get) as source:
+        loaded = load(spec, source, Walk(platforms=line.platforms, attestations=True, referrers=False))
+        kept = _kept_document(loaded, line.platforms, name)
+    if line.platforms:
+        missing = [p for p in line.platforms if all(i.platform != p for i in loaded.images)]
+        if missing:  # the index's descriptor said so, the config says otherwise
+            raise UsageError(f"{name}: no image of {', '.join(map(str, missing))} (by its config)")
+    root = loaded.root_document.descriptor
+    return LockedImage(
+        reference=line.reference,
+        digest=root.digest,
+        media_type=root.media_type,
+        size=root.size,
+        platforms=tuple(_locked_platform(i) for i in loaded.images),
+        bundled=kept.descriptor.digest,
+    )
+
+
+def lock_images(lines: Sequence[ImageLine], registry_options: RegistryOptions | None = None) -> Lock:
+    """[BUNDLE-1] Pin every line of an image list to what its registry holds now.
+
+    Each reference is read through its registry (manifests and configs, no layer), keeping
+    the platforms its line names (all when none). Raises ``SourceNotFoundError`` naming a
+    tag or repository the registry does not have, ``UsageError`` naming the image for a
+    platform it does not hold, and what reading a registry raises.
+    """
+    with RegistryPool(registry_options) as pool:
+        return Lock(tuple(_lock_one(pool, line) for line in lines))
+
+
+@attrs.frozen
+class LockResult:
+    """What :func:`lock` wrote: the lock, where, and what moved since the lock it replaced
+    (``previous`` is False, and ``changes`` empty, when there was none)."""
+
+    lock: Lock
+    path: str
+    changes: tuple[LockChange, ...] = ()
+    previous: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as ``lock --json`` would print it."""
+        return {
+            "path": self.path,
+            "images": [
+                {"reference": str(i.reference), "digest": str(i.digest), "bundled": str(i.bundled)}
+                for i in self.lock.images
+            ],
+            "previous": self.previous,
+            "changes": [{"reference": c.reference, "kind": c.kind, "detail": c.detail} for c in self.changes],
+        }
+
+
+def read_lock(path: str) -> Lock:
+    """[LOCK-3] The lock file at ``path``; ``UsageError`` when it cannot be read, and
+    ``DocumentError`` naming it when it is no lock of this version."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(64 * 1024 * 1024 + 1)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the lock file ({exc.strerror or exc})") from None
+    return Lock.parse(raw, where=path)
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(16 * 1024 * 1024)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"{path}: cannot read the {what} ({reason})") from None
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Temp beside ``path`` (O_EXCL, a name of our own), fsynced, renamed over it."""
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise OutputError(f"{path}: cannot write the lock file ({exc.strerror or exc})") from exc
+
+
+def lock(image_list_path: str, output_path: str, registry_options: RegistryOptions | None = None) -> LockResult:
+    """[BUNDLE-1] ``ocimerge lock IMAGES.txt -o images.lock``: resolve, compare, write.
+
+    The previous lock at ``output_path``, if any, is read first (a corrupt one is a
+    ``DocumentError`` naming it, and nothing is resolved); the new lock replaces it
+    atomically, and the result lists what moved ([LOCK-4]).
+    """
+    lines = parse_image_list(_read_text(image_list_path, "image list"), where=image_list_path)
+    previous = read_lock(output_path) if os.path.exists(output_path) else None
+    new = lock_images(lines, registry_options)
+    _write_atomically(output_path, new.encode())
+    changes = compare_locks(previous, new) if previous is not None else ()
+    return LockResult(new, output_path, changes, previous is not None)
+
+
+# -- bundle -------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class BundledImage:
+    """[BUNDLE-2] One image of a bundle: its name in ``index.json``, the document stored for
+    it, its platforms, and the source it was read from."""
+
+    reference: str
+    digest: Digest
+    media_type: str
+    size: int
+    platforms: tuple[Platform, ...]
+    source: str
+    referrers: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """As ``bundle --json`` lists it."""
+        return {
+            "reference": self.reference,
+            "digest": str(self.digest),
+            "mediaType": self.media_type,
+            "size": self.size,
+            "platforms": [str(p) for p in self.platforms],
+            "source": self.source,
+            "referrers": self.referrers,
+        }
+
+
+@attrs.frozen
+class BundleResult:
+    """What :func:`bundle` wrote: the output, its images, and how its blobs got there.
+
+    ``blobs_written`` were fetched (or copied) in this run, ``blobs_kept`` were found verified
+    in the staging directory an earlier run left ([BUNDLE-5]); ``bytes_written`` counts the
+    written ones. Blobs count every stored file under ``blobs/`` (layers, configs, documents).
+    """
+
+    output: str
+    archive: bool
+    images: tuple[BundledImage, ...]
+    blobs_written: int
+    blobs_kept: int
+    bytes_written: int
+    referrers: int
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as ``bundle --json`` prints it."""
+        return {
+            "output": self.output,
+            "archive": self.archive,
+            "images": [i.to_json() for i in self.images],
+            "blobs": {"written": self.blobs_written, "kept": self.blobs_kept, "bytesWritten": self.bytes_written},
+            "referrers": self.referrers,
+            "notes": list(self.notes),
+        }
+
+
+@attrs.frozen
+class _Item:
+    """One image to bundle: its name, the spec to read, and its lock entry if any."""
+
+    name: str
+    spec: SourceSpec
+    locked: LockedImage | None = None
+
+
+def _items(sources: Lock | Sequence[str]) -> list[_Item]:
+    """[BUNDLE-2] What to read: a locked image by its locked digest; a reference or a local
+    source as it is. Names must be unique: two images under one name would be one image."""
+    if isinstance(sources, Lock):
+        items = []
+        for image in sources.images:
+            ref = image.reference
+            pinned = Reference(ref.registry, ref.repository, digest=image.digest)
+            items.append(_Item(str(ref), _registry_spec(pinned), image))
+    else:
+        items = [_Item("", as_spec(s)) for s in sources]
+    if not items:
+        raise UsageError("nothing to bundle: the lock or the list of sources is empty")
+    return items
+
+
+def _local_name(spec: SourceSpec, loaded: ImageSet) -> str:
+    """[BUNDLE-2] A local source's name: the name its root carries when that is a full
+    reference (``docker.io/library/redis:7``, as containerd and Docker 25+ name entries),
+    else the source text as given."""
+    for name in loaded.names:
+        if "/" in name:
+            with contextlib.suppress(UsageError):
+                return str(Reference.parse(name))
+    return spec.text
+
+
+def _held(loaded: ImageSet, root: Document[Any]) -> tuple[list[Image], set[Digest]]:
+    """The images the stored root names, and every document digest the bundle holds for them."""
+    if isinstance(root.value, ImageIndex):
+        listed = {d.digest for d in root.value.manifests}
+        images = [i for i in loaded.images if i.digest in listed]
+    else:
+        images = list(loaded.images)
+    held = {root.descriptor.digest}
+    for image in images:
+        held.add(image.digest)
+        held.update(a.manifest.descriptor.digest for a in image.attestations)
+    held.update(i.descriptor.digest for i in loaded.indexes)
+    return images, held
+
+
+def _carried(loaded: ImageSet, held: set[Digest]) -> tuple[list[Referrer], list[Referrer]]:
+    """[BUNDLE-4] Referrers whose subject the bundle holds (recursively), and the others."""
+    kept: list[Referrer] = []
+    left: list[Referrer] = []
+    for referrer in loaded.referrers:  # each comes after its subject
+        if referrer.subject in held:
+            kept.append(referrer)
+            held.add(referrer.digest)
+        else:
+            left.append(referrer)
+    return kept, left
+
+
+def _documents(loaded: ImageSet, images: Sequence[Image], root: Document[Any]) -> Iterator[Document[Any]]:
+    """Children before parents ([SINK-3]): manifests, attestations, nested indexes, the root."""
+    for image in images:
+        yield image.manifest
+        yield from (a.manifest for a in image.attestations)
+    yield from loaded.indexes
+    yield root
+
+
+def _blobs(
+    loaded: ImageSet, images: Sequence[Image], root: Document[Any], referrers: Sequence[Referrer]
+) -> Iterator[Blob]:
+    """[SINK-3] What the bundle stores for one image, in order: layers and configs (a foreign
+    layer the source lacks left out), attestation and referrer blobs, then the documents,
+    children before parents, then the referrers' documents, each after its subject."""
+    for image in images:
+        yield from required_blobs(image)
+        yield from (b for a in image.attestations for b in a.blobs)
+    yield from (b for r in referrers for b in r.blobs if b.available)
+    yield from (_as_blob(d) for d in _documents(loaded, images, root))
+    yield from (_as_blob(r.document) for r in referrers)
+
+
+def _as_blob(document: Document[Any]) -> Blob:
+    return Blob.from_bytes(document.descriptor, document.raw, f"document {document.descriptor.digest.short}")
+
+
+@attrs.define
+class _Run:
+    """The counters and the staging of one bundle run."""
+
+    staging: StagingLayout
+    written: int = 0
+    kept: int = 0
+    bytes: int = 0
+    seen: set[Digest] = attrs.Factory(set)
+
+    def add(self, blob: Blob) -> None:
+        if blob.digest in self.seen:  # [BUNDLE-3] stored once, however many images hold it
+            return
+        self.seen.add(blob.digest)
+        if self.staging.add(blob) == KEPT:
+            self.kept += 1
+        else:
+            self.written += 1
+            self.bytes += blob.descriptor.size
+
+
+def _stored_root(item: _Item, loaded: ImageSet) -> Document[Any]:
+    """[BUNDLE-2] The document bundled for ``item``: for a locked image, the locked index
+    filtered to its locked platforms, whose digest must be the lock's ``bundled``."""
+    locked = item.locked
+    if locked is None:
+        return loaded.root_document
+    platforms = tuple(p.platform for p in locked.platforms) if locked.bundled != locked.digest else ()
+    stored = _kept_document(loaded, platforms, item.name)
+    if stored.descriptor.digest != locked.bundled:
+        raise InputError(
+            f"{item.name}: the lock and the registry disagree: the locked {locked.digest.short} filtered to "
+            f"its {len(locked.platforms)} platform(s) is {stored.descriptor.digest.short}, the lock says "
+            f"{locked.bundled.short}; lock again"
+        )
+    return stored
+
+
+def _bundle_one(item: _Item, loaded: ImageSet, run: _Run, notes: list[str]) -> tuple[BundledImage, list[Referrer]]:
+    root = _stored_root(item, loaded)
+    images, held = _held(loaded, root)
+    if item.locked is not None:
+        digests = {p.digest for p in item.locked.platforms}
+        if {i.digest for i in images} != digests:
+            raise InputError(f"{item.name}: the lock and the registry disagree on its platform images; lock again")
+    referrers, left = _carried(loaded, held)
+    notes.extend(f"{item.spec.text}: {n}" for n in loaded.notes)
+    if left:
+        named = ", ".join(f"{r.digest.short} ({r.artifact_type})" for r in left)
+        notes.append(
+            f"{item.name}: left behind {len(left)} referrer(s) of a document the bundle does not hold "
+            f"(the index, filtered to the locked platforms, is a new digest): {named}"
+        )
+    for blob in _blobs(loaded, images, root, referrers):
+        run.add(blob)
+    name = item.name or _local_name(item.spec, loaded)
+    platforms = tuple(i.platform for i in images)
+    d = root.descriptor
+    bundled = BundledImage(name, d.digest, d.media_type, d.size, platforms, item.spec.text, len(referrers))
+    return bundled, referrers
+
+
+def bundle(
+    sources: Lock | Sequence[str],
+    output: str,
+    *,
+    registry_options: RegistryOptions | None = None,
+    referrers: bool = True,
+    force: bool = False,
+) -> BundleResult:
+    """[BUNDLE-2] ``ocimerge bundle``: every image of ``sources`` in one OCI layout at ``output``.
+
+    ``sources`` is a :class:`Lock` (each image read by its locked digest, stored as locked:
+    the index filtered to the locked platforms) or source specs as ``create`` takes them
+    (``docker://REF``, ``oci-archive:x.tar``, a layout directory), each stored as it is.
+    ``output`` follows ``-o``'s rules (``.tar``, ``.tar.gz``, ``oci-archive:`` give an archive,
+    anything else a directory). ``referrers`` carries signatures, SBOMs and other referrers.
+
+    [BUNDLE-5] The run stages into :func:`staging_path` (``<output>.partial``); an interrupted
+    or failed run leaves it there, and the next run with the same output keeps every blob it
+    finds verified there. [BUNDLE-6] An existing output needs ``force``. Raises
+    ``UsageError`` (nothing to bundle, a name twice), ``OutputError``, ``InputError``
+    (the lock and the registry disagree) and what reading a source raises.
+    """
+    sink = parse_output(output, tag_name=None, force=force)
+    items = _items(sources)
+    claim_destination(sink.path, force=force)  # before anything is fetched
+    walk_platforms: dict[int, tuple[Platform, ...]] = {}
+    for n, item in enumerate(items):
+        if item.locked is not None and item.locked.bundled != item.locked.digest:
+            walk_platforms[n] = tuple(p.platform for p in item.locked.platforms)
+    staging = StagingLayout(staging_path(sink.path))
+    run = _Run(staging)
+    notes: list[str] = []
+    if staging.resumed:
+        notes.append(f"continued the bundle staged in {staging.path}")
+    images: list[BundledImage] = []
+    entries: list[BundleEntry] = []
+    referrer_list: list[Referrer] = []
+    names: dict[str, str] = {}
+    with RegistryPool(registry_options) as pool:
+        for n, item in enumerate(items):
+            walk = Walk(platforms=walk_platforms.get(n, ()), attestations=True, referrers=referrers)
+            with open_source(item.spec, pool.get) as source:
+                loaded = load(item.spec, source, walk)
+                bundled, carried = _bundle_one(item, loaded, run, notes)
+            if bundled.reference in names:
+                raise UsageError(
+                    f"{bundled.reference}: two images under one name ({names[bundled.reference]} and {item.spec.text})"
+                )
+            names[bundled.reference] = item.spec.text
+            images.append(bundled)
+            descriptor = Descriptor(bundled.media_type, bundled.digest, bundled.size)
+            entries.append(BundleEntry(descriptor, bundled.reference))
+            referrer_list.extend(carried)
+    # [CARRY-6] referrers after every image, as the layout sink lists them, each once
+    entries.extend(BundleEntry(d, tag, image=False) for d, tag in referrer_entries(referrer_list))
+    staging.finish(entries, sink.path, archive=sink.archive, force=force)
+    return BundleResult(
+        output=sink.path,
+        archive=sink.archive,
+        images=tuple(images),
+        blobs_written=run.written,
+        blobs_kept=run.kept,
+        bytes_written=run.bytes,
+        referrers=len({r.digest for r in referrer_list}),
+        notes=tuple(notes),
+    )
