@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
+from ocimerge.bundle import bundle, lock, read_lock
 from ocimerge.cli import render
 from ocimerge.cli.exits import EXIT_OK, code_for, exit_code
 from ocimerge.doctor import diagnose, parse_target
@@ -320,6 +321,38 @@ def run_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else code_for(InputError)
 
 
+def run_lock(args: argparse.Namespace) -> int:
+    """``lock``: resolve the image list, write the lock, say what moved since the last one."""
+    result = lock(args.images, args.output, _registry_options(args))
+    if args.json:
+        render.print_json(result.to_json(), sys.stdout)
+    elif not args.quiet:
+        render.print_lock(result, sys.stdout)
+    return EXIT_OK
+
+
+def run_bundle(args: argparse.Namespace) -> int:
+    """``bundle``: every image of the lock, or of the sources, into one layout or archive."""
+    if bool(args.lock) == bool(args.sources):
+        raise UsageError("bundle takes --lock LOCK or SRC arguments (one of the two)")
+    sources = read_lock(args.lock) if args.lock else list(args.sources)
+    result = bundle(
+        sources,
+        args.output,
+        registry_options=_registry_options(args),
+        referrers=args.referrers == "all",
+        force=args.force,
+    )
+    render.print_notes(result.notes, quiet=args.quiet)
+    if args.json:
+        render.print_json(result.to_json(), sys.stdout)
+    elif not args.quiet:
+        render.print_bundle(result, sys.stdout)
+    else:
+        sys.stdout.write(f"{result.output}\n")
+    return EXIT_OK
+
+
 def run_doctor(args: argparse.Namespace) -> int:
     """``doctor``: probe one registry; 0 whatever it found, the usual error when it cannot be reached."""
     host, repository = parse_target(args.target)
@@ -338,5 +371,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "push": run_push,
     "inspect": run_inspect,
     "verify": run_verify,
+    "lock": run_lock,
+    "bundle": run_bundle,
     "doctor": run_doctor,
 }

@@ -314,6 +314,52 @@ def _add_verify(subparsers: _Subparsers) -> None:
     _connection_flags(parser)
 
 
+def _add_lock(subparsers: _Subparsers) -> None:
+    """Add ``lock``: pin every image of a list to the digests its registry holds now."""
+    parser = subparsers.add_parser(
+        "lock",
+        help="pin a list of images (and platforms) to their digests, for a reproducible release",
+        formatter_class=_FORMAT,
+        description="Resolve every image of IMAGES.txt through its registry and write a lock file:\n"
+        "the digest each tag names, the digest of each platform kept, and their sizes.\n"
+        "IMAGES.txt holds one 'REF [PLATFORM[,PLATFORM...]]' per line; '#' starts a comment.\n"
+        "Run again, it says what moved since the lock it replaces.",
+        epilog=_examples(
+            "ocimerge lock images.txt -o images.lock",
+            "ocimerge bundle --lock images.lock -o release.tar",
+        ),
+    )
+    parser.add_argument("images", metavar="IMAGES.txt")
+    parser.add_argument("-o", "--output", required=True, metavar="LOCK", help="the lock file to write (replaced)")
+    _result_flags(parser)
+    _connection_flags(parser)
+
+
+def _add_bundle(subparsers: _Subparsers) -> None:
+    """Add ``bundle``: many images, with their referrers, in one OCI layout or archive."""
+    parser = subparsers.add_parser(
+        "bundle",
+        help="write many images (and their signatures) into one OCI layout or archive",
+        formatter_class=_FORMAT,
+        description="Write every image of a lock (or every SRC given) into one OCI layout: an\n"
+        "archive (OUT.tar) or a directory. Each image is named in index.json by its full\n"
+        "reference; blobs shared between images are stored once; signatures, SBOMs and\n"
+        "attestations come along. An interrupted run, started again, keeps what it has.",
+        epilog=_examples(
+            "ocimerge bundle --lock images.lock -o release.tar",
+            "ocimerge bundle -o release docker://ghcr.io/acme/app:1.4 docker://docker.io/library/redis:7",
+            "ocimerge push release.tar --to registry.site/mirror",
+        ),
+    )
+    parser.add_argument("sources", nargs="*", metavar="SRC", help="images to bundle, when there is no --lock")
+    parser.add_argument("--lock", metavar="LOCK", help="bundle exactly what this lock file pins")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.tar for an archive, else a directory")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    _referrer_flags(parser, types=False)
+    _result_flags(parser)
+    _connection_flags(parser)
+
+
 def _add_doctor(subparsers: _Subparsers) -> None:
     """Add ``doctor``: probe a registry and report what it does, and where its profile differs."""
     parser = subparsers.add_parser(
@@ -349,6 +395,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ocimerge {__version__}")
     # parser_class: subcommand errors are ours too (one line, the usage exit code)
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_create, _add_push, _add_inspect, _add_verify, _add_doctor):
+    for add in (_add_create, _add_push, _add_inspect, _add_verify, _add_lock, _add_bundle, _add_doctor):
         add(subparsers)
     return parser

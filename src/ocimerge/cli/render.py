@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ocimerge.bundle import BundleResult, LockResult
 from ocimerge.doctor import DoctorReport
 from ocimerge.inspection import InspectReport, VerifyReport
 from ocimerge.operations import CreateResult
@@ -224,6 +225,36 @@ def print_verify(report: VerifyReport, out: TextIO) -> None:
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     out.write(
         f"{printable(report.source)}: {verdict}; {report.blobs_checked} blobs, {human(report.bytes_checked)} checked\n"
+    )
+
+
+def print_lock(result: LockResult, out: TextIO) -> None:
+    """``lock``: a line per image pinned, then what moved since the lock it replaced."""
+    for image in result.lock.images:
+        platforms = ", ".join(str(p.platform) for p in image.platforms)
+        out.write(
+            f"{printable(str(image.reference))}@{image.digest}  {printable(platforms)}  {human(image.content_size)}\n"
+        )
+    if result.previous:
+        moved = result.changes
+        out.write(
+            f"{len(moved)} image(s) moved since the last lock\n" if moved else "nothing moved since the last lock\n"
+        )
+        for change in moved:
+            out.write(f"  {printable(str(change))}\n")
+    out.write(f"Wrote {printable(result.path)}\n")
+
+
+def print_bundle(result: BundleResult, out: TextIO) -> None:
+    """``bundle``: a line per image stored, then where the bundle went and how its blobs got there."""
+    for image in result.images:
+        platforms = ", ".join(str(p) for p in image.platforms)
+        extra = f", {image.referrers} referrers" if image.referrers else ""
+        out.write(f"{printable(image.reference)}  {image.digest}  {printable(platforms)}{extra}\n")
+    kept = f", {result.blobs_kept} kept from an interrupted run" if result.blobs_kept else ""
+    out.write(
+        f"Wrote {printable(result.output)}: {len(result.images)} images, {result.blobs_written} blobs written "
+        f"({human(result.bytes_written)}){kept}\n"
     )
 
 

@@ -37,7 +37,10 @@ ATTESTATION_ARTIFACT_TYPE = "application/vnd.docker.attestation.manifest.v1+json
 
 def entry_names(descriptor: Descriptor) -> tuple[str, ...]:
     """[LAYOUT-3] The names an ``index.json`` entry carries, in the order tools print them."""
-    return tuple(v for v in (descriptor.annotation(CONTAINERD_NAME), descriptor.annotation(REF_NAME)) if v)
+    # a bundle writes the same full reference under both keys: it is one name, shown once
+    return tuple(
+        dict.fromkeys(v for v in (descriptor.annotation(CONTAINERD_NAME), descriptor.annotation(REF_NAME)) if v)
+    )
 
 
 def is_attestation(descriptor: Descriptor) -> bool:
