@@ -30,6 +30,7 @@ from ocimerge.operations import CreateOptions, CreateResult, PushSourceResult, c
 from ocimerge.progress import ProgressView
 from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.registry.transport import TLSOptions
+from ocimerge.restore import RestoreMap, partial_restore, restore
 from ocimerge.signatures import PrivateKey, PublicKey, load_private_key, load_public_key
 from ocimerge.sinks.registry import PushOptions
 from ocimerge.specfile import expand_template, read_spec
@@ -257,6 +258,14 @@ def run_push(args: argparse.Namespace) -> int:
     [MSG-4] When some targets failed, every target's outcome is still printed before the
     first failure is raised for ``main`` to report with its code.
     """
+    if args.to:
+        return _run_restore(args)
+    if args.map or args.mount_from:
+        raise UsageError("--map and --mount-from go with --to REGISTRY[/PREFIX]")
+    if not args.targets:
+        raise UsageError(
+            "no target given: ocimerge push SRC REGISTRY/REPO:TAG..., or push BUNDLE --to REGISTRY[/PREFIX]"
+        )
     if args.require_signature and not args.key:
         raise UsageError("--require-signature needs --key PUB.pem, the key the images must be signed with")
     if args.key and not args.require_signature:
@@ -282,6 +291,50 @@ def run_push(args: argparse.Namespace) -> int:
     else:
         render.print_pushes(result.pushed, sys.stdout)
         render.print_failures(result.failed, sys.stdout)
+    if failure is not None:
+        raise failure
+    return EXIT_OK
+
+
+def _run_restore(args: argparse.Namespace) -> int:
+    """``push BUNDLE --to REGISTRY[/PREFIX]``: every image of a bundle under its own name.
+
+    [RESTORE-6] When some images failed, every image's outcome is still printed before the
+    first failure is raised for ``main`` to report with its code.
+    """
+    if args.targets:
+        raise UsageError("push --to restores a bundle under the names it holds: give no REGISTRY/REPO:TAG as well")
+    if args.require_signature and not args.key:
+        raise UsageError("--require-signature needs --key PUB.pem, the key the images must be signed with")
+    key = _public_key(args)
+    mapping = RestoreMap.read(args.map) if args.map else None
+    with _progress_while(args) as view:
+        options = _push_options(args, view)
+        try:
+            result, failure = (
+                restore(
+                    args.source,
+                    args.to,
+                    mapping=mapping,
+                    options=options,
+                    referrers=args.referrers == "all",
+                    require_signature=key if args.require_signature else None,
+                    key_name=args.key or "the key",
+                    mount_from=args.mount_from,
+                ),
+                None,
+            )
+        except OcimergeError as exc:
+            partial = partial_restore(exc)
+            if partial is None:
+                raise
+            result, failure = partial, exc
+    render.print_notes(result.notes, quiet=args.quiet)
+    if args.json:
+        render.print_json(result.to_json(), sys.stdout)
+    elif not args.quiet:
+        for line in result.summary_lines():
+            sys.stdout.write(f"{printable(line)}\n")
     if failure is not None:
         raise failure
     return EXIT_OK

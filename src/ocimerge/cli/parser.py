@@ -254,11 +254,25 @@ def _add_push(subparsers: _Subparsers) -> None:
         epilog=_examples(
             "ocimerge push app.tar registry.example/team/app:1.4 registry.example/team/app:latest",
             "ocimerge push --dry-run docker://ghcr.io/acme/app:1.4 registry.example/acme/app:1.4",
+            "ocimerge push release.tar --to harbor.site/mirror   # a bundle: every image, under its own name",
         ),
     )
     parser.add_argument("source", metavar="SRC")
-    # one source, many targets: one read of the source serves every repository pushed to
-    parser.add_argument("targets", nargs="+", metavar="REGISTRY/REPO:TAG")
+    # one source, many targets: one read of the source serves every repository pushed to;
+    # none with --to, where each image of a bundle names its own
+    parser.add_argument("targets", nargs="*", metavar="REGISTRY/REPO:TAG")
+    bundles = parser.add_argument_group("bundles (many images, each named by its reference)")
+    bundles.add_argument(
+        "--to",
+        metavar="REGISTRY[/PREFIX]",
+        help="restore every image of a bundle here, its repository path kept under PREFIX",
+    )
+    bundles.add_argument("--map", metavar="FILE", help="lines 'SOURCE TARGET' of name prefixes that go elsewhere")
+    bundles.add_argument(
+        "--mount-from",
+        metavar="REGISTRY/PREFIX",
+        help="an earlier restore of the same bundle on this registry: mount from it instead of uploading",
+    )
     # a dry run still talks to the registry: the plan is what it holds, not a guess
     parser.add_argument("--dry-run", action="store_true", help="ask the registry what it holds; upload nothing")
     _referrer_flags(parser)
