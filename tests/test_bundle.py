@@ -295,3 +295,23 @@ def test_a_lock_the_registry_disagrees_with_fails_and_writes_nothing(release: di
         bundle(wrong, str(out))
     assert not out.exists()
     assert Platform.parse("linux/amd64") in {p.platform for p in locked.images[1].platforms}
+
+
+def test_a_foreign_directory_at_the_staging_name_is_never_adopted(tmp_path: Path) -> None:
+    """[BUNDLE-5] Something else at ``<output>.partial`` is an error naming it, left as it is;
+    a second run on the same staging directory while one holds it is refused."""
+    out = tmp_path / "out.tar"
+    foreign = Path(staging_path(str(out)))
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match=r"out\.tar\.partial: exists and is not a bundle's staging directory"):
+        staging_module.StagingLayout(str(foreign))
+    assert (foreign / "notes.txt").read_text() == "mine"
+    other = tmp_path / "other.partial"
+    with (
+        staging_module.StagingLayout(str(other)),
+        pytest.raises(OutputError, match="another bundle run is writing here"),
+    ):
+        staging_module.StagingLayout(str(other))
+    with staging_module.StagingLayout(str(other)) as again:
+        assert again.path == str(other)

@@ -406,6 +406,36 @@ def _bundle_one(item: _Item, loaded: ImageSet, run: _Run, notes: list[str]) -> t
     return bundled, referrers
 
 
+def _stage_all(
+    items: Sequence[_Item],
+    run: _Run,
+    notes: list[str],
+    registry_options: RegistryOptions | None,
+    referrers: bool,
+) -> tuple[list[BundledImage], list[Referrer]]:
+    """Read each item (its source open only while its blobs are staged) and stage it."""
+    images: list[BundledImage] = []
+    referrer_list: list[Referrer] = []
+    names: dict[str, str] = {}
+    with RegistryPool(registry_options) as pool:
+        for item in items:
+            locked = item.locked
+            filtered = locked is not None and locked.bundled != locked.digest
+            platforms = tuple(p.platform for p in locked.platforms) if locked is not None and filtered else ()
+            walk = Walk(platforms=platforms, attestations=True, referrers=referrers)
+            with open_source(item.spec, pool.get) as source:
+                loaded = load(item.spec, source, walk)
+                bundled, carried = _bundle_one(item, loaded, run, notes)
+            if bundled.reference in names:
+                raise UsageError(
+                    f"{bundled.reference}: two images under one name ({names[bundled.reference]} and {item.spec.text})"
+                )
+            names[bundled.reference] = item.spec.text
+            images.append(bundled)
+            referrer_list.extend(carried)
+    return images, referrer_list
+
+
 def bundle(
     sources: Lock | Sequence[str],
     output: str,
@@ -431,37 +461,16 @@ def bundle(
     sink = parse_output(output, tag_name=None, force=force)
     items = _items(sources)
     claim_destination(sink.path, force=force)  # before anything is fetched
-    walk_platforms: dict[int, tuple[Platform, ...]] = {}
-    for n, item in enumerate(items):
-        if item.locked is not None and item.locked.bundled != item.locked.digest:
-            walk_platforms[n] = tuple(p.platform for p in item.locked.platforms)
-    staging = StagingLayout(staging_path(sink.path))
-    run = _Run(staging)
-    notes: list[str] = []
-    if staging.resumed:
-        notes.append(f"continued the bundle staged in {staging.path}")
-    images: list[BundledImage] = []
-    entries: list[BundleEntry] = []
-    referrer_list: list[Referrer] = []
-    names: dict[str, str] = {}
-    with RegistryPool(registry_options) as pool:
-        for n, item in enumerate(items):
-            walk = Walk(platforms=walk_platforms.get(n, ()), attestations=True, referrers=referrers)
-            with open_source(item.spec, pool.get) as source:
-                loaded = load(item.spec, source, walk)
-                bundled, carried = _bundle_one(item, loaded, run, notes)
-            if bundled.reference in names:
-                raise UsageError(
-                    f"{bundled.reference}: two images under one name ({names[bundled.reference]} and {item.spec.text})"
-                )
-            names[bundled.reference] = item.spec.text
-            images.append(bundled)
-            descriptor = Descriptor(bundled.media_type, bundled.digest, bundled.size)
-            entries.append(BundleEntry(descriptor, bundled.reference))
-            referrer_list.extend(carried)
-    # [CARRY-6] referrers after every image, as the layout sink lists them, each once
-    entries.extend(BundleEntry(d, tag, image=False) for d, tag in referrer_entries(referrer_list))
-    staging.finish(entries, sink.path, archive=sink.archive, force=force)
+    with StagingLayout(staging_path(sink.path)) as staging:
+        run = _Run(staging)
+        notes: list[str] = []
+        if staging.resumed:
+            notes.append(f"continued the bundle staged in {staging.path}")
+        images, referrer_list = _stage_all(items, run, notes, registry_options, referrers)
+        entries = [BundleEntry(Descriptor(i.media_type, i.digest, i.size), i.reference) for i in images]
+        # [CARRY-6] referrers after every image, as the layout sink lists them, each once
+        entries.extend(BundleEntry(d, tag, image=False) for d, tag in referrer_entries(referrer_list))
+        staging.finish(entries, sink.path, archive=sink.archive, force=force)
     return BundleResult(
         output=sink.path,
         archive=sink.archive,

@@ -14,6 +14,7 @@ temporary file that is renamed ([SINK-1]), after which the staging directory is 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import stat
@@ -88,6 +89,7 @@ class StagingLayout:
         self.path = os.path.abspath(path)
         self.resumed = False
         self._adopt()
+        self._lock = self._hold()
         self._blobs = os.path.join(self.path, "blobs", "sha256")
         self._temp = os.path.join(self.path, _TEMP)
         os.makedirs(self._blobs, exist_ok=True)
@@ -112,8 +114,30 @@ class StagingLayout:
         self._mark()
 
     def _mark(self) -> None:
-        with open(os.path.join(self.path, MARKER), "wb"):
+        with open(os.path.join(self.path, MARKER), "ab"):
             pass
+
+    def _hold(self) -> int:
+        """[BUNDLE-5] One run at a time per staging directory: a lock on the marker file."""
+        fd = os.open(os.path.join(self.path, MARKER), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise OutputError(f"{self.path}: another bundle run is writing here; wait for it to end") from None
+        return fd
+
+    def close(self) -> None:
+        """Release the staging directory (what is staged stays for the next run)."""
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+    def __enter__(self) -> StagingLayout:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _name(self, digest: Digest) -> str:
         if digest.algorithm != "sha256":
