@@ -61,8 +61,8 @@ def parse_image_list(text: str, *, where: str = "image list") -> tuple[ImageLine
 
     Blank lines and comments are skipped. A reference without tag or digest means ``latest``,
     as docker reads it. Raises :class:`UsageError` naming ``where`` and the line for a bad
-    reference or platform, a line with more than two fields, a reference listed twice, or no
-    reference at all.
+    reference or platform, a platform listed twice on a line (after normalisation), a line
+    with more than two fields, a reference listed twice, or no reference at all.
     """
     out: list[ImageLine] = []
     seen: dict[str, int] = {}
@@ -79,6 +79,9 @@ def parse_image_list(text: str, *, where: str = "image list") -> tuple[ImageLine
             platforms = tuple(Platform.parse(p) for p in fields[1].split(",") if p) if len(fields) == 2 else ()
         except UsageError as exc:
             raise UsageError(f"{at}: {exc}") from None
+        twice = [p for i, p in enumerate(platforms) if p in platforms[:i]]
+        if twice:
+            raise UsageError(f"{at}: platform {twice[0]} is listed twice")
         key = str(reference)
         if key in seen:
             raise UsageError(f"{at}: {key} is listed already, on line {seen[key]}")
@@ -179,19 +182,30 @@ class Lock:
     def parse(cls, raw: bytes, *, where: str = "lock file") -> Lock:
         """[LOCK-3] Parse a lock file strictly; :class:`DocumentError` naming the field otherwise."""
         value = decode_json(raw, where=where)
-        if not isinstance(value, dict) or value.get("version") != LOCK_VERSION:
-            found = value.get("version") if isinstance(value, dict) else None
+        found = value.get("version") if isinstance(value, dict) else None
+        # type(...) is int: JSON's true and 1.0 compare equal to 1 in Python, and are not versions
+        if not isinstance(value, dict) or type(found) is not int or found != LOCK_VERSION:
             raise DocumentError(f"{where}: not an ocimerge lock of version {LOCK_VERSION} (version {found!r})")
         images = value.get("images")
         if not isinstance(images, list):
             raise DocumentError(f"{where}: 'images' must be a list")
-        return cls(tuple(_image(v, f"{where}: images[{i}]") for i, v in enumerate(images)))
+        parsed = tuple(_image(v, f"{where}: images[{i}]") for i, v in enumerate(images))
+        seen: set[str] = set()
+        for i, image in enumerate(parsed):
+            if str(image.reference) in seen:
+                raise DocumentError(f"{where}: images[{i}]: 'reference': {image.reference} is locked twice")
+            seen.add(str(image.reference))
+        return cls(parsed)
+
+
+_KINDS: dict[type, str] = {str: "string", int: "non-negative integer", list: "list"}
 
 
 def _field(value: dict[str, Any], key: str, kind: type, where: str) -> Any:
     found = value.get(key)
-    if not isinstance(found, kind) or isinstance(found, bool):
-        raise DocumentError(f"{where}: '{key}' must be a {kind.__name__}")
+    # bool is an int in Python, and a size is never negative ([LOCK-3])
+    if not isinstance(found, kind) or isinstance(found, bool) or (isinstance(found, int) and found < 0):
+        raise DocumentError(f"{where}: '{key}' must be a {_KINDS.get(kind, kind.__name__)}")
     return found
 
 
@@ -210,13 +224,18 @@ def _image(value: object, where: str) -> LockedImage:
         reference = Reference.parse(_field(value, "reference", str, where))
     except UsageError as exc:
         raise DocumentError(f"{where}: 'reference': {exc}") from None
-    platforms = _field(value, "platforms", list, where)
+    platforms = tuple(
+        _platform(p, f"{where}: platforms[{i}]") for i, p in enumerate(_field(value, "platforms", list, where))
+    )
+    for i, kept in enumerate(platforms):
+        if any(p.platform == kept.platform for p in platforms[:i]):
+            raise DocumentError(f"{where}: platforms[{i}]: 'platform': {kept.platform} is locked twice")
     return LockedImage(
         reference=reference,
         digest=_digest(value, "digest", where),
         media_type=_field(value, "mediaType", str, where),
         size=_field(value, "size", int, where),
-        platforms=tuple(_platform(p, f"{where}: platforms[{i}]") for i, p in enumerate(platforms)),
+        platforms=platforms,
         bundled=_digest(value, "bundled", where),
     )
 
