@@ -3,12 +3,14 @@
 Both open any source (a local layout or archive, or a registry image) the way ``create``
 does and walk it with the shared walker, so what they report is what ``create`` and
 ``push`` would see. Both return typed reports with ``to_json()``; the CLI only renders them.
+Given a lock, both hold a bundle to it ([LOCK-6]): ``verify`` reports every difference as a
+problem, ``inspect`` lists what the lock expects but the bundle lacks.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -23,17 +25,22 @@ from ocimerge.errors import (
     RegistryError,
     SelectionError,
     UnsupportedMediaTypeError,
+    UsageError,
 )
 from ocimerge.model import mediatype as mt
 from ocimerge.model.annotations import REFERENCE_TYPE, attested_digest
 from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.digest import Digest
+from ocimerge.model.lock import Lock, LockedImage
+from ocimerge.model.platform import Platform
+from ocimerge.model.reference import Reference
 from ocimerge.registry.api import RegistryOptions, RegistryPool
 from ocimerge.signatures import PublicKey
 from ocimerge.signed import SignedImage, signed_images
 from ocimerge.sources import SourceSpec, Walk, as_spec, load, load_all, open_source
 from ocimerge.sources.walk import EVERYTHING
 
-__all__ = ["InspectReport", "VerifyReport", "inspect", "verify"]
+__all__ = ["InspectReport", "Missing", "VerifyReport", "inspect", "verify"]
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -67,6 +74,115 @@ def _read(
         except InputError as exc:
             entries = [exc]
         yield entries
+
+
+# -- a bundle against its lock ([LOCK-6]) ------------------------------------------------
+
+
+@attrs.frozen
+class Missing:
+    """[LOCK-6] What a lock expects but a bundle lacks: an image (``platform`` None) or one
+    platform image of it; ``digest`` is what the lock pins (``bundled``, or the platform's).
+
+    >>> from ocimerge.model.digest import Digest
+    >>> str(Missing("docker.io/library/redis:7", Digest.of(b"{}"), Platform.parse("linux/arm64")))
+    'docker.io/library/redis:7: linux/arm64 sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a'
+    """
+
+    reference: str
+    digest: Digest
+    platform: Platform | None = None
+
+    def __str__(self) -> str:
+        what = f"{self.platform} " if self.platform is not None else ""
+        return f"{self.reference}: {what}{self.digest}"
+
+    def to_json(self) -> dict[str, Any]:
+        """As ``inspect --json`` lists it under ``missing``."""
+        return {
+            "reference": self.reference,
+            "platform": str(self.platform) if self.platform is not None else None,
+            "digest": str(self.digest),
+        }
+
+
+def _entry_references(loaded: ImageSet) -> set[str]:
+    """[LOCK-6] The references an entry answers to: its names as written, and those that are
+    references rather than bare tags (they hold a ``/`` or ``:``, which a tag cannot)
+    normalised, as the lock writes them."""
+    found = set(loaded.names)
+    for name in loaded.names:
+        if "/" in name or ":" in name:
+            with contextlib.suppress(UsageError):
+                found.add(str(Reference.parse(name)))
+    return found
+
+
+def _root_digest(loaded: ImageSet) -> Digest:
+    """The digest of the entry as the bundle lists it."""
+    return loaded.root.digest if loaded.root is not None else loaded.root_document.descriptor.digest
+
+
+def _check_image(image: LockedImage, loaded: ImageSet) -> tuple[list[str], list[Missing]]:
+    """[LOCK-6] One bundle entry against its lock entry: root digest, then platforms exactly."""
+    key = str(image.reference)
+    at = f"{loaded.source}: {key}"
+    problems: list[str] = []
+    missing: list[Missing] = []
+    root = _root_digest(loaded)
+    if root != image.bundled:
+        problems.append(f"{at}: the bundle holds {root} but the lock pins {image.bundled}")
+    for locked in image.platforms:
+        held = [i for i in loaded.images if i.platform == locked.platform]
+        if any(i.digest == locked.digest for i in held):
+            continue
+        missing.append(Missing(key, locked.digest, locked.platform))
+        if held:
+            problems.append(
+                f"{at}: {locked.platform}: the bundle holds {held[0].digest} but the lock pins {locked.digest}"
+            )
+        elif any(d.digest == locked.digest for d in loaded.absent):
+            problems.append(f"{at}: {locked.platform}: {locked.digest} is listed but its manifest is not in the bundle")
+        else:
+            problems.append(f"{at}: {locked.platform}: missing from the bundle (the lock pins {locked.digest})")
+    problems.extend(
+        f"{at}: {i.platform} {i.digest} is in the bundle but not in the lock"
+        for i in loaded.images
+        if all(p.platform != i.platform for p in image.platforms)
+    )
+    return problems, missing
+
+
+def _check_lock(lock: Lock, loaded: Sequence[ImageSet], source: str) -> tuple[list[str], list[Missing]]:
+    """[LOCK-6] Every locked image found by its full reference and checked; every bundle
+    entry the lock does not name is extra. Problems in the lock's order, then the extras."""
+    problems: list[str] = []
+    missing: list[Missing] = []
+    answers = [(entry, _entry_references(entry)) for entry in loaded]
+    for image in lock.images:
+        key = str(image.reference)
+        found = [entry for entry, names in answers if key in names]
+        if not found:
+            problems.append(f"{source}: {key}: missing from the bundle (the lock pins {image.bundled})")
+            missing.append(Missing(key, image.bundled))
+        for entry in found:
+            more, lacking = _check_image(image, entry)
+            problems.extend(more)
+            missing.extend(lacking)
+    locked = {str(i.reference) for i in lock.images}
+    for entry, names in answers:
+        if not names & locked:
+            called = ", ".join(dict.fromkeys(entry.names)) if entry.names else "an entry without a name"
+            problems.append(
+                f"{entry.source}: extra: {called} ({_root_digest(entry)}) is in the bundle but not in the lock"
+            )
+    return problems, missing
+
+
+def _whole(spec: SourceSpec, lock: Lock | None) -> None:
+    """[LOCK-6] A lock describes a whole bundle: with a selector every other image would be missing."""
+    if lock is not None and _selected(spec):
+        raise UsageError(f"{spec.text}: a lock is checked against a whole bundle; drop the tag, digest or platform")
 
 
 # -- inspect ------------------------------------------------------------------------------
@@ -129,11 +245,13 @@ class InspectReport:
     """What ``inspect`` found: each entry of the source, walked, or the reason it is not an image.
 
     ``entries`` hold an :class:`ImageSet` per image entry and the error for an entry that is
-    not one (an artifact, a referrers index, a broken document).
+    not one (an artifact, a referrers index, a broken document). ``expected`` is what the
+    lock (when one was given) expects but the source lacks ([LOCK-6]).
     """
 
     source: str
     entries: tuple[ImageSet | OcimergeError, ...]
+    expected: tuple[Missing, ...] = ()
 
     @property
     def images(self) -> tuple[ImageSet, ...]:
@@ -152,16 +270,28 @@ class InspectReport:
         return images[0].root_document.raw
 
     def to_json(self) -> dict[str, Any]:
-        """The report as ``inspect --json`` prints it; failed entries as ``{"error": …}``."""
-        return {"source": self.source, "entries": [_entry_json(e) for e in self.entries]}
+        """The report as ``inspect --json`` prints it; failed entries as ``{"error": …}``;
+        ``missing``: what the lock expects but the source lacks (empty without a lock)."""
+        return {
+            "source": self.source,
+            "entries": [_entry_json(e) for e in self.entries],
+            "missing": [m.to_json() for m in self.expected],
+        }
 
 
 def inspect(
-    source: str | SourceSpec, options: RegistryOptions | None = None, *, referrers: bool = True
+    source: str | SourceSpec,
+    options: RegistryOptions | None = None,
+    *,
+    referrers: bool = True,
+    lock: Lock | None = None,
 ) -> InspectReport:
     """Describe a source: its entries, their images, attestations and referrers, what is absent.
 
     ``referrers=False`` looks for no referrers ([REFERRERS-9]): fewer requests to a registry.
+    With ``lock`` the report's ``expected`` lists what the lock expects but the bundle lacks:
+    images, and platform images, not held under their locked digests ([LOCK-6]); a lock
+    with a selector is a ``UsageError``.
 
     Without a selector every entry of the source is described; an entry that is not an image
     is listed with the reason. A registry image is read as a registry source is ([REMOTE-1]):
@@ -171,8 +301,12 @@ def inspect(
     registry failures; the report is complete when it returns, since no layer is read.
     """
     spec = as_spec(source)
+    _whole(spec, lock)
     with _read(spec, options, Walk(referrers=referrers)) as entries:
-        return InspectReport(spec.text, tuple(entries))
+        expected: list[Missing] = []
+        if lock is not None:
+            expected = _check_lock(lock, [e for e in entries if isinstance(e, ImageSet)], spec.text)[1]
+        return InspectReport(spec.text, tuple(entries), tuple(expected))
 
 
 # -- verify -------------------------------------------------------------------------------
@@ -184,6 +318,7 @@ class VerifyReport:
 
     ``problems`` are one-line messages naming the blob or image; ``notes`` are entries left
     unchecked because they are not images. The counts include manifests and configs.
+    ``locked`` is how many images a lock pinned when one was given ([LOCK-6]), else None.
     """
 
     source: str
@@ -192,6 +327,7 @@ class VerifyReport:
     bytes_checked: int
     notes: tuple[str, ...] = ()
     signatures: tuple[SignedImage, ...] = ()
+    locked: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -208,6 +344,7 @@ class VerifyReport:
             "bytesChecked": self.bytes_checked,
             "notes": list(self.notes),
             "signatures": [s.to_json() for s in self.signatures],
+            "lock": None if self.locked is None else {"images": self.locked},
         }
 
 
@@ -219,14 +356,25 @@ class _Tally:
     notes: list[str] = attrs.Factory(list)
     signatures: list[SignedImage] = attrs.Factory(list)
     seen: set[str] = attrs.Factory(set)
+    failed: dict[str, str] = attrs.Factory(dict)  # bad blob digest -> the image that read it first
     blobs: int = 0
     bytes: int = 0
 
     def image(self, image: Image) -> None:
-        """Check one image: [VERIFY-3] first, then each blob not yet seen, read to the end."""
+        """Check one image: [VERIFY-3] first, then each blob not yet seen, read to the end.
+
+        A bad blob's problem names the image it was read for; another image holding the same
+        blob (read once) gets a line of its own pointing to it, so every image is named.
+        """
         self.problems.extend(_layer_problems(image))
         for blob in [*image.layers, *(b for a in image.attestations for b in a.blobs)]:
-            self._blob(blob)
+            failed = self.failed.get(str(blob.digest))
+            if failed is not None and failed != image.source:
+                self.problems.append(f"{image.source}: {image.platform}: blob {blob.digest} is bad (see {failed})")
+            problem = self._blob(blob)
+            if problem is not None:
+                self.failed[str(blob.digest)] = image.source
+                self.problems.append(_about(image, problem))
         self.blobs += 2  # the manifest and config were verified as they were read
         self.bytes += image.manifest.descriptor.size + image.config.descriptor.size
 
@@ -236,22 +384,37 @@ class _Tally:
             self.blobs += 1
             self.bytes += referrer.document.descriptor.size
             for blob in referrer.blobs:
-                self._blob(blob)
+                problem = self._blob(blob)
+                if problem is not None:
+                    self.problems.append(problem)
 
-    def _blob(self, blob: Blob) -> None:
-        """Read one blob to the end, once per digest; a failure is a problem of that blob."""
+    def _blob(self, blob: Blob) -> str | None:
+        """Read one blob to the end, once per digest; a failure is returned, a problem of that blob."""
         if str(blob.digest) in self.seen:
-            return
+            return None
         self.seen.add(str(blob.digest))
         # [MEDIA-4] a foreign layer lives at its URLs, not in the source: nothing to check
         if not blob.available and mt.is_foreign_layer(blob.descriptor.media_type):
-            return
+            return None
         try:
             self.bytes += drain(blob)
             self.blobs += 1
         # a registry failure on one blob is a problem of that blob; the rest still count
         except (DigestMismatchError, BlobMissingError, RegistryError) as exc:
-            self.problems.append(str(exc))
+            return str(exc)
+        return None
+
+
+def _about(image: Image, problem: str) -> str:
+    """[LOCK-6] A blob's problem, led by the image it was read for (``<source> (<name>): <platform>``).
+
+    The blob's own message starts with the source's name; when the image's label is that name
+    and a name in brackets, the label takes its place rather than repeating it.
+    """
+    head, sep, rest = problem.partition(": ")
+    if sep and image.source.startswith(f"{head} ("):
+        problem = rest
+    return f"{image.source}: {image.platform}: {problem}"
 
 
 def _layer_problems(image: Image) -> Iterable[str]:
@@ -272,19 +435,26 @@ def _layer_problems(image: Image) -> Iterable[str]:
             )
 
 
-def verify(
+def verify(  # noqa: PLR0913 - the source, its registry options, and four keyword-only checks
     source: str | SourceSpec,
     options: RegistryOptions | None = None,
     *,
     referrers: bool = True,
     key: PublicKey | None = None,
     key_name: str = "the key",
+    lock: Lock | None = None,
 ) -> VerifyReport:
     """Re-read and re-hash every blob of every image in a source, and of their referrers;
     collect every problem.
 
     With ``key``, each image must also be signed by it in cosign's format ([SIGNED-1]):
     an image without a valid signature is a problem naming it and ``key_name``.
+
+    With ``lock`` the source is a bundle held to it after the re-hash ([LOCK-6]): each locked
+    image is found by its full reference; a missing image, a root digest other than
+    ``bundled``, platform images other than the locked ones (missing, extra, or another
+    digest) and every entry the lock does not name are problems naming the image. A lock
+    with a selector is a ``UsageError``.
 
     A registry image (``docker://REF``) is downloaded blob by blob, streamed and hashed, never
     stored. An entry that is not an image is noted, not counted as a problem.
@@ -294,6 +464,7 @@ def verify(
     lists them all.
     """
     spec = as_spec(source)
+    _whole(spec, lock)
     tally = _Tally()
     with _read(spec, options, Walk(referrers=referrers)) as entries:
         for result in entries:
@@ -309,6 +480,14 @@ def verify(
                     checked = signed_images(result, key)
                     tally.signatures.extend(checked)
                     tally.problems.extend(c.problem(key_name) for c in checked if not c.ok and c.label != "index")
+        if lock is not None:
+            tally.problems.extend(_check_lock(lock, [e for e in entries if isinstance(e, ImageSet)], spec.text)[0])
     return VerifyReport(
-        spec.text, tuple(tally.problems), tally.blobs, tally.bytes, tuple(tally.notes), tuple(tally.signatures)
+        spec.text,
+        tuple(tally.problems),
+        tally.blobs,
+        tally.bytes,
+        tuple(tally.notes),
+        tuple(tally.signatures),
+        None if lock is None else len(lock.images),
     )
