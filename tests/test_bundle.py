@@ -285,10 +285,16 @@ def test_bundle_straight_from_references_and_local_sources(release: dict[str, An
         bundle([refs["a"], f"docker://{refs['a']}"], str(tmp_path / "twice"))
 
 
-def test_a_lock_the_registry_disagrees_with_fails_and_writes_nothing(release: dict[str, Any], tmp_path: Path) -> None:
-    """[BUNDLE-2] The tag moving after the lock is fine (the bundle reads by digest); a lock
-    whose ``bundled`` digest is not what the locked index filters to is an error."""
+def test_a_lock_the_registry_disagrees_with_fails_and_writes_nothing(
+    registry: RegistryServer, release: dict[str, Any], tmp_path: Path
+) -> None:
+    """[BUNDLE-2] The tag moving after the lock is fine (the bundle reads by digest and holds
+    what was locked); a lock whose ``bundled`` digest is not what the locked index filters to
+    is an error, and nothing is written."""
     locked = lock(str(release["list"]), str(tmp_path / "images.lock")).lock
+    push_signed(registry, tmp_path, "c", release["refs"]["c"], version="2")
+    pinned = bundle(locked, str(tmp_path / "pinned"))
+    assert [i.digest for i in pinned.images] == [i.bundled for i in locked.images]
     wrong = Lock((*locked.images[:1], attrs.evolve(locked.images[1], bundled=Digest.of(b"other"))))
     out = tmp_path / "bad.tar"
     with pytest.raises(InputError, match="the lock and the registry disagree"):

@@ -60,6 +60,13 @@ __all__ = [
 # -- lock ---------------------------------------------------------------------------------------
 
 
+def _scoped(options: RegistryOptions | None, hosts: set[str]) -> RegistryOptions | None:
+    """[CRED-4] Explicit credentials go to the registries of the images read, no other."""
+    if options is None or options.explicit_hosts is not None:
+        return options
+    return attrs.evolve(options, explicit_hosts=frozenset(hosts))
+
+
 def _registry_spec(reference: Reference) -> SourceSpec:
     return parse_source(f"docker://{reference}")
 
@@ -115,7 +122,7 @@ def lock_images(lines: Sequence[ImageLine], registry_options: RegistryOptions | 
     tag or repository the registry does not have, ``UsageError`` naming the image for a
     platform it does not hold, and what reading a registry raises.
     """
-    with RegistryPool(registry_options) as pool:
+    with RegistryPool(_scoped(registry_options, {line.reference.registry for line in lines})) as pool:
         return Lock(tuple(_lock_one(pool, line) for line in lines))
 
 
@@ -417,7 +424,8 @@ def _stage_all(
     images: list[BundledImage] = []
     referrer_list: list[Referrer] = []
     names: dict[str, str] = {}
-    with RegistryPool(registry_options) as pool:
+    hosts = {i.spec.reference.registry for i in items if i.spec.reference is not None}
+    with RegistryPool(_scoped(registry_options, hosts)) as pool:
         for item in items:
             locked = item.locked
             filtered = locked is not None and locked.bundled != locked.digest
