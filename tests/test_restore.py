@@ -11,7 +11,9 @@ registry holds is read back over HTTP and by skopeo, not through ocimerge.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,17 @@ ALL_BLOBS = 1 + 3 * OWN_BLOBS
 
 def unique(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ocimerge", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env=os.environ,
+    )
 
 
 @dataclass
@@ -410,13 +423,42 @@ def test_unnamed_entries_are_skipped_and_a_digest_name_is_pushed_without_a_tag(
     stray = Image(architecture="s390x")
     pinned = Image(architecture="ppc64le")
     path = tmp_path / "release.tar"
-    bundle(path, NAMES[:1], extra={"latest": stray, f"ghcr.io/acme/pinned@{pinned.digest}": pinned})
+    typed = Image(architecture="riscv64")
+    names = {"latest": stray, f"ghcr.io/acme/pinned@{pinned.digest}": pinned, "oci-archive:app.tar": typed}
+    bundle(path, NAMES[:1], extra=names)
     prefix = unique("mirror")
     result = restore(str(path), f"{registry.host}/{prefix}")
     assert [str(i.target) for i in result.images] == [
         f"{registry.host}/{prefix}/library/redis:7",
         f"{registry.host}/{prefix}/acme/pinned@{pinned.digest}",
     ]
-    assert any("named 'latest', not a full reference" in n and "skipped" in n for n in result.notes)
+    skipped = [n for n in result.notes if "not a full reference" in n and n.endswith("skipped")]
+    assert len(skipped) == 2
+    assert "'latest'" in skipped[0]
+    assert "'oci-archive:app.tar'" in skipped[1]
     assert tags_of(registry, f"{prefix}/acme/pinned") == []
     assert get(registry, f"/v2/{prefix}/acme/pinned/manifests/{pinned.digest}").content == pinned.manifest
+
+
+def test_the_command_line_prints_a_line_per_image_and_json(registry: RegistryServer, tmp_path: Path) -> None:
+    """[RESTORE-1][RESTORE-6] ``ocimerge push BUNDLE --to``: one line per image and the totals;
+    ``--json`` the same result; a failing image's error after every line, with a failing exit."""
+    bundle(tmp_path / "release.tar")
+    prefix = unique("mirror")
+    to = f"{registry.host}/{prefix}"
+    done = cli("push", str(tmp_path / "release.tar"), "--to", to)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith(f"docker.io/library/redis:7 -> {to}/library/redis:7 (")
+    again = cli("push", str(tmp_path / "release.tar"), "--to", to, "--json")
+    assert again.returncode == 0, again.stderr
+    document = json.loads(again.stdout)
+    assert document["blobs"]["skipped"] == ALL_BLOBS + 2
+    assert [i["status"] for i in document["images"]] == ["pushed"] * 3
+    (tmp_path / "restore.map").write_text("ghcr.io/acme 127.0.0.1:9/nowhere\n")
+    failed = cli("push", str(tmp_path / "release.tar"), "--to", to, "--map", str(tmp_path / "restore.map"))
+    assert failed.returncode != 0
+    assert len(failed.stdout.splitlines()) == 4
+    assert "127.0.0.1:9/nowhere/app:1" in failed.stdout.splitlines()[2]
+    assert "127.0.0.1:9" in failed.stderr

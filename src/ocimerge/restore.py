@@ -340,21 +340,22 @@ class _Planned:
     targets: tuple[Reference, ...]
 
 
-def _names(root: Root) -> tuple[Reference, ...] | None:
-    """[RESTORE-8] The image's full references: containerd's name, and ``ref.name`` when it
-    holds a ``/`` (a bare tag cannot); None when the entry has neither."""
+def _names(root: Root) -> tuple[Reference, ...]:
+    """[RESTORE-8] The image's full references among its names (containerd's, then ``ref.name``):
+    those of the form ``HOST/PATH[:TAG][@DIGEST]`` that parse; a bare tag or a source's text
+    (``oci-archive:app.tar``) is none."""
     descriptor = root.descriptor
-    texts = [descriptor.annotation(CONTAINERD_NAME), descriptor.annotation(REF_NAME)]
-    found = [t for i, t in enumerate(texts) if t and (i == 0 or "/" in t)]
     out: list[Reference] = []
-    for text in found:
+    for text in (descriptor.annotation(CONTAINERD_NAME), descriptor.annotation(REF_NAME)):
+        if not text or "/" not in text or not _looks_like_host(text.split("/", 1)[0]):
+            continue
         try:
             reference = Reference.parse(text, default_tag=None)
-        except UsageError as exc:
-            raise UsageError(f"{root.label}: entry {descriptor.digest.short} has a bad image name ({exc})") from exc
+        except UsageError:
+            continue
         if reference not in out:
             out.append(reference)
-    return tuple(out) or None
+    return tuple(out)
 
 
 def _plan(roots: Sequence[Root], to: str, mapping: RestoreMap | None) -> tuple[list[_Planned], list[str]]:
@@ -365,7 +366,7 @@ def _plan(roots: Sequence[Root], to: str, mapping: RestoreMap | None) -> tuple[l
     for root in roots:
         names = _names(root)
         digest = root.descriptor.digest
-        if names is None:
+        if not names:
             shown = f" (named {root.names[-1]!r}, not a full reference)" if root.names else ""
             notes.append(f"{root.label}: entry {digest.short}{shown} has no image name; skipped")
             continue
