@@ -342,7 +342,12 @@ def _run_restore(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     """``inspect``: a table of the source's entries, its ``--json``, or the ``--raw`` stored bytes."""
-    report = inspect(args.source, _registry_options(args), referrers=args.referrers == "all")
+    report = inspect(
+        args.source,
+        _registry_options(args),
+        referrers=args.referrers == "all",
+        lock=read_lock(args.lock) if args.lock else None,
+    )
     if args.raw:
         # no newline added: the bytes are exactly those stored, for piping into sha256sum; on a
         # terminal, where nobody hashes them, a DEL or C1 character in them is escaped [SEC-5]
@@ -365,6 +370,7 @@ def run_verify(args: argparse.Namespace) -> int:
         referrers=args.referrers == "all",
         key=_public_key(args),
         key_name=args.key or "the key",
+        lock=read_lock(args.lock) if args.lock else None,
     )
     if args.json:
         render.print_json(report.to_json(), sys.stdout)

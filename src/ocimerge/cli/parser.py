@@ -302,6 +302,7 @@ def _add_inspect(subparsers: _Subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     # --raw wins over --json: the stored bytes are already JSON, and re-encoding would alter them
     parser.add_argument("--raw", action="store_true", help="print the exact stored bytes of a registry image")
+    parser.add_argument("--lock", metavar="LOCK", help="also list what this lock pins but the bundle lacks")
     _referrer_flags(parser, types=False)
     _connection_flags(parser)
 
@@ -317,12 +318,16 @@ def _add_verify(subparsers: _Subparsers) -> None:
         epilog=_examples(
             "ocimerge verify app.tar",
             "ocimerge verify --key cosign.pub release.tar",
+            "ocimerge verify --lock images.lock --key cosign.pub release.tar",
             "ocimerge verify docker://registry.example/team/app:1.4",
         ),
     )
     # docker:// spelled out: a registry image is downloaded blob by blob, which is worth saying
     parser.add_argument("source", metavar="SRC|docker://REF")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument(
+        "--lock", metavar="LOCK", help="check every image against this lock: same digests, nothing missing or extra"
+    )
     _referrer_flags(parser, types=False)
     _key_flag(parser.add_argument_group("signatures"), "to check every image's signatures with, offline")
     _connection_flags(parser)

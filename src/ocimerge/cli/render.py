@@ -210,6 +210,10 @@ def print_inspect(report: InspectReport, out: TextIO) -> None:
     out.write(f"{printable(shown['source'])}\n")
     for entry in shown["entries"]:
         _print_entry(entry, out)
+    # [LOCK-6] what the lock pins but the bundle lacks
+    for missing in shown["missing"]:
+        platform = f" {missing['platform']}" if missing["platform"] else ""
+        out.write(f"  missing: {printable(missing['reference'])}{printable(platform)} {missing['digest']}\n")
 
 
 def print_verify(report: VerifyReport, out: TextIO) -> None:
