@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from imagebuilder import OCI_INDEX, OCI_MANIFEST, Image, Layout, descriptor, dumps, sha256, tar_bytes
+from ocimerge.bundle import bundle as make_bundle
 from ocimerge.errors import OcimergeError, UsageError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.digest import Digest
@@ -462,3 +463,26 @@ def test_the_command_line_prints_a_line_per_image_and_json(registry: RegistrySer
     assert len(failed.stdout.splitlines()) == 4
     assert "127.0.0.1:9/nowhere/app:1" in failed.stdout.splitlines()[2]
     assert "127.0.0.1:9" in failed.stderr
+
+
+def test_a_bundle_made_by_ocimerge_bundle_restores(registry: RegistryServer, tmp_path: Path) -> None:
+    """[RESTORE-8][RESTORE-3] What ``ocimerge.bundle`` writes from three named layouts (each
+    with its signature) restores: every image under its path, signed, the base mounted twice."""
+    items = bundle(tmp_path / "all.tar")  # for the images and signatures; split into layouts below
+    sources = []
+    for item in items:
+        layout = Layout({"oci-layout": dumps({"imageLayoutVersion": "1.0.0"})})
+        for image in item.images:
+            layout.add_blobs(image.blobs)
+        layout.add_blob(item.index)
+        entry = descriptor(OCI_INDEX, item.index, annotations={REF_NAME: item.name})
+        layout.files["index.json"] = dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]})
+        add_entry(layout, item.signature)
+        sources.append(layout.write_dir(str(tmp_path / unique("layout"))))
+    made = make_bundle(sources, str(tmp_path / "release.tar"))
+    assert made.referrers == 3
+    prefix = unique("mirror")
+    result = restore(str(tmp_path / "release.tar"), f"{registry.host}/{prefix}")
+    assert [str(i.source) for i in result.images] == list(NAMES)
+    assert (result.uploaded, result.mounted, result.referrers) == (ALL_BLOBS, 2, 3)
+    restored_everything(registry, prefix, items, tmp_path)
