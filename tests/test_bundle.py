@@ -26,6 +26,7 @@ from ocimerge.errors import DocumentError, InputError, OutputError, SourceNotFou
 from ocimerge.model.digest import Digest
 from ocimerge.model.lock import Lock, parse_image_list
 from ocimerge.model.platform import Platform
+from ocimerge.sinks._copy import copy_verified
 from registries import RegistryServer
 from signing import SIGNATURE_ARTIFACT_TYPE, make_key, signature_for
 
@@ -225,7 +226,7 @@ def test_an_interrupted_bundle_continues_and_keeps_what_it_verified(
     corrupted meanwhile, and writes an archive identical to an uninterrupted run's."""
     locked = lock(str(release["list"]), str(tmp_path / "images.lock")).lock
     out = tmp_path / "resumed.tar"
-    real = staging_module.copy_verified
+    real = copy_verified
     copies: list[str] = []
 
     def interrupting(blob: ocimerge.Blob, write: Any) -> int:
