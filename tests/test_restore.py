@@ -24,7 +24,7 @@ import pytest
 
 from imagebuilder import OCI_INDEX, OCI_MANIFEST, Image, Layout, descriptor, dumps, sha256, tar_bytes
 from ocimerge.bundle import bundle as make_bundle
-from ocimerge.errors import OcimergeError, UsageError
+from ocimerge.errors import OcimergeError, SignatureError, UsageError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.digest import Digest
 from ocimerge.model.reference import Reference
@@ -32,6 +32,7 @@ from ocimerge.model.referrers import fallback_tag
 from ocimerge.registry.api import RegistryOptions
 from ocimerge.registry.transport import RetryPolicy
 from ocimerge.restore import RestoreMap, partial_restore, restore, target_for
+from ocimerge.signatures import load_public_key
 from ocimerge.sinks.journal import UploadJournal
 from ocimerge.sinks.registry import BlobAction, PushEvent, PushEventKind, PushOptions
 from registries import RegistryServer
@@ -486,3 +487,21 @@ def test_a_bundle_made_by_ocimerge_bundle_restores(registry: RegistryServer, tmp
     assert [str(i.source) for i in result.images] == list(NAMES)
     assert (result.uploaded, result.mounted, result.referrers) == (ALL_BLOBS, 2, 3)
     restored_everything(registry, prefix, items, tmp_path)
+
+
+def test_require_signature_checks_every_image_before_anything_is_sent(registry: RegistryServer, tmp_path: Path) -> None:
+    """[RESTORE-6][SIGNED-2] The signer's key restores all three; another key refuses the whole
+    restore before any write; without the referrers there is nothing to check: a usage error."""
+    bundle(tmp_path / "release.tar")
+    for kind in ("ecdsa", "ed25519"):
+        (tmp_path / f"{kind}.pub").write_bytes(make_key(kind)[1])
+    signer, stranger = load_public_key(str(tmp_path / "ecdsa.pub")), load_public_key(str(tmp_path / "ed25519.pub"))
+    prefix = unique("mirror")
+    start = len(registry.requests())
+    with pytest.raises(SignatureError, match="refusing to push unsigned images"):
+        restore(str(tmp_path / "release.tar"), f"{registry.host}/{prefix}", require_signature=stranger)
+    assert not [r for r in registry.requests()[start:] if r[0] in WRITES]
+    with pytest.raises(UsageError, match="--referrers none"):
+        restore(str(tmp_path / "release.tar"), f"{registry.host}/{prefix}", require_signature=signer, referrers=False)
+    result = restore(str(tmp_path / "release.tar"), f"{registry.host}/{prefix}", require_signature=signer)
+    assert len(result.pushed) == 3

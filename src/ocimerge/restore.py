@@ -487,6 +487,8 @@ def restore(  # noqa: PLR0913 - the options value, and the walk's, signature che
     whole result.
     """
     opts = options if options is not None else PushOptions()
+    if require_signature is not None and not referrers:
+        raise UsageError("a required signature is read with the referrers, which --referrers none does not look for")
     _prefix(to, "--to")
     hint = _prefix(mount_from, "--mount-from") if mount_from is not None else None
     spec = as_spec(bundle)
