@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from ocimerge.bundle import bundle, lock, read_lock
+from ocimerge.bundle import bundle, lock, read_lock, staging_path
 from ocimerge.cli import render
 from ocimerge.cli.exits import EXIT_OK, code_for, exit_code
 from ocimerge.doctor import diagnose, parse_target
@@ -395,13 +395,22 @@ def run_bundle(args: argparse.Namespace) -> int:
     if bool(args.lock) == bool(args.sources):
         raise UsageError("bundle takes --lock LOCK or SRC arguments (one of the two)")
     sources = read_lock(args.lock) if args.lock else list(args.sources)
-    result = bundle(
-        sources,
-        args.output,
-        registry_options=_registry_options(args),
-        referrers=args.referrers == "all",
-        force=args.force,
-    )
+    try:
+        result = bundle(
+            sources,
+            args.output,
+            registry_options=_registry_options(args),
+            referrers=args.referrers == "all",
+            force=args.force,
+        )
+    except (OcimergeError, KeyboardInterrupt):
+        staged = staging_path(args.output.removeprefix("oci-archive:").removeprefix("oci:"))
+        if os.path.isdir(staged):  # [BUNDLE-5] what was fetched is kept for the next run
+            render.print_notes(
+                [f"the blobs fetched so far are kept in {staged}; run the same command again to continue"],
+                quiet=args.quiet,
+            )
+        raise
     render.print_notes(result.notes, quiet=args.quiet)
     if args.json:
         render.print_json(result.to_json(), sys.stdout)
