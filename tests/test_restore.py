@@ -247,6 +247,31 @@ def test_a_bad_to_fails_before_anything_is_read(tmp_path: Path) -> None:
         restore(str(tmp_path / "missing.tar"), "mirror")
 
 
+def test_two_images_that_would_meet_under_one_name_are_refused(tmp_path: Path) -> None:
+    """[RESTORE-1] ``a.example/app:1`` and ``b.example/app:1`` are one name under ``--to`` once
+    their registries are dropped: refused (naming both and the way out) before anything is
+    sent, since the second push would move the first's tag; a map file keeps them apart."""
+    path = tmp_path / "two.tar"
+    bundle(path, ("a.example/team/app:1",), extra={"b.example/team/app:1": Image(architecture="s390x")})
+    with pytest.raises(UsageError) as caught:
+        restore(str(path), "127.0.0.1:9/mirror")
+    message = str(caught.value)
+    assert (
+        "a.example/team/app:1 and b.example/team/app:1 would both be restored as 127.0.0.1:9/mirror/team/app:1"
+        in message
+    )
+    assert "--map" in message
+    mapping = RestoreMap.parse("b.example/team 127.0.0.1:9/other/team")
+    with pytest.raises(OcimergeError) as unreachable:  # planned apart: it goes on to the (closed) registry
+        restore(
+            str(path),
+            "127.0.0.1:9/mirror",
+            mapping=mapping,
+            options=PushOptions(RegistryOptions(retry=RetryPolicy(attempts=1))),
+        )
+    assert not isinstance(unreachable.value, UsageError)
+
+
 # -- against registries -----------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ image by image; [RESTORE-5] resuming; [RESTORE-6] failures; [RESTORE-7] dry runs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -379,7 +379,25 @@ def _plan(roots: Sequence[Root], to: str, mapping: RestoreMap | None) -> tuple[l
             by_digest[digest] = _Planned(root, names, targets)
         else:  # one image under several names: one push, every tag
             by_digest[digest] = _Planned(planned.root, (*planned.sources, *names), (*planned.targets, *targets))
+    _refuse_collisions(by_digest.values())
     return list(by_digest.values()), notes
+
+
+def _refuse_collisions(plan: Iterable[_Planned]) -> None:
+    """[RESTORE-1] Two different images may not land on one target tag: the second would move
+    the first's tag. Dropping the source registry makes ``a.io/app:1`` and ``b.io/app:1`` one
+    name under ``--to``; a map file has to tell them apart."""
+    taken: dict[str, tuple[Reference, Digest]] = {}
+    for planned in plan:
+        digest = planned.root.descriptor.digest
+        for source, target in zip(planned.sources, planned.targets, strict=True):
+            key = str(target)
+            other, held = taken.setdefault(key, (source, digest))
+            if held != digest:  # the same image under two names may share a target: one push
+                raise UsageError(
+                    f"{other} and {source} would both be restored as {key}; send one elsewhere with --map FILE "
+                    "(lines 'SOURCE TARGET')"
+                )
 
 
 def _with_origins(publication: Publication, host: str, known: dict[Digest, str], hint: str | None) -> Publication:
