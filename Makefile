@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/merge_bench.py
 	$(BIN)/python bench/push_bench.py
 	$(BIN)/python bench/link_bench.py
+	$(BIN)/python bench/bundle_bench.py
 
 clean:
 	rm -rf $(VENV) demo/out demo/in bench/work .mypy_cache .ruff_cache .pytest_cache .hypothesis
