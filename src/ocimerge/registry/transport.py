@@ -636,33 +636,48 @@ class ResponseStream:
         self._what = what
         self._deadline = deadline_of(response)
         self._chunks = response.iter_bytes()
-        self._buffer = bytearray()
+        # what is left of the last network chunk: served by slicing, never copied into a
+        # growing buffer, so each byte is copied once, into the caller's buffer
+        self._pending = memoryview(b"")
+        self._done = False
 
-    def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (all that is left with ``n < 0``); ``b""`` at the end."""
-        while n < 0 or len(self._buffer) < n:
+    def _refill(self) -> bool:
+        """Take the next network chunk into ``_pending``; False at the end of the body."""
+        while not self._pending and not self._done:
             if self._deadline is not None:
                 self._deadline.check(self._host, self._response.request.url)
             try:
                 with within(self._deadline):
-                    self._buffer += next(self._chunks)
+                    self._pending = memoryview(next(self._chunks))
             except StopIteration:
-                break
+                self._done = True
             except httpx.HTTPError as exc:
                 if self._deadline is not None:
                     self._deadline.check(self._host, self._response.request.url)
                 raise transport_error(exc, self._host, self._what) from exc
-        if n < 0:
-            n = len(self._buffer)
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return data
+        return bool(self._pending)
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all that is left with ``n < 0``); ``b""`` at the end."""
+        parts: list[memoryview] = []
+        wanted = n
+        while (n < 0 or wanted > 0) and self._refill():
+            take = len(self._pending) if n < 0 else min(wanted, len(self._pending))
+            parts.append(self._pending[:take])
+            self._pending = self._pending[take:]
+            wanted -= take
+        return b"".join(parts)
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
         """Fill ``buffer`` as far as the body allows; the count, 0 at the end."""
-        data = self.read(len(buffer))
-        memoryview(buffer)[: len(data)] = data
-        return len(data)
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view) and self._refill():
+            take = min(len(view) - filled, len(self._pending))
+            view[filled : filled + take] = self._pending[:take]
+            self._pending = self._pending[take:]
+            filled += take
+        return filled
 
     def close(self) -> None:
         self._response.close()
