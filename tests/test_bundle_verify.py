@@ -205,7 +205,7 @@ def test_a_swapped_image_names_the_image(tmp_path: Path) -> None:
     text = "\n".join(report.problems)
     assert f"the bundle holds {bundle.built[NGINX].digest} but the lock pins {bundle.built[REDIS].digest}" in text
     for image in bundle.built[REDIS].images:
-        assert f"{REDIS}: {image.platform}: the bundle holds" in text
+        assert f"({REDIS}): {image.platform}: the bundle holds" in text
         assert f"but the lock pins {image.digest}" in text
 
 
@@ -223,7 +223,7 @@ def test_a_swapped_platform_image_names_the_image_and_platform(tmp_path: Path) -
     assert len(problems) == 2, problems
     assert f"the lock pins {honest.digest}" in problems[0]
     assert (
-        f"{REDIS}: linux/arm64: the bundle holds {other[0].digest} but the lock pins {redis[1].digest}" in problems[1]
+        f"({REDIS}): linux/arm64: the bundle holds {other[0].digest} but the lock pins {redis[1].digest}" in problems[1]
     )
 
 
@@ -247,6 +247,30 @@ def test_an_extra_image_is_reported(tmp_path: Path) -> None:
     assert f"({APP}): extra: {APP} ({bundle.built[APP].digest}) is in the bundle but not in the lock" in problem
 
 
+def test_an_extra_entry_that_is_not_an_image_is_reported(tmp_path: Path) -> None:
+    """[LOCK-6] An artifact under a name the lock does not pin is extra too: an entry that is
+    not an image is no reason to let it through."""
+    bundle = standard()
+    lock = lock_of(bundle)
+    config = b"{}"
+    bundle.layout.add_blob(config)
+    artifact = dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/x-evil",
+            "config": descriptor("application/vnd.oci.empty.v1+json", config),
+            "layers": [],
+        }
+    )
+    bundle.layout.add_blob(artifact)
+    bundle.name("ghcr.io/acme/evil:1", artifact, "application/vnd.oci.image.manifest.v1+json")
+    report = verify(bundle.write_tar(tmp_path / "b.tar"), lock=lock)
+    assert not report.ok
+    (extra,) = [p for p in report.problems if "extra" in p]
+    assert f"extra: ghcr.io/acme/evil:1 ({sha256(artifact)}) is in the bundle but not in the lock" in extra
+
+
 def test_a_missing_platform_and_an_extra_platform_are_reported(tmp_path: Path) -> None:
     redis = images("redis", "amd64", "arm64", "s390x")
     honest = Bundle().add(REDIS, redis[:2])
@@ -254,9 +278,9 @@ def test_a_missing_platform_and_an_extra_platform_are_reported(tmp_path: Path) -
     bundle = Bundle()
     built = bundle.add(REDIS, [redis[0], redis[2]])
     problems = verify(bundle.write_dir(tmp_path / "b"), lock=lock).problems
-    assert problems[0].endswith(f"{REDIS}: the bundle holds {built.digest} but the lock pins {honest.digest}")
-    assert problems[1].endswith(f"{REDIS}: linux/arm64: missing from the bundle (the lock pins {redis[1].digest})")
-    assert problems[2].endswith(f"{REDIS}: linux/s390x {redis[2].digest} is in the bundle but not in the lock")
+    assert problems[0].endswith(f"({REDIS}): the bundle holds {built.digest} but the lock pins {honest.digest}")
+    assert problems[1].endswith(f"({REDIS}): linux/arm64: missing from the bundle (the lock pins {redis[1].digest})")
+    assert problems[2].endswith(f"({REDIS}): linux/s390x {redis[2].digest} is in the bundle but not in the lock")
     assert len(problems) == 3
 
 
@@ -267,7 +291,7 @@ def test_a_listed_platform_whose_manifest_is_not_held(tmp_path: Path) -> None:
     del bundle.layout.files[f"blobs/sha256/{arm64.digest.split(':')[1]}"]
     problems = verify(bundle.write_dir(tmp_path / "b"), lock=lock).problems
     assert any(
-        p.endswith(f"{NGINX}: linux/arm64: {arm64.digest} is listed but its manifest is not in the bundle")
+        p.endswith(f"({NGINX}): linux/arm64: {arm64.digest} is listed but its manifest is not in the bundle")
         for p in problems
     ), problems
 

@@ -37,7 +37,7 @@ from ocimerge.model.reference import Reference
 from ocimerge.registry.api import RegistryOptions, RegistryPool
 from ocimerge.signatures import PublicKey
 from ocimerge.signed import SignedImage, signed_images
-from ocimerge.sources import SourceSpec, Walk, as_spec, load, load_all, open_source
+from ocimerge.sources import Root, SourceSpec, Walk, as_spec, load, load_all, open_source
 from ocimerge.sources.walk import EVERYTHING
 
 __all__ = ["InspectReport", "Missing", "VerifyReport", "inspect", "verify"]
@@ -53,7 +53,7 @@ def _selected(spec: SourceSpec) -> bool:
 
 @contextlib.contextmanager
 def _read(
-    spec: SourceSpec, options: RegistryOptions | None, walk: Walk = EVERYTHING
+    spec: SourceSpec, options: RegistryOptions | None, walk: Walk = EVERYTHING, roots: list[Root] | None = None
 ) -> Iterator[list[ImageSet | OcimergeError]]:
     """Every entry of the source (or the one selected), each walked; failures kept in place.
 
@@ -62,12 +62,17 @@ def _read(
     mistake, not a property of the source. Registry, auth and network failures are raised
     too: they say nothing about the image.
     """
+    entries: list[ImageSet | OcimergeError]
     with RegistryPool(options) as pool, open_source(spec, pool.get) as source:
         if not _selected(spec):
-            yield load_all(source, walk)
+            entries = load_all(source, walk)
+            if roots is not None:  # [LOCK-6] the names of every entry, images or not
+                with contextlib.suppress(InputError):
+                    roots.extend(source.roots())
+            yield entries
             return
         try:
-            entries: list[ImageSet | OcimergeError] = [load(spec, source, walk)]
+            entries = [load(spec, source, walk)]
         except (SelectionError, PlatformMismatchError):
             raise
         # any other input problem is a finding about the source: reported, not raised
@@ -107,11 +112,15 @@ class Missing:
 
 
 def _entry_references(loaded: ImageSet) -> set[str]:
-    """[LOCK-6] The references an entry answers to: its names as written, and those that are
-    references rather than bare tags (they hold a ``/`` or ``:``, which a tag cannot)
-    normalised, as the lock writes them."""
-    found = set(loaded.names)
-    for name in loaded.names:
+    """[LOCK-6] The references an entry answers to (see :func:`_references`)."""
+    return _references(loaded.names)
+
+
+def _references(names: Sequence[str]) -> set[str]:
+    """[LOCK-6] Names as written, and those that are references rather than bare tags (they
+    hold a ``/`` or ``:``, which a tag cannot) normalised, as the lock writes them."""
+    found = set(names)
+    for name in names:
         if "/" in name or ":" in name:
             with contextlib.suppress(UsageError):
                 found.add(str(Reference.parse(name)))
@@ -126,7 +135,8 @@ def _root_digest(loaded: ImageSet) -> Digest:
 def _check_image(image: LockedImage, loaded: ImageSet) -> tuple[list[str], list[Missing]]:
     """[LOCK-6] One bundle entry against its lock entry: root digest, then platforms exactly."""
     key = str(image.reference)
-    at = f"{loaded.source}: {key}"
+    # the entry's label names it already when its name is the full reference: said once
+    at = loaded.source if f"({key})" in loaded.source else f"{loaded.source}: {key}"
     problems: list[str] = []
     missing: list[Missing] = []
     root = _root_digest(loaded)
@@ -153,9 +163,12 @@ def _check_image(image: LockedImage, loaded: ImageSet) -> tuple[list[str], list[
     return problems, missing
 
 
-def _check_lock(lock: Lock, loaded: Sequence[ImageSet], source: str) -> tuple[list[str], list[Missing]]:
+def _check_lock(
+    lock: Lock, loaded: Sequence[ImageSet], source: str, roots: Sequence[Root] = ()
+) -> tuple[list[str], list[Missing]]:
     """[LOCK-6] Every locked image found by its full reference and checked; every bundle
-    entry the lock does not name is extra. Problems in the lock's order, then the extras."""
+    entry the lock does not name is extra, an image or not (an artifact under a locked-looking
+    name is no less extra). Problems in the lock's order, then the extras."""
     problems: list[str] = []
     missing: list[Missing] = []
     answers = [(entry, _entry_references(entry)) for entry in loaded]
@@ -175,6 +188,15 @@ def _check_lock(lock: Lock, loaded: Sequence[ImageSet], source: str) -> tuple[li
             called = ", ".join(dict.fromkeys(entry.names)) if entry.names else "an entry without a name"
             problems.append(
                 f"{entry.source}: extra: {called} ({_root_digest(entry)}) is in the bundle but not in the lock"
+            )
+    images = {_root_digest(entry) for entry in loaded}
+    for root in roots:
+        names = _references(root.names)
+        if root.descriptor.digest not in images and root.names and not names & locked:
+            called = ", ".join(dict.fromkeys(root.names))
+            problems.append(
+                f"{source}: extra: {called} ({root.descriptor.digest}) is in the bundle but not in the lock "
+                "(and is not an image)"
             )
     return problems, missing
 
@@ -302,10 +324,11 @@ def inspect(
     """
     spec = as_spec(source)
     _whole(spec, lock)
-    with _read(spec, options, Walk(referrers=referrers)) as entries:
+    roots: list[Root] = []
+    with _read(spec, options, Walk(referrers=referrers), roots if lock is not None else None) as entries:
         expected: list[Missing] = []
         if lock is not None:
-            expected = _check_lock(lock, [e for e in entries if isinstance(e, ImageSet)], spec.text)[1]
+            expected = _check_lock(lock, [e for e in entries if isinstance(e, ImageSet)], spec.text, roots)[1]
         return InspectReport(spec.text, tuple(entries), tuple(expected))
 
 
@@ -466,7 +489,8 @@ def verify(  # noqa: PLR0913 - the source, its registry options, and four keywor
     spec = as_spec(source)
     _whole(spec, lock)
     tally = _Tally()
-    with _read(spec, options, Walk(referrers=referrers)) as entries:
+    roots: list[Root] = []
+    with _read(spec, options, Walk(referrers=referrers), roots if lock is not None else None) as entries:
         for result in entries:
             if isinstance(result, UnsupportedMediaTypeError):
                 tally.notes.append(f"not an image, not checked: {result}")
@@ -481,7 +505,9 @@ def verify(  # noqa: PLR0913 - the source, its registry options, and four keywor
                     tally.signatures.extend(checked)
                     tally.problems.extend(c.problem(key_name) for c in checked if not c.ok and c.label != "index")
         if lock is not None:
-            tally.problems.extend(_check_lock(lock, [e for e in entries if isinstance(e, ImageSet)], spec.text)[0])
+            tally.problems.extend(
+                _check_lock(lock, [e for e in entries if isinstance(e, ImageSet)], spec.text, roots)[0]
+            )
     return VerifyReport(
         spec.text,
         tuple(tally.problems),

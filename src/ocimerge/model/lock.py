@@ -331,8 +331,3 @@ def _keeps(entry: Descriptor, images: set[str]) -> bool:
     if is_attestation(entry):
         return attested_digest(entry) in images
     return str(entry.digest) in images and entry.media_type in mt.MANIFEST_TYPES | mt.INDEX_TYPES
-
-
-def referenced(images: Iterable[LockedImage]) -> dict[str, LockedImage]:
-    """The locked images by their full reference text (what a bundle names them by)."""
-    return {str(i.reference): i for i in images}
