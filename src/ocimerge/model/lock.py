@@ -9,7 +9,7 @@ Resolving references through a registry is not done here (that is :mod:`ocimerge
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
