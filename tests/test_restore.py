@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from imagebuilder import OCI_INDEX, OCI_MANIFEST, Image, Layout, descriptor, dumps, sha256, tar_bytes
+from ocimerge import restore as restore_module
 from ocimerge.bundle import bundle as make_bundle
 from ocimerge.errors import OcimergeError, SignatureError, UsageError
 from ocimerge.model import mediatype as mt
@@ -31,7 +32,7 @@ from ocimerge.model.reference import Reference
 from ocimerge.model.referrers import fallback_tag
 from ocimerge.registry.api import RegistryOptions
 from ocimerge.registry.transport import RetryPolicy
-from ocimerge.restore import RestoreMap, partial_restore, restore, target_for
+from ocimerge.restore import MapRule, RestoreMap, partial_restore, restore, target_for
 from ocimerge.signatures import load_public_key
 from ocimerge.sinks.journal import UploadJournal
 from ocimerge.sinks.registry import BlobAction, PushEvent, PushEventKind, PushOptions
@@ -229,6 +230,39 @@ def test_a_bad_map_file_names_the_line(text: str, message: str) -> None:
     """[RESTORE-2]"""
     with pytest.raises(UsageError, match=message.replace("(", r"\(")):
         RestoreMap.parse(text, where="map.txt")
+
+
+@pytest.mark.parametrize("target", ["harbor.site", "localhost:5000", "127.0.0.1:5000/"])
+def test_a_bare_host_target_of_a_source_with_a_path_is_refused(target: str) -> None:
+    """[RESTORE-2] ``ghcr.io/acme/app harbor.site`` would leave the image no repository: its
+    target ``harbor.site:1`` parses as ``docker.io/library/harbor.site:1``, a push to Docker
+    Hub. Refused at parse time, naming the line and a rule that works."""
+    with pytest.raises(UsageError, match=r"map.txt:2: the target .* is a bare registry host") as caught:
+        RestoreMap.parse(f"ghcr.io harbor.site/ghcr\nghcr.io/acme/app {target}", where="map.txt")
+    assert "ghcr.io/acme/app " in str(caught.value)
+    host_only = RestoreMap.parse("ghcr.io harbor.site")  # a bare host for a bare host keeps the path
+    assert str(target_for(Reference.parse("ghcr.io/acme/app:1"), "x.site", host_only)) == "harbor.site/acme/app:1"
+
+
+def test_a_target_off_the_named_host_is_refused_naming_the_rule() -> None:
+    """[RESTORE-2] A rule built by hand (no parse-time check) that leaves no repository: the
+    target would be on Docker Hub, not the host the rule names; a UsageError naming the line."""
+    mapping = RestoreMap((MapRule("ghcr.io/acme/app", "harbor.site", 4, "m.txt"),))
+    with pytest.raises(UsageError, match=r"ghcr.io/acme/app:1: m.txt:4 sends it to 'harbor.site:1'") as caught:
+        target_for(Reference.parse("ghcr.io/acme/app:1"), "x.site", mapping)
+    assert "docker.io/library/harbor.site" in str(caught.value)
+
+
+def test_a_map_file_larger_than_the_cap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """[RESTORE-2] The map file is read at most MAX_MAP_BYTES + 1: a larger one is refused."""
+    monkeypatch.setattr(restore_module, "MAX_MAP_BYTES", 64)
+    path = tmp_path / "map.txt"
+    path.write_text(("a.io b.io/x  # " + "x" * 64)[:63] + "\n")
+    assert len(path.read_bytes()) == 64
+    assert RestoreMap.read(path).lookup("a.io/y") == "b.io/x/y"
+    path.write_text("a.io b.io/x\n" + "#" * 64)
+    with pytest.raises(UsageError, match=r"map\.txt: the map file is larger than 64 bytes"):
+        RestoreMap.read(path)
 
 
 def test_the_longest_source_prefix_wins_on_whole_components() -> None:

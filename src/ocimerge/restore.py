@@ -49,6 +49,8 @@ _PARTIAL = "ocimerge_partial_result"
 #: A stand-in repository appended to a prefix so that it parses as a reference ([RESTORE-1]):
 #: two components, so Docker Hub's ``library/`` rule ([REF-2]) never applies to the prefix.
 _PROBE = "/x/x"
+#: [RESTORE-2] The largest map file read: a map is a few lines, and a file read at once is capped.
+MAX_MAP_BYTES = 16 * 1024 * 1024
 
 
 def _looks_like_host(first: str) -> bool:
@@ -83,11 +85,25 @@ def _rules(values: Sequence[MapRule]) -> tuple[MapRule, ...]:
 
 @attrs.frozen
 class MapRule:
-    """[RESTORE-2] One line of a map file: names under ``source`` go under ``target``."""
+    """[RESTORE-2] One line of a map file: names under ``source`` go under ``target``.
+
+    ``where`` and ``line`` say where the rule was written, for the errors that name it.
+    """
 
     source: str
     target: str
     line: int = 0
+    where: str = "map file"
+
+    @property
+    def host(self) -> str:
+        """The registry host the rule sends images to: the first component of ``target``."""
+        return self.target.split("/", 1)[0]
+
+    @property
+    def place(self) -> str:
+        """``FILE:LINE``, as the errors about the rule name it."""
+        return f"{self.where}:{self.line}"
 
 
 @attrs.frozen
@@ -109,7 +125,9 @@ class RestoreMap:
 
         Both are ``REGISTRY[/PATH]`` prefixes (a trailing ``/`` is ignored). Raises
         :class:`UsageError` naming ``where`` and the line for a line without exactly two
-        fields, a prefix that does not start with a registry host, or a source given twice.
+        fields, a prefix that does not start with a registry host, a source given twice, or
+        a bare registry host as the target of a source with a path (``ghcr.io/acme/app
+        harbor.site``: the image would be left without a repository, [RESTORE-2]).
         """
         rules: list[MapRule] = []
         seen: dict[str, int] = {}
@@ -123,15 +141,28 @@ class RestoreMap:
             source, target = _prefix(fields[0], here), _prefix(fields[1], here)
             if source in seen:
                 raise UsageError(f"{here}: {source} is mapped already on line {seen[source]}")
+            if "/" not in target and "/" in source:
+                # the source's part is replaced by the target: `ghcr.io/acme/app harbor.site`
+                # would leave `harbor.site:1`, which parses as docker.io/library/harbor.site
+                raise UsageError(
+                    f"{here}: the target {target} is a bare registry host, which takes a bare host as source "
+                    f"(e.g. 'ghcr.io {target}'); for {source}, name the target repository or prefix "
+                    f"(e.g. '{source} {target}/{source.split('/', 1)[1]}')"
+                )
             seen[source] = number
-            rules.append(MapRule(source, target, number))
+            rules.append(MapRule(source, target, number, where))
         return cls(tuple(rules))
 
     @classmethod
     def read(cls, path: str | Path) -> RestoreMap:
-        """:meth:`parse` of the file at ``path`` (UTF-8); a UsageError when it cannot be read."""
+        """:meth:`parse` of the file at ``path`` (UTF-8); a UsageError when it cannot be read
+        or holds more than :data:`MAX_MAP_BYTES` (no unbounded read)."""
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with Path(path).open("rb") as stream:
+                raw = stream.read(MAX_MAP_BYTES + 1)
+            if len(raw) > MAX_MAP_BYTES:
+                raise UsageError(f"{path}: the map file is larger than {MAX_MAP_BYTES} bytes; refusing to read it")
+            text = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"{path}: cannot read the map file ({exc})") from exc
         return cls.parse(text, where=str(path))
@@ -155,18 +186,31 @@ def target_for(reference: Reference, to: str, mapping: RestoreMap | None = None)
     (``docker.io/library/redis:7`` under ``harbor.site/mirror`` is
     ``harbor.site/mirror/library/redis:7``), unless a rule of ``mapping`` matches
     ([RESTORE-2]). The tag and digest are kept: a digest-only reference is pushed by digest.
+    The target is always on the registry host the rule or ``to`` names: a result anywhere
+    else (Docker Hub's ``library/`` rule applied to a name left without a repository) is a
+    UsageError naming the map line, never a push to another registry.
 
     >>> str(target_for(Reference.parse("docker.io/library/redis:7"), "harbor.site/mirror"))
     'harbor.site/mirror/library/redis:7'
     """
-    name = mapping.lookup(reference.name) if mapping is not None else None
-    if name is None:
-        name = f"{_prefix(to, '--to')}/{reference.repository}"
+    rule = mapping.rule_for(reference.name) if mapping is not None else None
+    if rule is None:
+        prefix = _prefix(to, "--to")
+        name, host, named_by = f"{prefix}/{reference.repository}", prefix.split("/", 1)[0], f"--to {to}"
+    else:
+        name, host, named_by = rule.target + reference.name[len(rule.source) :], rule.host, f"{rule.place}"
     text = name + (f":{reference.tag}" if reference.tag else "") + (f"@{reference.digest}" if reference.digest else "")
     try:
-        return Reference.parse(text, default_tag=None)
+        target = Reference.parse(text, default_tag=None)
     except UsageError as exc:
-        raise UsageError(f"{reference}: its target {text!r} is not a valid reference ({exc})") from exc
+        raise UsageError(f"{reference}: its target {text!r} ({named_by}) is not a valid reference ({exc})") from exc
+    if target.registry != host or "/" not in name:
+        # [RESTORE-2] never another registry than the one named (Docker Hub least of all)
+        raise UsageError(
+            f"{reference}: {named_by} sends it to {text!r}, which has no repository on {host} "
+            f"(it would go to {target.registry}/{target.repository}); name the target repository"
+        )
+    return target
 
 
 # -- results -----------------------------------------------------------------------------------
