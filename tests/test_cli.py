@@ -362,3 +362,48 @@ def test_a_missing_ca_file_is_a_usage_error_on_read_only_commands_too(command: s
     missing = tmp_path / "missing.pem"
     result = run(command, "--ca-file", str(missing), "docker://127.0.0.1:9/team/app:1")
     assert_one_line_error(result, 2, f"--ca-file {missing}: no such file")
+
+
+# -- push: options anywhere among the targets --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "targets"),
+    [
+        (["--dry-run", "SRC", "a.io/x:1", "b.io/y:2"], ["a.io/x:1", "b.io/y:2"]),  # before
+        (["SRC", "--dry-run", "a.io/x:1"], ["a.io/x:1"]),  # between SRC and the targets
+        (["SRC", "a.io/x:1", "--dry-run", "--jobs", "2", "b.io/y:2"], ["a.io/x:1", "b.io/y:2"]),  # between targets
+        (["SRC", "a.io/x:1", "b.io/y:2", "--dry-run"], ["a.io/x:1", "b.io/y:2"]),  # after
+        (["SRC", "--dry-run", "--to", "a.io/m", "--map", "m.txt"], []),  # --to: no targets
+        (["--dry-run", "SRC", "--map", "m.txt", "--to", "a.io/m"], []),
+    ],
+)
+def test_push_takes_options_before_between_and_after_the_targets(argv: list[str], targets: list[str]) -> None:
+    """``push SRC --dry-run TARGET`` parses: argparse fills a ``*`` positional in one go, so the
+    targets after an option were 'unrecognized arguments' (exit 2) since --to made them optional."""
+    from ocimerge.cli.parser import build_parser
+
+    args = build_parser().parse_args(["push", *argv])
+    assert (args.source, args.targets, args.dry_run) == ("SRC", targets, True)
+    assert args.jobs == (2 if "--jobs" in argv else 4)
+    assert args.map == ("m.txt" if "--map" in argv else None)
+
+
+def test_push_still_refuses_unknown_options_and_leftovers_elsewhere(inputs: list[str]) -> None:
+    """Only push's targets take the leftover positionals: an unknown option, or a second source
+    for inspect, is still a usage error."""
+    unknown = run("push", inputs[0], "--bogus", "a.io/x:1")
+    assert unknown.returncode == 2
+    assert "ocimerge: error: unrecognized arguments: --bogus\n" in unknown.stderr
+    extra = run("inspect", inputs[0], "--json", inputs[1])
+    assert extra.returncode == 2
+    assert f"ocimerge: error: unrecognized arguments: {inputs[1]}\n" in extra.stderr
+
+
+def test_push_with_targets_after_an_option_reaches_the_push(tmp_path: Path, inputs: list[str]) -> None:
+    """End to end, the targets after ``--dry-run`` and ``--map`` are targets: the push itself
+    answers (--map goes with --to), not the parser."""
+    result = run("push", inputs[0], "--map", "m.txt", "127.0.0.1:9/x:1", cwd=tmp_path)
+    assert_one_line_error(result, 2, "--map and --mount-from go with --to")
+    result = run("push", inputs[0], "--dry-run", "--to", "127.0.0.1:9/m", "127.0.0.1:9/x:1", cwd=tmp_path)
+    assert_one_line_error(result, 2, "give no REGISTRY/REPO:TAG as well")

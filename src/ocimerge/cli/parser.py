@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from ocimerge._version import __version__
@@ -31,7 +32,27 @@ _FORMAT = argparse.RawDescriptionHelpFormatter
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors follow ours: ``ocimerge: error: …``, the usage exit code."""
+    """An ``ArgumentParser`` whose errors follow ours: ``ocimerge: error: …``, the usage exit code.
+
+    ``tail`` names a ``nargs="*"`` positional that also takes the positionals given after an
+    option: argparse fills a ``*`` positional in one go, with nothing when an option follows
+    the one before it (``push SRC --dry-run TARGET`` left ``TARGET`` unrecognised).
+    """
+
+    tail: str | None = None
+
+    def parse_known_args(  # type: ignore[override]  # typeshed overloads; one signature serves
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """argparse's, then the leftover positionals folded into :attr:`tail`, in order."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if self.tail is None or not extras:
+            return parsed, extras
+        # an option's value never lands here: argparse took it with its option; what is left
+        # and starts with "-" is an unknown option, still reported as unrecognised
+        folded = [e for e in extras if not e.startswith("-")]
+        setattr(parsed, self.tail, [*getattr(parsed, self.tail), *folded])
+        return parsed, [e for e in extras if e.startswith("-")]
 
     def error(self, message: str) -> NoReturn:
         """Print the usage and the one-line error to stderr, and exit with the usage code."""
@@ -261,6 +282,7 @@ def _add_push(subparsers: _Subparsers) -> None:
     # one source, many targets: one read of the source serves every repository pushed to;
     # none with --to, where each image of a bundle names its own
     parser.add_argument("targets", nargs="*", metavar="REGISTRY/REPO:TAG")
+    parser.tail = "targets"  # options may come before, between and after the targets
     bundles = parser.add_argument_group("bundles (many images, each named by its reference)")
     bundles.add_argument(
         "--to",
