@@ -14,12 +14,13 @@ temporary file that is renamed ([SINK-1]), after which the staging directory is 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
 import stat
-from collections.abc import Iterable
-from typing import BinaryIO
+from collections.abc import Callable, Iterable
+from typing import BinaryIO, TypeVar
 
 import attrs
 
@@ -43,6 +44,7 @@ MARKER = ".ocimerge-bundle"
 _TEMP = ".tmp"
 #: What a staging directory may hold; anything else there means it is not ours to reuse.
 _STAGING_NAMES = frozenset({MARKER, _TEMP, "blobs", "oci-layout", "index.json"})
+_STAGING_DIRECTORIES = frozenset({_TEMP, "blobs"})
 
 
 def staging_path(output: str) -> str:
@@ -80,56 +82,84 @@ def bundle_index_json(entries: Iterable[BundleEntry]) -> bytes:
 class StagingLayout:
     """[BUNDLE-5] The staging directory of one bundle: blobs in, verified, kept across runs.
 
-    Opening it creates ``<output>.partial`` (0700) or adopts the one an earlier run left (a
-    directory holding the marker, or only layout files); anything else there is an
-    :class:`OutputError` naming it. Temporaries a killed run left are removed.
+    Opening it takes the run's lock (``flock`` on ``<path>.lock`` beside it, a file that is
+    never moved, removed when the run lets go), then creates ``<path>`` (0700) or adopts the
+    one an earlier run left: a real directory (no symlink), owned by this user, writable by no
+    one else, holding only a staging layout's names (the marker, ``.tmp``, ``blobs/sha256``,
+    ``oci-layout``, ``index.json``), each a real directory or a regular file as it should be.
+    Anything else is an :class:`OutputError` naming it, and nothing there is touched. Every
+    file operation after that is relative to the directories opened then, never following a
+    symlink. Temporaries a killed run left are removed.
     """
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
         self.resumed = False
-        self._adopt()
-        self._lock = self._hold()
-        self._blobs = os.path.join(self.path, "blobs", "sha256")
-        self._temp = os.path.join(self.path, _TEMP)
-        os.makedirs(self._blobs, exist_ok=True)
-        shutil.rmtree(self._temp, ignore_errors=True)  # a killed run's half-written blobs
-        os.makedirs(self._temp, mode=0o700)
+        self._lock_path = self.path + ".lock"
+        self._lock = -1
+        self._dir = -1
+        self._blobs = -1
+        self._temp = -1
         self._added: dict[Digest, Blob] = {}
-
-    def _adopt(self) -> None:
         try:
-            info = os.lstat(self.path)
-        except FileNotFoundError:
+            self._lock = _hold(self._lock_path, self.path)
+            self._dir = self._adopt()
+            blobs = _subdirectory(self.path, "blobs", self._dir)
+            try:
+                names = set(_attempt(f"{self.path}/blobs", "list", lambda: os.listdir(blobs)))
+                if not names.issubset({"sha256"}):
+                    raise OutputError(f"{self.path}/blobs: holds more than sha256/; remove {self.path}")
+                self._blobs = _subdirectory(f"{self.path}/blobs", "sha256", blobs, root=self.path)
+            finally:
+                os.close(blobs)
+            temp = f"{self.path}/{_TEMP}"
+            # a killed run's half-written blobs (rmtree with dir_fd never follows a symlink)
+            _attempt(temp, "clear", lambda: _clear(_TEMP, self._dir))
+            self._temp = _subdirectory(self.path, _TEMP, self._dir)
+        except BaseException:
+            self.close()
+            raise
+
+    def _adopt(self) -> int:
+        """Create or adopt the staging directory; its descriptor, opened without following a link."""
+        try:
             os.mkdir(self.path, 0o700)
-            self._mark()
-            return
-        if not stat.S_ISDIR(info.st_mode):
-            raise OutputError(f"{self.path}: exists and is not a bundle's staging directory; remove it")
-        names = set(os.listdir(self.path))
-        if not names.issubset(_STAGING_NAMES) or (names and info.st_uid != os.getuid()):
-            raise OutputError(f"{self.path}: exists and is not a bundle's staging directory; remove it")
-        os.chmod(self.path, 0o700)  # [SEC-6] private while it is being written
-        self.resumed = bool(names - {MARKER, _TEMP})
-        self._mark()
-
-    def _mark(self) -> None:
-        with open(os.path.join(self.path, MARKER), "ab"):
+        except FileExistsError:
             pass
-
-    def _hold(self) -> int:
-        """[BUNDLE-5] One run at a time per staging directory: a lock on the marker file."""
-        fd = os.open(os.path.join(self.path, MARKER), os.O_RDONLY)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot create the staging directory ({_reason(exc)})") from None
+        fd = _open_directory(self.path, self.path, None, root=self.path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            _check_owned(self.path, os.fstat(fd), self.path)
+            names = set(_attempt(self.path, "list", lambda: os.listdir(fd)))
+            if not names.issubset(_STAGING_NAMES):
+                raise OutputError(f"{self.path}: exists and is not a bundle's staging directory; remove it")
+            for name in names:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                wanted = stat.S_ISDIR if name in _STAGING_DIRECTORIES else stat.S_ISREG
+                if not wanted(info.st_mode):
+                    kind = "a directory" if name in _STAGING_DIRECTORIES else "a regular file"
+                    raise OutputError(f"{self.path}/{name}: is not {kind} (a symlink?); remove {self.path}")
+                _check_owned(f"{self.path}/{name}", info, self.path)
+            self.resumed = bool(names - {MARKER, _TEMP})
+            _attempt(self.path, "make private", lambda: os.fchmod(fd, 0o700))  # [SEC-6]
+            _write_at(fd, MARKER, b"", f"{self.path}/{MARKER}")
+        except BaseException:
             os.close(fd)
-            raise OutputError(f"{self.path}: another bundle run is writing here; wait for it to end") from None
+            raise
         return fd
 
     def close(self) -> None:
-        """Release the staging directory (what is staged stays for the next run)."""
+        """Release the staging directory (what is staged stays for the next run) and its lock."""
+        for name in ("_temp", "_blobs", "_dir"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
         if self._lock >= 0:
+            # unlinked while still held: a run waiting on it finds it gone and takes a new one
+            with contextlib.suppress(OSError):
+                os.unlink(self._lock_path)
             os.close(self._lock)
             self._lock = -1
 
@@ -142,52 +172,72 @@ class StagingLayout:
     def _name(self, digest: Digest) -> str:
         if digest.algorithm != "sha256":
             raise OutputError(f"{digest}: only sha256 blobs can be bundled")
-        return os.path.join(self._blobs, digest.encoded)
+        return digest.encoded
+
+    def _where(self, name: str) -> str:
+        return f"{self.path}/blobs/sha256/{name}"
 
     def has(self, blob: Blob) -> bool:
         """Whether the staging holds ``blob`` whole: a file found there is re-hashed, and
-        deleted when it is not the blob (a wrong size or digest), so it is fetched again."""
+        deleted when it is not the blob (a wrong size or digest, or no regular file), so it
+        is fetched again."""
         if blob.digest in self._added:
             return True
-        path = self._name(blob.digest)
+        name = self._name(blob.digest)
+        where = self._where(name)
         try:
-            info = os.lstat(path)
+            info = os.stat(name, dir_fd=self._blobs, follow_symlinks=False)
         except FileNotFoundError:
             return False
-        if stat.S_ISREG(info.st_mode) and info.st_size == blob.descriptor.size and _hashes_to(path, blob.digest):
+        except OSError as exc:
+            raise OutputError(f"{where}: cannot read ({_reason(exc)})") from None
+        if stat.S_ISDIR(info.st_mode):
+            raise OutputError(f"{where}: is a directory, not a blob; remove {self.path}")
+        whole = stat.S_ISREG(info.st_mode) and info.st_size == blob.descriptor.size
+        if whole and _attempt(where, "read", lambda: _hashes_to(self._blobs, name, blob.digest)):
             return True
-        os.unlink(path)
+        _attempt(where, "remove", lambda: os.unlink(name, dir_fd=self._blobs))  # a link itself, never its target
         return False
 
     def add(self, blob: Blob) -> str:
         """[BUNDLE-5] Stage ``blob``: :data:`KEPT` when it is there already (verified), else
-        :data:`WRITTEN`, streamed to a temporary, verified, renamed into ``blobs/``."""
+        :data:`WRITTEN`, streamed to a temporary, verified, renamed into ``blobs/``.
+        ``OutputError`` naming the file when the disk refuses (full, no permission)."""
         if self.has(blob):
             self._added.setdefault(blob.digest, self._staged(blob.descriptor))
             return KEPT
-        final = self._name(blob.digest)
-        temp = os.path.join(self._temp, blob.digest.encoded)
+        name = self._name(blob.digest)
+        where = f"{self.path}/{_TEMP}/{name}"
+        fd = _attempt(where, "create", lambda: os.open(name, _WRITE | os.O_EXCL | os.O_TRUNC, 0o666, dir_fd=self._temp))
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
             with os.fdopen(fd, "wb") as out:
-                copy_verified(blob, out.write)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, final)
+
+                def write(data: bytes | bytearray | memoryview) -> object:
+                    return _attempt(where, "write", lambda: out.write(data))
+
+                copy_verified(blob, write)
+                _attempt(where, "write", out.flush)
+                _attempt(where, "write", lambda: os.fsync(out.fileno()))
+            _attempt(
+                self._where(name),
+                "write",
+                lambda: os.replace(name, name, src_dir_fd=self._temp, dst_dir_fd=self._blobs),
+            )
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(temp)
+                os.unlink(name, dir_fd=self._temp)
             raise
         self._added[blob.digest] = self._staged(blob.descriptor)
         return WRITTEN
 
     def _staged(self, descriptor: Descriptor) -> Blob:
-        path = self._name(descriptor.digest)
+        name = self._name(descriptor.digest)
+        blobs = self._blobs
 
         def opener() -> BinaryIO:
-            return open(path, "rb")
+            return os.fdopen(os.open(name, _READ, dir_fd=blobs), "rb")
 
-        return Blob(descriptor, opener, f"{self.path}: blobs/sha256/{descriptor.digest.encoded}")
+        return Blob(descriptor, opener, self._where(name))
 
     @property
     def blobs(self) -> tuple[Blob, ...]:
@@ -199,7 +249,8 @@ class StagingLayout:
 
         A directory is renamed into place; an archive is written from the staged blobs (read
         and verified again, locally) to a temporary that is renamed, then the staging is
-        removed. On failure the staging stays for the next run.
+        removed. On failure the staging stays for the next run. The run's lock is held until
+        the staging is gone, so no other run can adopt it meanwhile.
         """
         index = bundle_index_json(entries)
         if archive:
@@ -207,25 +258,141 @@ class StagingLayout:
             shutil.rmtree(self.path, ignore_errors=True)
             return
         claim_destination(output, force=force)
-        with open(os.path.join(self.path, "oci-layout"), "wb") as f:
-            f.write(LAYOUT_HEADER)
+        _write_at(self._dir, "oci-layout", LAYOUT_HEADER, f"{self.path}/oci-layout")
         # [SINK-3] index.json last: a reader that sees it sees every blob it names
-        with open(os.path.join(self.path, "index.json"), "wb") as f:
-            f.write(index)
-        # a blob not of this bundle (left by an earlier run of another lock) does not go out
+        _write_at(self._dir, "index.json", index, f"{self.path}/index.json")
+        # a blob not of this bundle (left by an earlier run of another lock) does not go out;
+        # unlink removes a symlink itself, never what it points to
         wanted = {d.encoded for d in self._added}
-        for name in os.listdir(self._blobs):
+        for name in _attempt(f"{self.path}/blobs/sha256", "list", lambda: os.listdir(self._blobs)):
             if name not in wanted:
-                os.unlink(os.path.join(self._blobs, name))
-        shutil.rmtree(self._temp, ignore_errors=True)
-        os.unlink(os.path.join(self.path, MARKER))
-        os.chmod(self.path, 0o777 & ~_umask())  # [SEC-6] the mode `mkdir` would have given it
+                self._drop(name)
+        _attempt(f"{self.path}/{_TEMP}", "clear", lambda: _clear(_TEMP, self._dir))
+        _attempt(f"{self.path}/{MARKER}", "remove", lambda: os.unlink(MARKER, dir_fd=self._dir))
+        mode = 0o777 & ~_umask()  # [SEC-6] the mode `mkdir` would have given it
+        _attempt(self.path, "set the mode of", lambda: os.fchmod(self._dir, mode))
+        if not _same(self.path, os.fstat(self._dir)):
+            raise OutputError(f"{self.path}: was replaced while the bundle was written; run again")
         move_into_place(self.path, output)
 
+    def _drop(self, name: str) -> None:
+        where = self._where(name)
+        info = _attempt(where, "read", lambda: os.stat(name, dir_fd=self._blobs, follow_symlinks=False))
+        if stat.S_ISDIR(info.st_mode):
+            raise OutputError(f"{where}: is a directory, not a blob; remove it")
+        _attempt(where, "remove", lambda: os.unlink(name, dir_fd=self._blobs))
 
-def _hashes_to(path: str, digest: Digest) -> bool:
+
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_WRITE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+_T = TypeVar("_T")
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _attempt(where: str, what: str, action: Callable[[], _T]) -> _T:
+    """``action()``, its ``OSError`` (disk full, no permission, a planted file) an
+    ``OutputError`` naming ``where`` ([BUNDLE-5])."""
+    try:
+        return action()
+    except OSError as exc:
+        raise OutputError(f"{where}: cannot {what} ({_reason(exc)})") from None
+
+
+def _hold(lock_path: str, staging: str) -> int:
+    """[BUNDLE-5] One run at a time per staging directory: ``flock`` on ``<staging>.lock``.
+
+    The lock file is never moved with the staging; a run that ends unlinks it while it
+    still holds it, so a lock taken on a file no longer at that name is tried again."""
+    for _ in range(5):
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise OutputError(f"{lock_path}: cannot open the staging lock ({_reason(exc)}); remove it") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+                raise OutputError(f"{lock_path}: is not this user's staging lock; remove it")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise OutputError(f"{staging}: another bundle run is writing here; wait for it to end") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        if _same(lock_path, info):
+            return fd
+        os.close(fd)  # the run before us let go and removed it: take the new one
+    raise OutputError(f"{staging}: other bundle runs keep taking the staging lock {lock_path}; run again")
+
+
+def _same(path: str, info: os.stat_result) -> bool:
+    try:
+        now = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino)
+
+
+def _check_owned(where: str, info: os.stat_result, staging: str) -> None:
+    """[SEC-6] Adopted only when this user owns it and no one else may write to it."""
+    if info.st_uid != os.getuid():
+        raise OutputError(f"{where}: belongs to another user (uid {info.st_uid}), not adopted; remove {staging}")
+    if stat.S_ISDIR(info.st_mode) and info.st_mode & 0o022:
+        mode = oct(info.st_mode & 0o777)
+        raise OutputError(f"{where}: others may write to it (mode {mode}), not adopted; remove {staging}")
+
+
+def _open_directory(where: str, name: str, dir_fd: int | None, *, root: str) -> int:
+    """``name`` (under ``dir_fd``) opened as a directory, never through a symlink."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            if where == root:
+                raise OutputError(f"{where}: exists and is not a bundle's staging directory; remove it") from None
+            raise OutputError(f"{where}: is not a directory (a symlink?); remove {root}") from None
+        raise OutputError(f"{where}: cannot open ({_reason(exc)})") from None
+
+
+def _subdirectory(parent: str, name: str, dir_fd: int, *, root: str | None = None) -> int:
+    """``parent/name`` created (0700) or found, a real directory this user owns; its descriptor."""
+    root = root or parent
+    where = f"{parent}/{name}"
+    try:
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise OutputError(f"{where}: cannot create ({_reason(exc)})") from None
+    fd = _open_directory(where, name, dir_fd, root=root)
+    try:
+        _check_owned(where, os.fstat(fd), root)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _clear(name: str, dir_fd: int) -> None:
+    """Remove the tree ``name`` under ``dir_fd`` if it is there (rmtree with a ``dir_fd``
+    works through descriptors and never follows a symlink)."""
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(name, dir_fd=dir_fd)
+
+
+def _write_at(dir_fd: int, name: str, data: bytes, where: str) -> None:
+    """``name`` under ``dir_fd`` written with ``data`` (a symlink there is refused, not followed)."""
+    fd = _attempt(where, "write", lambda: os.open(name, _WRITE | os.O_TRUNC, 0o666, dir_fd=dir_fd))
+    with os.fdopen(fd, "wb") as f:
+        _attempt(where, "write", lambda: f.write(data))
+
+
+def _hashes_to(dir_fd: int, name: str, digest: Digest) -> bool:
     hasher = digest.hasher()
-    with open(path, "rb") as f:
+    with os.fdopen(os.open(name, _READ, dir_fd=dir_fd), "rb") as f:
         while chunk := f.read(CHUNK_SIZE):
             hasher.update(chunk)
     return digest.matches(hasher)
