@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,14 @@ import pytest
 
 import ocimerge
 import ocimerge.sinks.bundle as staging_module
-from imagebuilder import OCI_MANIFEST, Image, descriptor, dumps, oci_layout, tar_bytes
-from ocimerge.bundle import bundle, lock, lock_images, read_lock, staging_path
+from imagebuilder import OCI_INDEX, OCI_MANIFEST, Image, descriptor, docker_save, dumps, oci_layout, tar_bytes
+from ocimerge.bundle import bundle, lock, lock_images, read_lock, staged_by, staging_path
 from ocimerge.errors import DocumentError, InputError, OutputError, SourceNotFoundError, UsageError
 from ocimerge.model.digest import Digest
 from ocimerge.model.lock import Lock, parse_image_list
 from ocimerge.model.platform import Platform
 from ocimerge.sinks._copy import copy_verified
+from ocimerge.sinks.oci_layout import move_into_place
 from registries import RegistryServer
 from signing import SIGNATURE_ARTIFACT_TYPE, make_key, signature_for
 
@@ -322,3 +324,252 @@ def test_a_foreign_directory_at_the_staging_name_is_never_adopted(tmp_path: Path
         staging_module.StagingLayout(str(other))
     with staging_module.StagingLayout(str(other)) as again:
         assert again.path == str(other)
+
+
+# -- review findings: the staging directory, nested indexes, lock round trips ------------------
+
+
+def staged_blob(data: bytes) -> ocimerge.Blob:
+    return ocimerge.Blob.from_bytes(
+        ocimerge.Descriptor("application/octet-stream", Digest.of(data), len(data)), data, "test blob"
+    )
+
+
+def test_a_staging_directory_is_trusted_only_when_every_part_of_it_is_ours(tmp_path: Path) -> None:
+    """[BUNDLE-5] A symlinked ``blobs``, ``blobs/sha256`` or ``.tmp``, a staging directory of
+    another user (empty or not) or one others may write to, and a symlinked staging itself
+    are refused, naming the path; nothing they point to is written or deleted."""
+    victim = tmp_path / "victim"
+    (victim / "sha256").mkdir(parents=True)
+    (victim / "sha256" / "important.txt").write_text("keep")
+
+    def plant_sha256(staging: Path) -> None:
+        (staging / "blobs").mkdir()
+        (staging / "blobs" / "sha256").symlink_to(victim / "sha256")
+
+    cases: dict[str, Callable[[Path], object]] = {
+        "blobs": lambda p: (p / "blobs").symlink_to(victim),
+        ".tmp": lambda p: (p / ".tmp").symlink_to(victim / "sha256"),
+        "sha256": plant_sha256,
+        "index.json": lambda p: (p / "index.json").symlink_to(victim / "sha256" / "important.txt"),
+    }
+    for name, plant in cases.items():
+        staging = tmp_path / f"{name}.partial"
+        staging.mkdir(mode=0o700)
+        plant(staging)
+        with pytest.raises(OutputError, match=rf"{name}.partial/(blobs/)?{name}: is not a (directory|regular file)"):
+            staging_module.StagingLayout(str(staging))
+        assert sorted(p.name for p in (victim / "sha256").iterdir()) == ["important.txt"], name
+        assert (victim / "sha256" / "important.txt").read_text() == "keep"
+        assert not Path(f"{staging}.lock").exists()  # let go on the way out
+
+    linked = tmp_path / "linked.partial"
+    linked.symlink_to(victim)
+    with pytest.raises(OutputError, match=r"linked\.partial: exists and is not a bundle's staging directory"):
+        staging_module.StagingLayout(str(linked))
+
+    shared = tmp_path / "shared.partial"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(OutputError, match=r"shared\.partial: others may write to it \(mode 0o777\)"):
+        staging_module.StagingLayout(str(shared))
+
+    if os.getuid() == 0:  # an empty directory of another user is not adopted either
+        foreign = tmp_path / "o1.partial"
+        foreign.mkdir(mode=0o700)
+        os.chown(foreign, 65534, 65534)
+        with pytest.raises(OutputError, match=r"o1\.partial: belongs to another user \(uid 65534\)"):
+            staging_module.StagingLayout(str(foreign))
+        assert os.listdir(foreign) == []
+
+
+def test_a_symlink_planted_among_the_staged_blobs_is_removed_not_followed(tmp_path: Path) -> None:
+    """[BUNDLE-5][BUNDLE-6] A link at a blob's name (even to a file holding the right bytes)
+    is not kept: it is unlinked and the blob written; a link that is no blob of the bundle is
+    unlinked at the end; their targets stay, and the output holds regular files only."""
+    wanted, other = staged_blob(b"wanted"), staged_blob(b"other")
+    staging = tmp_path / "out.partial"
+    with staging_module.StagingLayout(str(staging)):
+        pass
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "right-bytes").write_bytes(b"wanted")
+    (outside / "precious").write_text("keep")
+    blobs = staging / "blobs" / "sha256"
+    (blobs / wanted.digest.encoded).symlink_to(outside / "right-bytes")
+    (blobs / other.digest.encoded).symlink_to(outside / "precious")
+    with staging_module.StagingLayout(str(staging)) as layout:
+        assert layout.add(wanted) == staging_module.WRITTEN
+        layout.finish([], str(tmp_path / "out"), archive=False)
+    out = tmp_path / "out" / "blobs" / "sha256"
+    assert [p.name for p in out.iterdir()] == [wanted.digest.encoded]
+    assert not (out / wanted.digest.encoded).is_symlink()
+    assert (out / wanted.digest.encoded).read_bytes() == b"wanted"
+    assert (outside / "right-bytes").read_bytes() == b"wanted"
+    assert (outside / "precious").read_text() == "keep"
+
+
+def test_the_disk_refusing_a_staged_write_is_an_output_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[BUNDLE-5] A full disk while staging, or a directory where a blob should be removed at
+    the end, is an ``OutputError`` naming the file, and the staging stays for the next run."""
+    staging = tmp_path / "full.partial"
+    blob = staged_blob(b"layer")
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    with staging_module.StagingLayout(str(staging)) as layout:
+        monkeypatch.setattr(os, "fsync", full)
+        with pytest.raises(OutputError, match=rf"full\.partial/\.tmp/{blob.digest.encoded}: .*No space left on device"):
+            layout.add(blob)
+        monkeypatch.undo()
+        assert not list((staging / ".tmp").iterdir())
+        assert layout.add(blob) == staging_module.WRITTEN
+        (staging / "blobs" / "sha256" / "0123").mkdir()
+        with pytest.raises(OutputError, match=r"blobs/sha256/0123: is a directory"):
+            layout.finish([], str(tmp_path / "full"), archive=False)
+    assert staging.is_dir()
+    assert not (tmp_path / "full").exists()
+
+
+def test_the_staging_lock_is_held_until_the_output_is_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """[BUNDLE-5][BUNDLE-6] The run's lock is a file beside the staging, never moved: a second
+    run trying in the window before the rename is refused; the lock file goes at the end."""
+    staging = tmp_path / "out.partial"
+    lock_file = Path(f"{staging}.lock")
+    real = move_into_place
+    refused: list[str] = []
+
+    def racing(directory: str, destination: str) -> None:
+        with pytest.raises(OutputError, match="another bundle run is writing here") as caught:
+            staging_module.StagingLayout(str(staging))
+        refused.append(str(caught.value))
+        real(directory, destination)
+
+    monkeypatch.setattr(staging_module, "move_into_place", racing)
+    with staging_module.StagingLayout(str(staging)) as layout:
+        assert lock_file.is_file()
+        layout.add(staged_blob(b"x"))
+        layout.finish([], str(tmp_path / "out"), archive=False)
+    assert refused
+    assert not lock_file.exists()
+    assert not staging.exists()
+    assert (tmp_path / "out" / "index.json").is_file()
+
+
+def test_a_lock_or_image_list_too_large_is_refused_not_cut_short(tmp_path: Path) -> None:
+    """[BUNDLE-1][LOCK-3] A file past the limit is a ``UsageError`` saying so, never parsed
+    truncated (a reference cut mid-line would be locked)."""
+    big_lock = tmp_path / "big.lock"
+    with big_lock.open("wb") as f:
+        f.truncate(64 * 1024 * 1024 + 1)
+    with pytest.raises(UsageError, match=r"big\.lock: the lock file is larger than 64 MiB"):
+        read_lock(str(big_lock))
+    big_list = tmp_path / "IMAGES.txt"
+    big_list.write_bytes(b"# x\n" * (4 * 1024 * 1024) + b"registry.example/app:1\n")
+    with pytest.raises(UsageError, match=r"IMAGES\.txt: the image list is larger than 16 MiB"):
+        lock(str(big_list), str(tmp_path / "out.lock"))
+    assert not (tmp_path / "out.lock").exists()
+
+
+def test_a_docker_archive_image_is_named_by_its_repo_tag(tmp_path: Path) -> None:
+    """[BUNDLE-2] docker's ``RepoTags`` ``redis:7`` is a reference: the bundle names the
+    image ``docker.io/library/redis:7``; a bare tag still falls back to the source text."""
+    archive = tmp_path / "redis.tar"
+    docker_save([Image(layers=[BASE])], repo_tags=[["redis:7"]]).write_tar(str(archive))
+    result = bundle([f"docker-archive:{archive}"], str(tmp_path / "out"))
+    assert [i.reference for i in result.images] == ["docker.io/library/redis:7"]
+    index = json.loads((tmp_path / "out" / "index.json").read_bytes())
+    assert index["manifests"][0]["annotations"][CONTAINERD_NAME] == "docker.io/library/redis:7"
+
+
+def push_layout(layout: Any, tmp_path: Path, reference: str) -> None:
+    directory = tmp_path / unique("in")
+    layout.write_dir(str(directory))
+    ocimerge.push(str(directory), [reference])
+
+
+def test_nested_indexes_are_locked_and_bundled_with_every_child(registry: RegistryServer, tmp_path: Path) -> None:
+    """[BUNDLE-1][BUNDLE-2] Outer index -> inner index -> two images: the lock pins the two
+    images below (whatever the depth), bundling from the lock and from the reference both
+    store both indexes and every manifest, config and layer; a platform list cannot pick
+    through the nested index, and says so."""
+    images = images_of("nested")
+    layout = oci_layout(images, shape="index")
+    inner = json.loads(layout.files["index.json"])["manifests"][0]
+    outer = dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [inner]})
+    layout.add_blob(outer)
+    layout.files["index.json"] = dumps({"schemaVersion": 2, "manifests": [descriptor(OCI_INDEX, outer)]})
+    reference = f"{registry.host}/{unique('nested')}/app:1"
+    push_layout(layout, tmp_path, reference)
+
+    listing = tmp_path / "IMAGES.txt"
+    listing.write_text(f"{reference}\n")
+    locked = lock(str(listing), str(tmp_path / "images.lock")).lock
+    [image] = locked.images
+    assert str(image.digest) == Digest.of(outer).__str__() == str(image.bundled)
+    assert sorted(str(p.digest) for p in image.platforms) == sorted(i.digest for i in images)
+    for sources, out in ((locked, tmp_path / "from-lock"), ([reference], tmp_path / "from-ref")):
+        result = bundle(sources, str(out))
+        assert [str(p) for p in result.images[0].platforms] == ["linux/amd64", "linux/arm64"]
+        found = referenced_digests(out)
+        assert {f"sha256:{f}" for f in blob_files(out)} == found
+        assert inner["digest"] in found
+        assert all(d in found for i in images for d in i.blobs)
+    with pytest.raises(UsageError, match="nested"):
+        lock_images(parse_image_list(f"{reference} linux/amd64\n"))
+
+
+def test_lock_refuses_what_it_could_not_read_back(registry: RegistryServer, tmp_path: Path) -> None:
+    """[BUNDLE-1][LOCK-3] An index with two linux/amd64 images is a ``UsageError`` naming the
+    image and the platform (a lock pins one per platform), and the previous lock stays
+    readable; a single manifest of another platform names the image, not an internal error."""
+    twins = [Image(layers=[BASE]), Image(layers=[BASE, tar_bytes({"twin": b"2"})])]
+    prefix = unique("twins")
+    reference = f"{registry.host}/{prefix}/app:1"
+    push_layout(oci_layout(twins, shape="index"), tmp_path, reference)
+    listing = tmp_path / "IMAGES.txt"
+    listing.write_text(f"{reference}\n")
+    with pytest.raises(UsageError, match=rf"{prefix}/app:1: holds two images of linux/amd64"):
+        lock(str(listing), str(tmp_path / "images.lock"))
+    assert not (tmp_path / "images.lock").exists()
+
+    single = f"{registry.host}/{prefix}/single:1"
+    push_layout(oci_layout([Image(layers=[BASE])]), tmp_path, single)
+    with pytest.raises(UsageError, match=rf"{prefix}/single:1: a single image manifest, not linux/arm64") as caught:
+        lock_images(parse_image_list(f"{single} linux/arm64\n"))
+    assert "linux/amd64" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_names_are_checked_before_anything_is_fetched_and_failures_say_what_was_staged(
+    registry: RegistryServer, release: dict[str, Any], tmp_path: Path
+) -> None:
+    """[BUNDLE-2] One reference twice (however written) is refused before a request; [BUNDLE-5]
+    ``staged_by`` names the staging directory of a run that opened it and failed, and is None
+    for a run that failed before opening one."""
+    a = release["refs"]["a"]
+    before = len(registry.requests())
+    with pytest.raises(UsageError, match="two images under one name") as twice:
+        bundle([a, f"docker://{a}"], str(tmp_path / "twice"))
+    assert len(registry.requests()) == before
+    assert staged_by(twice.value) is None
+    assert not os.path.exists(staging_path(str(tmp_path / "twice")))
+
+    locked = lock(str(release["list"]), str(tmp_path / "images.lock")).lock
+    before = len(registry.requests())
+    with pytest.raises(UsageError, match="two images under one name"):
+        bundle(Lock((locked.images[0], locked.images[0])), str(tmp_path / "twice"))
+    assert len(registry.requests()) == before
+
+    wrong = Lock((*locked.images[:1], attrs.evolve(locked.images[1], bundled=Digest.of(b"other"))))
+    out = tmp_path / "bad.tar"
+    with pytest.raises(InputError) as failed:
+        bundle(wrong, str(out))
+    assert staged_by(failed.value) == staging_path(str(out))
+    out.write_bytes(b"there")
+    with pytest.raises(OutputError, match="already exists") as exists:
+        bundle(wrong, str(out))
+    assert staged_by(exists.value) is None

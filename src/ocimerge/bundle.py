@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from ocimerge.content import Blob, Image, ImageSet, Referrer
-from ocimerge.errors import InputError, OutputError, UsageError
+from ocimerge.errors import DocumentError, InputError, OutputError, UsageError
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.lock import (
@@ -53,6 +53,7 @@ __all__ = [
     "lock",
     "lock_images",
     "read_lock",
+    "staged_by",
     "staging_path",
 ]
 
@@ -81,16 +82,55 @@ def _kept_document(loaded: ImageSet, platforms: Sequence[Platform], name: str) -
     """[BUNDLE-1][LOCK-5] The document a bundle holds for ``loaded``: the index filtered to
     ``platforms`` (all when none), or the single manifest; ``UsageError`` naming the image
     when a platform asked for is not there."""
+    if loaded.document is None and not loaded.images:  # a single manifest the walk filtered out
+        wanted = ", ".join(map(str, platforms))
+        why = "; ".join(loaded.notes) or "of another platform"
+        raise UsageError(f"{name}: a single image manifest, not {wanted} ({why}); list no platform for it")
     root = loaded.root_document
     if isinstance(root.value, ImageIndex):
         try:
             return filter_index(root, platforms)
         except UsageError as exc:
-            raise UsageError(f"{name}: {exc}") from None
-    if not loaded.images:  # a single manifest of another platform: the walk filtered it out
-        wanted = ", ".join(map(str, platforms))
-        raise UsageError(f"{name}: it is a single {loaded.notes[0].removeprefix('it is ')}; asked for {wanted}")
+            nested = " (a platform list picks from the top index only, not from nested ones)" if loaded.indexes else ""
+            raise UsageError(f"{name}: {exc}{nested}") from None
     return root
+
+
+def _below(loaded: ImageSet, root: Document[Any]) -> tuple[list[Image], list[Document[Any]]]:
+    """[BUNDLE-2] The images ``root`` reaches, however deep (through the nested indexes the
+    walk read), and those nested indexes, children first; each in the walk's order."""
+    if not isinstance(root.value, ImageIndex):
+        return list(loaded.images), []
+    nested = {i.descriptor.digest: i for i in loaded.indexes}
+    reached: set[Digest] = set()
+    pending = [root]
+    while pending:
+        for entry in pending.pop().value.manifests:
+            if entry.digest in reached:
+                continue
+            reached.add(entry.digest)
+            if entry.digest in nested:
+                pending.append(nested[entry.digest])
+    images = [i for i in loaded.images if i.digest in reached]
+    return images, [i for i in loaded.indexes if i.descriptor.digest in reached]
+
+
+def _unheld(root: Document[Any], indexes: Sequence[Document[Any]], held: set[Digest]) -> list[Descriptor]:
+    """[BUNDLE-2] Entries of the stored indexes the bundle would not hold: an index is never
+    written without its children."""
+    documents = [root, *indexes] if isinstance(root.value, ImageIndex) else []
+    return [e for d in documents for e in d.value.manifests if e.digest not in held]
+
+
+def _check_platforms(name: str, images: Sequence[Image]) -> None:
+    """[LOCK-3] A lock pins one image per platform: two of one platform cannot be locked."""
+    for i, image in enumerate(images):
+        twin = next((o for o in images[:i] if o.platform == image.platform), None)
+        if twin is not None:
+            raise UsageError(
+                f"{name}: holds two images of {image.platform} ({twin.digest.short} and {image.digest.short}); "
+                "a lock pins one per platform: list the other platforms only, or lock one image by its digest"
+            )
 
 
 def _lock_one(pool: RegistryPool, line: ImageLine) -> LockedImage:
@@ -99,17 +139,19 @@ def _lock_one(pool: RegistryPool, line: ImageLine) -> LockedImage:
     with open_source(spec, pool.get) as source:
         loaded = load(spec, source, Walk(platforms=line.platforms, attestations=True, referrers=False))
         kept = _kept_document(loaded, line.platforms, name)
+    images, _ = _below(loaded, kept)
     if line.platforms:
-        missing = [p for p in line.platforms if all(i.platform != p for i in loaded.images)]
+        missing = [p for p in line.platforms if all(i.platform != p for i in images)]
         if missing:  # the index's descriptor said so, the config says otherwise
             raise UsageError(f"{name}: no image of {', '.join(map(str, missing))} (by its config)")
+    _check_platforms(name, images)
     root = loaded.root_document.descriptor
     return LockedImage(
         reference=line.reference,
         digest=root.digest,
         media_type=root.media_type,
         size=root.size,
-        platforms=tuple(_locked_platform(i) for i in loaded.images),
+        platforms=tuple(_locked_platform(i) for i in images),
         bundled=kept.descriptor.digest,
     )
 
@@ -149,24 +191,36 @@ class LockResult:
         }
 
 
-def read_lock(path: str) -> Lock:
-    """[LOCK-3] The lock file at ``path``; ``UsageError`` when it cannot be read, and
-    ``DocumentError`` naming it when it is no lock of this version."""
+#: The largest lock file and image list read; a larger one is refused, never cut short.
+MAX_LOCK_BYTES = 64 * 1024 * 1024
+MAX_LIST_BYTES = 16 * 1024 * 1024
+
+
+def _read_bytes(path: str, what: str, limit: int) -> bytes:
+    """``path``'s bytes; ``UsageError`` when it cannot be read or holds more than ``limit``
+    (read ``limit + 1``: a file is refused whole, never parsed cut short)."""
     try:
         with open(path, "rb") as f:
-            raw = f.read(64 * 1024 * 1024 + 1)
+            raw = f.read(limit + 1)
     except OSError as exc:
-        raise UsageError(f"{path}: cannot read the lock file ({exc.strerror or exc})") from None
-    return Lock.parse(raw, where=path)
+        raise UsageError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    if len(raw) > limit:
+        raise UsageError(f"{path}: the {what} is larger than {limit // (1024 * 1024)} MiB; refusing it")
+    return raw
+
+
+def read_lock(path: str) -> Lock:
+    """[LOCK-3] The lock file at ``path``; ``UsageError`` when it cannot be read or is larger
+    than 64 MiB, and ``DocumentError`` naming it when it is no lock of this version."""
+    return Lock.parse(_read_bytes(path, "lock file", MAX_LOCK_BYTES), where=path)
 
 
 def _read_text(path: str, what: str) -> str:
+    raw = _read_bytes(path, what, MAX_LIST_BYTES)
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read(16 * 1024 * 1024)
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UsageError(f"{path}: cannot read the {what} ({reason})") from None
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: cannot read the {what} ({exc})") from None
 
 
 def _write_atomically(path: str, data: bytes) -> None:
@@ -196,12 +250,33 @@ def lock(image_list_path: str, output_path: str, registry_options: RegistryOptio
     lines = parse_image_list(_read_text(image_list_path, "image list"), where=image_list_path)
     previous = read_lock(output_path) if os.path.exists(output_path) else None
     new = lock_images(lines, registry_options)
-    _write_atomically(output_path, new.encode())
+    encoded = new.encode()
+    # [LOCK-3] never write a lock that this version (bundle --lock, the next lock -o) cannot read
+    try:
+        readable = Lock.parse(encoded, where=output_path) == new
+    except DocumentError as exc:
+        raise OutputError(f"{output_path}: not written: the new lock would not read back ({exc})") from None
+    if not readable:
+        raise OutputError(f"{output_path}: not written: the new lock reads back as another lock")
+    _write_atomically(output_path, encoded)
     changes = compare_locks(previous, new) if previous is not None else ()
     return LockResult(new, output_path, changes, previous is not None)
 
 
 # -- bundle -------------------------------------------------------------------------------------
+
+#: [BUNDLE-5] The attribute of an error raised by :func:`bundle` naming the staging directory
+#: it opened (created or adopted) in that run and left behind.
+_STAGING = "ocimerge_staging"
+
+
+def staged_by(error: BaseException) -> str | None:
+    """[BUNDLE-5] The staging directory the :func:`bundle` run that raised ``error`` opened
+    and left (its blobs are kept for the same command run again); None when that run never
+    opened one (it failed before: a usage error, an output that exists, a staging directory
+    refused or held by another run) or for any other error."""
+    found = getattr(error, _STAGING, None)
+    return found if isinstance(found, str) else None
 
 
 @attrs.frozen
@@ -271,7 +346,9 @@ class _Item:
 
 def _items(sources: Lock | Sequence[str]) -> list[_Item]:
     """[BUNDLE-2] What to read: a locked image by its locked digest; a reference or a local
-    source as it is. Names must be unique: two images under one name would be one image."""
+    source as it is. Names must be unique: two images under one name would be one image, so
+    the names known before reading (locked and registry references, normalised) are checked
+    before anything is fetched; a local source's name is known once it is read."""
     if isinstance(sources, Lock):
         items = []
         for image in sources.images:
@@ -279,36 +356,47 @@ def _items(sources: Lock | Sequence[str]) -> list[_Item]:
             pinned = Reference(ref.registry, ref.repository, digest=image.digest)
             items.append(_Item(str(ref), _registry_spec(pinned), image))
     else:
-        items = [_Item("", as_spec(s)) for s in sources]
+        items = []
+        for text in sources:
+            spec = as_spec(text)
+            items.append(_Item(str(spec.reference) if spec.reference is not None else "", spec))
     if not items:
         raise UsageError("nothing to bundle: the lock or the list of sources is empty")
+    names: dict[str, str] = {}
+    for item in items:
+        if item.name in names:
+            raise _twice(item.name, names[item.name], item.spec.text)
+        if item.name:
+            names[item.name] = item.spec.text
     return items
 
 
+def _twice(name: str, first: str, second: str) -> UsageError:
+    return UsageError(f"{name}: two images under one name ({first} and {second})")
+
+
 def _local_name(spec: SourceSpec, loaded: ImageSet) -> str:
-    """[BUNDLE-2] A local source's name: the name its root carries when that is a full
-    reference (``docker.io/library/redis:7``, as containerd and Docker 25+ name entries),
+    """[BUNDLE-2] A local source's name: the name its root carries when that is a reference
+    (``docker.io/library/redis:7`` as containerd and Docker 25+ name entries, or docker's
+    ``RepoTags`` ``redis:7``: it holds a ``/`` or ``:``, which a bare tag cannot), normalised;
     else the source text as given."""
     for name in loaded.names:
-        if "/" in name:
+        if "/" in name or ":" in name:
             with contextlib.suppress(UsageError):
                 return str(Reference.parse(name))
     return spec.text
 
 
-def _held(loaded: ImageSet, root: Document[Any]) -> tuple[list[Image], set[Digest]]:
-    """The images the stored root names, and every document digest the bundle holds for them."""
-    if isinstance(root.value, ImageIndex):
-        listed = {d.digest for d in root.value.manifests}
-        images = [i for i in loaded.images if i.digest in listed]
-    else:
-        images = list(loaded.images)
+def _held(loaded: ImageSet, root: Document[Any]) -> tuple[list[Image], list[Document[Any]], set[Digest]]:
+    """The images the stored root reaches (nested indexes followed), the nested indexes it
+    reaches, and every document digest the bundle holds for them."""
+    images, indexes = _below(loaded, root)
     held = {root.descriptor.digest}
     for image in images:
         held.add(image.digest)
         held.update(a.manifest.descriptor.digest for a in image.attestations)
-    held.update(i.descriptor.digest for i in loaded.indexes)
-    return images, held
+    held.update(i.descriptor.digest for i in indexes)
+    return images, indexes, held
 
 
 def _carried(loaded: ImageSet, held: set[Digest]) -> tuple[list[Referrer], list[Referrer]]:
@@ -324,17 +412,19 @@ def _carried(loaded: ImageSet, held: set[Digest]) -> tuple[list[Referrer], list[
     return kept, left
 
 
-def _documents(loaded: ImageSet, images: Sequence[Image], root: Document[Any]) -> Iterator[Document[Any]]:
+def _documents(
+    images: Sequence[Image], indexes: Sequence[Document[Any]], root: Document[Any]
+) -> Iterator[Document[Any]]:
     """Children before parents ([SINK-3]): manifests, attestations, nested indexes, the root."""
     for image in images:
         yield image.manifest
         yield from (a.manifest for a in image.attestations)
-    yield from loaded.indexes
+    yield from indexes
     yield root
 
 
 def _blobs(
-    loaded: ImageSet, images: Sequence[Image], root: Document[Any], referrers: Sequence[Referrer]
+    images: Sequence[Image], indexes: Sequence[Document[Any]], root: Document[Any], referrers: Sequence[Referrer]
 ) -> Iterator[Blob]:
     """[SINK-3] What the bundle stores for one image, in order: layers and configs (a foreign
     layer the source lacks left out), attestation and referrer blobs, then the documents,
@@ -343,7 +433,7 @@ def _blobs(
         yield from required_blobs(image)
         yield from (b for a in image.attestations for b in a.blobs)
     yield from (b for r in referrers for b in r.blobs if b.available)
-    yield from (_as_blob(d) for d in _documents(loaded, images, root))
+    yield from (_as_blob(d) for d in _documents(images, indexes, root))
     yield from (_as_blob(r.document) for r in referrers)
 
 
@@ -391,11 +481,18 @@ def _stored_root(item: _Item, loaded: ImageSet) -> Document[Any]:
 
 def _bundle_one(item: _Item, loaded: ImageSet, run: _Run, notes: list[str]) -> tuple[BundledImage, list[Referrer]]:
     root = _stored_root(item, loaded)
-    images, held = _held(loaded, root)
+    images, indexes, held = _held(loaded, root)
     if item.locked is not None:
         digests = {p.digest for p in item.locked.platforms}
         if {i.digest for i in images} != digests:
             raise InputError(f"{item.name}: the lock and the registry disagree on its platform images; lock again")
+    unheld = _unheld(root, indexes, held)
+    if unheld:  # never an index without its children (a skipped artifact, an absent entry)
+        named = ", ".join(f"{e.digest.short} ({e.media_type})" for e in unheld[:3])
+        raise InputError(
+            f"{item.name or item.spec.text}: the bundle cannot hold {len(unheld)} entr(ies) its index names: "
+            f"{named}; bundle the images it holds by their digests instead"
+        )
     referrers, left = _carried(loaded, held)
     notes.extend(f"{item.spec.text}: {n}" for n in loaded.notes)
     if left:
@@ -404,7 +501,7 @@ def _bundle_one(item: _Item, loaded: ImageSet, run: _Run, notes: list[str]) -> t
             f"{item.name}: left behind {len(left)} referrer(s) of a document the bundle does not hold "
             f"(the index, filtered to the locked platforms, is a new digest): {named}"
         )
-    for blob in _blobs(loaded, images, root, referrers):
+    for blob in _blobs(images, indexes, root, referrers):
         run.add(blob)
     name = item.name or _local_name(item.spec, loaded)
     platforms = tuple(i.platform for i in images)
@@ -435,9 +532,7 @@ def _stage_all(
                 loaded = load(item.spec, source, walk)
                 bundled, carried = _bundle_one(item, loaded, run, notes)
             if bundled.reference in names:
-                raise UsageError(
-                    f"{bundled.reference}: two images under one name ({names[bundled.reference]} and {item.spec.text})"
-                )
+                raise _twice(bundled.reference, names[bundled.reference], item.spec.text)
             names[bundled.reference] = item.spec.text
             images.append(bundled)
             referrer_list.extend(carried)
@@ -470,15 +565,21 @@ def bundle(
     items = _items(sources)
     claim_destination(sink.path, force=force)  # before anything is fetched
     with StagingLayout(staging_path(sink.path)) as staging:
-        run = _Run(staging)
-        notes: list[str] = []
-        if staging.resumed:
-            notes.append(f"continued the bundle staged in {staging.path}")
-        images, referrer_list = _stage_all(items, run, notes, registry_options, referrers)
-        entries = [BundleEntry(Descriptor(i.media_type, i.digest, i.size), i.reference) for i in images]
-        # [CARRY-6] referrers after every image, as the layout sink lists them, each once
-        entries.extend(BundleEntry(d, tag, image=False) for d, tag in referrer_entries(referrer_list))
-        staging.finish(entries, sink.path, archive=sink.archive, force=force)
+        try:
+            run = _Run(staging)
+            notes: list[str] = []
+            if staging.resumed:
+                notes.append(f"continued the bundle staged in {staging.path}")
+            images, referrer_list = _stage_all(items, run, notes, registry_options, referrers)
+            entries = [BundleEntry(Descriptor(i.media_type, i.digest, i.size), i.reference) for i in images]
+            # [CARRY-6] referrers after every image, as the layout sink lists them, each once
+            entries.extend(BundleEntry(d, tag, image=False) for d, tag in referrer_entries(referrer_list))
+            staging.finish(entries, sink.path, archive=sink.archive, force=force)
+        except BaseException as exc:
+            if os.path.isdir(staging.path):  # [BUNDLE-5] read back by staged_by
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(exc, _STAGING, staging.path)
+            raise
     return BundleResult(
         output=sink.path,
         archive=sink.archive,
