@@ -20,6 +20,7 @@ import os
 import shutil
 import stat
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import BinaryIO, TypeVar
 
 import attrs
@@ -135,7 +136,7 @@ class StagingLayout:
             if not names.issubset(_STAGING_NAMES):
                 raise OutputError(f"{self.path}: exists and is not a bundle's staging directory; remove it")
             for name in names:
-                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                info = _attempt(f"{self.path}/{name}", "read", partial(os.stat, name, dir_fd=fd, follow_symlinks=False))
                 wanted = stat.S_ISDIR if name in _STAGING_DIRECTORIES else stat.S_ISREG
                 if not wanted(info.st_mode):
                     kind = "a directory" if name in _STAGING_DIRECTORIES else "a regular file"
