@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -367,6 +368,53 @@ def test_a_second_prefix_of_the_same_registry_mounts_everything(registry: Regist
     restored_everything(registry, second, items, tmp_path)
 
 
+def test_mount_from_follows_a_map_rule_under_the_prefix(registry: RegistryServer, tmp_path: Path) -> None:
+    """[RESTORE-3] nginx mapped to ``PREFIX/web`` in both restores: the second mounts nginx's
+    blobs from ``FIRST/web`` (its path relative to --to), not from ``FIRST/library/nginx``,
+    where nothing is; so again nothing is uploaded."""
+    items = bundle(tmp_path / "release.tar")
+    first, second = unique("mirror"), unique("again")
+    for prefix in (first, second):
+        (tmp_path / f"{prefix}.map").write_text(f"docker.io/library/nginx {registry.host}/{prefix}/web\n")
+    restore(
+        str(tmp_path / "release.tar"),
+        f"{registry.host}/{first}",
+        mapping=RestoreMap.read(tmp_path / f"{first}.map"),
+    )
+    start = len(registry.requests())
+    result = restore(
+        str(tmp_path / "release.tar"),
+        f"{registry.host}/{second}",
+        mapping=RestoreMap.read(tmp_path / f"{second}.map"),
+        mount_from=f"{registry.host}/{first}",
+    )
+    requests = since(registry, start, second)
+    assert [i.outcome.repository for i in result.images][1] == f"{second}/web"
+    assert (result.uploaded, result.mounted, result.skipped) == (0, ALL_BLOBS + 2, 0)
+    assert commits(requests) == 0
+    assert any(f"from={first}/web" in unquote(p) for m, p, s in requests if m == "POST" and s == 201)
+    assert get(registry, f"/v2/{second}/web/manifests/1").content == items[1].index
+
+
+def test_referrer_types_keep_only_those_and_a_required_signature_travels(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """[RESTORE-1][SIGNED-2] ``referrer_types`` keeps only those artifact types (the bundle's
+    signatures are none of them: no referrer is pushed); with ``require_signature`` cosign's
+    signatures are looked for as well, so they are checked and carried."""
+    path = tmp_path / "release.tar"
+    items = bundle(path)
+    only_sboms = ("application/spdx+json",)
+    result = restore(str(path), f"{registry.host}/{unique('m')}", referrer_types=only_sboms)
+    assert (len(result.pushed), result.referrers) == (3, 0)
+    (tmp_path / "ecdsa.pub").write_bytes(make_key("ecdsa")[1])  # the bundle's signer (one key per run)
+    signer = load_public_key(str(tmp_path / "ecdsa.pub"))
+    prefix = unique("signed")
+    signed = restore(str(path), f"{registry.host}/{prefix}", referrer_types=only_sboms, require_signature=signer)
+    assert signed.referrers == 3
+    restored_everything(registry, prefix, items, tmp_path)
+
+
 def test_without_mount_from_a_second_prefix_uploads_once_and_mounts_the_rest(
     registry: RegistryServer, tmp_path: Path
 ) -> None:
@@ -448,9 +496,24 @@ def test_dry_run_writes_nothing_and_plans_uploads_and_mounts(registry: RegistryS
     assert (result.uploaded, result.mounted, result.skipped) == (ALL_BLOBS, 2, 0)
     assert [p.count(BlobAction.MOUNT) for p in result.pushed] == [0, 1, 1]
     assert result.referrers == 3
-    assert "would upload 6 blob(s)" in result.summary_lines()[1]
-    assert "would mount 1" in result.summary_lines()[1]
+    lines = result.summary_lines()
+    assert "would upload 6 blob(s)" in lines[1]
+    assert "would mount 1" in lines[1]
+    # the root index counted as the real run counts it: two children and the index
+    assert "would push 3 manifest(s)" in lines[1]
+    assert [p.manifests_pushed for p in result.pushed] == [3, 3, 3]
+    assert lines[-1].endswith(
+        f"would upload {ALL_BLOBS} blob(s) ({result.bytes_uploaded} bytes), would mount 2, would skip 0; 3 referrer(s)"
+    )
     assert tags_of(registry, f"{prefix}/library/redis") == []
+    done = restore(str(tmp_path / "release.tar"), f"{registry.host}/{prefix}")
+    assert [p.manifests_pushed for p in done.pushed] == [3, 3, 3]
+    assert "3 manifest(s) pushed" in done.summary_lines()[1]
+    again = restore(str(tmp_path / "release.tar"), f"{registry.host}/{prefix}", options=PushOptions(dry_run=True))
+    assert [(p.manifests_pushed, p.manifests_skipped) for p in again.pushed] == [(0, 3)] * 3
+    assert again.summary_lines()[-1].endswith(
+        f"would upload 0 blob(s) (0 bytes), would mount 0, would skip {ALL_BLOBS + 2}; 0 referrer(s)"
+    )
 
 
 def test_a_failing_image_does_not_stop_the_others(registry: RegistryServer, tmp_path: Path) -> None:

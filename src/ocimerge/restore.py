@@ -22,6 +22,7 @@ import attrs
 from ocimerge.content import BlobOrigin, ImageSet
 from ocimerge.errors import InputError, OcimergeError, UsageError
 from ocimerge.model.annotations import CONTAINERD_NAME, REF_NAME
+from ocimerge.model.cosign import SIGNATURE_ARTIFACT_TYPE
 from ocimerge.model.digest import Digest
 from ocimerge.model.reference import Reference
 from ocimerge.registry.api import RegistryPool
@@ -253,10 +254,12 @@ class RestoredImage:
             return f"{head}: failed: {outcome.error}"
         verbs = ("would upload", "would mount", "would skip") if outcome.dry_run else ("uploaded", "mounted", "skipped")
         counts = (outcome.count(BlobAction.UPLOAD) + outcome.count(BlobAction.COPY), outcome.count(BlobAction.MOUNT))
+        manifests = outcome.manifests_pushed  # the root included, in a dry run too ([RESTORE-7])
+        pushed = f"would push {manifests} manifest(s)" if outcome.dry_run else f"{manifests} manifest(s) pushed"
         line = (
             f"{head}: {verbs[0]} {counts[0]} blob(s) ({outcome.bytes_uploaded} bytes), "
             f"{verbs[1]} {counts[1]}, {verbs[2]} {outcome.count(BlobAction.SKIP)}; "
-            f"{outcome.manifests_pushed} manifest(s) pushed, {outcome.referrers_pushed} referrer(s)"
+            f"{pushed}, {outcome.referrers_pushed} referrer(s)"
         )
         tags = ", ".join(outcome.tags)
         return line + (f"; tagged {tags}" if tags and not outcome.dry_run else "")
@@ -329,11 +332,12 @@ class RestoreResult:
 
     def summary_lines(self) -> tuple[str, ...]:
         """One line per image and repository, then one of totals."""
-        done = "would upload" if self.dry_run else "uploaded"
+        # the verbs of the per-image lines (RestoredImage.summary), so a plan never reads as done
+        verbs = ("would upload", "would mount", "would skip") if self.dry_run else ("uploaded", "mounted", "skipped")
         total = (
             f"{len(self.pushed)} of {len(self.images)} image(s) {'planned' if self.dry_run else 'restored'}: "
-            f"{done} {self.uploaded} blob(s) ({self.bytes_uploaded} bytes), mounted {self.mounted}, "
-            f"skipped {self.skipped}; {self.referrers} referrer(s)"
+            f"{verbs[0]} {self.uploaded} blob(s) ({self.bytes_uploaded} bytes), {verbs[1]} {self.mounted}, "
+            f"{verbs[2]} {self.skipped}; {self.referrers} referrer(s)"
         )
         return (*(i.summary() for i in self.images), total)
 
@@ -464,11 +468,11 @@ def _outcomes(
     hosts = list(dict.fromkeys(t.registry for t in planned.targets))
     for host in hosts:
         targets = tuple(t for t in planned.targets if t.registry == host)
-        hint = None
-        if state.hint is not None and state.hint.split("/", 1)[0] == host:
-            hint = target_for(planned.sources[0], state.hint).repository
+        hint = _hint(state, planned.sources[0], targets[0])
         known = state.known.setdefault(host, {})
         outcomes = RegistrySink(targets, pool, options).publish(_with_origins(publication, host, known, hint))
+        if options.dry_run:
+            outcomes = tuple(_with_root(o, pool) for o in outcomes)
         for outcome in outcomes:
             if isinstance(outcome, PushResult):  # only a push that succeeded is a mount source
                 for plan in outcome.blobs:
@@ -485,11 +489,39 @@ def _outcomes(
 
 @attrs.define
 class _State:
-    """[RESTORE-3] What the restore knows across images: per host, which repository holds each
-    blob; and the prefix of an earlier restore to mount from."""
+    """[RESTORE-3] What the restore knows across images: ``--to``'s prefix, per host which
+    repository holds each blob, and the prefix of an earlier restore to mount from."""
 
+    to: str
     hint: str | None
     known: dict[str, dict[Digest, str]] = attrs.field(factory=dict)
+
+
+def _hint(state: _State, source: Reference, target: Reference) -> str | None:
+    """[RESTORE-3] The repository under ``--mount-from`` where an earlier restore put the image
+    now going to ``target``: the same path relative to the prefix, so a map rule that sends an
+    image elsewhere under ``--to`` is followed too; for a target outside ``--to`` (mapped to
+    another prefix) the source's repository path, where a restore without the map put it."""
+    if state.hint is None:
+        return None
+    host, _, hint_path = state.hint.partition("/")
+    if host != target.registry:
+        return None
+    under = state.to + "/"
+    relative = target.name[len(under) :] if target.name.startswith(under) else source.repository
+    return f"{hint_path}/{relative}" if hint_path else relative
+
+
+def _with_root(outcome: PushOutcome, pool: RegistryPool) -> PushOutcome:
+    """[RESTORE-7] A dry run's plan with its root counted as the real run counts it: the push
+    plans only the children, so the root is looked for here (``HEAD``) and counted as a
+    manifest that would be pushed, or skipped."""
+    if not isinstance(outcome, PushResult) or not outcome.dry_run:
+        return outcome
+    root = Reference(outcome.registry, outcome.repository, digest=outcome.root.digest)
+    if pool.get(outcome.registry).manifest_head(root) is not None:
+        return attrs.evolve(outcome, manifests_skipped=outcome.manifests_skipped + 1)
+    return attrs.evolve(outcome, manifests_pushed=outcome.manifests_pushed + 1)
 
 
 def _failed(planned: _Planned, error: OcimergeError) -> list[RestoredImage]:
@@ -519,6 +551,20 @@ def _load(source: Source, plan: Sequence[_Planned], walk: Walk) -> list[ImageSet
     return loaded
 
 
+def _walk(referrers: bool, referrer_types: Sequence[str], *, signed: bool) -> Walk:
+    """What to read of each image: its referrers (of ``referrer_types``), and with ``signed``
+    cosign's signatures too, since they must be found to be checked ([SIGNED-2])."""
+    types = tuple(referrer_types)
+    if signed:
+        if not referrers:
+            raise UsageError(
+                "a required signature is read with the referrers, which --referrers none does not look for"
+            )
+        if types:
+            types = (*types, SIGNATURE_ARTIFACT_TYPE)
+    return Walk(referrers=referrers, referrer_types=types)
+
+
 def restore(  # noqa: PLR0913 - the options value, and the walk's, signature check's and mount's settings by name
     bundle: str,
     to: str,
@@ -526,6 +572,7 @@ def restore(  # noqa: PLR0913 - the options value, and the walk's, signature che
     mapping: RestoreMap | None = None,
     options: PushOptions | None = None,
     referrers: bool = True,
+    referrer_types: Sequence[str] = (),
     require_signature: PublicKey | None = None,
     key_name: str = "the key",
     mount_from: str | None = None,
@@ -534,14 +581,18 @@ def restore(  # noqa: PLR0913 - the options value, and the walk's, signature che
 
     ``to`` is ``REGISTRY[/PREFIX]``; each image goes to :func:`target_for` of its name
     ([RESTORE-1]), or where ``mapping`` says ([RESTORE-2]), with its tags and (``referrers``)
-    its signatures and other referrers, digests byte for byte. Blobs shared between images
-    are uploaded once per registry and mounted into the other repositories ([RESTORE-3]);
+    its signatures and other referrers (``referrer_types``: only those artifact types),
+    digests byte for byte. Blobs shared between images are uploaded once per registry and
+    mounted into the other repositories ([RESTORE-3]);
     ``mount_from`` (``REGISTRY/PREFIX`` of an earlier restore of the same bundle) mounts from
-    the same repository under that prefix too. Images go one after another, each tagged
+    the repository of the same path under that prefix too (a mapped image's path relative
+    to ``to`` when its map target lies under ``to``). Images go one after another, each tagged
     last ([RESTORE-4]); run again, a restore uploads only what is missing ([RESTORE-5]).
     ``options.dry_run`` plans without writing, mounts included ([RESTORE-7]).
     ``require_signature`` refuses (``SignatureError``) before anything is uploaded unless
-    every image carries a valid cosign signature by that key ([SIGNED-2]).
+    every image carries a valid cosign signature by that key ([SIGNED-2]); with
+    ``referrer_types``, cosign's signatures are looked for (and carried) as well, as by
+    :func:`ocimerge.operations.push`.
 
     Raises ``UsageError`` for a bad ``to``, map, name or bundle, before anything is read
     from the registry. [RESTORE-6] An image that fails does not stop the others: once every
@@ -549,9 +600,8 @@ def restore(  # noqa: PLR0913 - the options value, and the walk's, signature che
     whole result.
     """
     opts = options if options is not None else PushOptions()
-    if require_signature is not None and not referrers:
-        raise UsageError("a required signature is read with the referrers, which --referrers none does not look for")
-    _prefix(to, "--to")
+    walk = _walk(referrers, referrer_types, signed=require_signature is not None)
+    prefix = _prefix(to, "--to")
     hint = _prefix(mount_from, "--mount-from") if mount_from is not None else None
     spec = as_spec(bundle)
     if spec.reference is not None:
@@ -563,13 +613,13 @@ def restore(  # noqa: PLR0913 - the options value, and the walk's, signature che
         hosts = frozenset(t.registry for p in plan for t in p.targets)
         if opts.registry.explicit_hosts is None:  # [CRED-4] explicit credentials are the targets'
             opts = attrs.evolve(opts, registry=attrs.evolve(opts.registry, explicit_hosts=hosts))
-        loaded = _load(source, plan, Walk(referrers=referrers))
+        loaded = _load(source, plan, walk)
         if require_signature is not None:
             for found in loaded:
                 if isinstance(found, ImageSet):
                     require_signed(found, require_signature, key_name)  # before any blob moves
         images: list[RestoredImage] = []
-        state = _State(hint)
+        state = _State(prefix, hint)
         with RegistryPool(opts.registry) as pool:
             for planned, found in zip(plan, loaded, strict=True):
                 if isinstance(found, OcimergeError):
