@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from ocimerge.bundle import bundle, lock, read_lock, staging_path
+from ocimerge.bundle import bundle, lock, read_lock, staged_by
 from ocimerge.cli import render
 from ocimerge.cli.exits import EXIT_OK, code_for, exit_code
 from ocimerge.doctor import diagnose, parse_target
@@ -403,9 +403,9 @@ def run_bundle(args: argparse.Namespace) -> int:
             referrers=args.referrers == "all",
             force=args.force,
         )
-    except (OcimergeError, KeyboardInterrupt):
-        staged = staging_path(args.output.removeprefix("oci-archive:").removeprefix("oci:"))
-        if os.path.isdir(staged):  # [BUNDLE-5] what was fetched is kept for the next run
+    except (OcimergeError, KeyboardInterrupt) as exc:
+        staged = staged_by(exc)
+        if staged is not None:  # [BUNDLE-5] this run staged blobs: they are kept for the next
             render.print_notes(
                 [f"the blobs fetched so far are kept in {staged}; run the same command again to continue"],
                 quiet=args.quiet,
