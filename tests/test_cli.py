@@ -407,3 +407,17 @@ def test_push_with_targets_after_an_option_reaches_the_push(tmp_path: Path, inpu
     assert_one_line_error(result, 2, "--map and --mount-from go with --to")
     result = run("push", inputs[0], "--dry-run", "--to", "127.0.0.1:9/m", "127.0.0.1:9/x:1", cwd=tmp_path)
     assert_one_line_error(result, 2, "give no REGISTRY/REPO:TAG as well")
+
+
+@pytest.mark.parametrize("to", ["", "  "])
+def test_push_with_an_empty_to_says_so(tmp_path: Path, to: str) -> None:
+    """``--to ""`` is a bad --to (checked before the bundle is opened), not 'no target given'."""
+    result = run("push", str(tmp_path / "missing.tar"), "--to", to)
+    assert_one_line_error(result, 2, f"--to: {to!r} does not start with a registry host")
+
+
+def test_push_to_refuses_a_key_without_require_signature(tmp_path: Path) -> None:
+    """As plain push: ``--key`` alone would read as checked while nothing is checked."""
+    (tmp_path / "k.pem").write_text("not read")
+    result = run("push", str(tmp_path / "missing.tar"), "--to", "127.0.0.1:9/m", "--key", str(tmp_path / "k.pem"))
+    assert_one_line_error(result, 2, "push --key goes with --require-signature")

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from imagebuilder import OCI_INDEX, OCI_MANIFEST, Image, Layout, descriptor, dumps, sha256, tar_bytes
+from imagebuilder import OCI_INDEX, OCI_MANIFEST, Image, Layout, descriptor, dumps, oci_layout, sha256, tar_bytes
 from ocimerge import restore as restore_module
 from ocimerge.bundle import bundle as make_bundle
 from ocimerge.errors import OcimergeError, SignatureError, UsageError
@@ -586,6 +586,38 @@ def test_the_command_line_prints_a_line_per_image_and_json(registry: RegistrySer
     assert len(failed.stdout.splitlines()) == 4
     assert "127.0.0.1:9/nowhere/app:1" in failed.stdout.splitlines()[2]
     assert "127.0.0.1:9" in failed.stderr
+
+
+def test_the_command_line_takes_options_anywhere_and_passes_referrer_types(
+    registry: RegistryServer, tmp_path: Path
+) -> None:
+    """``push SRC --dry-run TARGET`` and options between and after the targets parse again (they
+    were 'unrecognized arguments'); ``push --to`` with options on both sides of it; and
+    ``--referrers-type`` reaches the restore (it was ignored with --to)."""
+    single = oci_layout([Image(architecture="s390x")]).write_tar(str(tmp_path / "one.tar"))
+    repo = f"{registry.host}/{unique('cli')}"
+    start = len(registry.requests())
+    planned = cli("push", single, "--dry-run", f"{repo}/a:1", "--jobs", "2", f"{repo}/b:1", "--json")
+    assert planned.returncode == 0, planned.stderr
+    document = json.loads(planned.stdout)
+    assert [(p["repository"].rsplit("/", 1)[1], p["dryRun"]) for p in document["pushed"]] == [("a", True), ("b", True)]
+    assert not [r for r in registry.requests()[start:] if r[0] in WRITES]
+    pushed = cli("push", single, f"{repo}/c:1", "--quiet", f"{repo}/d:1")
+    assert pushed.returncode == 0, pushed.stderr
+    assert [tags_of(registry, repo.split("/", 1)[1] + f"/{n}") for n in "cd"] == [["1"], ["1"]]
+
+    bundle(tmp_path / "release.tar")
+    to = f"{registry.host}/{unique('mirror')}"
+    restored = cli(
+        "push", "--quiet", str(tmp_path / "release.tar"), "--referrers-type", "application/spdx+json",
+        "--to", to, "--json",
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    document = json.loads(restored.stdout)
+    assert (len(document["pushed"]), document["referrers"]) == (3, 0)
+    again = cli("push", str(tmp_path / "release.tar"), "--dry-run", "--to", to, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["referrers"] == 3  # all types: the signatures, not yet there
 
 
 def test_a_bundle_made_by_ocimerge_bundle_restores(registry: RegistryServer, tmp_path: Path) -> None:

@@ -258,7 +258,7 @@ def run_push(args: argparse.Namespace) -> int:
     [MSG-4] When some targets failed, every target's outcome is still printed before the
     first failure is raised for ``main`` to report with its code.
     """
-    if args.to:
+    if args.to is not None:  # `--to ""` is a bad --to (restore says so), not a push without targets
         return _run_restore(args)
     if args.map or args.mount_from:
         raise UsageError("--map and --mount-from go with --to REGISTRY[/PREFIX]")
@@ -306,6 +306,8 @@ def _run_restore(args: argparse.Namespace) -> int:
         raise UsageError("push --to restores a bundle under the names it holds: give no REGISTRY/REPO:TAG as well")
     if args.require_signature and not args.key:
         raise UsageError("--require-signature needs --key PUB.pem, the key the images must be signed with")
+    if args.key and not args.require_signature:  # as plain push: a key never checked would read as checked
+        raise UsageError("push --key goes with --require-signature (to check signatures only, use verify --key)")
     key = _public_key(args)
     mapping = RestoreMap.read(args.map) if args.map else None
     with _progress_while(args) as view:
@@ -318,7 +320,8 @@ def _run_restore(args: argparse.Namespace) -> int:
                     mapping=mapping,
                     options=options,
                     referrers=args.referrers == "all",
-                    require_signature=key if args.require_signature else None,
+                    referrer_types=args.referrers_type,
+                    require_signature=key,
                     key_name=args.key or "the key",
                     mount_from=args.mount_from,
                 ),
