@@ -1,10 +1,13 @@
-"""Registry credentials: explicit, from the environment, or from docker's ``config.json``.
+"""Registry credentials: explicit, from the environment, docker's ``config.json``, containers' ``auth.json``.
 
 [CRED-1] Lookup order for a registry host: ``--username``/``--password-stdin``, then
 ``OCIMERGE_USERNAME``/``OCIMERGE_PASSWORD``, then docker's config (``$DOCKER_CONFIG/config.json``,
 else ``~/.docker/config.json``): ``credHelpers[host]``, then ``credsStore``, then ``auths``
 (exact key, then any key whose host part matches). Docker Hub's key is
-``https://index.docker.io/v1/``.
+``https://index.docker.io/v1/``. Then containers' ``auth.json`` files in containers-auth.json(5)'s
+order: ``$REGISTRY_AUTH_FILE`` alone when set, else ``$XDG_RUNTIME_DIR/containers/auth.json`` then
+``${XDG_CONFIG_HOME:-~/.config}/containers/auth.json`` (``credHelpers[host]``, then ``auths``;
+Docker Hub's key there is ``docker.io``).
 [CRED-2] ``auths[].auth`` is base64 of ``user:password``, split at the first ``:``;
 ``identitytoken`` is an OAuth2 refresh token; ``registrytoken`` a ready bearer token.
 [CRED-3] Helpers speak docker's protocol: ``docker-credential-NAME get`` with the server key on
@@ -30,7 +33,16 @@ from ocimerge.errors import AuthError, DocumentError
 from ocimerge.model.codec import MAX_DOCUMENT_SIZE, decode_json
 from ocimerge.model.reference import DOCKER_HUB
 
-__all__ = ["DOCKER_HUB_KEY", "Credentials", "config_key", "none_found", "resolve_credentials", "searched"]
+__all__ = [
+    "DOCKER_HUB_KEY",
+    "Credentials",
+    "auth_file_paths",
+    "config_key",
+    "docker_config_path",
+    "none_found",
+    "resolve_credentials",
+    "searched",
+]
 
 #: [CRED-1] docker login's historical key for Docker Hub (the v1 index URL), kept by docker/cli.
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -162,13 +174,31 @@ def run_helper(helper: str, server: str, env: Mapping[str, str] | None = None) -
     return Credentials(source, username=username, password=secret)
 
 
-def _docker_config_path(env: Mapping[str, str]) -> str:
+def docker_config_path(env: Mapping[str, str]) -> str:
     """``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json`` (docker's own order)."""
     directory = env.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
     return os.path.join(directory, "config.json")
 
 
-def _load_config(path: str) -> dict[str, Any]:
+def auth_file_paths(env: Mapping[str, str]) -> tuple[str, ...]:
+    """[CRED-1] Containers' ``auth.json`` files, in containers-auth.json(5)'s order.
+
+    ``$REGISTRY_AUTH_FILE`` is an override and then the only one (as podman's ``--authfile``);
+    else the primary ``$XDG_RUNTIME_DIR/containers/auth.json`` (when that variable is set),
+    then ``${XDG_CONFIG_HOME:-~/.config}/containers/auth.json``. Docker's config, the last
+    file of that page's list, is read before them ([CRED-1]), so it is not repeated here.
+    """
+    if env.get("REGISTRY_AUTH_FILE"):
+        return (env["REGISTRY_AUTH_FILE"],)
+    paths = []
+    if env.get("XDG_RUNTIME_DIR"):
+        paths.append(os.path.join(env["XDG_RUNTIME_DIR"], "containers", "auth.json"))
+    config_home = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    paths.append(os.path.join(config_home, "containers", "auth.json"))
+    return tuple(paths)
+
+
+def _load_config(path: str, kind: str = "docker config") -> dict[str, Any]:
     """The parsed config; empty when there is none (anonymous access is not an error)."""
     try:
         with open(path, "rb") as f:
@@ -176,13 +206,48 @@ def _load_config(path: str) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise AuthError(f"{path}: cannot read docker config ({exc.__class__.__name__})") from exc
+        raise AuthError(f"{path}: cannot read {kind} ({exc.__class__.__name__})") from exc
     try:
         # [SEC-7] deep nesting or a bad encoding is a one-line error, never a crash
         value = decode_json(raw, where=path)
     except DocumentError as exc:
-        raise AuthError(f"cannot read docker config: {exc}") from exc
+        raise AuthError(f"cannot read {kind}: {exc}") from exc
     return value if isinstance(value, dict) else {}
+
+
+def _auth_file_keys(registry: str) -> tuple[str, ...]:
+    """[CRED-1] The ``auth.json`` keys of a host: podman writes ``docker.io`` for Docker Hub."""
+    if config_key(registry) == DOCKER_HUB_KEY:
+        return (DOCKER_HUB, "index.docker.io", "registry-1.docker.io", DOCKER_HUB_KEY)
+    return (registry,)
+
+
+def from_auth_file(registry: str, path: str, env: Mapping[str, str]) -> Credentials | None:
+    """[CRED-1] Credentials for ``registry`` from one containers ``auth.json``, or None.
+
+    ``credHelpers[key]`` (final, as in docker's config), then ``auths``: the host's key, then
+    a URL-shaped key (``https://host/v1/``, written by older tools) whose host is the host.
+    Namespace keys (``quay.io/team``) are for one repository tree and are not used for the
+    whole host. Raises :class:`AuthError` as :func:`from_docker_config`.
+    """
+    config = _load_config(path, "containers auth file")
+    keys = _auth_file_keys(registry)
+    helpers = config.get("credHelpers") or {}
+    if isinstance(helpers, dict):
+        for key in keys:
+            if isinstance(helpers.get(key), str):
+                return run_helper(helpers[key], key, env)
+    auths = config.get("auths") or {}
+    if not isinstance(auths, dict):
+        return None
+    found = next((k for k in keys if k in auths), None)
+    if found is None:
+        hosts = {"index.docker.io" if k.startswith("https://") else k for k in keys}
+        found = next((k for k in auths if "://" in k and _host_part(k) in hosts), None)
+    entry = auths.get(found) if found is not None else None
+    if not isinstance(entry, dict):
+        return None
+    return _from_auths_entry(entry, f"{path} auths[{found!r}]")
 
 
 def from_docker_config(registry: str, env: Mapping[str, str]) -> Credentials | None:
@@ -192,7 +257,7 @@ def from_docker_config(registry: str, env: Mapping[str, str]) -> Credentials | N
     anonymous access. Raises :class:`AuthError` for an unreadable config, a malformed
     ``auth`` or a failing credential helper.
     """
-    path = _docker_config_path(env)
+    path = docker_config_path(env)
     config = _load_config(path)
     key = config_key(registry)
     helpers = config.get("credHelpers") or {}
@@ -226,7 +291,8 @@ def resolve_credentials(
     """[CRED-1] The credentials to use for ``registry``, or None for anonymous access.
 
     Explicit ``username`` / ``password`` first, then ``OCIMERGE_USERNAME`` /
-    ``OCIMERGE_PASSWORD`` in ``env`` (default ``os.environ``), then docker's config. Raises
+    ``OCIMERGE_PASSWORD`` in ``env`` (default ``os.environ``), then docker's config, then
+    containers' ``auth.json`` files (:func:`auth_file_paths`). Raises
     :class:`AuthError` when only half of a pair is given (a silent anonymous fallback would
     hide the mistake), or as :func:`from_docker_config`.
     """
@@ -240,19 +306,25 @@ def resolve_credentials(
         if not user or not secret:
             raise AuthError("OCIMERGE_USERNAME and OCIMERGE_PASSWORD go together")
         return Credentials("OCIMERGE_USERNAME/OCIMERGE_PASSWORD", user, secret)
-    return from_docker_config(registry, env)
+    found = from_docker_config(registry, env)
+    for path in auth_file_paths(env) if found is None else ():
+        found = from_auth_file(registry, path, env)
+        if found is not None:
+            break
+    return found
 
 
 def searched(registry: str, env: Mapping[str, str] | None = None) -> str:
     """[MSG-1] Where :func:`resolve_credentials` looks for ``registry``'s credentials, in words.
 
     For the message of a 401 answered to a client that found none: the flags, the
-    environment variables, and the docker config file with the keys read in it (saying
-    when the file does not exist, or which ``credsStore`` had nothing). Reads the config
+    environment variables, the docker config file with the keys read in it (saying
+    when the file does not exist, or which ``credsStore`` had nothing), and containers'
+    ``auth.json`` files that exist (or ``$REGISTRY_AUTH_FILE``, named even when missing). Reads the config
     again, runs no helper, never raises and never names a secret.
     """
     env = os.environ if env is None else env
-    path = _docker_config_path(env)
+    path = docker_config_path(env)
     key = config_key(registry)
     try:
         config = _load_config(path)
@@ -265,7 +337,12 @@ def searched(registry: str, env: Mapping[str, str] | None = None) -> str:
         store = config.get("credsStore")
         store_text = f"credsStore {store!r} (nothing for {key!r})" if isinstance(store, str) and store else "credsStore"
         where = f"{path} (credHelpers[{key!r}], {store_text}, auths[{key!r}])"
-    return f"--username/--password-stdin, OCIMERGE_USERNAME/OCIMERGE_PASSWORD, {where}"
+    # containers' files are named when they exist, or when REGISTRY_AUTH_FILE asks for one:
+    # most docker users have none, and listing absent defaults would only bury the advice
+    files = [p for p in auth_file_paths(env) if os.path.exists(p)]
+    if env.get("REGISTRY_AUTH_FILE") and not files:
+        files = [f"{env['REGISTRY_AUTH_FILE']} (REGISTRY_AUTH_FILE; no such file)"]
+    return ", ".join(["--username/--password-stdin, OCIMERGE_USERNAME/OCIMERGE_PASSWORD", where, *files])
 
 
 def none_found(registry: str, env: Mapping[str, str] | None = None) -> str:
