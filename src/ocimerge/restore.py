@@ -471,8 +471,6 @@ def _outcomes(
         hint = _hint(state, planned.sources[0], targets[0])
         known = state.known.setdefault(host, {})
         outcomes = RegistrySink(targets, pool, options).publish(_with_origins(publication, host, known, hint))
-        if options.dry_run:
-            outcomes = tuple(_with_root(o, pool) for o in outcomes)
         for outcome in outcomes:
             if isinstance(outcome, PushResult):  # only a push that succeeded is a mount source
                 for plan in outcome.blobs:
@@ -510,18 +508,6 @@ def _hint(state: _State, source: Reference, target: Reference) -> str | None:
     under = state.to + "/"
     relative = target.name[len(under) :] if target.name.startswith(under) else source.repository
     return f"{hint_path}/{relative}" if hint_path else relative
-
-
-def _with_root(outcome: PushOutcome, pool: RegistryPool) -> PushOutcome:
-    """[RESTORE-7] A dry run's plan with its root counted as the real run counts it: the push
-    plans only the children, so the root is looked for here (``HEAD``) and counted as a
-    manifest that would be pushed, or skipped."""
-    if not isinstance(outcome, PushResult) or not outcome.dry_run:
-        return outcome
-    root = Reference(outcome.registry, outcome.repository, digest=outcome.root.digest)
-    if pool.get(outcome.registry).manifest_head(root) is not None:
-        return attrs.evolve(outcome, manifests_skipped=outcome.manifests_skipped + 1)
-    return attrs.evolve(outcome, manifests_pushed=outcome.manifests_pushed + 1)
 
 
 def _failed(planned: _Planned, error: OcimergeError) -> list[RestoredImage]:

@@ -563,9 +563,10 @@ def push_repository(destination: Destination, publication: Publication, options:
     plans, notes = push_blobs(destination, tuple(unique_blobs(publication.blobs)), options)  # each digest once
     pushed, skipped = put_documents(registry, target, publication.documents, dry_run=options.dry_run)
     written = destination.tags
-    if not options.dry_run:  # the order guarantee: the root after its children, tags last
-        root_pushed, root_skipped = put_documents(registry, target, [publication.root], dry_run=False)
-        pushed, skipped = pushed + root_pushed, skipped + root_skipped
+    # the root after its children (a dry run asks for it too, so its plan counts what the real
+    # run writes); then referrers and tags, which a dry run only plans
+    root_pushed, root_skipped = put_documents(registry, target, [publication.root], dry_run=options.dry_run)
+    pushed, skipped = pushed + root_pushed, skipped + root_skipped
     # [CARRY-1] the referrers before the tags: a policy engine that checks signatures never
     # sees a tag whose signature is not there yet
     carried, carry_notes = put_referrers(registry, target, publication.referrers, dry_run=options.dry_run)
