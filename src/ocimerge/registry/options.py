@@ -7,6 +7,7 @@ combines it with its host's :class:`~ocimerge.registry.profiles.Profile` ([PROFI
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import attrs
 
@@ -32,6 +33,8 @@ class RegistryOptions:
     ``mounts=False`` asks for no cross-repository mount; see :meth:`chunking_for`.
     [SEC-8] ``deadlines`` bound each request in all (a blob body 15 min plus a second per
     MiB, anything else 2 min by default).
+    [CRED-6] ``debug``, when set, is given one line per HTTP request and answer (``--debug``):
+    method, redacted URL, status and a few chosen headers, never a credential or a token.
     """
 
     tls: TLSOptions = attrs.field(factory=TLSOptions)
@@ -44,6 +47,7 @@ class RegistryOptions:
     deadlines: Deadlines = attrs.field(factory=Deadlines)
     max_request_size: int | None = None
     mounts: bool = True
+    debug: Callable[[str], None] | None = attrs.field(default=None, eq=False, repr=False)
 
     def chunking_for(self, profile: Profile) -> Chunking:
         """[PROFILE-8] The upload rule for a registry of ``profile``, these flags applied.

@@ -61,8 +61,10 @@ from ocimerge.registry.responses import (
     retry_after,
     within,
 )
+from ocimerge.text import printable
 
 __all__ = [
+    "DEBUG_HEADERS",
     "DEFAULT_TIMEOUT",
     "USER_AGENT",
     "Deadlines",
@@ -73,8 +75,10 @@ __all__ = [
     "Sender",
     "TLSOptions",
     "build_client",
+    "debug_line",
     "is_loopback",
     "is_origin",
+    "log_exchanges",
     "new_request",
     "transport_error",
 ]
@@ -244,6 +248,60 @@ def build_client(
     )
     _bound_sockets(client)
     return client
+
+
+#: [CRED-6] The headers ``--debug`` shows, in this order; every other header (``Authorization``,
+#: ``Cookie``, ``Set-Cookie``, ``Proxy-Authorization``…) is left out whatever it holds.
+DEBUG_HEADERS = (
+    "Content-Type",
+    "Content-Length",
+    "Range",
+    "Content-Range",
+    "Location",
+    "Docker-Content-Digest",
+    "OCI-Subject",
+    "OCI-Filters-Applied",
+    "WWW-Authenticate",
+    "Retry-After",
+)
+
+
+def _debug_headers(headers: httpx.Headers, redactor: Redactor) -> str:
+    """[CRED-6] The chosen headers, as `` (Name: value, …)``; URLs in them redacted, secrets cut."""
+    shown = []
+    for name in DEBUG_HEADERS:
+        for value in headers.get_list(name):
+            text = redact_url(value) if name == "Location" else value
+            shown.append(f"{name}: {printable(redactor.redact(text))}")
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def debug_line(message: httpx.Request | httpx.Response, redactor: Redactor) -> str:
+    """[CRED-6] One ``--debug`` line for a request (``> GET url``) or an answer (``< 200 GET url``).
+
+    The URL loses its query and user info (:func:`redact_url`: upload ``_state`` tokens, a
+    token request's parameters), every known secret is cut out (``redactor``), control
+    characters are escaped [SEC-5], and only :data:`DEBUG_HEADERS` are shown. No body, ever.
+    """
+    if isinstance(message, httpx.Response):
+        request = message.request
+        head = f"< {message.status_code} {request.method}"
+    else:
+        request = message
+        head = f"> {request.method}"
+    url = printable(redactor.redact(redact_url(request.url)))
+    return f"{head} {url}{_debug_headers(message.headers, redactor)}"
+
+
+def log_exchanges(client: httpx.Client, debug: Callable[[str], None], redactor: Redactor) -> None:
+    """[CRED-6] Make ``client`` pass a :func:`debug_line` to ``debug`` for each request and answer.
+
+    httpx's event hooks see every request the client sends: auth-flow retries, token
+    requests, each redirect hop, each retry. The answer's line is written when its headers
+    arrive (the body is not read for it).
+    """
+    client.event_hooks["request"].append(lambda request: debug(debug_line(request, redactor)))
+    client.event_hooks["response"].append(lambda response: debug(debug_line(response, redactor)))
 
 
 def _bound_sockets(client: httpx.Client) -> None:
@@ -471,12 +529,21 @@ class Sender:
     session, and a PATCH re-sends its chunk from a re-opened blob (a registry that kept part
     of it answers 416, which is final). ``requests`` counts attempts by ``Outgoing.kind``.
     [SEC-8] Each attempt gets its own :class:`~ocimerge.registry.responses.Deadline`.
+    [CRED-6] ``debug`` (``RegistryOptions.debug``) gets a line per request and answer.
     """
 
     def __init__(
-        self, client: httpx.Client, policy: RetryPolicy, *, peer: Peer, sleep: Callable[[float], None]
+        self,
+        client: httpx.Client,
+        policy: RetryPolicy,
+        *,
+        peer: Peer,
+        sleep: Callable[[float], None],
+        debug: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
+        if debug is not None:
+            log_exchanges(client, debug, peer.redactor)  # [CRED-6] --debug
         self.policy = policy
         self.peer = peer
         self.host = peer.host
