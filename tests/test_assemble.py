@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import attrs
 import pytest
@@ -206,10 +207,63 @@ def test_entry_annotations_scoped_by_platform() -> None:
     assert by_arch == {"amd64": {"org.all": "1"}, "arm64": {"org.all": "1", "org.arm": "2"}}
 
 
-@pytest.mark.parametrize("bad", ["novalue", "=x", "index[linux/amd64]:a=b", "manifest-descriptor[bad]:a=b"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "novalue",
+        "=x",
+        "index[linux/amd64]:a=b",
+        "manifest-descriptor[bad]:a=b",
+        "manifest-descriptor[]:a=b",
+        "index:=b",
+    ],
+)
 def test_annotation_parse_rejects(bad: str) -> None:
     with pytest.raises(UsageError):
         Annotation.parse(bad)
+
+
+# [INDEX-6] scopes: buildx's spelling, an unknown or inapplicable one refused, never an index key
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("manifest:org.x=1", "manifest: does not apply to create"),
+        ("index-descriptor:org.x=1", "index-descriptor: does not apply to create"),
+        ("manifests:org.x=1", "unknown scope 'manifests:'; valid scopes: index:, manifest-descriptor:"),
+        ("org.example:x=1", "'org.example' is not an annotation scope; valid scopes: index:"),
+        ("index,manifest-descriptor:x=1", "one scope per --annotation"),
+    ],
+)
+def test_annotation_scopes_refused(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        Annotation.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("org.x=a:b=c", Annotation("org.x", "a:b=c")),
+        ("index:org.x=1", Annotation("org.x", "1")),
+        ("index:a:b=1", Annotation("a:b", "1")),
+        ("manifest-descriptor:org.x=", Annotation("org.x", "", on_index=False)),
+        (
+            "manifest-descriptor[windows/amd64:10.0.17763]:org.x=1",
+            Annotation("org.x", "1", on_index=False, platform=Platform("windows", "amd64", os_version="10.0.17763")),
+        ),
+    ],
+)
+def test_annotation_scopes_accepted(text: str, expected: Annotation) -> None:
+    assert Annotation.parse(text) == expected
+
+
+def test_entry_annotation_platform_matches_any_os_version() -> None:
+    """[PLATFORM-7] manifest-descriptor[windows/amd64]: reaches every Windows release's entry."""
+    win = [
+        attrs.evolve(child("linux/amd64", annotations={"n": v}), platform=Platform("windows", "amd64", os_version=v))
+        for v in ("10.0.17763.1", "10.0.20348.1")
+    ]
+    result = assemble(win, annotations=[Annotation.parse("manifest-descriptor[windows/amd64]:org.win=1")])
+    assert [e.annotation("org.win") for e in result.index.value.manifests] == ["1", "1"]
 
 
 # [ATTEST-4] attestations as referrers

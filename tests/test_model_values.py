@@ -108,7 +108,10 @@ def test_platform_os_version_and_features_count() -> None:
     assert c == Platform("windows", "amd64", os_features=("win32k",))
 
 
-@pytest.mark.parametrize("bad", ["linux", "linux/", "/amd64", "linux/arm/v7/x", "linux amd64", ""])
+@pytest.mark.parametrize(
+    "bad",
+    ["linux", "linux/", "/amd64", "linux/arm/v7/x", "linux amd64", "", "windows/amd64:", "windows/amd64:a b", ":10.0"],
+)
 def test_platform_parse_rejects(bad: str) -> None:
     with pytest.raises(UsageError):
         Platform.parse(bad)
@@ -134,6 +137,49 @@ def test_platform_sort_is_total_and_stable(texts: list[str]) -> None:
     backwards = list(platforms)
     backwards.reverse()
     assert [p.key for p in sorted(backwards)] == [p.key for p in sorted(platforms)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("windows/amd64:10.0.17763.5329", Platform("windows", "amd64", os_version="10.0.17763.5329")),
+        ("windows/arm64/v8:10.0.26100", Platform("windows", "arm64", "v8", os_version="10.0.26100")),
+        ("linux/amd64", Platform("linux", "amd64")),
+    ],
+)
+def test_platform_parse_os_version(text: str, expected: Platform) -> None:
+    """[PLATFORM-7] ``:os.version`` after os/arch[/variant]; the str() shows it in parentheses."""
+    parsed = Platform.parse(text)
+    assert parsed == expected
+    assert parsed.os_version == expected.os_version
+
+
+@pytest.mark.parametrize(
+    ("wanted", "image", "matches"),
+    [
+        ("windows/amd64", Platform("windows", "amd64", os_version="10.0.17763.5329"), True),
+        ("windows/amd64", Platform("windows", "amd64", os_version="10.0.20348.2227"), True),
+        ("windows/amd64", Platform("windows", "amd64", os_features=("win32k",)), True),
+        ("windows/amd64:10.0.17763.5329", Platform("windows", "amd64", os_version="10.0.17763.5329"), True),
+        ("windows/amd64:10.0.17763.5329", Platform("windows", "amd64", os_version="10.0.20348.2227"), False),
+        ("windows/amd64:10.0.17763.5329", Platform("windows", "amd64"), False),
+        ("windows/amd64", Platform("windows", "arm64", os_version="10.0.17763.5329"), False),
+        ("linux/arm64", Platform("linux", "aarch64", "v8"), True),
+        ("linux/arm/v6", Platform("linux", "arm"), False),
+        ("linux/amd64", Platform("windows", "amd64"), False),
+    ],
+)
+def test_platform_matches(wanted: str, image: Platform, matches: bool) -> None:
+    """[PLATFORM-7] A wanted platform asks only for what it names; equality stays exact."""
+    assert Platform.parse(wanted).matches(image) is matches
+    assert image.matches_any([Platform("plan9", "mips"), Platform.parse(wanted)]) is matches
+
+
+@given(COMPONENT, COMPONENT, st.one_of(st.just(""), COMPONENT))
+def test_platform_matches_itself(os_: str, arch: str, os_version: str) -> None:
+    platform = Platform(os_, arch, os_version=os_version)
+    assert platform.matches(platform)
+    assert Platform(os_, arch).matches(platform)
 
 
 def test_platform_variant_filled_from_descriptor() -> None:

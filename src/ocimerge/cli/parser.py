@@ -195,8 +195,9 @@ def _create_index(parser: argparse.ArgumentParser) -> None:
         "--annotation",
         action="append",
         default=[],
-        metavar="[manifest-descriptor:]KEY=VALUE",
-        help="annotation on the index, or on its entries with manifest-descriptor:",
+        metavar="[SCOPE:]KEY=VALUE",
+        help="annotation on the index (no scope, or index:), or on its entries with "
+        "manifest-descriptor: or manifest-descriptor[PLATFORM]:",
     )
     # only uncompressed (docker-save) layers are gzipped; compressed layers keep their bytes
     parser.add_argument(

@@ -62,12 +62,20 @@ class AttestationPolicy(enum.Enum):
     REFERRERS = "referrers"
 
 
-# [INDEX-6] buildx's spelling: an optional scope ("index" or "manifest-descriptor"), an optional
-# [PLATFORM] on it, then KEY=VALUE. re.S lets a value span lines (a multi-line description).
-_ANNOTATION = re.compile(
-    r"(?:(?P<scope>index|manifest-descriptor)(?:\[(?P<platform>[^\]]+)\])?:)?(?P<key>[^=]+)=(?P<value>.*)",
-    re.S,
-)
+# [INDEX-6] buildx's spelling: KEY=VALUE, split at the first "=", then the key at its first ":"
+# into a scope (optionally with a [PLATFORM]) and the key. A bracketed platform may itself
+# hold ":" (windows/amd64:10.0.17763, [PLATFORM-7]), so the scope is matched before the split.
+_SCOPED = re.compile(r"(?P<scope>[a-z-]+)(?:\[(?P<platform>[^\]]*)\])?:(?P<key>.*)", re.S)
+#: [INDEX-6] The scopes ``create`` applies, as buildx's ``imagetools create`` does.
+_SCOPES = ("index", "manifest-descriptor")
+#: [INDEX-6] Scopes buildx knows that have no meaning for ``create``, and why.
+_INAPPLICABLE = {
+    "manifest": "it annotates the image manifests, which create lists as they are (rewriting them "
+    "would change their digests); use manifest-descriptor: to annotate their index entries",
+    "index-descriptor": "it annotates the descriptor of an index inside another index, and create "
+    "writes a top-level index",
+}
+_VALID = "index:, manifest-descriptor:, manifest-descriptor[PLATFORM]: (or none, for the index)"
 
 
 @attrs.frozen
@@ -91,17 +99,38 @@ class Annotation:
         """[INDEX-6] Parse one ``--annotation`` argument.
 
         An unscoped ``KEY=VALUE`` is for the index (buildx's default). Raises
-        :class:`UsageError` for a missing ``=``, an empty key, a platform on an ``index:``
-        annotation (the index has one set of annotations), or a bad platform.
+        :class:`UsageError` for a missing ``=``, an empty key, a scope other than ``index`` or
+        ``manifest-descriptor`` (buildx's ``manifest`` and ``index-descriptor`` are named as
+        not applying to create; anything else before a ``:`` in the key is an unknown scope),
+        a platform on an ``index:`` annotation (the index has one set of annotations), or a
+        bad platform.
         """
-        match = _ANNOTATION.fullmatch(text)
-        if match is None or not match["key"].strip():
-            raise UsageError(f"invalid annotation {text!r}: expected [index:|manifest-descriptor:]KEY=VALUE")
-        scope = match["scope"] or "index"
-        platform = Platform.parse(match["platform"]) if match["platform"] else None
+        key, eq, value = text.partition("=")
+        if not eq:
+            raise UsageError(f"invalid annotation {text!r}: expected [SCOPE:]KEY=VALUE; scopes: {_VALID}")
+        scope, platform_text = "index", None
+        scoped = _SCOPED.fullmatch(key)
+        if scoped is not None:
+            scope, platform_text, key = scoped["scope"], scoped["platform"], scoped["key"]
+        elif ":" in key:
+            # [INDEX-6] buildx reads whatever precedes the first ":" as a scope; taking it as a
+            # key instead would silently move a mistyped scope onto the index.
+            if "," in key.partition(":")[0]:
+                raise UsageError(f"invalid annotation {text!r}: give one scope per --annotation (repeat the flag)")
+            raise UsageError(
+                f"invalid annotation {text!r}: {key.partition(':')[0]!r} is not an annotation scope; "
+                f"valid scopes: {_VALID}"
+            )
+        if scope in _INAPPLICABLE:
+            raise UsageError(f"invalid annotation {text!r}: {scope}: does not apply to create: {_INAPPLICABLE[scope]}")
+        if scope not in _SCOPES:
+            raise UsageError(f"invalid annotation {text!r}: unknown scope {scope + ':'!r}; valid scopes: {_VALID}")
+        if not key.strip():
+            raise UsageError(f"invalid annotation {text!r}: the key is empty")
+        platform = Platform.parse(platform_text) if platform_text is not None else None
         if scope == "index" and platform is not None:
             raise UsageError(f"invalid annotation {text!r}: a platform applies to entries only")
-        return cls(match["key"], match["value"], scope == "index", platform)
+        return cls(key, value, scope == "index", platform)
 
 
 @attrs.frozen
@@ -280,9 +309,14 @@ def _as_referrer(
 
 
 def _entry_annotations(child: Child, annotations: Iterable[Annotation]) -> dict[str, str]:
-    """[INDEX-6] The entry annotations for ``child``: unscoped ones, and its platform's."""
+    """[INDEX-6] The entry annotations for ``child``: unscoped ones, and its platform's.
+
+    The platform is matched ([PLATFORM-7]): ``manifest-descriptor[windows/amd64]:`` annotates
+    the Windows entries whatever their ``os.version``."""
     return {
-        a.key: a.value for a in annotations if not a.on_index and (a.platform is None or a.platform == child.platform)
+        a.key: a.value
+        for a in annotations
+        if not a.on_index and (a.platform is None or a.platform.matches(child.platform))
     }
 
 

@@ -3,8 +3,9 @@
 A platform is what an index entry is keyed on, so this module decides which images are "the
 same platform" for conflict detection ([INDEX-3]), ``SRC=PLATFORM`` selection ([PLATFORM-5]),
 per-platform annotations ([INDEX-6]) and entry order ([INDEX-2]). It implements the object
-and its spellings ([PLATFORM-1]), containerd's normalisation ([PLATFORM-2]) and equality on
-the normalised form ([PLATFORM-3]); taking the platform from the config and only the variant
+and its spellings ([PLATFORM-1]), containerd's normalisation ([PLATFORM-2]), equality on
+the normalised form ([PLATFORM-3]) and the looser matching of a wanted platform
+([PLATFORM-7]); taking the platform from the config and only the variant
 from a descriptor ([PLATFORM-4]) is :meth:`Platform.with_variant_from`.
 """
 
@@ -109,15 +110,24 @@ class Platform:
 
     @classmethod
     def parse(cls, text: str) -> Platform:
-        """[PLATFORM-1] Parse ``os/arch[/variant]`` as given on a command line.
+        """[PLATFORM-1] [PLATFORM-7] Parse ``os/arch[/variant][:os.version]`` as given on a command line.
 
         The spelling is kept as typed (not normalised). Raises :class:`UsageError` for fewer
-        than two or more than three parts, or a part outside ``[A-Za-z0-9_.-]+``.
+        than two or more than three parts, a part outside ``[A-Za-z0-9_.-]+``, or an empty
+        or malformed ``os.version`` after the ``:``.
+
+        >>> Platform.parse("windows/amd64:10.0.20348.2227").os_version
+        '10.0.20348.2227'
         """
-        parts = text.strip().split("/")
-        if not 2 <= len(parts) <= 3 or not all(_COMPONENT.fullmatch(p) for p in parts):
-            raise UsageError(f"invalid platform {text!r}: expected os/arch[/variant], e.g. linux/arm64/v8")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+        base, colon, os_version = text.strip().partition(":")
+        parts = base.split("/")
+        if (
+            not 2 <= len(parts) <= 3
+            or not all(_COMPONENT.fullmatch(p) for p in parts)
+            or (colon and not _COMPONENT.fullmatch(os_version))
+        ):
+            raise UsageError(f"invalid platform {text!r}: expected os/arch[/variant][:os.version], e.g. linux/arm64/v8")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else "", os_version)
 
     @classmethod
     def from_json(cls, value: object, *, where: str = "platform") -> Platform:
@@ -185,6 +195,33 @@ class Platform:
         """
         n = self.normalized()
         return (n.os, n.architecture, n.variant, n.os_version, n.os_features)
+
+    def matches(self, other: Platform) -> bool:
+        """[PLATFORM-7] Whether ``other`` (an image's platform) is what this wanted platform asks for.
+
+        Used by every filter (``--platform``, ``SRC=PLATFORM``, ``manifest-descriptor[PLATFORM]:``),
+        never by conflict detection, which needs equality ([INDEX-3]). What this platform
+        leaves out it does not ask for: without an ``os.version`` any ``os.version`` matches
+        (``windows/amd64`` is every Windows Server release's amd64 image), without
+        ``os.features`` any set does. os, architecture and variant compare normalised
+        ([PLATFORM-3]).
+
+        >>> ltsc2019 = Platform("windows", "amd64", os_version="10.0.17763.5329")
+        >>> Platform.parse("windows/amd64").matches(ltsc2019)
+        True
+        >>> Platform.parse("windows/amd64:10.0.20348").matches(ltsc2019)
+        False
+        """
+        mine, theirs = self.key, other.key
+        if mine[:3] != theirs[:3]:
+            return False
+        if self.os_version and mine[3] != theirs[3]:
+            return False
+        return not self.os_features or mine[4] == theirs[4]
+
+    def matches_any(self, wanted: Iterable[Platform]) -> bool:
+        """[PLATFORM-7] Whether one of the ``wanted`` platforms :meth:`matches` this one."""
+        return any(w.matches(self) for w in wanted)
 
     @property
     def is_unknown(self) -> bool:

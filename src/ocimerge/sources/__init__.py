@@ -260,7 +260,8 @@ def check_platform(spec: SourceSpec, loaded: ImageSet) -> ImageSet:
     if spec.platform is None:
         return loaded
     wanted = spec.platform
-    matching = tuple(i for i in loaded.images if i.platform == wanted)
+    # [PLATFORM-7] matched, not equal: windows/amd64 picks the Windows image whatever its os.version
+    matching = tuple(i for i in loaded.images if wanted.matches(i.platform))
     if matching:
         return attrs.evolve(loaded, images=matching)
     found = ", ".join(str(i.platform) for i in loaded.images)

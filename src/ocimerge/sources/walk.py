@@ -62,8 +62,11 @@ class Walk:
     referrer_types: tuple[str, ...] = ()
 
     def wants(self, platform: Platform | None) -> bool:
-        """Whether an image of ``platform`` is wanted (an unknown platform is, until read)."""
-        return not self.platforms or platform is None or platform in self.platforms
+        """Whether an image of ``platform`` is wanted (an unknown platform is, until read).
+
+        [PLATFORM-7] Wanted platforms match, not equal: ``windows/amd64`` wants every
+        ``os.version``."""
+        return not self.platforms or platform is None or platform.matches_any(self.platforms)
 
 
 #: The default walk: every platform, attestations included.
@@ -134,7 +137,7 @@ def load_root(source: Source, root: Root, walk: Walk = EVERYTHING) -> ImageSet:
     shown = descriptor if root.stored else None
     if isinstance(document.value, ImageManifest):
         image = _image(source, descriptor, document, root.label)  # type: ignore[arg-type]
-        if walk.platforms and image.platform not in walk.platforms:
+        if not walk.wants(image.platform):
             note = f"it is {image.platform}, not a wanted platform"
             return ImageSet(root.label, (), (note,), shown, root.names)
         return _with_referrers(
@@ -144,7 +147,7 @@ def load_root(source: Source, root: Root, walk: Walk = EVERYTHING) -> ImageSet:
     _flatten(source, document.value, found, walk, depth=0)
     images = _pair(source, found, root.label)
     if walk.platforms:  # [REMOTE-2] the config is the truth, the descriptor only a hint
-        kept = [i for i in images if i.platform in walk.platforms]
+        kept = [i for i in images if walk.wants(i.platform)]
         found.filtered += len(images) - len(kept)
         images = kept
     if not images:
