@@ -69,10 +69,12 @@ def test_same_inputs_any_order_same_digest(tmp_path: Path, inputs: list[str]) ->
 
 
 def test_dry_run_prints_the_index_and_its_digest_and_writes_nothing(tmp_path: Path, inputs: list[str]) -> None:
+    """stdout is the index's exact bytes (no newline added), the digest goes to stderr."""
     result = run("create", "--dry-run", "-o", str(tmp_path / "never.tar"), *inputs)
     assert result.returncode == 0, result.stderr
-    raw, digest_line = result.stdout.rstrip("\n").split("\n")
-    assert digest_line == f"Digest: {sha256(raw.encode())}"
+    assert not result.stdout.endswith("\n")
+    assert result.stderr == f"Digest: {sha256(result.stdout.encode())}\n"
+    assert json.loads(result.stdout)["schemaVersion"] == 2
     assert not (tmp_path / "never.tar").exists()
 
 

@@ -154,12 +154,27 @@ class CreateResult:
             "mediaType": index.descriptor.media_type,
             "size": index.descriptor.size,
             "output": self.output,
+            # "platform" stays the os/arch[/variant] string scripts already read; "platformObject"
+            # is the image-spec platform object, for tools that compare its fields
             "manifests": [
-                {"platform": str(i.platform), "digest": str(m.descriptor.digest), "source": i.source}
+                {
+                    "platform": str(i.platform),
+                    "platformObject": i.platform.to_json(),
+                    "digest": str(m.descriptor.digest),
+                    "source": i.source,
+                }
                 for i, m in zip(self.images, self.assembly.manifests, strict=True)
             ],
             "referrers": [r.to_json() for r in self.referrers],
             "pushed": [p.to_json() for p in self.pushed],
+            # what `-q` prints: REGISTRY/REPO:TAG@DIGEST per tag written (REGISTRY/REPO@DIGEST for
+            # a push by digest alone; none for a dry run, which writes nothing)
+            "references": [
+                f"{p.registry}/{p.repository}{t}@{p.root.digest}"
+                for p in self.pushed
+                if not p.dry_run
+                for t in ([f":{tag}" for tag in p.tags] or [""])
+            ],
             "errors": [f.to_json() for f in self.failed],
         }
 
@@ -202,9 +217,25 @@ class PushSourceResult:
         return {
             "digest": str(self.root.digest),
             "mediaType": self.root.media_type,
-            "manifests": [{"platform": str(i.platform), "digest": str(i.digest)} for i in self.images],
+            "size": self.root.size,
+            # the same fields as create's entries: the platform as a string and as the object
+            "manifests": [
+                {
+                    "platform": str(i.platform),
+                    "platformObject": i.platform.to_json(),
+                    "digest": str(i.digest),
+                    "source": i.source,
+                }
+                for i in self.images
+            ],
             "referrers": [r.to_json() for r in self.referrers],
             "pushed": [p.to_json() for p in self.pushed],
+            "references": [
+                f"{p.registry}/{p.repository}{t}@{p.root.digest}"
+                for p in self.pushed
+                if not p.dry_run
+                for t in ([f":{tag}" for tag in p.tags] or [""])
+            ],
             "errors": [f.to_json() for f in self.failed],
         }
 

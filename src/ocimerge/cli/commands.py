@@ -198,13 +198,21 @@ def run_create(args: argparse.Namespace) -> int:
     render.print_notes(result.notes, quiet=args.quiet)
     if args.metadata_file and not args.dry_run and failure is None:
         write_metadata(args.metadata_file, result, tags)
+    # stdout carries exactly one thing: the JSON, the document (--dry-run), the result (-q), or
+    # the summary; the rest goes to stderr, so `X=$(ocimerge create …)` captures only that
     if args.json:
         render.print_json(_with_exit_codes(_create_json(result, dry_run=args.dry_run), result), sys.stdout)
     elif args.dry_run:
-        render.print_dry_run(result, sys.stdout)
+        render.print_dry_run(result, sys.stdout, None if args.quiet else sys.stderr)
+        render.print_failures(result.failed, sys.stderr)
+    elif args.quiet:
+        if tags:
+            render.print_references(result.pushed, sys.stdout)
+        else:  # -o alone: the index digest, what a script pins the file by
+            sys.stdout.write(f"{result.index.descriptor.digest}\n")
+        render.print_failures(result.failed, sys.stderr)
     else:
         render.print_create(result, sys.stdout)
-    if not args.json:
         render.print_failures(result.failed, sys.stdout)
     if failure is not None:
         raise failure
@@ -220,14 +228,29 @@ def _with_exit_codes(payload: dict[str, object], result: CreateResult | PushSour
     return payload
 
 
-def write_metadata(path: str, result: CreateResult, tags: Sequence[str]) -> None:
-    """``--metadata-file``: ``result.metadata(tags)`` as JSON at ``path``, atomically.
+def _metadata(result: CreateResult | PushSourceResult, tags: Sequence[str]) -> dict[str, object]:
+    """``--metadata-file``'s content: buildx's keys, then ours under ``ocimerge``."""
+    if isinstance(result, CreateResult):
+        return result.metadata(tags)
+    # push: the root as stored, under the same keys create writes (buildx's names)
+    root = result.root
+    return {
+        "containerimage.digest": str(root.digest),
+        "containerimage.descriptor": {"mediaType": root.media_type, "digest": str(root.digest), "size": root.size},
+        "image.name": ",".join(tags),
+        "ocimerge": result.to_json(),
+    }
+
+
+def write_metadata(path: str, result: CreateResult | PushSourceResult, tags: Sequence[str]) -> None:
+    """``--metadata-file``: buildx's keys (``containerimage.digest``, ``containerimage.descriptor``,
+    ``image.name``) and the result's JSON under ``ocimerge``, at ``path``, atomically.
 
     Written to a temporary file in the same directory and renamed over ``path``, so a reader
     (a CI step waiting for the file) sees the old content or the whole new one, never half.
     Any OS failure is an :class:`OutputError` naming ``path``, with the OS error as its cause.
     """
-    text = json.dumps(result.metadata(tags), indent=2) + "\n"
+    text = json.dumps(_metadata(result, tags), indent=2) + "\n"
     directory, name = os.path.split(os.path.abspath(path))
     # a name of our own (pid and random), so two runs writing the same file never collide
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -286,8 +309,13 @@ def run_push(args: argparse.Namespace) -> int:
             PushSourceResult,
         )
     render.print_notes(result.notes, quiet=args.quiet)
+    if args.metadata_file and not args.dry_run and failure is None:
+        write_metadata(args.metadata_file, result, args.targets)
     if args.json:
         render.print_json(_with_exit_codes(result.to_json(), result), sys.stdout)
+    elif args.quiet:
+        render.print_references(result.pushed, sys.stdout)
+        render.print_failures(result.failed, sys.stderr)
     else:
         render.print_pushes(result.pushed, sys.stdout)
         render.print_failures(result.failed, sys.stdout)
@@ -296,18 +324,25 @@ def run_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_restore_flags(args: argparse.Namespace) -> None:
+    """The flags ``push --to`` refuses, each a UsageError saying what goes with what."""
+    if args.targets:
+        raise UsageError("push --to restores a bundle under the names it holds: give no REGISTRY/REPO:TAG as well")
+    if args.metadata_file:  # buildx's keys describe one image; a bundle restores many
+        raise UsageError("--metadata-file describes one image: it goes with push SRC REGISTRY/REPO:TAG..., not --to")
+    if args.require_signature and not args.key:
+        raise UsageError("--require-signature needs --key PUB.pem, the key the images must be signed with")
+    if args.key and not args.require_signature:  # as plain push: a key never checked would read as checked
+        raise UsageError("push --key goes with --require-signature (to check signatures only, use verify --key)")
+
+
 def _run_restore(args: argparse.Namespace) -> int:
     """``push BUNDLE --to REGISTRY[/PREFIX]``: every image of a bundle under its own name.
 
     [RESTORE-6] When some images failed, every image's outcome is still printed before the
     first failure is raised for ``main`` to report with its code.
     """
-    if args.targets:
-        raise UsageError("push --to restores a bundle under the names it holds: give no REGISTRY/REPO:TAG as well")
-    if args.require_signature and not args.key:
-        raise UsageError("--require-signature needs --key PUB.pem, the key the images must be signed with")
-    if args.key and not args.require_signature:  # as plain push: a key never checked would read as checked
-        raise UsageError("push --key goes with --require-signature (to check signatures only, use verify --key)")
+    _check_restore_flags(args)
     key = _public_key(args)
     mapping = RestoreMap.read(args.map) if args.map else None
     with _progress_while(args) as view:
@@ -335,7 +370,9 @@ def _run_restore(args: argparse.Namespace) -> int:
     render.print_notes(result.notes, quiet=args.quiet)
     if args.json:
         render.print_json(result.to_json(), sys.stdout)
-    elif not args.quiet:
+    elif args.quiet:  # a reference per tag restored, as plain push -q
+        render.print_references(result.pushed, sys.stdout)
+    else:
         for line in result.summary_lines():
             sys.stdout.write(f"{printable(line)}\n")
     if failure is not None:
@@ -388,7 +425,9 @@ def run_lock(args: argparse.Namespace) -> int:
     result = lock(args.images, args.output, _registry_options(args))
     if args.json:
         render.print_json(result.to_json(), sys.stdout)
-    elif not args.quiet:
+    elif args.quiet:  # the lock written, as bundle -q prints the bundle written
+        sys.stdout.write(f"{result.path}\n")
+    else:
         render.print_lock(result, sys.stdout)
     return EXIT_OK
 

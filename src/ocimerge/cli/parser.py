@@ -114,10 +114,17 @@ def _upload_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-mount", action="store_true", help="never ask for cross-repository mounts; upload instead")
 
 
-def _result_flags(parser: argparse.ArgumentParser) -> None:
-    """``--json`` and ``-q`` for the commands that push, and so have notes and progress to silence."""
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no notes or progress on stderr")
+def _result_flags(parser: argparse.ArgumentParser, quiet: str = "the path written") -> None:
+    """``--json`` and ``-q`` for the commands that write, and so have notes and progress to silence.
+
+    ``quiet`` says what ``-q`` leaves on stdout: the one result a script captures with ``$(…)``.
+    """
+    parser.add_argument(
+        "--json", action="store_true", help="print the result as one JSON document on stdout, and nothing else there"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help=f"print only {quiet}; no notes or progress (errors still on stderr)"
+    )
 
 
 def _referrer_flags(parser: argparse.ArgumentParser, *, types: bool = True) -> None:
@@ -225,7 +232,11 @@ def _create_destinations(parser: argparse.ArgumentParser) -> None:
     )
     # buildx's flag and keys, so CI steps written for buildx read our file unchanged
     parser.add_argument("--metadata-file", metavar="FILE", help="write the result as JSON here, as buildx does")
-    parser.add_argument("--dry-run", action="store_true", help="print the index and its digest, write nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the index's exact bytes on stdout (no newline added) and its digest on stderr; write nothing",
+    )
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
 
@@ -259,7 +270,7 @@ def _add_create(subparsers: _Subparsers) -> None:
         help="sign the merged index in cosign's format with this PEM private key "
         "(password from $COSIGN_PASSWORD when it is encrypted)",
     )
-    _result_flags(parser)
+    _result_flags(parser, "REGISTRY/REPO:TAG@DIGEST for each tag pushed (with -o alone: the index digest)")
     _connection_flags(parser)
     _upload_flags(parser)
 
@@ -306,7 +317,14 @@ def _add_push(subparsers: _Subparsers) -> None:
         help="refuse to upload unless every image has a valid cosign signature by --key",
     )
     _key_flag(signing, "that every image must be signed with")
-    _result_flags(parser)
+    parser.add_argument(
+        "--metadata-file",
+        metavar="FILE",
+        help="write the result as JSON here, as buildx does (not with --to)",
+    )
+    _result_flags(
+        parser, "REGISTRY/REPO:TAG@DIGEST for each tag pushed (or restored, with --to); nothing for --dry-run"
+    )
     _connection_flags(parser)
     _upload_flags(parser)
 

@@ -34,7 +34,9 @@ __all__ = [
     "print_json",
     "print_notes",
     "print_pushes",
+    "print_references",
     "print_verify",
+    "references",
 ]
 
 
@@ -82,21 +84,38 @@ def print_notes(notes: Sequence[str], *, quiet: bool) -> None:
             sys.stderr.write(f"ocimerge: note: {printable(note)}\n")
 
 
+def references(result: PushResult) -> list[str]:
+    """``REGISTRY/REPO:TAG@DIGEST`` for each tag ``result`` wrote (``REGISTRY/REPO@DIGEST``
+    when it wrote none): references that pin what was pushed, for ``-q`` and ``Pushed`` lines."""
+    where = f"{result.registry}/{result.repository}"
+    return [f"{where}{tag}@{result.root.digest}" for tag in ([f":{t}" for t in result.tags] or [""])]
+
+
+def print_references(results: Sequence[PushResult], out: TextIO) -> None:
+    """``-q``: one reference per tag written, nothing else; a dry run wrote none, so prints none."""
+    for result in results:
+        if not result.dry_run:
+            for reference in references(result):
+                out.write(f"{printable(reference)}\n")
+
+
 def _push_line(result: PushResult) -> str:
-    """The one-line summary of a push to one repository (``Pushed …`` or ``Would push …``)."""
-    # one line per repository whatever happened, so scripts can grep for "Pushed"
+    """The one-line summary of a push to one repository (``Pushed …`` or ``Would push …``).
+
+    The verb first (scripts grep for "Pushed"), then each tag as a reference one can copy
+    (``REGISTRY/REPO:TAG@DIGEST``, space-separated), then the counts in parentheses.
+    """
     verb = "Would push" if result.dry_run else "Pushed"
-    tags = printable(", ".join(result.tags) or "(no tag)")
-    where = printable(f"{result.registry}/{result.repository}")
+    where = printable(" ".join(references(result)))
     return (
-        f"{verb} {where} [{tags}] {result.root.digest}: "
+        f"{verb} {where} ("
         f"{result.count(BlobAction.UPLOAD)} blobs uploaded, {result.count(BlobAction.COPY)} copied from "
         f"another registry ({human(result.bytes_uploaded)}), {result.count(BlobAction.MOUNT)} mounted, "
         f"{result.count(BlobAction.SKIP)} already there; "
         f"{result.manifests_pushed} manifests pushed, {result.manifests_skipped} already there"
         # [REFERRERS-10] said only when there were some: a plain image's line stays as it was
         + (f"; {result.referrers_pushed} referrers (signatures, SBOMs) attached" if result.referrers_pushed else "")
-        + "\n"
+        + ")\n"
     )
 
 
@@ -119,14 +138,20 @@ def print_failures(failures: Sequence[PushFailure], out: TextIO) -> None:
         out.write(f"Failed {where} [{tags}], nothing tagged: {printable(str(failure.error))}\n")
 
 
-def print_dry_run(result: CreateResult, out: TextIO) -> None:
-    """``create --dry-run``: the index's exact bytes on one line, its digest, then any push plan."""
+def print_dry_run(result: CreateResult, out: TextIO, err: TextIO | None) -> None:
+    """``create --dry-run``: the index's exact bytes on ``out`` and nothing else; its digest,
+    then any push plan, on ``err`` (None under ``-q``).
+
+    No newline is added, as ``inspect --raw``: ``| sha256sum`` gives the digest, ``| jq``
+    parses it. On a terminal, where nobody hashes it, a DEL or C1 character is escaped [SEC-5].
+    """
     index = result.index
-    # the exact bytes (not re-encoded JSON), so `sha256sum` of the line matches the digest;
-    # printable() changes them only if an annotation carried a DEL or C1 character ([SEC-5])
-    out.write(printable(index.raw.decode("utf-8")) + "\n")
-    out.write(f"Digest: {index.descriptor.digest}\n")
-    print_pushes(result.pushed, out)
+    text = index.raw.decode("utf-8")
+    out.write(printable(text) if out.isatty() else text)
+    out.flush()
+    if err is not None:
+        err.write(f"Digest: {index.descriptor.digest}\n")
+        print_pushes(result.pushed, err)
 
 
 def print_create(result: CreateResult, out: TextIO) -> None:
