@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "ocimerge.signed": 3,  # which images a key signed: signatures over content values
     "ocimerge.registry.api": 4,
     "ocimerge.registry.referrers": 4,
+    "ocimerge.registry.login": 5,  # login/logout: the registry client checks, docker's config keeps
     "ocimerge.sinks.registry": 5,  # the push: orchestration over the registry API
     "ocimerge.inspection": 5,
     "ocimerge.doctor": 5,

@@ -39,6 +39,7 @@ __all__ = [
     "auth_file_paths",
     "config_key",
     "docker_config_path",
+    "load_config",
     "none_found",
     "resolve_credentials",
     "searched",
@@ -198,7 +199,7 @@ def auth_file_paths(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def _load_config(path: str, kind: str = "docker config") -> dict[str, Any]:
+def load_config(path: str, kind: str = "docker config") -> dict[str, Any]:
     """The parsed config; empty when there is none (anonymous access is not an error)."""
     try:
         with open(path, "rb") as f:
@@ -230,7 +231,7 @@ def from_auth_file(registry: str, path: str, env: Mapping[str, str]) -> Credenti
     Namespace keys (``quay.io/team``) are for one repository tree and are not used for the
     whole host. Raises :class:`AuthError` as :func:`from_docker_config`.
     """
-    config = _load_config(path, "containers auth file")
+    config = load_config(path, "containers auth file")
     keys = _auth_file_keys(registry)
     helpers = config.get("credHelpers") or {}
     if isinstance(helpers, dict):
@@ -258,7 +259,7 @@ def from_docker_config(registry: str, env: Mapping[str, str]) -> Credentials | N
     ``auth`` or a failing credential helper.
     """
     path = docker_config_path(env)
-    config = _load_config(path)
+    config = load_config(path)
     key = config_key(registry)
     helpers = config.get("credHelpers") or {}
     if isinstance(helpers, dict) and isinstance(helpers.get(key), str):
@@ -327,7 +328,7 @@ def searched(registry: str, env: Mapping[str, str] | None = None) -> str:
     path = docker_config_path(env)
     key = config_key(registry)
     try:
-        config = _load_config(path)
+        config = load_config(path)
         exists = os.path.exists(path)
     except AuthError:
         config, exists = {}, True

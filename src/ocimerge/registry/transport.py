@@ -298,8 +298,11 @@ def log_exchanges(client: httpx.Client, debug: Callable[[str], None], redactor: 
 
     httpx's event hooks see every request the client sends: auth-flow retries, token
     requests, each redirect hop, each retry. The answer's line is written when its headers
-    arrive (the body is not read for it).
+    arrive (the body is not read for it). Installing twice on one client logs once.
     """
+    if getattr(client, "_ocimerge_debug", False):
+        return
+    setattr(client, "_ocimerge_debug", True)  # noqa: B010 - a mark on a third-party object
     client.event_hooks["request"].append(lambda request: debug(debug_line(request, redactor)))
     client.event_hooks["response"].append(lambda response: debug(debug_line(response, redactor)))
 
