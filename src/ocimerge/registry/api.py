@@ -121,7 +121,7 @@ class Registry:
         self.client = build_client(self.api_host, tls, auth=self.auth, transport=transport)
         source = self.credentials.source if self.credentials else "anonymous access"
         peer = Peer(host, self.api_host, source, self.auth.redactor, deadlines)
-        self._sender = Sender(self.client, self.options.retry, peer=peer, sleep=sleep)
+        self._sender = Sender(self.client, self.options.retry, peer=peer, sleep=sleep, debug=self.options.debug)
         self.requests = self._sender.requests
         self.profile: Profile = profile_for(host)
         self.mounts = self.options.mounts_for(self.profile)
