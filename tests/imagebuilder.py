@@ -79,6 +79,12 @@ class Image:
     gzip_layers: bool = True
     docker_types: bool = False
     manifest_annotations: Mapping[str, str] = field(default_factory=dict)
+    #: ``config.Labels`` of the image config (none when empty)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: ``os.version`` of the config and of the entry's platform (a Windows release), "" for none
+    os_version: str = ""
+    #: annotations of this image's entry when an index lists it (``oci_layout(shape="index")``)
+    entry_annotations: Mapping[str, str] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict, init=False)
     manifest: bytes = field(default=b"", init=False)
     config: bytes = field(default=b"", init=False)
@@ -90,7 +96,11 @@ class Image:
         config: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
         if self.variant:
             config["variant"] = self.variant
+        if self.os_version:
+            config["os.version"] = self.os_version
         config["config"] = {"Cmd": ["/hello"]}
+        if self.labels:
+            config["config"]["Labels"] = dict(self.labels)
         config["rootfs"] = {"type": "layers", "diff_ids": [sha256(x) for x in layers]}
         self.config = dumps(config)
         stored = [gzip_bytes(x) if self.gzip_layers else x for x in layers]
@@ -119,6 +129,8 @@ class Image:
     @property
     def platform_json(self) -> dict[str, str]:
         out = {"architecture": self.architecture, "os": self.os}
+        if self.os_version:
+            out["os.version"] = self.os_version
         if self.variant:
             out["variant"] = self.variant
         return out
@@ -268,7 +280,10 @@ def oci_layout(
             entries.append(image.entry(**extra))
         layout.files["index.json"] = _index_json(entries)
         return layout
-    children = [image.entry() for image in images]
+    children = [
+        image.entry(**({"annotations": dict(image.entry_annotations)} if image.entry_annotations else {}))
+        for image in images
+    ]
     if attestations:
         for image in images:
             entry, blobs = attestation_for(image)

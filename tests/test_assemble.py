@@ -433,3 +433,45 @@ def test_referrers_do_not_depend_on_input_order(platforms: tuple[list[str], list
     listed = [e.digest for e in reference.index.value.manifests]
     subjects = [r.value.subject.digest for r in reference.referrers if r.value.subject]
     assert subjects == [d for d in listed for _ in range(3)]
+
+
+# [INDEX-7] labels onto the index, entry annotations kept, given annotations winning
+OCI_LABELS = {"org.opencontainers.image.source": "https://example.com/src", "org.opencontainers.image.licenses": "MIT"}
+
+
+def test_labels_shared_by_every_child_reach_the_index() -> None:
+    a = attrs.evolve(child("linux/amd64"), labels={**OCI_LABELS, "maintainer": "x"})
+    b = attrs.evolve(child("linux/arm64"), labels={**OCI_LABELS, "org.opencontainers.image.licenses": "GPL-2.0"})
+    c = attrs.evolve(child("linux/s390x"), labels={})
+    assert assemble([a, b], annotations_from_labels=True).index.value.annotations == (
+        ("org.opencontainers.image.source", "https://example.com/src"),
+    )
+    assert assemble([a, b, c], annotations_from_labels=True).index.value.annotations == ()
+    assert assemble([a, b]).index.value.annotations == ()  # only when asked
+    given = assemble(
+        [a, b], annotations_from_labels=True, annotations=[Annotation.parse("org.opencontainers.image.source=mine")]
+    )
+    assert dict(given.index.value.annotations) == {"org.opencontainers.image.source": "mine"}
+
+
+def test_entry_annotations_are_kept_and_given_ones_win() -> None:
+    a = attrs.evolve(child("linux/amd64"), entry_annotations={"org.a": "source", "org.b": "source"})
+    result = assemble([a, child("linux/arm64")], annotations=[Annotation.parse("manifest-descriptor:org.b=given")])
+    entries = [dict(e.annotations) for e in result.index.value.manifests]
+    assert entries == [{"org.a": "source", "org.b": "given"}, {"org.b": "given"}]
+
+
+def test_entry_annotations_keep_auto_oci_and_are_dropped_from_a_forced_docker_list() -> None:
+    a = attrs.evolve(child("linux/amd64", docker=True), entry_annotations={"org.a": "1"})
+    assert assemble([a]).index.value.media_type == mt.OCI_INDEX
+    forced = assemble([a], format=IndexFormat.DOCKER)
+    assert forced.index.value.media_type == mt.DOCKER_MANIFEST_LIST
+    assert forced.index.value.manifests[0].annotations == ()
+    assert forced.notes == ("dropped the source indexes' entry annotations: a Docker manifest list cannot carry them",)
+    labelled = attrs.evolve(a, labels=OCI_LABELS)
+    with pytest.raises(ConversionError, match="drop --annotations-from-labels"):
+        assemble([labelled], format=IndexFormat.DOCKER, annotations_from_labels=True)
+    assert (
+        assemble([attrs.evolve(labelled, entry_annotations={})], annotations_from_labels=True).index.value.media_type
+        == mt.OCI_INDEX
+    )

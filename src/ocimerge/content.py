@@ -278,6 +278,9 @@ class Image:
 
     ``platform_hint`` is the platform of the descriptor that named the manifest (in an index
     or ``index.json``), used only to fill in a variant the config leaves out.
+    ``entry_annotations`` are the annotations of the entry a source index listed the image
+    under (none for an image that is itself a root), kept on its entry in a merged index
+    ([INDEX-7]).
     """
 
     source: str
@@ -288,6 +291,7 @@ class Image:
     platform_hint: Platform | None = None
     attestations: tuple[Attestation, ...] = ()
     annotations: Annotations = ()
+    entry_annotations: Annotations = ()
 
     @property
     def platform(self) -> Platform:

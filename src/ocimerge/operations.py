@@ -84,6 +84,9 @@ class CreateOptions:
     ``dry_run`` writes nothing anywhere (with tags it still asks the registries what they
     hold, to plan); ``force`` replaces an existing output.
 
+    ``annotations_from_labels`` copies the ``org.opencontainers.image.*`` labels every image
+    shares onto the index ([INDEX-7]); ``annotations`` given win over them.
+
     ``referrers`` says whether signatures, SBOMs and other referrers of the images travel
     with them ([REFERRERS-9]); ``referrer_types`` keeps only those artifact types.
     ``sign_key`` signs the merged index in cosign's format and attaches the signature as a
@@ -96,6 +99,7 @@ class CreateOptions:
     format: IndexFormat = IndexFormat.AUTO
     attestations: AttestationPolicy = AttestationPolicy.KEEP
     annotations: tuple[Annotation, ...] = attrs.field(default=(), converter=_annotations)
+    annotations_from_labels: bool = False
     platforms: tuple[Platform, ...] = attrs.field(default=(), converter=_platforms)
     ignore_missing: bool = False
     compress: bool = False
@@ -406,10 +410,18 @@ def _assemble(images: Sequence[Image], options: CreateOptions) -> Assembly:
             manifest=i.manifest,
             platform=i.platform,
             attestations=tuple((a.entry, a.manifest) for a in i.attestations),
+            entry_annotations=i.entry_annotations,
+            labels=i.config.value.labels,
         )
         for i in images
     ]
-    return assemble(children, format=options.format, attestations=options.attestations, annotations=options.annotations)
+    return assemble(
+        children,
+        format=options.format,
+        attestations=options.attestations,
+        annotations=options.annotations,
+        annotations_from_labels=options.annotations_from_labels,
+    )
 
 
 def create(

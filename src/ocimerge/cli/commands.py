@@ -163,6 +163,7 @@ def _create_options(args: argparse.Namespace, annotations: Sequence[str], upload
         format=IndexFormat(args.format),
         attestations=AttestationPolicy(args.attestations),
         annotations=[Annotation.parse(a) for a in annotations],
+        annotations_from_labels=args.annotations_from_labels,
         compress=args.compress == "gzip",
         tag_name=args.tag_name,
         dry_run=args.dry_run,

@@ -206,6 +206,12 @@ def _create_index(parser: argparse.ArgumentParser) -> None:
         help="annotation on the index (no scope, or index:), or on its entries with "
         "manifest-descriptor: or manifest-descriptor[PLATFORM]:",
     )
+    parser.add_argument(
+        "--annotations-from-labels",
+        action="store_true",
+        help="copy the org.opencontainers.image.* labels all images share onto the index "
+        "(what GHCR shows as description, source, licence); --annotation wins",
+    )
     # only uncompressed (docker-save) layers are gzipped; compressed layers keep their bytes
     parser.add_argument(
         "--compress",

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
 from ocimerge.errors import ConversionError, ModelError, PlatformConflictError, UsageError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.annotations import ATTESTATION_ARTIFACT_TYPE, REFERENCE_DIGEST
-from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.descriptor import Annotations, Descriptor, to_annotations
 from ocimerge.model.manifest import Document, ImageIndex, ImageManifest
 from ocimerge.model.platform import Platform
 from ocimerge.model.referrers import with_subject
@@ -140,13 +140,17 @@ class Child:
     ``source`` is the argument the image came from, used only to name it in messages;
     ``platform`` is the config's ([PLATFORM-4]), not the manifest's; each attestation is the
     entry it was read from (its annotations and platform are kept, [ATTEST-3]) and its
-    manifest document. Sources build these after verifying every byte ([VERIFY-1]).
+    manifest document. ``entry_annotations`` are those of the entry a source index listed
+    the image under, kept on its entry, and ``labels`` the config's labels, copied onto the
+    index when asked ([INDEX-7]). Sources build these after verifying every byte ([VERIFY-1]).
     """
 
     source: str
     manifest: Document[ImageManifest]
     platform: Platform
     attestations: tuple[tuple[Descriptor, Document[ImageManifest]], ...] = ()
+    entry_annotations: Annotations = attrs.field(default=(), converter=to_annotations)
+    labels: Annotations = attrs.field(default=(), converter=to_annotations)
 
 
 @attrs.frozen
@@ -253,20 +257,21 @@ def _wants_docker(
     format: IndexFormat,
     children: Sequence[Child],
     keep_attestations: bool,
-    annotations: Sequence[Annotation],
+    annotated: str,
 ) -> bool:
     """[INDEX-4] AUTO picks a Docker list only when every child is Docker and nothing is lost.
 
-    A forced DOCKER refuses (:class:`ConversionError`) what a manifest list cannot carry
-    rather than dropping it; OCI children are then converted by :func:`to_docker_manifest`.
+    ``annotated`` names what asks for annotations ("" for nothing). A forced DOCKER refuses
+    (:class:`ConversionError`) what a manifest list cannot carry rather than dropping it;
+    OCI children are then converted by :func:`to_docker_manifest`.
     """
     has_attestations = keep_attestations and any(c.attestations for c in children)
     if format is IndexFormat.OCI:
         return False
     if format is IndexFormat.DOCKER:
-        if annotations:
+        if annotated:
             raise ConversionError(
-                "a Docker manifest list cannot carry annotations; drop --annotation or use --format oci"
+                f"a Docker manifest list cannot carry annotations; drop {annotated} or use --format oci"
             )
         if has_attestations:
             raise ConversionError(
@@ -274,7 +279,7 @@ def _wants_docker(
                 "--attestations drop or --format oci"
             )
         return True
-    return not annotations and not has_attestations and all(c.manifest.value.is_docker for c in children)
+    return not annotated and not has_attestations and all(c.manifest.value.is_docker for c in children)
 
 
 def _as_referrer(
@@ -308,16 +313,59 @@ def _as_referrer(
     return referrer
 
 
-def _entry_annotations(child: Child, annotations: Iterable[Annotation]) -> dict[str, str]:
-    """[INDEX-6] The entry annotations for ``child``: unscoped ones, and its platform's.
+def _entry_annotations(child: Child, annotations: Iterable[Annotation], *, kept: bool = True) -> dict[str, str]:
+    """[INDEX-6] [INDEX-7] The entry annotations for ``child``: its source entry's (when
+    ``kept``), then the unscoped ones given, then its platform's, each later one winning.
 
     The platform is matched ([PLATFORM-7]): ``manifest-descriptor[windows/amd64]:`` annotates
     the Windows entries whatever their ``os.version``."""
-    return {
-        a.key: a.value
+    out = dict(child.entry_annotations) if kept else {}
+    out.update(
+        (a.key, a.value)
         for a in annotations
         if not a.on_index and (a.platform is None or a.platform.matches(child.platform))
-    }
+    )
+    return out
+
+
+def _annotated(
+    children: Sequence[Child],
+    format: IndexFormat,
+    annotations: Sequence[Annotation],
+    index_annotations: Mapping[str, str],
+) -> str:
+    """What asks the index for annotations, named so a forced Docker list can say what to drop.
+
+    [INDEX-7] Kept entry annotations keep AUTO an OCI index (nothing is lost), but nobody asked
+    for them: a forced Docker list drops them with a note instead of refusing.
+    """
+    if annotations:
+        return "--annotation"
+    if index_annotations:
+        return "--annotations-from-labels"
+    if format is not IndexFormat.DOCKER and any(c.entry_annotations for c in children):
+        return "the source indexes' entry annotations"
+    return ""
+
+
+#: [INDEX-7] The labels ``annotations_from_labels`` copies: the image-spec's pre-defined keys,
+#: which registries (GHCR, Docker Hub, Quay) show for a multi-platform image only on its index.
+LABEL_PREFIX = "org.opencontainers.image."
+
+
+def _index_annotations(
+    children: Sequence[Child], annotations: Iterable[Annotation], from_labels: bool
+) -> dict[str, str]:
+    """[INDEX-7] The index's annotations: the ``org.opencontainers.image.*`` labels every child
+    has with one value (when ``from_labels``), then those given, which win."""
+    out: dict[str, str] = {}
+    if from_labels:
+        shared = set(children[0].labels)
+        for child in children[1:]:
+            shared &= set(child.labels)
+        out.update(sorted((k, v) for k, v in shared if k.startswith(LABEL_PREFIX)))
+    out.update((a.key, a.value) for a in annotations if a.on_index)
+    return out
 
 
 def assemble(
@@ -326,6 +374,7 @@ def assemble(
     format: IndexFormat = IndexFormat.AUTO,
     attestations: AttestationPolicy = AttestationPolicy.KEEP,
     annotations: Sequence[Annotation] = (),
+    annotations_from_labels: bool = False,
 ) -> Assembly:
     """Build the index over ``children``.
 
@@ -334,7 +383,9 @@ def assemble(
     same images in any order give identical bytes. ``format`` chooses the document
     ([INDEX-4]), ``attestations`` whether attestations are listed, left out or returned as
     referrers of their images ([ATTEST-3], [ATTEST-4]) and ``annotations`` go on the index or
-    its entries ([INDEX-6]).
+    its entries ([INDEX-6]). Entries keep the annotations their source index gave them, and
+    ``annotations_from_labels`` copies the ``org.opencontainers.image.*`` labels every child
+    shares onto the index; given annotations win over both ([INDEX-7]).
 
     Raises :class:`UsageError` for no children, :class:`PlatformConflictError` or
     :class:`ModelError` for platforms that cannot share an index ([INDEX-3]), and
@@ -345,8 +396,11 @@ def assemble(
     _check_platforms(children)
     keep = attestations is AttestationPolicy.KEEP
     # [ATTEST-4] referrers are not entries: they neither force an OCI index nor stop a Docker list
-    docker = _wants_docker(format, children, keep, annotations)
+    index_annotations = _index_annotations(children, annotations, annotations_from_labels)
+    docker = _wants_docker(format, children, keep, _annotated(children, format, annotations, index_annotations))
     notes: list[str] = []
+    if docker and any(c.entry_annotations for c in children):
+        notes.append("dropped the source indexes' entry annotations: a Docker manifest list cannot carry them")
     manifests = tuple(to_docker_manifest(c.manifest, c.source) if docker else c.manifest for c in children)
     # [INDEX-2] the digest breaks ties so the order never depends on the order of the inputs
     # (equal keys are already refused by _check_platforms; this keeps the sort total anyway).
@@ -362,7 +416,7 @@ def assemble(
                 media_type=manifest.descriptor.media_type,
                 digest=manifest.descriptor.digest,
                 size=manifest.descriptor.size,
-                annotations=_entry_annotations(child, annotations),
+                annotations=_entry_annotations(child, annotations, kept=not docker),
                 platform=child.platform,  # as the config spells it, not normalised [INDEX-1]
             )
         )
@@ -395,7 +449,7 @@ def assemble(
     index = ImageIndex(
         manifests=(*entries, *attestation_entries),
         media_type=mt.DOCKER_MANIFEST_LIST if docker else mt.OCI_INDEX,
-        annotations={a.key: a.value for a in annotations if a.on_index},
+        annotations=index_annotations,
     )
     return Assembly(
         index=Document.author(index),

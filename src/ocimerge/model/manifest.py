@@ -136,14 +136,16 @@ class ImageIndex:
 
 @attrs.frozen
 class ImageConfig:
-    """[CONFIG-1] The fields of an image config that assembly needs: platform and diff IDs.
+    """[CONFIG-1] The fields of an image config that assembly needs: platform, diff IDs, labels.
 
     Everything else in a config is ignored; the config's bytes travel unchanged as a blob, so
-    nothing is lost by not modelling it.
+    nothing is lost by not modelling it. ``labels`` are ``config.Labels``, key-sorted pairs,
+    read for ``--annotations-from-labels`` ([INDEX-7]).
     """
 
     platform: Platform
     diff_ids: tuple[Digest, ...]
+    labels: Annotations = attrs.field(default=(), converter=to_annotations)
 
 
 @attrs.frozen
@@ -371,4 +373,17 @@ def decode_config(raw: bytes, *, where: str = "config") -> ImageConfig:
         parsed = tuple(Digest.parse(d) for d in diff_ids)
     except DocumentError as exc:
         raise DocumentError(f"{where}: rootfs.diff_ids: {exc}") from None
-    return ImageConfig(platform=platform, diff_ids=parsed)
+    return ImageConfig(platform=platform, diff_ids=parsed, labels=_labels(value))
+
+
+def _labels(config: dict[str, Any]) -> Annotations:
+    """[INDEX-7] ``config.Labels`` as pairs; a malformed member is no labels, not an error.
+
+    Labels are only ever copied as annotations, on request: refusing an image over them would
+    make an odd but runnable image unmergeable, so a non-object or a non-string value is left out.
+    """
+    inner = config.get("config")
+    labels = inner.get("Labels") if isinstance(inner, dict) else None
+    if not isinstance(labels, dict):
+        return ()
+    return to_annotations((k, v) for k, v in labels.items() if isinstance(k, str) and isinstance(v, str))

@@ -364,7 +364,13 @@ def _pair(source: Source, found: _Found, label: str) -> list[Image]:
     for entry, document in found.manifests:
         held.add(str(entry.digest))
         image = _image(source, entry, document, label)
-        images.append(attrs.evolve(image, attestations=tuple(by_image.get(str(entry.digest), ()))))
+        # [INDEX-7] what the source index said about this entry travels with it; a root's own
+        # descriptor (index.json's ref.name, a tag) says nothing about an entry, so only here
+        images.append(
+            attrs.evolve(
+                image, attestations=tuple(by_image.get(str(entry.digest), ())), entry_annotations=entry.annotations
+            )
+        )
     for entry in found.absent:
         if attested_digest(entry) in held:
             found.notes.append(
