@@ -475,3 +475,58 @@ def test_entry_annotations_keep_auto_oci_and_are_dropped_from_a_forced_docker_li
         assemble([attrs.evolve(labelled, entry_annotations={})], annotations_from_labels=True).index.value.media_type
         == mt.OCI_INDEX
     )
+
+
+# [INDEX-8] compression variants: one image in gzip and in zstd is two entries, gzip first
+def variant(platform: str, layer_type: str, *, config: str = "shared", layers: int = 1, salt: str = "") -> Child:
+    value = ImageManifest(
+        config=Descriptor(mt.OCI_CONFIG, Digest.of(config.encode()), 10),
+        layers=tuple(
+            Descriptor(layer_type, Digest.of(f"{layer_type}{platform}{i}{salt}".encode()), 20) for i in range(layers)
+        ),
+        media_type=mt.OCI_MANIFEST,
+    )
+    return Child(source=f"{platform}-{layer_type}", manifest=Document.author(value), platform=Platform.parse(platform))
+
+
+@given(st.permutations(range(4)))
+def test_compression_variants_are_kept_gzip_first_in_any_input_order(order: list[int]) -> None:
+    children = [
+        variant("linux/amd64", mt.OCI_LAYER_ZSTD),
+        variant("linux/amd64", mt.OCI_LAYER_GZIP),
+        variant("linux/arm64", mt.OCI_LAYER_GZIP, config="arm"),
+        variant("linux/arm64", mt.OCI_LAYER_ZSTD, config="arm"),
+    ]
+    result = assemble([children[i] for i in order])
+    entries = result.index.value.manifests
+    assert [(str(e.platform), e.annotation("io.github.containers.compression.zstd")) for e in entries] == [
+        ("linux/amd64", None),
+        ("linux/amd64", "true"),
+        ("linux/arm64", None),
+        ("linux/arm64", "true"),
+    ]
+    assert entries[0].digest == children[1].manifest.descriptor.digest
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        variant("linux/amd64", mt.OCI_LAYER_ZSTD, config="different"),  # another image
+        variant("linux/amd64", mt.OCI_LAYER_ZSTD, layers=2),  # not the same layers
+        variant("linux/amd64", mt.OCI_LAYER_GZIP, salt="level 9"),  # compressed the same way
+    ],
+)
+def test_not_compression_variants_still_conflict(other: Child) -> None:
+    gzip = variant("linux/amd64", mt.OCI_LAYER_GZIP)
+    with pytest.raises(PlatformConflictError, match="give one image per platform"):
+        assemble([gzip, other])
+
+
+def test_a_lone_zstd_image_is_not_annotated_and_given_annotations_win() -> None:
+    lone = assemble([variant("linux/amd64", mt.OCI_LAYER_ZSTD)])
+    assert lone.index.value.manifests[0].annotations == ()
+    pair = [variant("linux/amd64", mt.OCI_LAYER_ZSTD), variant("linux/amd64", mt.OCI_LAYER_GZIP)]
+    given = assemble(
+        pair, annotations=[Annotation.parse("manifest-descriptor:io.github.containers.compression.zstd=no")]
+    )
+    assert [e.annotation("io.github.containers.compression.zstd") for e in given.index.value.manifests] == ["no", "no"]

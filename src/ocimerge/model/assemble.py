@@ -1,6 +1,6 @@
 """Assembly: N single-platform images in, one OCI image index or Docker manifest list out.
 
-A pure, total function ([INDEX-1] .. [INDEX-6], [ATTEST-1] .. [ATTEST-4], [CONVERT-1] ..
+A pure, total function ([INDEX-1] .. [INDEX-8], [ATTEST-1] .. [ATTEST-4], [CONVERT-1] ..
 [CONVERT-3]): no I/O, the same inputs in any order give the same bytes and digest.
 
 It is the heart of ``create``: sources have already been read and verified into
@@ -232,10 +232,39 @@ def to_docker_manifest(doc: Document[ImageManifest], source: str) -> Document[Im
     return Document.author(converted)
 
 
-def _check_platforms(children: Sequence[Child]) -> None:
-    """[INDEX-3] Every child has a real platform, and no two share a normalised one."""
-    seen: dict[Platform, Child] = {}
-    for child in children:
+#: [INDEX-8] containers/image's entry annotation for an instance whose layers are zstd: its
+#: clients prefer such an instance where they can read it, and others skip to the gzip one.
+ZSTD_ANNOTATION = "io.github.containers.compression.zstd"
+
+
+def compression_rank(manifest: ImageManifest) -> int:
+    """[INDEX-8] 0 for an image every client can pull (gzip or uncompressed layers), 1 for zstd.
+
+    Entries of one platform are ordered by it, most compatible first, because docker and
+    containerd take the first entry that matches their platform.
+    """
+    return int(any(mt.layer_compression(layer.media_type) is mt.Compression.ZSTD for layer in manifest.layers))
+
+
+def _is_compression_variant(child: Child, other: Child) -> bool:
+    """[INDEX-8] Same config (so the same diff IDs: the same files), as many layers, and one
+    zstd while the other is not: one image stored twice, not two images of one platform."""
+    a, b = child.manifest.value, other.manifest.value
+    return (
+        a.config.digest == b.config.digest
+        and len(a.layers) == len(b.layers)
+        and compression_rank(a) != compression_rank(b)
+    )
+
+
+def _check_platforms(children: Sequence[Child]) -> frozenset[int]:
+    """[INDEX-3] Every child has a real platform, and no two share a normalised one, unless
+    they are compression variants of one image ([INDEX-8]).
+
+    Returns the positions of the children that have a compression variant beside them.
+    """
+    seen: dict[Platform, list[int]] = {}
+    for i, child in enumerate(children):
         if child.platform.is_unknown or not child.platform.os or not child.platform.architecture:
             raise ModelError(
                 f"{child.source}: image {child.manifest.descriptor.digest.short} has no platform "
@@ -243,14 +272,18 @@ def _check_platforms(children: Sequence[Child]) -> None:
             )
         # Keyed on the normalised platform ([PLATFORM-3]): linux/arm64 and linux/arm64/v8 are
         # a conflict, never two entries of which clients would silently pick the first.
-        other = seen.get(child.platform)
-        if other is not None:
-            raise PlatformConflictError(
-                f"two sources are {child.platform.normalized()}: {other.source} "
-                f"({other.manifest.descriptor.digest.short}) and {child.source} "
-                f"({child.manifest.descriptor.digest.short}); give one image per platform"
-            )
-        seen[child.platform] = child
+        group = seen.setdefault(child.platform, [])
+        for j in group:
+            other = children[j]
+            if not _is_compression_variant(child, other):
+                raise PlatformConflictError(
+                    f"two sources are {child.platform.normalized()}: {other.source} "
+                    f"({other.manifest.descriptor.digest.short}) and {child.source} "
+                    f"({child.manifest.descriptor.digest.short}); give one image per platform "
+                    "(or one image in gzip and in zstd: the same config, the layers compressed two ways)"
+                )
+        group.append(i)
+    return frozenset(i for group in seen.values() if len(group) > 1 for i in group)
 
 
 def _wants_docker(
@@ -313,13 +346,18 @@ def _as_referrer(
     return referrer
 
 
-def _entry_annotations(child: Child, annotations: Iterable[Annotation], *, kept: bool = True) -> dict[str, str]:
-    """[INDEX-6] [INDEX-7] The entry annotations for ``child``: its source entry's (when
-    ``kept``), then the unscoped ones given, then its platform's, each later one winning.
+def _entry_annotations(
+    child: Child, annotations: Iterable[Annotation], *, kept: bool = True, variant: bool = False
+) -> dict[str, str]:
+    """[INDEX-6] [INDEX-7] [INDEX-8] The entry annotations for ``child``: containers/image's
+    zstd marker when it is the zstd ``variant`` of an image, its source entry's (when ``kept``),
+    then the unscoped ones given, then its platform's, each later one winning.
 
     The platform is matched ([PLATFORM-7]): ``manifest-descriptor[windows/amd64]:`` annotates
     the Windows entries whatever their ``os.version``."""
-    out = dict(child.entry_annotations) if kept else {}
+    out = {ZSTD_ANNOTATION: "true"} if variant and compression_rank(child.manifest.value) else {}
+    if kept:
+        out.update(child.entry_annotations)
     out.update(
         (a.key, a.value)
         for a in annotations
@@ -379,8 +417,9 @@ def assemble(
     """Build the index over ``children``.
 
     [INDEX-2] Entries are ordered by normalised platform (os, architecture, variant,
-    os.version, os.features), then attestation entries in the order of their images; so the
-    same images in any order give identical bytes. ``format`` chooses the document
+    os.version, os.features), a platform's gzip image before its zstd variant ([INDEX-8]),
+    then attestation entries in the order of their images; so the same images in any order
+    give identical bytes. ``format`` chooses the document
     ([INDEX-4]), ``attestations`` whether attestations are listed, left out or returned as
     referrers of their images ([ATTEST-3], [ATTEST-4]) and ``annotations`` go on the index or
     its entries ([INDEX-6]). Entries keep the annotations their source index gave them, and
@@ -388,12 +427,12 @@ def assemble(
     shares onto the index; given annotations win over both ([INDEX-7]).
 
     Raises :class:`UsageError` for no children, :class:`PlatformConflictError` or
-    :class:`ModelError` for platforms that cannot share an index ([INDEX-3]), and
+    :class:`ModelError` for platforms that cannot share an index ([INDEX-3], [INDEX-8]), and
     :class:`ConversionError` when the format asked for cannot carry the inputs.
     """
     if not children:
         raise UsageError("no images to assemble")
-    _check_platforms(children)
+    variants = _check_platforms(children)
     keep = attestations is AttestationPolicy.KEEP
     # [ATTEST-4] referrers are not entries: they neither force an OCI index nor stop a Docker list
     index_annotations = _index_annotations(children, annotations, annotations_from_labels)
@@ -403,8 +442,16 @@ def assemble(
         notes.append("dropped the source indexes' entry annotations: a Docker manifest list cannot carry them")
     manifests = tuple(to_docker_manifest(c.manifest, c.source) if docker else c.manifest for c in children)
     # [INDEX-2] the digest breaks ties so the order never depends on the order of the inputs
-    # (equal keys are already refused by _check_platforms; this keeps the sort total anyway).
-    order = sorted(range(len(children)), key=lambda i: (children[i].platform.key, str(manifests[i].descriptor.digest)))
+    # (equal keys are refused by _check_platforms but for compression variants, which the
+    # rank orders gzip first [INDEX-8]; the digest keeps the sort total anyway).
+    order = sorted(
+        range(len(children)),
+        key=lambda i: (
+            children[i].platform.key,
+            compression_rank(children[i].manifest.value),
+            str(manifests[i].descriptor.digest),
+        ),
+    )
     entries: list[Descriptor] = []
     attestation_entries: list[Descriptor] = []
     attestation_docs: list[Document[ImageManifest]] = []
@@ -416,7 +463,7 @@ def assemble(
                 media_type=manifest.descriptor.media_type,
                 digest=manifest.descriptor.digest,
                 size=manifest.descriptor.size,
-                annotations=_entry_annotations(child, annotations, kept=not docker),
+                annotations=_entry_annotations(child, annotations, kept=not docker, variant=i in variants),
                 platform=child.platform,  # as the config spells it, not normalised [INDEX-1]
             )
         )
