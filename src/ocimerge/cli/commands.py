@@ -21,6 +21,8 @@ from typing import TypeVar
 from ocimerge.bundle import bundle, lock, read_lock, staged_by
 from ocimerge.cli import render
 from ocimerge.cli.exits import EXIT_OK, code_for, exit_code
+from ocimerge.cli.login import COMMANDS as LOGIN_COMMANDS
+from ocimerge.cli.login import debug_options
 from ocimerge.doctor import diagnose, parse_target
 from ocimerge.errors import InputError, OcimergeError, OutputError, UsageError
 from ocimerge.inspection import inspect, verify
@@ -73,13 +75,16 @@ def _registry_options(args: argparse.Namespace) -> RegistryOptions:
     tls = TLSOptions(ca_file=args.ca_file, insecure=args.insecure, plain_http=args.plain_http)
     # inspect and verify upload nothing, so they have no upload flags at all
     given = vars(args)
-    return RegistryOptions(
-        tls=tls,
-        username=args.username,
-        password=_password(args),
-        chunk_size=given.get("chunk_size"),
-        max_request_size=given.get("max_request_size"),
-        mounts=not given.get("no_mount", False),
+    return debug_options(
+        args,
+        RegistryOptions(
+            tls=tls,
+            username=args.username,
+            password=_password(args),
+            chunk_size=given.get("chunk_size"),
+            max_request_size=given.get("max_request_size"),
+            mounts=not given.get("no_mount", False),
+        ),
     )
 
 
@@ -485,4 +490,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "lock": run_lock,
     "bundle": run_bundle,
     "doctor": run_doctor,
+    **LOGIN_COMMANDS,
 }

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from ocimerge._version import __version__
+from ocimerge.cli import login as login_cli
 from ocimerge.cli.exits import code_for
 from ocimerge.errors import UsageError
 from ocimerge.model.assemble import AttestationPolicy, IndexFormat
@@ -96,6 +97,7 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     # --insecure keeps TLS but trusts any certificate; --plain-http drops TLS (docker's split)
     group.add_argument("--insecure", action="store_true", help="do not verify registry TLS certificates")
     group.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
+    login_cli.add_debug_flag(parser)  # [CRED-6] every command that reaches a registry can show it
 
 
 def _upload_flags(parser: argparse.ArgumentParser) -> None:
@@ -463,4 +465,5 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_create, _add_push, _add_inspect, _add_verify, _add_lock, _add_bundle, _add_doctor):
         add(subparsers)
+    login_cli.add_parsers(subparsers)
     return parser
