@@ -26,7 +26,6 @@ from ocimerge.content import FOUND_AS_ATTESTATION, Image, ImageSet, Referrer
 from ocimerge.errors import OcimergeError, SourceNotFoundError, UsageError
 from ocimerge.model.annotations import REFERENCE_TYPE
 from ocimerge.model.assemble import Annotation, Assembly, AttestationPolicy, Child, IndexFormat, assemble
-from ocimerge.model.cosign import SIGNATURE_ARTIFACT_TYPE
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document, ImageIndex, ImageManifest
@@ -35,7 +34,7 @@ from ocimerge.model.reference import Reference
 from ocimerge.recompress import gzip_image
 from ocimerge.registry.api import RegistryOptions, RegistryPool
 from ocimerge.signatures import PrivateKey, PublicKey, make_signature
-from ocimerge.signed import require_signed
+from ocimerge.signed import require_signed, signature_walk
 from ocimerge.sinks.core import Publication
 from ocimerge.sinks.oci_layout import LayoutResult, parse_output
 from ocimerge.sinks.registry import (
@@ -551,17 +550,10 @@ def push(  # noqa: PLR0913 - the options value, and the walk's and the signature
     targets = tuple(parse_target(t) for t in tags)
     scoped = _scope_credentials(opts.registry, [], targets)
     opts = attrs.evolve(opts, registry=scoped or RegistryOptions())
-    types = tuple(referrer_types)
-    if require_signature is not None:
-        if not referrers:
-            raise UsageError(
-                "a required signature is read with the referrers, which --referrers none does not look for"
-            )
-        if types:  # [SIGNED-2] the signatures must be found to be checked (and so travel too)
-            types = (*types, SIGNATURE_ARTIFACT_TYPE)
+    walk = signature_walk(referrers, referrer_types, signed=require_signature is not None)
     spec = as_spec(source)
     with RegistryPool(opts.registry) as pool, open_source(spec, pool.get) as opened:
-        loaded = load(spec, opened, Walk(referrers=referrers, referrer_types=types))
+        loaded = load(spec, opened, walk)
         if require_signature is not None:
             require_signed(loaded, require_signature, key_name)  # before any blob moves
         pushed, failed = _split(RegistrySink(targets, pool, opts).publish(Publication.of_image_set(loaded)))

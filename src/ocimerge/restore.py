@@ -22,12 +22,11 @@ import attrs
 from ocimerge.content import BlobOrigin, ImageSet
 from ocimerge.errors import InputError, OcimergeError, UsageError
 from ocimerge.model.annotations import CONTAINERD_NAME, REF_NAME
-from ocimerge.model.cosign import SIGNATURE_ARTIFACT_TYPE
 from ocimerge.model.digest import Digest
 from ocimerge.model.reference import Reference
 from ocimerge.registry.api import RegistryPool
 from ocimerge.signatures import PublicKey
-from ocimerge.signed import require_signed
+from ocimerge.signed import require_signed, signature_walk
 from ocimerge.sinks.core import Publication
 from ocimerge.sinks.registry import BlobAction, PushFailure, PushOptions, PushOutcome, PushResult, RegistrySink
 from ocimerge.sources import Walk, as_spec, open_source
@@ -537,20 +536,6 @@ def _load(source: Source, plan: Sequence[_Planned], walk: Walk) -> list[ImageSet
     return loaded
 
 
-def _walk(referrers: bool, referrer_types: Sequence[str], *, signed: bool) -> Walk:
-    """What to read of each image: its referrers (of ``referrer_types``), and with ``signed``
-    cosign's signatures too, since they must be found to be checked ([SIGNED-2])."""
-    types = tuple(referrer_types)
-    if signed:
-        if not referrers:
-            raise UsageError(
-                "a required signature is read with the referrers, which --referrers none does not look for"
-            )
-        if types:
-            types = (*types, SIGNATURE_ARTIFACT_TYPE)
-    return Walk(referrers=referrers, referrer_types=types)
-
-
 def restore(  # noqa: PLR0913 - the options value, and the walk's, signature check's and mount's settings by name
     bundle: str,
     to: str,
@@ -586,7 +571,7 @@ def restore(  # noqa: PLR0913 - the options value, and the walk's, signature che
     whole result.
     """
     opts = options if options is not None else PushOptions()
-    walk = _walk(referrers, referrer_types, signed=require_signature is not None)
+    walk = signature_walk(referrers, referrer_types, signed=require_signature is not None)
     prefix = _prefix(to, "--to")
     hint = _prefix(mount_from, "--mount-from") if mount_from is not None else None
     spec = as_spec(bundle)

@@ -18,12 +18,14 @@ from typing import Any
 import attrs
 
 from ocimerge.content import ImageSet
-from ocimerge.errors import SignatureError
+from ocimerge.errors import SignatureError, UsageError
+from ocimerge.model.cosign import SIGNATURE_ARTIFACT_TYPE
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import ImageIndex
 from ocimerge.signatures import PublicKey, SignatureCheck, check_signatures
+from ocimerge.sources.walk import Walk
 
-__all__ = ["SignedImage", "require_signed", "signed_images"]
+__all__ = ["SignedImage", "require_signed", "signature_walk", "signed_images"]
 
 
 @attrs.frozen
@@ -88,3 +90,19 @@ def require_signed(loaded: ImageSet, key: PublicKey, key_name: str) -> tuple[Sig
         more = f" (and {len(unsigned) - 1} more)" if len(unsigned) > 1 else ""
         raise SignatureError(f"{unsigned[0].problem(key_name)}{more}; refusing to push unsigned images")
     return checked
+
+
+def signature_walk(referrers: bool, referrer_types: Sequence[str], *, signed: bool) -> Walk:
+    """[SIGNED-2] What to read of each image: its referrers (of ``referrer_types``), and, when a
+    signature is ``signed`` (required), cosign's signatures too, since they must be found to be
+    checked (and so travel as well). A required signature with no referrers looked for is a
+    :class:`UsageError`."""
+    types = tuple(referrer_types)
+    if signed:
+        if not referrers:
+            raise UsageError(
+                "a required signature is read with the referrers, which --referrers none does not look for"
+            )
+        if types:
+            types = (*types, SIGNATURE_ARTIFACT_TYPE)
+    return Walk(referrers=referrers, referrer_types=types)
