@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -43,6 +42,7 @@ from ocimerge.registry.api import RegistryOptions, RegistryPool
 from ocimerge.sinks.bundle import KEPT, BundleEntry, StagingLayout, staging_path
 from ocimerge.sinks.core import required_blobs
 from ocimerge.sinks.oci_layout import claim_destination, parse_output, referrer_entries
+from ocimerge.sinks.replace import replace_file
 from ocimerge.sources import SourceSpec, Walk, as_spec, load, open_source, parse_source
 
 __all__ = [
@@ -223,23 +223,6 @@ def _read_text(path: str, what: str) -> str:
         raise UsageError(f"{path}: cannot read the {what} ({exc})") from None
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-    """Temp beside ``path`` (O_EXCL, a name of our own), fsynced, renamed over it."""
-    directory, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise OutputError(f"{path}: cannot write the lock file ({exc.strerror or exc})") from exc
-
-
 def lock(image_list_path: str, output_path: str, registry_options: RegistryOptions | None = None) -> LockResult:
     """[BUNDLE-1] ``ocimerge lock IMAGES.txt -o images.lock``: resolve, compare, write.
 
@@ -258,7 +241,7 @@ def lock(image_list_path: str, output_path: str, registry_options: RegistryOptio
         raise OutputError(f"{output_path}: not written: the new lock would not read back ({exc})") from None
     if not readable:
         raise OutputError(f"{output_path}: not written: the new lock reads back as another lock")
-    _write_atomically(output_path, encoded)
+    replace_file(output_path, encoded, what="the lock file")
     changes = compare_locks(previous, new) if previous is not None else ()
     return LockResult(new, output_path, changes, previous is not None)
 

@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import json
 import os
-import secrets
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
@@ -24,7 +23,7 @@ from ocimerge.cli.exits import EXIT_OK, code_for, exit_code
 from ocimerge.cli.login import COMMANDS as LOGIN_COMMANDS
 from ocimerge.cli.login import debug_options
 from ocimerge.doctor import diagnose, parse_target
-from ocimerge.errors import InputError, OcimergeError, OutputError, UsageError
+from ocimerge.errors import InputError, OcimergeError, UsageError
 from ocimerge.inspection import inspect, verify
 from ocimerge.model.assemble import Annotation, AttestationPolicy, IndexFormat
 from ocimerge.model.platform import Platform
@@ -35,6 +34,7 @@ from ocimerge.registry.transport import TLSOptions
 from ocimerge.restore import RestoreMap, partial_restore, restore
 from ocimerge.signatures import PrivateKey, PublicKey, load_private_key, load_public_key
 from ocimerge.sinks.registry import PushOptions
+from ocimerge.sinks.replace import replace_file
 from ocimerge.specfile import expand_template, read_spec
 from ocimerge.text import printable
 
@@ -257,28 +257,7 @@ def write_metadata(path: str, result: CreateResult | PushSourceResult, tags: Seq
     Any OS failure is an :class:`OutputError` naming ``path``, with the OS error as its cause.
     """
     text = json.dumps(_metadata(result, tags), indent=2) + "\n"
-    directory, name = os.path.split(os.path.abspath(path))
-    # a name of our own (pid and random), so two runs writing the same file never collide
-    temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # serialised before the temporary exists, so a failure there leaves nothing to clean up
-    try:
-        _write_new(temporary, text)
-        os.replace(temporary, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise OutputError(f"{path}: cannot write the metadata file ({exc.strerror or exc})") from exc
-
-
-def _write_new(path: str, text: str) -> None:
-    """Create ``path`` (it must not exist) holding ``text``, flushed to disk before returning."""
-    # O_EXCL: never write through a file someone else put there; 0o666 lets the umask decide,
-    # as a plain open() would, rather than tempfile's private 0o600
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    replace_file(path, text.encode("utf-8"), what="the metadata file")
 
 
 def run_push(args: argparse.Namespace) -> int:
