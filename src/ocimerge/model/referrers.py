@@ -38,6 +38,7 @@ __all__ = [
     "referrer_descriptor",
     "refers_to",
     "subject_of",
+    "unique_by_digest",
     "with_referrer",
     "with_subject",
 ]
@@ -227,7 +228,7 @@ def filter_by_artifact_type(descriptors: Iterable[Descriptor], types: Iterable[s
     return tuple(d for d in kept if d.artifact_type in wanted)
 
 
-def _dedupe(descriptors: Iterable[Descriptor]) -> tuple[Descriptor, ...]:
+def unique_by_digest(descriptors: Iterable[Descriptor]) -> tuple[Descriptor, ...]:
     """[REFERRERS-6] The descriptors with each digest once: the first occurrence, order kept."""
     seen: set[Digest] = set()
     out: list[Descriptor] = []
@@ -255,7 +256,7 @@ class ReferrersIndex:
     True
     """
 
-    referrers: tuple[Descriptor, ...] = attrs.field(default=(), converter=_dedupe)
+    referrers: tuple[Descriptor, ...] = attrs.field(default=(), converter=unique_by_digest)
     annotations: Annotations = attrs.field(default=(), converter=to_annotations)
 
     @classmethod

@@ -21,7 +21,7 @@ from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document, ImageIndex, decode_index, sniff_document_type
 from ocimerge.model.reference import Reference
-from ocimerge.model.referrers import ReferrersIndex, fallback_tag, filter_by_artifact_type
+from ocimerge.model.referrers import ReferrersIndex, fallback_tag, filter_by_artifact_type, unique_by_digest
 from ocimerge.registry.api import Registry
 from ocimerge.registry.responses import decode_server_json, read_capped
 from ocimerge.registry.upload import check_digest
@@ -75,13 +75,7 @@ class Referrers:
 
 def _keep(found: tuple[Descriptor, ...], artifact_types: tuple[str, ...]) -> tuple[Descriptor, ...]:
     """[REFAPI-1] The descriptors of ``found`` with one of ``artifact_types`` (all when none), each digest once."""
-    seen: set[Digest] = set()
-    unique = []
-    for descriptor in found:
-        if descriptor.digest not in seen:
-            seen.add(descriptor.digest)
-            unique.append(descriptor)
-    return filter_by_artifact_type(unique, artifact_types)
+    return filter_by_artifact_type(unique_by_digest(found), artifact_types)
 
 
 def referrers(
