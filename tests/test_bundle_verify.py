@@ -384,8 +384,13 @@ def test_inspect_with_a_lock_lists_what_the_bundle_lacks(tmp_path: Path) -> None
     )
     document = report.to_json()
     assert document["missing"] == [
-        {"reference": REDIS, "platform": "linux/s390x", "digest": s390x.digest},
-        {"reference": APP, "platform": None, "digest": app.digest},
+        {
+            "reference": REDIS,
+            "platform": "linux/s390x",
+            "platformObject": {"architecture": "s390x", "os": "linux"},
+            "digest": s390x.digest,
+        },
+        {"reference": APP, "platform": None, "platformObject": None, "digest": app.digest},
     ]
     # the entries are inspect's as ever: images with platforms, sizes and referrers
     assert [e["names"][-1] for e in document["entries"]] == [REDIS, NGINX]

@@ -50,6 +50,9 @@ def test_create_writes_an_archive_and_inspect_reads_it(tmp_path: Path, inputs: l
     [entry] = report["entries"]
     assert sorted(i["platform"] for i in entry["images"]) == ["linux/amd64", "linux/arm/v7", "linux/arm64/v8"]
     assert {i["digest"] for i in entry["images"]} == {image.digest for image in sample_images()}
+    # the same platform as the image-spec object create --json gives, for tools that compare fields
+    arm = next(i for i in entry["images"] if i["platform"] == "linux/arm/v7")
+    assert arm["platformObject"] == {"architecture": "arm", "os": "linux", "variant": "v7"}
     assert run("verify", str(out)).returncode == 0
 
 

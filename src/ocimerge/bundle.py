@@ -141,7 +141,7 @@ def _lock_one(pool: RegistryPool, line: ImageLine) -> LockedImage:
         kept = _kept_document(loaded, line.platforms, name)
     images, _ = _below(loaded, kept)
     if line.platforms:
-        missing = [p for p in line.platforms if all(i.platform != p for i in images)]
+        missing = [p for p in line.platforms if not any(p.matches(i.platform) for i in images)]
         if missing:  # the index's descriptor said so, the config says otherwise
             raise UsageError(f"{name}: no image of {', '.join(map(str, missing))} (by its config)")
     _check_platforms(name, images)
@@ -283,6 +283,7 @@ class BundledImage:
             "mediaType": self.media_type,
             "size": self.size,
             "platforms": [str(p) for p in self.platforms],
+            "platformObjects": [p.to_json() for p in self.platforms],
             "source": self.source,
             "referrers": self.referrers,
         }

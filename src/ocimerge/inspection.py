@@ -107,6 +107,7 @@ class Missing:
         return {
             "reference": self.reference,
             "platform": str(self.platform) if self.platform is not None else None,
+            "platformObject": self.platform.to_json() if self.platform is not None else None,
             "digest": str(self.digest),
         }
 
@@ -226,6 +227,7 @@ def _image_json(image: Image) -> dict[str, Any]:
     layers = image.manifest.value.layers
     return {
         "platform": str(image.platform),
+        "platformObject": image.platform.to_json(),
         "digest": str(image.digest),
         "mediaType": image.manifest.descriptor.media_type,
         "size": image.manifest.descriptor.size,
@@ -254,7 +256,12 @@ def _entry_json(entry: ImageSet | OcimergeError) -> dict[str, Any]:
         "root": _descriptor_json(entry.root),
         "images": [_image_json(i) for i in entry.images],
         "absent": [
-            {"platform": str(d.platform) if d.platform else None, "digest": str(d.digest), "mediaType": d.media_type}
+            {
+                "platform": str(d.platform) if d.platform else None,
+                "platformObject": d.platform.to_json() if d.platform else None,
+                "digest": str(d.digest),
+                "mediaType": d.media_type,
+            }
             for d in entry.absent
         ],
         "referrers": [r.to_json() for r in entry.referrers],

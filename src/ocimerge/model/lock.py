@@ -300,7 +300,7 @@ def _moved(was: LockedImage, now: LockedImage) -> str:
 
 
 def filter_index(document: Document[ImageIndex], platforms: Sequence[Platform]) -> Document[ImageIndex]:
-    """[LOCK-5] The index keeping only ``platforms`` (normalised match), and their attestations.
+    """[LOCK-5] The index keeping only ``platforms`` (matched as --platform is, [PLATFORM-7]), and their attestations.
 
     Entries keep their descriptors as they are (annotations, platform), in their order; the
     index keeps its media type and annotations. No ``platforms``, or every entry kept: the
@@ -310,15 +310,15 @@ def filter_index(document: Document[ImageIndex], platforms: Sequence[Platform]) 
     if not platforms:
         return document
     index = document.value
-    wanted = set(platforms)
     images = [e for e in index.manifests if not is_attestation(e) and e.platform is not None]
-    missing = [p for p in platforms if all(e.platform != p for e in images)]
+    # [PLATFORM-7] a line's platform is a request: windows/amd64 keeps every os.version of it
+    missing = [p for p in platforms if not any(e.platform is not None and p.matches(e.platform) for e in images)]
     if missing:
         found = ", ".join(sorted({str(e.platform) for e in images})) or "none"
         raise UsageError(
             f"index {document.descriptor.digest.short} has no {', '.join(map(str, missing))} (it has {found})"
         )
-    kept_images = {str(e.digest) for e in images if e.platform in wanted}
+    kept_images = {str(e.digest) for e in images if e.platform is not None and e.platform.matches_any(platforms)}
     kept = tuple(e for e in index.manifests if _keeps(e, kept_images))
     if len(kept) == len(index.manifests):
         return document
