@@ -1,6 +1,6 @@
 """Assembly: N single-platform images in, one OCI image index or Docker manifest list out.
 
-A pure, total function ([INDEX-1] .. [INDEX-8], [ATTEST-1] .. [ATTEST-4], [CONVERT-1] ..
+A pure, total function ([INDEX-1] .. [INDEX-9], [ATTEST-1] .. [ATTEST-4], [CONVERT-1] ..
 [CONVERT-3]): no I/O, the same inputs in any order give the same bytes and digest.
 
 It is the heart of ``create``: sources have already been read and verified into
