@@ -22,8 +22,9 @@ from ocimerge.cli import main
 from ocimerge.cli.exits import code_for
 from ocimerge.errors import PlatformConflictError, UsageError
 from ocimerge.model.annotations import REFERENCE_DIGEST
-from ocimerge.registry.api import Registry
-from registries import RegistryServer
+from ocimerge.registry.api import Registry, RegistryOptions
+from ocimerge.sinks.registry import BlobAction
+from registries import USERS, RegistryServer
 from signing import write_keys
 
 pytestmark = pytest.mark.registry_backends("distribution", "inprocess")
@@ -254,3 +255,15 @@ def test_the_tags_index_signature_stays_behind_with_a_note(
     # [REFERRERS-12] the signature names the old index's digest: it cannot travel to the new one
     assert f"{reference}: 1 referrer(s) of the source index do not apply to the merged index" in err
     assert f"sign the new index {digest}" in err
+
+
+def test_append_with_token_auth_uploads_only_the_new_image(token_registry: RegistryServer, tmp_path: Path) -> None:
+    options = RegistryOptions(username="alice", password=USERS["alice"])
+    reference = tag(token_registry)
+    ocimerge.create([archive(tmp_path, AMD64)], tags=[reference], registry_options=options)
+    result = ocimerge.create([archive(tmp_path, ARM64)], tags=[reference], registry_options=options, append=True)
+    [pushed] = result.pushed
+    # the tag's image is already there: its blobs are skipped, only arm64's config and layer go up
+    uploaded = {p.digest for p in pushed.blobs if p.action is BlobAction.UPLOAD}
+    assert uploaded == {ocimerge.Digest.parse(d) for d in ARM64.blobs if d != ARM64.digest}
+    assert [str(m.descriptor.digest) for m in result.assembly.manifests] == [AMD64.digest, ARM64.digest]
