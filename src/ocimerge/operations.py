@@ -511,6 +511,7 @@ def create(
     is written as an archive, otherwise as a directory. ``tags`` (``REGISTRY/REPO:TAG``) are
     pushed to, blobs first and tags last. Settings come as ``options`` or as keywords named
     after its fields (``create(srcs, "out.tar", format=IndexFormat.OCI)``).
+    With ``append`` the index the first tag names now comes first ([INDEX-9]).
 
     Raises ``UsageError`` for nothing to do or no image left, and the ``InputError``,
     ``OutputError`` and ``RegistryError`` subclasses of what fails. Every source stays

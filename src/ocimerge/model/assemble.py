@@ -548,7 +548,7 @@ def _converted(
     out = []
     for c in children:
         converted = to_docker_manifest(c.manifest, c.source, drop_annotations=drop_annotations)
-        if lost := docker_losses(c.manifest.value):
+        if converted is not c.manifest and (lost := docker_losses(c.manifest.value)):
             notes.append(
                 f"{c.source}: dropped annotations a Docker manifest cannot carry (--drop-annotations): "
                 f"{', '.join(lost)}; its manifest {c.manifest.descriptor.digest} is now {converted.descriptor.digest}"
