@@ -25,7 +25,16 @@ import attrs
 from ocimerge.content import FOUND_AS_ATTESTATION, Image, ImageSet, Referrer
 from ocimerge.errors import OcimergeError, SourceNotFoundError, UsageError
 from ocimerge.model.annotations import REFERENCE_TYPE
-from ocimerge.model.assemble import Annotation, Assembly, AttestationPolicy, Child, IndexFormat, assemble
+from ocimerge.model.assemble import (
+    Annotation,
+    Assembly,
+    AttestationPolicy,
+    Base,
+    Child,
+    IndexFormat,
+    assemble,
+    rebase,
+)
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document, ImageIndex, ImageManifest
@@ -46,7 +55,7 @@ from ocimerge.sinks.registry import (
     RegistrySink,
     parse_target,
 )
-from ocimerge.sources import SourceSpec, Walk, as_spec, load, open_source
+from ocimerge.sources import SourceKind, SourceSpec, Walk, as_spec, load, open_source
 
 __all__ = [
     "CreateOptions",
@@ -91,6 +100,13 @@ class CreateOptions:
     ``sign_key`` signs the merged index in cosign's format and attaches the signature as a
     referrer and under cosign's tag ([COSIGN-9]).
 
+    ``append`` adds the images to the index the first tag names now ([INDEX-9]): its images
+    first, in its order, with their entry annotations, attestations and its index annotations;
+    a platform it already holds is refused unless ``replace``, which puts the new image in the
+    old one's place. A tag that does not exist yet is created, with a note.
+    ``drop_annotations`` (with ``format=DOCKER`` only) drops the annotations a Docker list and
+    Docker manifests cannot carry instead of refusing them, with a note per child ([CONVERT-2]).
+
     ``registry_options``, ``jobs`` and ``on_event`` are the push settings, used only when
     ``create`` has tags; the value is frozen, so one instance can be reused across runs.
     """
@@ -111,6 +127,9 @@ class CreateOptions:
     registry_options: RegistryOptions | None = None
     jobs: int = 4
     on_event: Callable[[PushEvent], None] | None = attrs.field(default=None, eq=False)
+    append: bool = False
+    replace: bool = False
+    drop_annotations: bool = False
 
     @property
     def push_options(self) -> PushOptions:
@@ -401,9 +420,9 @@ def _sign(assembly: Assembly, targets: Sequence[Reference], options: CreateOptio
     return make_signature(assembly.index.descriptor, name, options.sign_key)
 
 
-def _assemble(images: Sequence[Image], options: CreateOptions) -> Assembly:
-    """The pure assembly step: images reduced to what ``model.assemble`` needs, no I/O."""
-    children = [
+def _children(images: Sequence[Image]) -> list[Child]:
+    """Images reduced to what ``model.assemble`` needs, no I/O."""
+    return [
         Child(
             source=i.source,
             manifest=i.manifest,
@@ -414,13 +433,66 @@ def _assemble(images: Sequence[Image], options: CreateOptions) -> Assembly:
         )
         for i in images
     ]
+
+
+def _assemble(images: Sequence[Image], options: CreateOptions, base: Base | None) -> Assembly:
+    """The pure assembly step over ``images`` (``base`` leading ones from an appended tag)."""
     return assemble(
-        children,
+        _children(images),
         format=options.format,
         attestations=options.attestations,
         annotations=options.annotations,
         annotations_from_labels=options.annotations_from_labels,
+        base=base,
+        drop_annotations=options.drop_annotations,
     )
+
+
+def _check_append(options: CreateOptions, targets: Sequence[Reference]) -> None:
+    """[INDEX-9] [CONVERT-2] The flags that only make sense together."""
+    if options.replace and not options.append:
+        raise UsageError("--replace goes with --append: it replaces an entry of the index a tag already names")
+    if options.append and not targets:
+        raise UsageError("--append needs -t REGISTRY/REPO:TAG: it adds to the index that tag names now")
+    if options.drop_annotations and options.format is not IndexFormat.DOCKER:
+        raise UsageError("--drop-annotations goes with --format docker: an OCI index carries every annotation")
+
+
+def _read_base(
+    target: Reference, stack: contextlib.ExitStack, pool: RegistryPool, options: CreateOptions
+) -> tuple[ImageSet | None, list[str]]:
+    """[INDEX-9] What ``target`` names now, read as a ``docker://`` source is (every platform:
+    ``--platform`` filters the new sources), or None with a note when it does not exist yet.
+
+    Only a missing root means "not yet": a child the tag names but the registry lacks fails
+    as it would for any source, since appending would silently drop it.
+    """
+    spec = SourceSpec(text=str(target), path=str(target), kind=SourceKind.REGISTRY, reference=target)
+    try:
+        source = stack.enter_context(open_source(spec, pool.get))
+    except SourceNotFoundError:
+        return None, [f"{target} does not exist yet; creating it (--append)"]
+    found = load(spec, source, attrs.evolve(options.walk, platforms=()))
+    return found, [f"{found.source}: {n}" for n in found.notes]
+
+
+def _appended(
+    base: ImageSet | None, images: Sequence[Image], name: str, options: CreateOptions
+) -> tuple[list[Image], Base | None, tuple[str, ...]]:
+    """[INDEX-9] The images to assemble: the tag's first, then the new ones (see ``rebase``)."""
+    if base is None:
+        return list(images), None, ()
+    every = [*base.images, *images]
+    children = _children(every)
+    root = base.document.value if base.document is not None else None
+    plan = rebase(
+        children[: len(base.images)],
+        children[len(base.images) :],
+        name=name,
+        annotations=root.annotations if isinstance(root, ImageIndex) else (),
+        replace=options.replace,
+    )
+    return [every[i] for i in plan.order], plan.base, plan.notes
 
 
 def create(
@@ -439,6 +511,7 @@ def create(
     is written as an archive, otherwise as a directory. ``tags`` (``REGISTRY/REPO:TAG``) are
     pushed to, blobs first and tags last. Settings come as ``options`` or as keywords named
     after its fields (``create(srcs, "out.tar", format=IndexFormat.OCI)``).
+    With ``append`` the index the first tag names now comes first ([INDEX-9]).
 
     Raises ``UsageError`` for nothing to do or no image left, and the ``InputError``,
     ``OutputError`` and ``RegistryError`` subclasses of what fails. Every source stays
@@ -454,21 +527,28 @@ def create(
         raise UsageError("nothing to do: pass -o PATH, -t REGISTRY/REPO:TAG, or --dry-run")
     # parse every argument before opening anything: a typo fails before any download
     targets = tuple(parse_target(t) for t in tags)
+    _check_append(opts, targets)
     specs = [as_spec(s) for s in sources]
     opts = attrs.evolve(opts, registry_options=_scope_credentials(opts.registry_options, specs, targets))
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(RegistryPool(opts.registry_options))
-        loaded, notes = _read_sources(specs, stack, pool, opts)
+        base, notes = _read_base(targets[0], stack, pool, opts) if opts.append else (None, [])
+        loaded, source_notes = _read_sources(specs, stack, pool, opts)
+        notes.extend(source_notes)
         images = [i for found in loaded for i in found.images]
         if not images:
             raise UsageError("no images left to merge (every source was skipped)")
+        images, rebased, append_notes = _appended(base, images, str(targets[0]) if targets else "", opts)
+        notes.extend(append_notes)
+        if base is not None:
+            loaded.insert(0, base)  # [REFERRERS-10] the kept images' referrers travel as a source's do
         # [CONVERT-1] a Docker list cannot carry uncompressed layers, hence the implication;
         # [COMPRESS-2] the spool lives on the stack because the gzipped layers are read
         # again when the publication is written and pushed
         if opts.compress or opts.format is IndexFormat.DOCKER:
             spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="ocimerge-gzip-"))
             images = [gzip_image(i, spool) for i in images]
-        assembly = _assemble(images, opts)
+        assembly = _assemble(images, opts, rebased)
         referrers, carry_notes = _carried(loaded, images, assembly)
         notes.extend(carry_notes)
         if opts.sign_key is not None:

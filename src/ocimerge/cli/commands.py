@@ -176,6 +176,9 @@ def _create_options(args: argparse.Namespace, annotations: Sequence[str], upload
         referrers=args.referrers == "all",
         referrer_types=args.referrers_type,
         sign_key=_sign_key(args),
+        append=args.append,
+        replace=args.replace,
+        drop_annotations=args.drop_annotations,
     )
 
 

@@ -214,6 +214,13 @@ def _create_index(parser: argparse.ArgumentParser) -> None:
         help="copy the org.opencontainers.image.* labels all images share onto the index "
         "(what GHCR shows as description, source, licence); --annotation wins",
     )
+    # [CONVERT-2] an explicit opt-in: dropping annotations changes every child's digest
+    parser.add_argument(
+        "--drop-annotations",
+        action="store_true",
+        help="with --format docker: drop the annotations a Docker manifest list and Docker manifests "
+        "cannot carry (each one named in a note; the children's digests change) instead of refusing",
+    )
     # only uncompressed (docker-save) layers are gzipped; compressed layers keep their bytes
     parser.add_argument(
         "--compress",
@@ -234,6 +241,18 @@ def _create_destinations(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="REGISTRY/REPO:TAG",
         help="push the result here (repeatable: several tags, repositories, registries)",
+    )
+    # buildx's --append; [INDEX-9]
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add the images to the index the first -t names now (its entries and annotations kept; "
+        "a missing tag is created)",
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="with --append: a new image of a platform the tag holds replaces that entry (default: refuse)",
     )
     parser.add_argument(
         "--tag-name", default="latest", metavar="TAG", help="the tag written in index.json (default latest)"

@@ -1,6 +1,6 @@
 """Assembly: N single-platform images in, one OCI image index or Docker manifest list out.
 
-A pure, total function ([INDEX-1] .. [INDEX-8], [ATTEST-1] .. [ATTEST-4], [CONVERT-1] ..
+A pure, total function ([INDEX-1] .. [INDEX-9], [ATTEST-1] .. [ATTEST-4], [CONVERT-1] ..
 [CONVERT-3]): no I/O, the same inputs in any order give the same bytes and digest.
 
 It is the heart of ``create``: sources have already been read and verified into
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import attrs
 
@@ -30,9 +30,13 @@ __all__ = [
     "Annotation",
     "Assembly",
     "AttestationPolicy",
+    "Base",
     "Child",
     "IndexFormat",
+    "Rebased",
     "assemble",
+    "docker_losses",
+    "rebase",
     "to_docker_manifest",
 ]
 
@@ -181,55 +185,92 @@ _TO_DOCKER_LAYER = {
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": mt.DOCKER_FOREIGN_LAYER_GZIP,
     mt.DOCKER_FOREIGN_LAYER_GZIP: mt.DOCKER_FOREIGN_LAYER_GZIP,
 }
+#: [CONVERT-2] How many annotation keys a refusal names before "and N more".
+_CAP = 5
 
 
-def to_docker_manifest(doc: Document[ImageManifest], source: str) -> Document[ImageManifest]:
+def _named(keys: Sequence[str], cap: int = _CAP) -> str:
+    """``keys`` as a message lists them: the first ``cap``, then how many more."""
+    shown = ", ".join(keys[:cap])
+    return shown if len(keys) <= cap else f"{shown} and {len(keys) - cap} more"
+
+
+def docker_losses(manifest: ImageManifest) -> tuple[str, ...]:
+    """[CONVERT-2] The annotations a Docker schema 2 form of ``manifest`` would lose, as named
+    in messages: the manifest's keys, then ``config:KEY``, then ``layer N:KEY``, each sorted."""
+    lost = [k for k, _ in manifest.annotations]
+    lost += sorted(f"config:{k}" for k, _ in manifest.config.annotations)
+    for i, layer in enumerate(manifest.layers):
+        lost += sorted(f"layer {i}:{k}" for k, _ in layer.annotations)
+    return tuple(lost)
+
+
+def _unconvertible(manifest: ImageManifest) -> str:
+    """[CONVERT-2] What makes ``manifest`` something other than an image a Docker manifest
+    can describe ("" for nothing): a ``subject`` (a referrer), an ``artifactType`` (an artifact)."""
+    what = [
+        name
+        for name, present in (("a subject", manifest.subject), ("an artifactType", manifest.artifact_type))
+        if present
+    ]
+    return " and ".join(what)
+
+
+def to_docker_manifest(
+    doc: Document[ImageManifest], source: str, *, drop_annotations: bool = False
+) -> Document[ImageManifest]:
     """[CONVERT-1] The Docker schema 2 form of an OCI manifest, when nothing would be lost.
 
     Docker manifests are returned unchanged (same bytes). An OCI manifest converts only when
-    its config is an image config and every layer is gzip; annotations, ``subject`` and
-    ``artifactType`` have no Docker form, so their presence is a :class:`ConversionError`.
-    ``source`` names the image in messages. The result is a new document (new digest), so
-    attestations naming the old one no longer apply ([ATTEST-2]).
+    its config is an image config and every layer is gzip. ``subject`` and ``artifactType``
+    have no Docker form: their presence is a :class:`ConversionError` naming them. Manifest,
+    config and layer annotations have none either: a :class:`ConversionError` naming their
+    keys ([CONVERT-2]), unless ``drop_annotations``, when they are left out (see
+    :func:`docker_losses` for what was dropped). ``source`` names the image in messages. The
+    result is a new document (new digest), so attestations naming the old one no longer apply
+    ([ATTEST-2]).
     """
     manifest = doc.value
     if manifest.is_docker:
         return doc  # [CONVERT-3] same bytes, same digest: nothing to re-author
     where = f"{source}: manifest {doc.descriptor.digest.short}"
-    if manifest.annotations or manifest.subject or manifest.artifact_type:
+    if unconvertible := _unconvertible(manifest):
+        # [CONVERT-2] not droppable: without them the manifest would be another thing
         raise ConversionError(
-            f"{where}: has annotations, a subject or an artifactType that a Docker manifest "
-            "cannot carry; use --format oci"
+            f"{where}: has {unconvertible}, which a Docker manifest cannot carry (they make it a referrer "
+            "or an artifact, not an image); use --format oci"
+        )
+    if (lost := docker_losses(manifest)) and not drop_annotations:
+        raise ConversionError(
+            f"{where}: has annotations a Docker manifest cannot carry: {_named(lost)}; pass --drop-annotations "
+            "to drop them (the manifest's digest changes) or use --format oci"
         )
     if manifest.config.media_type not in (mt.OCI_CONFIG, mt.DOCKER_CONFIG):
         raise ConversionError(f"{where}: config type {manifest.config.media_type} has no Docker form")
-    layers = []
-    for i, layer in enumerate(manifest.layers):
-        compression = mt.layer_compression(layer.media_type)
-        if compression is mt.Compression.NONE:
-            raise ConversionError(
-                f"{where}: layer {i} is uncompressed, which a Docker manifest list cannot "
-                "carry; add --compress gzip or use --format oci"
-            )
-        if compression is mt.Compression.ZSTD:
-            raise ConversionError(
-                f"{where}: layer {i} is zstd-compressed, which Docker schema 2 does not define; use --format oci"
-            )
-        if layer.media_type not in _TO_DOCKER_LAYER:
-            raise ConversionError(f"{where}: layer {i} type {layer.media_type} has no Docker form")
-        # eStargz and similar tools keep their index in layer annotations; converting would
-        # silently turn such an image into a plain one.
-        if layer.annotations:
-            raise ConversionError(
-                f"{where}: layer {i} has annotations (e.g. eStargz) that a Docker manifest would drop; use --format oci"
-            )
-        layers.append(attrs.evolve(layer, media_type=_TO_DOCKER_LAYER[layer.media_type]))
-    config = attrs.evolve(manifest.config, media_type=mt.DOCKER_CONFIG)
-    if config.annotations:
-        raise ConversionError(f"{where}: the config descriptor has annotations; use --format oci")
+    layers = tuple(_docker_layer(layer, i, where) for i, layer in enumerate(manifest.layers))
+    # [CONVERT-2] eStargz and similar tools keep their index in layer annotations: only an
+    # explicit --drop-annotations turns such an image into a plain gzip one
+    config = attrs.evolve(manifest.config, media_type=mt.DOCKER_CONFIG, annotations=())
     # Digests and sizes are unchanged: the blobs are the same bytes under another type name.
-    converted = ImageManifest(config=config, layers=tuple(layers), media_type=mt.DOCKER_MANIFEST)
+    converted = ImageManifest(config=config, layers=layers, media_type=mt.DOCKER_MANIFEST)
     return Document.author(converted)
+
+
+def _docker_layer(layer: Descriptor, i: int, where: str) -> Descriptor:
+    """[CONVERT-1] ``layer`` under its Docker type, without annotations (checked by the caller)."""
+    compression = mt.layer_compression(layer.media_type)
+    if compression is mt.Compression.NONE:
+        raise ConversionError(
+            f"{where}: layer {i} is uncompressed, which a Docker manifest list cannot "
+            "carry; add --compress gzip or use --format oci"
+        )
+    if compression is mt.Compression.ZSTD:
+        raise ConversionError(
+            f"{where}: layer {i} is zstd-compressed, which Docker schema 2 does not define; use --format oci"
+        )
+    if layer.media_type not in _TO_DOCKER_LAYER:
+        raise ConversionError(f"{where}: layer {i} type {layer.media_type} has no Docker form")
+    return attrs.evolve(layer, media_type=_TO_DOCKER_LAYER[layer.media_type], annotations=())
 
 
 #: [INDEX-8] containers/image's entry annotation for an instance whose layers are zstd: its
@@ -286,15 +327,11 @@ def _check_platforms(children: Sequence[Child]) -> frozenset[int]:
     return frozenset(i for group in seen.values() if len(group) > 1 for i in group)
 
 
-def _wants_docker(
-    format: IndexFormat,
-    children: Sequence[Child],
-    keep_attestations: bool,
-    annotated: str,
-) -> bool:
+def _wants_docker(format: IndexFormat, children: Sequence[Child], keep_attestations: bool, annotated: str) -> bool:
     """[INDEX-4] AUTO picks a Docker list only when every child is Docker and nothing is lost.
 
-    ``annotated`` names what asks for annotations ("" for nothing). A forced DOCKER refuses
+    ``annotated`` names what asks for annotations ("" for nothing, and for annotations that
+    ``--drop-annotations`` drops, [CONVERT-2]). A forced DOCKER refuses
     (:class:`ConversionError`) what a manifest list cannot carry rather than dropping it;
     OCI children are then converted by :func:`to_docker_manifest`.
     """
@@ -304,7 +341,8 @@ def _wants_docker(
     if format is IndexFormat.DOCKER:
         if annotated:
             raise ConversionError(
-                f"a Docker manifest list cannot carry annotations; drop {annotated} or use --format oci"
+                f"a Docker manifest list cannot carry annotations; drop {annotated}, pass --drop-annotations "
+                "to drop them, or use --format oci"
             )
         if has_attestations:
             raise ConversionError(
@@ -367,20 +405,20 @@ def _entry_annotations(
 
 
 def _annotated(
-    children: Sequence[Child],
-    format: IndexFormat,
-    annotations: Sequence[Annotation],
-    index_annotations: Mapping[str, str],
+    children: Sequence[Child], format: IndexFormat, annotations: Sequence[Annotation], copied: bool, base: Base | None
 ) -> str:
     """What asks the index for annotations, named so a forced Docker list can say what to drop.
 
     [INDEX-7] Kept entry annotations keep AUTO an OCI index (nothing is lost), but nobody asked
-    for them: a forced Docker list drops them with a note instead of refusing.
+    for them: a forced Docker list drops them with a note instead of refusing. [INDEX-9] The
+    annotations of the index appended to were asked for when it was made: they are refused.
     """
     if annotations:
         return "--annotation"
-    if index_annotations:
+    if copied:
         return "--annotations-from-labels"
+    if base is not None and base.annotations:
+        return f"the index annotations of {base.name}"
     if format is not IndexFormat.DOCKER and any(c.entry_annotations for c in children):
         return "the source indexes' entry annotations"
     return ""
@@ -391,28 +429,184 @@ def _annotated(
 LABEL_PREFIX = "org.opencontainers.image."
 
 
-def _index_annotations(
-    children: Sequence[Child], annotations: Iterable[Annotation], from_labels: bool
-) -> dict[str, str]:
-    """[INDEX-7] The index's annotations: the ``org.opencontainers.image.*`` labels every child
-    has with one value (when ``from_labels``), then those given, which win."""
-    out: dict[str, str] = {}
-    if from_labels:
-        shared = set(children[0].labels)
-        for child in children[1:]:
-            shared &= set(child.labels)
-        out.update(sorted((k, v) for k, v in shared if k.startswith(LABEL_PREFIX)))
-    out.update((a.key, a.value) for a in annotations if a.on_index)
-    return out
+def _from_labels(children: Sequence[Child], from_labels: bool) -> dict[str, str]:
+    """[INDEX-7] The ``org.opencontainers.image.*`` labels every child has with one value
+    (when ``from_labels``), to copy onto the index."""
+    if not from_labels:
+        return {}
+    shared = set(children[0].labels)
+    for child in children[1:]:
+        shared &= set(child.labels)
+    return dict(sorted((k, v) for k, v in shared if k.startswith(LABEL_PREFIX)))
 
 
-def assemble(
+@attrs.frozen
+class Base:
+    """[INDEX-9] The index an append starts from, as :func:`assemble` takes it.
+
+    ``name`` is the tag it was read from (for messages), ``count`` how many leading children
+    are its images (they keep their order, first), ``annotations`` its index annotations,
+    carried onto the new index (given ``index:`` annotations win).
+    """
+
+    name: str
+    count: int
+    annotations: Annotations = attrs.field(default=(), converter=to_annotations)
+
+
+@attrs.frozen
+class Rebased:
+    """[INDEX-9] What :func:`rebase` decided: the children to assemble, as positions into
+    ``[*existing, *added]`` in order, the :class:`Base` to pass to :func:`assemble`, and notes
+    (what was replaced, what was already there)."""
+
+    order: tuple[int, ...]
+    base: Base
+    notes: tuple[str, ...] = ()
+
+
+def _same_entry(old: Child, new: Child) -> bool:
+    """[INDEX-3] Whether ``new`` would be a second image of ``old``'s platform (not its
+    compression variant, [INDEX-8])."""
+    return old.platform == new.platform and not _is_compression_variant(old, new)
+
+
+def rebase(
+    existing: Sequence[Child],
+    added: Sequence[Child],
+    *,
+    name: str,
+    annotations: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+    replace: bool = False,
+) -> Rebased:
+    """[INDEX-9] The children of an append: ``existing`` (the images of the index ``name``,
+    whose index annotations are ``annotations``) first, in their order, then ``added``.
+
+    An added image of a platform ``existing`` already holds (normalised, [PLATFORM-3]; not a
+    compression variant, [INDEX-8]) is a :class:`PlatformConflictError` naming ``name`` and
+    ``--replace``; with ``replace`` it takes the old entry's place (the old one's attestations
+    go with it) and a note names the platform and both digests. An added image whose digest is
+    the very entry ``existing`` holds is not added twice (a re-run of the same append), with a
+    note. Pure: positions in, positions out.
+    """
+    order = list(range(len(existing)))
+    notes: list[str] = []
+    replaced: set[int] = set()
+    tail: list[int] = []
+    for j, new in enumerate(added):
+        hits = [i for i, old in enumerate(existing) if _same_entry(old, new) and i not in replaced]
+        digest = new.manifest.descriptor.digest
+        if any(existing[i].manifest.descriptor.digest == digest for i in hits):
+            notes.append(f"{new.source}: {new.platform} {digest.short} is already in {name}; kept as it is")
+            continue
+        if not hits:
+            tail.append(len(existing) + j)
+            continue
+        old = existing[hits[0]]
+        if not replace:
+            raise PlatformConflictError(
+                f"{new.platform} of {new.source} ({digest.short}) is already in {name}; pass --replace to "
+                f"replace it (the entry there is {old.manifest.descriptor.digest.short})"
+            )
+        for i in hits:
+            notes.append(
+                f"replaced {existing[i].platform} in {name}: {existing[i].manifest.descriptor.digest} → {digest} "
+                f"({new.source})"
+            )
+            order[i] = len(existing) + j if i == hits[0] else -1
+        replaced.update(hits)
+    kept = [i for i in order if i >= 0]
+    return Rebased((*kept, *tail), Base(name, len(kept), annotations), tuple(notes))
+
+
+def _order(children: Sequence[Child], manifests: Sequence[Document[ImageManifest]], base: int) -> list[int]:
+    """[INDEX-2] [INDEX-9] The order of the entries: the first ``base`` children as given, then
+    the rest by platform, gzip before zstd ([INDEX-8]), then digest.
+
+    The digest breaks ties so the order never depends on the order of the inputs (equal keys
+    are refused by _check_platforms but for compression variants, which the rank orders gzip
+    first; the digest keeps the sort total anyway).
+    """
+    rest = sorted(
+        range(base, len(children)),
+        key=lambda i: (
+            children[i].platform.key,
+            compression_rank(children[i].manifest.value),
+            str(manifests[i].descriptor.digest),
+        ),
+    )
+    return [*range(base), *rest]
+
+
+def _converted(
+    children: Sequence[Child], docker: bool, drop_annotations: bool, notes: list[str]
+) -> tuple[Document[ImageManifest], ...]:
+    """[CONVERT-1] [CONVERT-3] Each child's manifest as the index lists it: converted for a
+    Docker list, with a note for each one whose annotations were dropped ([CONVERT-2])."""
+    if not docker:
+        return tuple(c.manifest for c in children)
+    out = []
+    for c in children:
+        converted = to_docker_manifest(c.manifest, c.source, drop_annotations=drop_annotations)
+        if converted is not c.manifest and (lost := docker_losses(c.manifest.value)):
+            notes.append(
+                f"{c.source}: dropped annotations a Docker manifest cannot carry (--drop-annotations): "
+                f"{', '.join(lost)}; its manifest {c.manifest.descriptor.digest} is now {converted.descriptor.digest}"
+            )
+        out.append(converted)
+    return tuple(out)
+
+
+def _dropped_for_docker(
+    children: Sequence[Child], annotations: Sequence[Annotation], index: Mapping[str, str], notes: list[str]
+) -> None:
+    """[INDEX-7] [CONVERT-2] The notes of what a Docker list leaves out: kept entry annotations
+    (nobody asked for them), and with --drop-annotations the index and entry annotations."""
+    if any(c.entry_annotations for c in children):
+        notes.append("dropped the source indexes' entry annotations: a Docker manifest list cannot carry them")
+    if index:
+        notes.append(
+            f"dropped the index annotations (--drop-annotations): {', '.join(sorted(index))}; "
+            "a Docker manifest list cannot carry them"
+        )
+    if entry := sorted({a.key for a in annotations if not a.on_index}):
+        notes.append(
+            f"dropped the entry annotations (--drop-annotations): {', '.join(entry)}; "
+            "a Docker manifest list cannot carry them"
+        )
+
+
+def _attestation_entries(
+    child: Child, manifest: Document[ImageManifest], notes: list[str]
+) -> Iterator[tuple[Descriptor, Document[ImageManifest]]]:
+    """[ATTEST-2] [ATTEST-3] The index entries (and documents) of ``child``'s valid attestations."""
+    for entry, doc in sorted(child.attestations, key=lambda a: str(a[0].digest)):
+        # [ATTEST-2] an attestation is valid only while it names the manifest we list.
+        if entry.annotation(REFERENCE_DIGEST) != str(manifest.descriptor.digest):
+            notes.append(
+                f"dropped attestation {entry.digest.short} of {child.source}: its image manifest was rewritten"
+            )
+            continue
+        listed = Descriptor(
+            media_type=doc.descriptor.media_type,
+            digest=doc.descriptor.digest,
+            size=doc.descriptor.size,
+            annotations=entry.annotations,
+            # BuildKit's marker platform, so clients that pick by platform skip it [ATTEST-1]
+            platform=entry.platform or Platform("unknown", "unknown"),
+        )
+        yield listed, doc
+
+
+def assemble(  # noqa: PLR0913 - create's settings by name, as a pure function takes them
     children: Sequence[Child],
     *,
     format: IndexFormat = IndexFormat.AUTO,
     attestations: AttestationPolicy = AttestationPolicy.KEEP,
     annotations: Sequence[Annotation] = (),
     annotations_from_labels: bool = False,
+    base: Base | None = None,
+    drop_annotations: bool = False,
 ) -> Assembly:
     """Build the index over ``children``.
 
@@ -424,39 +618,40 @@ def assemble(
     referrers of their images ([ATTEST-3], [ATTEST-4]) and ``annotations`` go on the index or
     its entries ([INDEX-6]). Entries keep the annotations their source index gave them, and
     ``annotations_from_labels`` copies the ``org.opencontainers.image.*`` labels every child
-    shares onto the index; given annotations win over both ([INDEX-7]).
+    shares onto the index; given annotations win over both ([INDEX-7]). ``base`` is the index
+    an append starts from ([INDEX-9], see :func:`rebase`): its ``count`` leading children come
+    first in the order given, and its annotations are carried onto the index (under copied
+    labels and given annotations). ``drop_annotations`` (``format=DOCKER`` only) drops the
+    annotations a Docker list and Docker manifests cannot carry, with a note for each
+    ([CONVERT-2]).
 
-    Raises :class:`UsageError` for no children, :class:`PlatformConflictError` or
-    :class:`ModelError` for platforms that cannot share an index ([INDEX-3], [INDEX-8]), and
-    :class:`ConversionError` when the format asked for cannot carry the inputs.
+    Raises :class:`UsageError` for no children or ``drop_annotations`` without
+    ``format=DOCKER``, :class:`PlatformConflictError` or :class:`ModelError` for platforms
+    that cannot share an index ([INDEX-3], [INDEX-8]), and :class:`ConversionError` when the
+    format asked for cannot carry the inputs.
     """
     if not children:
         raise UsageError("no images to assemble")
+    if drop_annotations and format is not IndexFormat.DOCKER:
+        raise UsageError("--drop-annotations goes with --format docker: an OCI index carries every annotation")
     variants = _check_platforms(children)
     keep = attestations is AttestationPolicy.KEEP
     # [ATTEST-4] referrers are not entries: they neither force an OCI index nor stop a Docker list
-    index_annotations = _index_annotations(children, annotations, annotations_from_labels)
-    docker = _wants_docker(format, children, keep, _annotated(children, format, annotations, index_annotations))
+    copied = _from_labels(children, annotations_from_labels)
+    index_annotations = {**dict(base.annotations if base else ()), **copied}
+    index_annotations.update((a.key, a.value) for a in annotations if a.on_index)
+    asked = "" if drop_annotations else _annotated(children, format, annotations, bool(copied), base)
+    docker = _wants_docker(format, children, keep, asked)
     notes: list[str] = []
-    if docker and any(c.entry_annotations for c in children):
-        notes.append("dropped the source indexes' entry annotations: a Docker manifest list cannot carry them")
-    manifests = tuple(to_docker_manifest(c.manifest, c.source) if docker else c.manifest for c in children)
-    # [INDEX-2] the digest breaks ties so the order never depends on the order of the inputs
-    # (equal keys are refused by _check_platforms but for compression variants, which the
-    # rank orders gzip first [INDEX-8]; the digest keeps the sort total anyway).
-    order = sorted(
-        range(len(children)),
-        key=lambda i: (
-            children[i].platform.key,
-            compression_rank(children[i].manifest.value),
-            str(manifests[i].descriptor.digest),
-        ),
-    )
+    if docker:
+        _dropped_for_docker(children, annotations, index_annotations, notes)
+        index_annotations, annotations = {}, ()
+    manifests = _converted(children, docker, drop_annotations, notes)
     entries: list[Descriptor] = []
     attestation_entries: list[Descriptor] = []
     attestation_docs: list[Document[ImageManifest]] = []
     referrers: list[Document[ImageManifest]] = []
-    for i in order:
+    for i in _order(children, manifests, base.count if base else 0):
         child, manifest = children[i], manifests[i]
         entries.append(
             Descriptor(
@@ -472,27 +667,10 @@ def assemble(
                 referrer = _as_referrer(entry, doc, manifest, child.source, notes)
                 if referrer is not None:
                     referrers.append(referrer)
-            continue
-        if not keep:
-            continue
-        for entry, doc in sorted(child.attestations, key=lambda a: str(a[0].digest)):
-            # [ATTEST-2] an attestation is valid only while it names the manifest we list.
-            if entry.annotation(REFERENCE_DIGEST) != str(manifest.descriptor.digest):
-                notes.append(
-                    f"dropped attestation {entry.digest.short} of {child.source}: its image manifest was rewritten"
-                )
-                continue
-            attestation_entries.append(
-                Descriptor(
-                    media_type=doc.descriptor.media_type,
-                    digest=doc.descriptor.digest,
-                    size=doc.descriptor.size,
-                    annotations=entry.annotations,
-                    # BuildKit's marker platform, so clients that pick by platform skip it [ATTEST-1]
-                    platform=entry.platform or Platform("unknown", "unknown"),
-                )
-            )
-            attestation_docs.append(doc)
+        elif keep:
+            for listed, doc in _attestation_entries(child, manifest, notes):
+                attestation_entries.append(listed)
+                attestation_docs.append(doc)
     index = ImageIndex(
         manifests=(*entries, *attestation_entries),
         media_type=mt.DOCKER_MANIFEST_LIST if docker else mt.OCI_INDEX,
