@@ -21,6 +21,7 @@ from imagebuilder import Image, oci_layout
 from ocimerge.cli import main
 from ocimerge.cli.exits import code_for
 from ocimerge.errors import (
+    AuthError,
     DeleteUnsupportedError,
     SourceNotFoundError,
     TagMovedError,
@@ -32,11 +33,11 @@ from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document, decode_manifest_or_index
 from ocimerge.model.mediatype import OCI_INDEX
 from ocimerge.model.reference import Reference
-from ocimerge.registry.api import Registry
+from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.tagging import Removal, UntagStatus, tag, untag, untag_sources
 from ocimerge.testing import Behaviour
 from ocimerge.testing import Registry as InProcessRegistry
-from registries import REGISTRY_BINARY, RegistryServer, cleanup, start_registry
+from registries import REGISTRY_BINARY, USERS, RegistryServer, cleanup, start_registry
 
 pytestmark = pytest.mark.registry_backends("distribution", "inprocess")
 
@@ -345,3 +346,19 @@ def test_deletion_disabled_in_process_is_one_line(tmp_path: Path, capsys: pytest
     with InProcessRegistry(behaviour=Behaviour(deletion=False)) as reg:
         err = _refused_everywhere(reg.host, tmp_path, capsys)
     assert "405 UNSUPPORTED" in err
+
+
+def test_a_token_without_the_delete_action_is_one_auth_line(
+    token_registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[TAG-1] The token service grants alice pull and push, never delete: the DELETE is refused, saying so."""
+    options = RegistryOptions(username="alice", password=USERS["alice"])
+    archive = oci_layout([Image(architecture="amd64")]).write_tar(str(tmp_path / "a.tar"))
+    repo = unique("team/tok")
+    ocimerge.push(archive, [f"{token_registry.host}/{repo}:1"], registry_options=options)
+    with pytest.raises(AuthError) as raised:
+        untag(f"{token_registry.host}/{repo}:1", options)
+    assert "delete" in str(raised.value)
+    assert "\n" not in str(raised.value)
+    with Registry(token_registry.host, options) as client:
+        assert client.manifest_head(Reference.parse(f"{token_registry.host}/{repo}:1")) is not None
