@@ -154,8 +154,11 @@ def test_tag_dry_run_writes_nothing(
     before = len(registry.requests())
     assert main(["tag", "--dry-run", str(merged.ref("1")), "never"]) == 0
     assert capsys.readouterr().out.startswith("would tag ")
+    assert main(["tag", "-q", "--dry-run", str(merged.ref("1")), "never", f"{merged.host}/elsewhere/app:1"]) == 0
+    assert capsys.readouterr().out == ""  # -q prints what was written
     assert writes(registry, before) == []
     assert head(merged.ref("never")) is None
+    assert head(Reference.parse(f"{merged.host}/elsewhere/app:1")) is None
 
 
 # -- untag ----------------------------------------------------------------------------------------

@@ -213,17 +213,19 @@ def tag(
     same = [t for t in targets if t.repository == src.repository]
     other = [t for t in targets if t.repository != src.repository]
     with RegistryPool(options) as pool:
-        registry = pool.get(src.registry)
-        root, mounted = _same_repository(registry, src, same, dry_run)
+        root, mounted = None, 0
+        if same:
+            root = _same_repository(pool.get(src.registry), src, same, dry_run)
         if other:
-            root, mounted = _cross_repository(src, other, pool, dry_run)
+            # the digest read above, so every new tag names the same image even if SRC moves meanwhile
+            pinned = src if root is None else attrs.evolve(src, tag=None, digest=root.digest)
+            root, mounted = _cross_repository(pinned, other, pool, dry_run)
+    assert root is not None  # targets is not empty: one of the two branches ran
     tagged = tuple(attrs.evolve(t, digest=root.digest) for t in targets)
     return TagResult(src, root, tagged, mounted, dry_run)
 
 
-def _same_repository(
-    registry: Registry, source: Reference, targets: Sequence[Reference], dry_run: bool
-) -> tuple[Descriptor, int]:
+def _same_repository(registry: Registry, source: Reference, targets: Sequence[Reference], dry_run: bool) -> Descriptor:
     """[TAG-5] GET the root once (verified), PUT its exact bytes under each tag; no blob moves."""
     try:
         document = registry.manifest_get(source)
@@ -232,7 +234,7 @@ def _same_repository(
     for target in targets:
         if not dry_run:
             registry.manifest_put(target, document)
-    return document.descriptor, 0
+    return document.descriptor
 
 
 # -- untag ----------------------------------------------------------------------------------
@@ -285,12 +287,13 @@ def untag(  # noqa: PLR0913 - the request's settings, keyword-only
 
 def _untag(registry: Registry, request: _Untag) -> UntagResult:
     ref = request.reference
-    # Distribution's token auth asks for the delete action on a DELETE (pull, push for the fallback)
-    registry.want(Scope.repository(ref.repository, "pull", "push", "delete"))
     digest = _current(registry, ref, request.expected)
     needed_by = _needers(registry, ref, digest, request)
     if request.dry_run:
         return UntagResult(ref, digest, Removal.DRY_RUN, needed_by)
+    # [TAG-1] Distribution's token auth wants the delete action for a DELETE (pull, push for
+    # the fallback's PUTs): asked for only now, so checks and dry runs never ask for it
+    registry.want(Scope.repository(ref.repository, "pull", "push", "delete"))
     try:
         registry.manifest_delete(ref)  # [TAG-1] the spec's tag delete
     except DeleteUnsupportedError as refused:

@@ -113,7 +113,10 @@ def run_tag(args: argparse.Namespace) -> int:
         return EXIT_OK
     verb = "would tag" if result.dry_run else "tagged"
     for reference in result.tagged:
-        print(str(reference) if args.quiet else f"{verb} {reference}")
+        if not args.quiet:
+            print(f"{verb} {reference}")
+        elif not result.dry_run:  # -q prints what was written: nothing for a dry run, as push -q
+            print(reference)
     if result.mounted:
         _note(args, f"{result.mounted} blob(s) mounted from {result.source.name}")
     return EXIT_OK
