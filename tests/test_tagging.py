@@ -18,6 +18,7 @@ import pytest
 
 import ocimerge
 from imagebuilder import Image, oci_layout
+from ocimerge import tagging
 from ocimerge.cli import main
 from ocimerge.cli.exits import code_for
 from ocimerge.errors import (
@@ -211,6 +212,18 @@ def test_a_nested_index_counts_as_needing(registry: RegistryServer, tmp_path: Pa
     with pytest.raises(TagNeededError, match=f"the index at {repo}:outer lists"):
         untag(f"{registry.host}/{repo}:amd64")
     assert head(Reference.parse(f"{registry.host}/{repo}:amd64")) == amd64
+
+
+def test_a_repository_with_too_many_tags_to_check_needs_force(
+    registry: RegistryServer, merged: Merged, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[TAG-3] Past the bound the check cannot be made: refused, naming --force; forced, removed."""
+    tag(str(merged.ref("1")), ["spare"])
+    monkeypatch.setattr(tagging, "MAX_CHECKED_TAGS", 2)  # the repository holds 4 tags
+    with pytest.raises(TagNeededError, match="has more than 2 tags: cannot check"):
+        untag(str(merged.ref("spare")))
+    assert untag(str(merged.ref("spare")), force=True).how is expected_removal(registry)
+    assert head(merged.ref("spare")) is None
 
 
 def test_untag_with_a_moved_tag_refuses(registry: RegistryServer, merged: Merged) -> None:

@@ -324,7 +324,7 @@ def _needers(registry: Registry, ref: Reference, digest: Digest, request: _Untag
             return ()
         raise TagNeededError(
             f"{ref.name} has more than {MAX_CHECKED_TAGS} tags: cannot check whether an index needs "
-            f"{ref.tag}; pass --force to remove the tag anyway (the manifest stays)"
+            f"{ref}; pass --force to remove the tag anyway (the manifest stays)"
         )
     heads = {t: registry.manifest_head(attrs.evolve(ref, tag=t)) for t in tags if t != ref.tag}
     if any(h is not None and h.digest == digest for h in heads.values()):
@@ -338,7 +338,7 @@ def _needers(registry: Registry, ref: Reference, digest: Digest, request: _Untag
     )
     if needers and not request.force:
         raise TagNeededError(
-            f"{ref.tag} is the last tag of {digest} which the index at {needers[0]} lists; clean-up jobs "
+            f"{ref} is the last tag of {digest} which the index at {needers[0]} lists; clean-up jobs "
             f"that delete untagged manifests would break {needers[0]}; pass --force to remove the tag "
             "anyway (the manifest stays)"
         )
