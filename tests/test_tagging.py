@@ -290,9 +290,19 @@ def test_untag_sources_skips_a_moved_tag_and_never_removes_a_merged_tag(
         (merged.ref("1-amd64"), merged.amd64),
         (merged.ref("1-arm64"), merged.arm64),  # read at the start; moved since
         (merged.ref("1"), merged.index),  # a source that is also the merged target
+        (merged.at(merged.amd64), merged.amd64),  # a source given by digest: no tag to remove
+        (merged.ref("gone"), merged.amd64),  # removed by someone else already
     ]
     outcomes = untag_sources(None, sources, [(merged.ref("1"), merged.index)])
-    assert [o.status for o in outcomes] == [UntagStatus.REMOVED, UntagStatus.MOVED, UntagStatus.TARGET]
+    assert [o.status for o in outcomes] == [
+        UntagStatus.REMOVED,
+        UntagStatus.MOVED,
+        UntagStatus.TARGET,
+        UntagStatus.NOT_A_TAG,
+        UntagStatus.GONE,
+    ]
+    assert outcomes[0].result is not None
+    assert outcomes[0].result.how is expected_removal(registry)
     assert "someone pushed since" in outcomes[1].note
     assert head(merged.ref("1-amd64")) is None
     assert head(merged.ref("1-arm64")) == moved
