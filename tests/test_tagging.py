@@ -10,7 +10,7 @@ import json
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -349,14 +349,19 @@ def no_delete_distribution() -> Iterator[RegistryServer]:
     cleanup(server)
 
 
-def _refused_everywhere(host: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+def _refused_everywhere(
+    host: str, log: Callable[[], list[tuple[str, str, int]]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> str:
     digest = push_image(host, "team/keep:1", Image(architecture="amd64"), tmp_path)
+    before = len(log())
     with pytest.raises(DeleteUnsupportedError, match=r"storage\.delete\.enabled: true"):
         untag(f"{host}/team/keep:1")
     assert main(["untag", f"{host}/team/keep:1"]) == code_for(DeleteUnsupportedError) == 4
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert head(Reference.parse(f"{host}/team/keep:1")) == digest
+    # nothing written: the refusal is learnt from a DELETE of a digest no manifest has
+    assert {m for m, _, _ in log()[before:]} <= {"GET", "HEAD", "DELETE"}
     return err
 
 
@@ -364,13 +369,13 @@ def _refused_everywhere(host: str, tmp_path: Path, capsys: pytest.CaptureFixture
 def test_deletion_disabled_on_distribution_is_one_line(
     no_delete_distribution: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    err = _refused_everywhere(no_delete_distribution.host, tmp_path, capsys)
+    err = _refused_everywhere(no_delete_distribution.host, no_delete_distribution.requests, tmp_path, capsys)
     assert "(405 UNSUPPORTED) nor manifests by digest (405 UNSUPPORTED)" in err
 
 
 def test_deletion_disabled_in_process_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with InProcessRegistry(behaviour=Behaviour(deletion=False)) as reg:
-        err = _refused_everywhere(reg.host, tmp_path, capsys)
+        err = _refused_everywhere(reg.host, reg.requests, tmp_path, capsys)
     assert "405 UNSUPPORTED" in err
 
 

@@ -402,18 +402,38 @@ def _refusal(
         f"{registry.host} deletes neither the tag {ref.tag} of {ref.repository} ({tag_answer.status} "
         f"{tag_answer.answered}) nor manifests by digest ({exc.status} {exc.answered}); enable deletion "
         "(CNCF Distribution: storage.delete.enabled: true) or remove the tag in the registry's UI or API; "
-        f"the tag is unchanged (the untagged probe manifest {exc.url or ''} may stay)"
+        "the tag is unchanged"
     )
 
 
-def _via_placeholder(registry: Registry, ref: Reference, digest: Digest, refused: DeleteUnsupportedError) -> None:
-    """[TAG-2] Remove ``ref`` without touching ``digest``: a probe, then regclient's method.
+def _deletes_nothing(registry: Registry, ref: Reference, refused: DeleteUnsupportedError) -> None:
+    """[TAG-2] The probe that writes nothing: ``DELETE`` of a digest no manifest has.
 
-    A throwaway pushed by digest and deleted shows whether the registry deletes manifests; if
-    it does, a second throwaway is put to the tag (which then names it alone) and deleted by
-    digest, which takes the tag with it. [TAG-4] The tag is read again just before it is
-    moved, so a push in between is not undone.
+    A registry with deletion off refuses it (Distribution checks that before looking: 405
+    ``UNSUPPORTED``), which ends the untag with nothing written; 404 (or a 2xx) says deletes
+    are served, which the throwaway probe then confirms.
     """
+    nothing = attrs.evolve(ref, tag=None, digest=Digest.of(f"ocimerge probe {uuid.uuid4()}".encode()))
+    try:
+        registry.manifest_delete(nothing)
+    except DeleteUnsupportedError as exc:
+        raise DeleteUnsupportedError(
+            _refusal(registry, ref, refused, exc), status=exc.status, url=exc.url, answered=exc.answered
+        ) from exc
+    except ManifestUnknownError:
+        return
+
+
+def _via_placeholder(registry: Registry, ref: Reference, digest: Digest, refused: DeleteUnsupportedError) -> None:
+    """[TAG-2] Remove ``ref`` without touching ``digest``: probes, then regclient's method.
+
+    A DELETE of a digest nobody has shows, writing nothing, a registry that refuses every
+    delete; then a throwaway pushed by digest and deleted shows that the registry really
+    deletes manifests; only then is a second throwaway put to the tag (which then names it
+    alone) and deleted by digest, which takes the tag with it. [TAG-4] The tag is read again
+    just before it is moved, so a push in between is not undone.
+    """
+    _deletes_nothing(registry, ref, refused)
     repo = ref.repository
     if registry.blob_exists(repo, _EMPTY_DESCRIPTOR.digest) is None:
         registry.upload(repo, Blob.from_bytes(_EMPTY_DESCRIPTOR, _EMPTY, "the empty descriptor"))
@@ -423,9 +443,8 @@ def _via_placeholder(registry: Registry, ref: Reference, digest: Digest, refused
     try:
         registry.manifest_delete(probe_ref)
     except DeleteUnsupportedError as exc:
-        raise DeleteUnsupportedError(
-            _refusal(registry, ref, refused, exc), status=exc.status, url=exc.url, answered=exc.answered
-        ) from exc
+        message = _refusal(registry, ref, refused, exc) + f" (the untagged probe manifest {probe_ref.digest} stays)"
+        raise DeleteUnsupportedError(message, status=exc.status, url=exc.url, answered=exc.answered) from exc
     _current(registry, ref, digest)
     stand_in = _placeholder(f"stand-in for {ref.tag}")
     registry.manifest_put(ref, stand_in)
