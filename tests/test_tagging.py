@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
+import httpx
 import pytest
 
 import ocimerge
@@ -24,6 +25,7 @@ from ocimerge.cli.exits import code_for
 from ocimerge.errors import (
     AuthError,
     DeleteUnsupportedError,
+    RegistryError,
     SourceNotFoundError,
     TagMovedError,
     TagNeededError,
@@ -35,6 +37,7 @@ from ocimerge.model.manifest import Document, decode_manifest_or_index
 from ocimerge.model.mediatype import OCI_INDEX
 from ocimerge.model.reference import Reference
 from ocimerge.registry.api import Registry, RegistryOptions
+from ocimerge.registry.credentials import Credentials
 from ocimerge.tagging import Removal, UntagStatus, tag, untag, untag_sources
 from ocimerge.testing import Behaviour
 from ocimerge.testing import Registry as InProcessRegistry
@@ -393,3 +396,31 @@ def test_a_token_without_the_delete_action_is_one_auth_line(
     assert "\n" not in str(raised.value)
     with Registry(token_registry.host, options) as client:
         assert client.manifest_head(Reference.parse(f"{token_registry.host}/{repo}:1")) is not None
+
+
+# -- Registry.manifest_delete's translation, for answers the two backends never give -----------
+
+
+@pytest.mark.parametrize(
+    ("reference", "status", "body", "refused"),
+    [
+        ("reg.example/a:1", 405, b"", True),  # no body at all
+        ("reg.example/a:1", 400, b'{"errors":[{"code":"DIGEST_INVALID","message":"x"}]}', True),
+        (f"reg.example/a@{Digest.of(b'x')}", 400, b'{"errors":[{"code":"UNSUPPORTED","message":"x"}]}', True),
+        (f"reg.example/a@{Digest.of(b'x')}", 400, b'{"errors":[{"code":"DIGEST_INVALID","message":"x"}]}', False),
+        ("reg.example/a:1", 404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"x"}]}', False),
+    ],
+)
+def test_manifest_delete_refusals(reference: str, status: int, body: bytes, refused: bool) -> None:
+    """[TAG-2] 405, 400 UNSUPPORTED, and any 400 to a tag are refusals; other errors keep their class."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        return httpx.Response(status, content=body, headers={"Content-Type": "application/json"})
+
+    client = Registry("reg.example", transport=httpx.MockTransport(handle), credentials=Credentials("t"))
+    with client, pytest.raises(RegistryError) as raised:
+        client.manifest_delete(Reference.parse(reference))
+    assert isinstance(raised.value, DeleteUnsupportedError) is refused
+    assert raised.value.status == status

@@ -38,6 +38,7 @@ from ocimerge.errors import (
     RegistryError,
     TLSVerificationError,
     TransportError,
+    UnsupportedError,
     UsageError,
 )
 from ocimerge.model import mediatype as mt
@@ -401,8 +402,9 @@ class Registry:
 
         By tag the spec removes the tag alone; by digest the manifest and every tag naming it.
         A missing one is :class:`ManifestUnknownError`; a DELETE the registry refuses (405 with
-        any code, or 400 to a tag, which Distribution 2.8 answers ``DIGEST_INVALID``: it parses
-        every reference as a digest) is :class:`DeleteUnsupportedError` [TAG-2]. Distribution's
+        any code, 400 ``UNSUPPORTED``, or any 400 to a tag, which Distribution 2.8 answers
+        ``DIGEST_INVALID``: it parses every reference as a digest) is
+        :class:`DeleteUnsupportedError` [TAG-2]. Distribution's
         token auth wants the ``delete`` action: callers :meth:`want` it for the repository.
         """
         repository, name = self._target(reference)
@@ -414,7 +416,8 @@ class Registry:
         try:
             self._send(out)
         except RegistryError as exc:
-            refused = exc.status == 405 or (exc.status == 400 and reference.digest is None)
+            unsupported = reference.digest is None or isinstance(exc, UnsupportedError)
+            refused = exc.status == 405 or (exc.status == 400 and unsupported)
             if not refused or isinstance(exc, DeleteUnsupportedError):
                 raise
             raise DeleteUnsupportedError(
