@@ -23,6 +23,8 @@ chained as ``__cause__`` (``OCIMERGE_DEBUG=1`` prints it).
     │   ├── PlatformConflictError   two sources of one platform
     │   └── ConversionError         a Docker manifest list cannot hold what the inputs carry
     ├── OutputError                 the destination cannot be written
+    │   ├── TagMovedError           a tag no longer names the digest it was read at [TAG-4]
+    │   └── TagNeededError          a tag is the last of a manifest a tagged index lists [TAG-3]
     └── RemoteError                 registry, auth and transport
         ├── RegistryError           the registry answered with an error (``code``, ``status``, ``url``)
         │   ├── BlobUnknownError, BlobUploadInvalidError, BlobUploadUnknownError,
@@ -30,7 +32,8 @@ chained as ``__cause__`` (``OCIMERGE_DEBUG=1`` prints it).
         │   │   ManifestUnknownError, NameInvalidError, NameUnknownError, SizeInvalidError,
         │   │   TooManyRequestsError, UnsupportedError
         │   │                       one class per distribution-spec error code [ERR-1]
-        │   └── RequestTooLargeError  413: the registry or a proxy refused the request size
+        │   ├── RequestTooLargeError  413: the registry or a proxy refused the request size
+        │   └── DeleteUnsupportedError  the registry refuses this DELETE (405, or 400 for a tag) [TAG-2]
         ├── AuthError               authentication or authorisation failed
         │   ├── UnauthorizedError   401 after authenticating: the credentials were refused
         │   └── DeniedError         403 / DENIED: authenticated, but not allowed
@@ -56,6 +59,7 @@ __all__ = [
     "BlobUploadInvalidError",
     "BlobUploadUnknownError",
     "ConversionError",
+    "DeleteUnsupportedError",
     "DeniedError",
     "DigestInvalidError",
     "DigestMismatchError",
@@ -80,6 +84,8 @@ __all__ = [
     "SizeInvalidError",
     "SourceNotFoundError",
     "TLSVerificationError",
+    "TagMovedError",
+    "TagNeededError",
     "TooManyRequestsError",
     "TransportError",
     "UnauthorizedError",
@@ -181,6 +187,18 @@ class ConversionError(ModelError):
 
 class OutputError(OcimergeError):
     """The destination exists, or cannot be written."""
+
+
+class TagMovedError(OutputError):
+    """[TAG-4] A tag names another digest than the one it was read at: someone pushed since.
+
+    Nothing was removed; read the tag again and decide.
+    """
+
+
+class TagNeededError(OutputError):
+    """[TAG-3] The tag is the last one of a manifest that an index tagged in the same
+    repository lists (or the repository has too many tags to check); ``--force`` removes it."""
 
 
 class RemoteError(OcimergeError):
@@ -288,6 +306,20 @@ class RequestTooLargeError(RegistryError):
     """413: the registry or a proxy in front of it refused a request this large."""
 
     code = "REQUEST_TOO_LARGE"
+
+
+class DeleteUnsupportedError(RegistryError):
+    """[TAG-2] The registry refuses this ``DELETE`` of a manifest: 405 (deletion disabled, or
+    not offered), or 400 for a tag (CNCF Distribution 2.8 answers a tag ``DELETE`` with
+    ``DIGEST_INVALID``). ``answered`` is the error code the registry gave."""
+
+    code = "UNSUPPORTED"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, url: str | None = None, answered: str = "UNKNOWN"
+    ) -> None:
+        super().__init__(message, status=status, url=url)
+        self.answered = answered
 
 
 _BY_CODE: dict[str, type[RegistryError]] = {

@@ -22,6 +22,7 @@ from ocimerge.cli import render
 from ocimerge.cli.exits import EXIT_OK, code_for, exit_code
 from ocimerge.cli.login import COMMANDS as LOGIN_COMMANDS
 from ocimerge.cli.login import debug_options
+from ocimerge.cli.tagging import COMMANDS as TAGGING_COMMANDS
 from ocimerge.doctor import diagnose, parse_target
 from ocimerge.errors import InputError, OcimergeError, UsageError
 from ocimerge.inspection import inspect, verify
@@ -473,4 +474,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "bundle": run_bundle,
     "doctor": run_doctor,
     **LOGIN_COMMANDS,
+    **TAGGING_COMMANDS,
 }

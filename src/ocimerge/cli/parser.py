@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from ocimerge._version import __version__
 from ocimerge.cli import login as login_cli
+from ocimerge.cli import tagging as tagging_cli
 from ocimerge.cli.exits import code_for
 from ocimerge.errors import UsageError
 from ocimerge.model.assemble import AttestationPolicy, IndexFormat
@@ -485,4 +486,5 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_create, _add_push, _add_inspect, _add_verify, _add_lock, _add_bundle, _add_doctor):
         add(subparsers)
     login_cli.add_parsers(subparsers)
+    tagging_cli.add_parsers(subparsers)
     return parser

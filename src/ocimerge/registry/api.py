@@ -14,6 +14,8 @@ is verified against the digest asked for; ``Docker-Content-Digest`` is checked w
 refused with 401, 403 or 404 is followed by a plain upload session [PROFILE-6].
 [PROFILE-8] Each client takes its host's profile (:func:`~ocimerge.registry.profiles.profile_for`)
 and the run's flags for its upload rule and whether to ask for mounts.
+[TAG-1] A manifest ``DELETE`` (by tag or digest) succeeds with 202; a refusal (405, or 400 to
+a tag: Distribution 2.8's ``DIGEST_INVALID``) is a :class:`DeleteUnsupportedError` [TAG-2].
 [API-8] Tag lists follow ``Link: <…>; rel="next"`` until there is none (or it repeats), at
 most ``MAX_TAG_PAGES`` pages [SEC-8].
 """
@@ -31,10 +33,12 @@ import httpx
 from ocimerge.content import Blob, VerifyingReader
 from ocimerge.errors import (
     AuthError,
+    DeleteUnsupportedError,
     DigestMismatchError,
     RegistryError,
     TLSVerificationError,
     TransportError,
+    UnsupportedError,
     UsageError,
 )
 from ocimerge.model import mediatype as mt
@@ -393,6 +397,36 @@ class Registry:
         check_digest(response, Digest.of(raw), self.host, f"manifest {name}")
         return document.descriptor
 
+    def manifest_delete(self, reference: Reference) -> None:
+        """[TAG-1] ``DELETE /v2/<name>/manifests/<tag-or-digest>``; 202 (any 2xx) is success.
+
+        By tag the spec removes the tag alone; by digest the manifest and every tag naming it.
+        A missing one is :class:`ManifestUnknownError`; a DELETE the registry refuses (405 with
+        any code, 400 ``UNSUPPORTED``, or any 400 to a tag, which Distribution 2.8 answers
+        ``DIGEST_INVALID``: it parses every reference as a digest) is
+        :class:`DeleteUnsupportedError` [TAG-2]. Distribution's
+        token auth wants the ``delete`` action: callers :meth:`want` it for the repository.
+        """
+        repository, name = self._target(reference)
+        out = Outgoing(
+            self._request("DELETE", f"/v2/{repository}/manifests/{name}"),
+            "DELETE manifest",
+            f"DELETE manifest {name} in {repository}",
+        )
+        try:
+            self._send(out)
+        except RegistryError as exc:
+            unsupported = reference.digest is None or isinstance(exc, UnsupportedError)
+            refused = exc.status == 405 or (exc.status == 400 and unsupported)
+            if not refused or isinstance(exc, DeleteUnsupportedError):
+                raise
+            raise DeleteUnsupportedError(
+                str(exc),  # the registry's own words: status, code, message
+                status=exc.status,
+                url=exc.url,
+                answered=exc.code,
+            ) from exc
+
     def referrers(self, repository: str, digest: Digest, *, artifact_types: tuple[str, ...] = ()) -> Referrers:
         """[REFAPI-1] What in ``repository`` refers to the manifest ``digest``.
 
@@ -405,8 +439,11 @@ class Registry:
 
         return referrers(self, repository, digest, artifact_types=artifact_types)
 
-    def tags(self, repository: str) -> tuple[str, ...]:
+    def tags(self, repository: str, *, limit: int | None = None) -> tuple[str, ...]:
         """[API-8] Every tag of ``repository``, following pagination until no new link.
+
+        With ``limit``, paging stops once more than ``limit`` tags are known (the answer is
+        then longer than ``limit``, not complete): for callers that give up past a size.
 
         [SEC-8] A link already followed (the first page's included) ends the list, and more
         than ``MAX_TAG_PAGES`` pages is a :class:`RegistryError`: a registry cannot keep us
@@ -422,7 +459,7 @@ class Registry:
                 found.setdefault(tag)
             link = response.links.get("next", {}).get("url")
             following = str(response.request.url.join(link)) if link else None
-            if following is None or following in seen:
+            if following is None or following in seen or (limit is not None and len(found) > limit):
                 return tuple(found)  # the last page, or a registry repeating itself
             build = self._request("GET", following)
         raise RegistryError(f"{self.host}: the tag list of {repository} runs past {MAX_TAG_PAGES} pages")

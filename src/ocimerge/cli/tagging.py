@@ -1,0 +1,149 @@
+"""``ocimerge tag SRC NEWTAG...`` and ``ocimerge untag REF... [--force]`` ([TAG-1] .. [TAG-5]).
+
+The integrator registers :func:`add_parsers` in ``cli/parser.py`` and :data:`COMMANDS` in
+``cli/commands.py``. The connection flags are the other commands' (this module cannot import
+``parser``, which imports it), read into :class:`RegistryOptions` the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ocimerge.cli import login as login_cli
+from ocimerge.cli.exits import EXIT_OK
+from ocimerge.errors import UsageError
+from ocimerge.registry.options import RegistryOptions
+from ocimerge.registry.transport import TLSOptions
+from ocimerge.tagging import Removal, UntagResult, tag, untag
+from ocimerge.text import printable
+
+__all__ = ["COMMANDS", "add_parsers"]
+
+_FORMAT = argparse.RawDescriptionHelpFormatter
+
+
+def _connection(parser: argparse.ArgumentParser) -> None:
+    """The connection flags of every registry command (``parser._connection_flags``'s)."""
+    group = parser.add_argument_group("registry connection")
+    group.add_argument("--username", metavar="USER", help="registry user (with --password-stdin)")
+    group.add_argument("--password-stdin", action="store_true", help="read the password or token from stdin")
+    group.add_argument("--ca-file", metavar="FILE", help="trust this CA bundle for registry TLS")
+    group.add_argument("--insecure", action="store_true", help="do not verify registry TLS certificates")
+    group.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
+    login_cli.add_debug_flag(parser)
+
+
+def _outputs(parser: argparse.ArgumentParser, quiet: str) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    parser.add_argument("-q", "--quiet", action="store_true", help=f"print {quiet}; no notes")
+    parser.add_argument("--dry-run", action="store_true", help="read and check, say what would be done, change nothing")
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add ``tag`` and ``untag`` to the command line's subparsers."""
+    parser = subparsers.add_parser(
+        "tag",
+        help="add tags to an image in a registry, moving no blob",
+        formatter_class=_FORMAT,
+        description="Give the image at SRC (REGISTRY/REPO:TAG or @DIGEST) each NEWTAG. In SRC's repository\n"
+        "the manifest's exact bytes are put under the new tag: no blob is read or sent. In another\n"
+        "repository of the same registry, blobs are mounted. NEWTAG may be REGISTRY/REPO:TAG, or a\n"
+        "bare TAG in SRC's repository. For another registry use ocimerge push docker://SRC TARGET.",
+        epilog="examples:\n  ocimerge tag registry.example/app:1.2.3 1.2 latest\n"
+        "  ocimerge tag registry.example/app:1 registry.example/stable/app:1\n",
+    )
+    parser.add_argument("source", metavar="SRC")
+    parser.add_argument("new_tags", metavar="NEWTAG", nargs="+")
+    _outputs(parser, "only REGISTRY/REPO:TAG@DIGEST per new tag")
+    _connection(parser)
+    parser = subparsers.add_parser(
+        "untag",
+        help="remove tags from a registry; the manifests stay",
+        formatter_class=_FORMAT,
+        description="Remove each tag REF (REGISTRY/REPO:TAG) with the spec's DELETE of the tag; the manifest\n"
+        "stays, pullable by digest and through any index. Where the registry refuses a tag DELETE\n"
+        "(CNCF Distribution 2.8 does), the tag is moved onto a throwaway manifest which is deleted by\n"
+        "digest, if the registry deletes manifests at all. The last tag of a manifest that an index\n"
+        "tagged in the repository lists is kept unless --force: clean-up jobs that delete untagged\n"
+        "manifests would break that index.",
+        epilog="examples:\n  ocimerge untag registry.example/app:1-amd64 registry.example/app:1-arm64\n"
+        "  ocimerge untag --force --dry-run registry.example/app:old\n",
+    )
+    parser.add_argument("references", metavar="REF", nargs="+")
+    parser.add_argument(
+        "--force", action="store_true", help="remove a tag even when an index needs its manifest (which stays)"
+    )
+    _outputs(parser, "nothing on success")
+    _connection(parser)
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    """The password from stdin when ``--password-stdin`` asks for it; never from an argument."""
+    if args.password_stdin:
+        if not args.username:
+            raise UsageError("--password-stdin needs --username")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: nothing on stdin")
+        return password
+    if args.username:
+        raise UsageError("--username needs --password-stdin (passwords never go on the command line)")
+    return None
+
+
+def _options(args: argparse.Namespace) -> RegistryOptions:
+    tls = TLSOptions(ca_file=args.ca_file, insecure=args.insecure, plain_http=args.plain_http)
+    return login_cli.debug_options(args, RegistryOptions(tls=tls, username=args.username, password=_password(args)))
+
+
+def _note(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet and not args.json:
+        sys.stderr.write(f"ocimerge: note: {printable(text)}\n")
+
+
+def run_tag(args: argparse.Namespace) -> int:
+    """``tag``: one line per new tag, ``REGISTRY/REPO:TAG@DIGEST`` (``-q``: only that)."""
+    result = tag(args.source, args.new_tags, _options(args), dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return EXIT_OK
+    verb = "would tag" if result.dry_run else "tagged"
+    for reference in result.tagged:
+        if not args.quiet:
+            print(f"{verb} {reference}")
+        elif not result.dry_run:  # -q prints what was written: nothing for a dry run, as push -q
+            print(reference)
+    if result.mounted:
+        _note(args, f"{result.mounted} blob(s) mounted from {result.source.name}")
+    return EXIT_OK
+
+
+def _line(result: UntagResult) -> str:
+    if result.how is Removal.DRY_RUN:
+        return f"would untag {result.reference} (it names {result.digest}; the manifest would stay)"
+    return f"untagged {result.reference} ({result.how.value}); {result.digest} stays"
+
+
+def run_untag(args: argparse.Namespace) -> int:
+    """``untag``: each REF in turn, reported as it goes; the first refusal ends the run."""
+    options = _options(args)
+    results = []
+    for reference in args.references:
+        result = untag(reference, options, force=args.force, dry_run=args.dry_run)
+        results.append(result)
+        if not args.quiet and not args.json:
+            print(_line(result), flush=True)
+        if result.needed_by:
+            listed = ", ".join(result.needed_by)
+            _note(args, f"{result.reference} was the last tag of {result.digest}, which {listed} lists")
+    if args.json:
+        print(json.dumps({"untagged": [r.to_json() for r in results], "dryRun": args.dry_run}, indent=2))
+    return EXIT_OK
+
+
+#: The subcommands this module adds, for ``cli/commands.py``'s table.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"tag": run_tag, "untag": run_untag}

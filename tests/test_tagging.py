@@ -1,0 +1,426 @@
+"""``tag``, ``untag`` and ``untag_sources`` against real registries ([TAG-1] .. [TAG-6]).
+
+Each registry test runs on CNCF Distribution 2.8 (which refuses a tag DELETE: the placeholder
+path of [TAG-2]) and on :class:`ocimerge.testing.Registry` (the spec's tag DELETE, [TAG-1]).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import attrs
+import httpx
+import pytest
+
+import ocimerge
+from imagebuilder import Image, oci_layout
+from ocimerge import tagging
+from ocimerge.cli import main
+from ocimerge.cli.exits import code_for
+from ocimerge.errors import (
+    AuthError,
+    DeleteUnsupportedError,
+    RegistryError,
+    SourceNotFoundError,
+    TagMovedError,
+    TagNeededError,
+    UsageError,
+)
+from ocimerge.model.descriptor import Descriptor
+from ocimerge.model.digest import Digest
+from ocimerge.model.manifest import Document, decode_manifest_or_index
+from ocimerge.model.mediatype import OCI_INDEX
+from ocimerge.model.reference import Reference
+from ocimerge.registry.api import Registry, RegistryOptions
+from ocimerge.registry.credentials import Credentials
+from ocimerge.tagging import Removal, UntagStatus, tag, untag, untag_sources
+from ocimerge.testing import Behaviour
+from ocimerge.testing import Registry as InProcessRegistry
+from registries import REGISTRY_BINARY, USERS, RegistryServer, cleanup, start_registry
+
+pytestmark = pytest.mark.registry_backends("distribution", "inprocess")
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+@attrs.frozen
+class Merged:
+    """A repository holding ``1-amd64``, ``1-arm64`` and their merge ``1``."""
+
+    host: str
+    repo: str
+    amd64: Digest
+    arm64: Digest
+    index: Digest
+
+    def ref(self, tag: str) -> Reference:
+        return Reference.parse(f"{self.host}/{self.repo}:{tag}")
+
+    def at(self, digest: Digest) -> Reference:
+        return Reference(self.host, self.repo, digest=digest)
+
+
+def push_image(host: str, reference: str, image: Image, tmp_path: Path) -> Digest:
+    archive = oci_layout([image]).write_tar(str(tmp_path / f"{uuid.uuid4().hex}.tar"))
+    return ocimerge.push(archive, [f"{host}/{reference}"]).root.digest
+
+
+@pytest.fixture
+def merged(registry: RegistryServer, tmp_path: Path) -> Merged:
+    repo = unique("team/app")
+    amd64 = push_image(registry.host, f"{repo}:1-amd64", Image(architecture="amd64"), tmp_path)
+    arm64 = push_image(registry.host, f"{repo}:1-arm64", Image(architecture="arm64", variant="v8"), tmp_path)
+    sources = [f"docker://{registry.host}/{repo}:1-amd64", f"docker://{registry.host}/{repo}:1-arm64"]
+    result = ocimerge.create(sources, tags=[f"{registry.host}/{repo}:1"])
+    return Merged(registry.host, repo, amd64, arm64, result.index.descriptor.digest)
+
+
+def head(reference: Reference) -> Digest | None:
+    with Registry(reference.registry) as client:
+        found = client.manifest_head(reference)
+    return found.digest if found is not None else None
+
+
+def skopeo(*args: str) -> str:
+    binary = shutil.which("skopeo")
+    assert binary is not None, "skopeo is not installed: apt-get install skopeo"
+    done = subprocess.run([binary, *args], capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def skopeo_raw(reference: str) -> bytes:
+    return skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{reference}").encode()
+
+
+def pulls_everything(reference: str, dest: Path) -> None:
+    """skopeo copies the image with every child (the index and its manifests all readable)."""
+    skopeo("--insecure-policy", "copy", "--all", "--src-tls-verify=false", f"docker://{reference}", f"oci:{dest}:x")
+
+
+def writes(server: RegistryServer, before: int) -> list[tuple[str, str, int]]:
+    return [r for r in server.requests()[before:] if r[0] not in ("GET", "HEAD")]
+
+
+def expected_removal(server: RegistryServer) -> Removal:
+    # Distribution 2.8 answers a tag DELETE 400 DIGEST_INVALID; the in-process registry removes it
+    return Removal.PLACEHOLDER if server.is_distribution else Removal.DELETED
+
+
+# -- tag ------------------------------------------------------------------------------------------
+
+
+def test_tag_in_the_same_repository_sends_no_blob_request(registry: RegistryServer, merged: Merged) -> None:
+    before = len(registry.requests())
+    result = tag(str(merged.ref("1")), ["stable", f"{merged.host}/{merged.repo}:1.0"])
+    served = registry.requests()[before:]
+    assert [r for r in served if "/blobs/" in r[1]] == []
+    assert [r[0] for r in served if r[0] not in ("GET", "HEAD")] == ["PUT", "PUT"]
+    assert [str(r) for r in result.tagged] == [
+        f"{merged.host}/{merged.repo}:{t}@{merged.index}" for t in ("stable", "1.0")
+    ]
+    raw = skopeo_raw(f"{merged.host}/{merged.repo}:stable")
+    assert Digest.of(raw) == merged.index
+
+
+def test_tag_across_repositories_mounts(registry: RegistryServer, merged: Merged, tmp_path: Path) -> None:
+    other = unique("stable/app")
+    before = len(registry.requests())
+    result = tag(str(merged.ref("1")), [f"{merged.host}/{other}:1"])
+    assert result.mounted > 0
+    uploads = [r for r in writes(registry, before) if "/blobs/uploads/" in r[1]]
+    assert uploads, "nothing mounted"
+    assert all(m == "POST" and "mount=" in p for m, p, _ in uploads), uploads
+    assert Digest.of(skopeo_raw(f"{merged.host}/{other}:1")) == merged.index
+    pulls_everything(f"{merged.host}/{other}:1", tmp_path / "copy")
+
+
+def test_tag_cli_q_prints_pinned_references(
+    registry: RegistryServer, merged: Merged, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tag", "-q", str(merged.ref("1-amd64")), "amd"]) == 0
+    assert capsys.readouterr().out == f"{merged.host}/{merged.repo}:amd@{merged.amd64}\n"
+    assert main(["tag", "--json", str(merged.ref("1-amd64")), "amd2"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["references"] == [f"{merged.host}/{merged.repo}:amd2@{merged.amd64}"]
+
+
+def test_tag_dry_run_writes_nothing(
+    registry: RegistryServer, merged: Merged, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = len(registry.requests())
+    assert main(["tag", "--dry-run", str(merged.ref("1")), "never"]) == 0
+    assert capsys.readouterr().out.startswith("would tag ")
+    assert main(["tag", "-q", "--dry-run", str(merged.ref("1")), "never", f"{merged.host}/elsewhere/app:1"]) == 0
+    assert capsys.readouterr().out == ""  # -q prints what was written
+    assert writes(registry, before) == []
+    assert head(merged.ref("never")) is None
+    assert head(Reference.parse(f"{merged.host}/elsewhere/app:1")) is None
+
+
+# -- untag ----------------------------------------------------------------------------------------
+
+
+def test_untag_removes_only_the_tag(registry: RegistryServer, merged: Merged, tmp_path: Path) -> None:
+    tag(str(merged.ref("1-amd64")), ["extra"])
+    result = untag(str(merged.ref("extra")))
+    assert (result.digest, result.how) == (merged.amd64, expected_removal(registry))
+    assert head(merged.ref("extra")) is None
+    assert head(merged.ref("1-amd64")) == merged.amd64  # the other tag of the same manifest
+    assert Digest.of(skopeo_raw(f"{merged.host}/{merged.repo}@{merged.amd64}")) == merged.amd64
+    pulls_everything(f"{merged.host}/{merged.repo}:1", tmp_path / "copy")
+    with Registry(merged.host) as client:
+        left = set(client.tags(merged.repo))
+    assert left == {"1", "1-amd64", "1-arm64"}  # no placeholder left tagged
+
+
+def test_untag_refuses_the_last_tag_of_a_child_of_a_tagged_index(
+    registry: RegistryServer, merged: Merged, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(TagNeededError, match=f"the index at {merged.repo}:1 lists"):
+        untag(str(merged.ref("1-amd64")))
+    assert main(["untag", str(merged.ref("1-amd64"))]) == code_for(TagNeededError) == 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "pass --force" in err
+    assert head(merged.ref("1-amd64")) == merged.amd64
+    assert main(["untag", "--force", str(merged.ref("1-amd64"))]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"untagged {merged.ref('1-amd64')} ({expected_removal(registry).value})")
+    assert f"{merged.repo}:1 lists" in captured.err
+    assert head(merged.ref("1-amd64")) is None
+    assert head(merged.at(merged.amd64)) == merged.amd64
+    pulls_everything(f"{merged.host}/{merged.repo}:1", tmp_path / "copy")
+
+
+def test_a_nested_index_counts_as_needing(registry: RegistryServer, tmp_path: Path) -> None:
+    repo = unique("team/nested")
+    amd64 = push_image(registry.host, f"{repo}:amd64", Image(architecture="amd64"), tmp_path)
+    inner = ocimerge.create([f"docker://{registry.host}/{repo}:amd64"], tags=[f"{registry.host}/{repo}:inner"])
+    listed = inner.index.descriptor
+    # an index whose one entry is the inner index (create would flatten it: put by hand)
+    raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [listed.to_json()]}).encode()
+    value = decode_manifest_or_index(raw, media_type=OCI_INDEX, where="outer")
+    outer = Document.reached(raw, value, Descriptor(OCI_INDEX, Digest.of(raw), len(raw)), where="outer")
+    with Registry(registry.host) as client:
+        client.manifest_put(Reference.parse(f"{registry.host}/{repo}:outer"), outer)
+    untag(f"{registry.host}/{repo}:inner", force=True)  # only the outer index is tagged now
+    with pytest.raises(TagNeededError, match=f"the index at {repo}:outer lists"):
+        untag(f"{registry.host}/{repo}:amd64")
+    assert head(Reference.parse(f"{registry.host}/{repo}:amd64")) == amd64
+
+
+def test_a_repository_with_too_many_tags_to_check_needs_force(
+    registry: RegistryServer, merged: Merged, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[TAG-3] Past the bound the check cannot be made: refused, naming --force; forced, removed."""
+    tag(str(merged.ref("1")), ["spare"])
+    monkeypatch.setattr(tagging, "MAX_CHECKED_TAGS", 2)  # the repository holds 4 tags
+    with pytest.raises(TagNeededError, match="has more than 2 tags: cannot check"):
+        untag(str(merged.ref("spare")))
+    assert untag(str(merged.ref("spare")), force=True).how is expected_removal(registry)
+    assert head(merged.ref("spare")) is None
+
+
+def test_untag_with_a_moved_tag_refuses(registry: RegistryServer, merged: Merged) -> None:
+    with pytest.raises(TagMovedError, match="someone pushed since"):
+        untag(str(merged.ref("1-amd64")), expected=merged.arm64)
+    assert head(merged.ref("1-amd64")) == merged.amd64
+
+
+def test_untag_dry_run_changes_nothing(
+    registry: RegistryServer, merged: Merged, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = len(registry.requests())
+    assert main(["untag", "--dry-run", "--force", str(merged.ref("1-arm64"))]) == 0
+    assert capsys.readouterr().out.startswith(f"would untag {merged.ref('1-arm64')}")
+    assert writes(registry, before) == []
+    assert head(merged.ref("1-arm64")) == merged.arm64
+
+
+def test_untag_q_prints_nothing_and_json_says_how(
+    registry: RegistryServer, merged: Merged, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tag(str(merged.ref("1")), ["a", "b"])
+    assert main(["untag", "-q", str(merged.ref("a"))]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["untag", "--json", str(merged.ref("b"))]) == 0
+    [entry] = json.loads(capsys.readouterr().out)["untagged"]
+    assert entry == {
+        "reference": str(merged.ref("b")),
+        "digest": str(merged.index),
+        "how": expected_removal(registry).value,
+        "neededBy": [],
+    }
+
+
+def test_untag_errors_are_one_line_with_their_exit_codes(
+    registry: RegistryServer, merged: Merged, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = [
+        (["untag", str(merged.ref("nosuch"))], code_for(SourceNotFoundError), "no such tag"),
+        (["untag", str(merged.at(merged.amd64))], code_for(UsageError), "a digest is no tag"),
+        (["tag", str(merged.ref("1")), "elsewhere.example/app:1"], code_for(UsageError), "ocimerge push docker://"),
+        (["tag", str(merged.ref("1")), f"{merged.host}/{merged.repo}@{merged.amd64}"], code_for(UsageError), "digest"),
+        (["tag", str(merged.ref("nosuch")), "x"], code_for(SourceNotFoundError), "no such tag or digest"),
+    ]
+    for argv, code, words in cases:
+        assert main(argv) == code, argv
+        err = capsys.readouterr().err
+        assert err.startswith("ocimerge: error: "), err
+        assert err.count("\n") == 1, err
+        assert words in err, err
+
+
+# -- untag_sources --------------------------------------------------------------------------------
+
+
+def test_untag_sources_skips_a_moved_tag_and_never_removes_a_merged_tag(
+    registry: RegistryServer, merged: Merged, tmp_path: Path
+) -> None:
+    moved = push_image(
+        registry.host, f"{merged.repo}:1-arm64", Image(architecture="arm64", labels={"moved": "yes"}), tmp_path
+    )
+    assert moved != merged.arm64
+    sources = [
+        (merged.ref("1-amd64"), merged.amd64),
+        (merged.ref("1-arm64"), merged.arm64),  # read at the start; moved since
+        (merged.ref("1"), merged.index),  # a source that is also the merged target
+        (merged.at(merged.amd64), merged.amd64),  # a source given by digest: no tag to remove
+        (merged.ref("gone"), merged.amd64),  # removed by someone else already
+    ]
+    outcomes = untag_sources(None, sources, [(merged.ref("1"), merged.index)])
+    assert [o.status for o in outcomes] == [
+        UntagStatus.REMOVED,
+        UntagStatus.MOVED,
+        UntagStatus.TARGET,
+        UntagStatus.NOT_A_TAG,
+        UntagStatus.GONE,
+    ]
+    assert outcomes[0].result is not None
+    assert outcomes[0].result.how is expected_removal(registry)
+    assert "someone pushed since" in outcomes[1].note
+    assert head(merged.ref("1-amd64")) is None
+    assert head(merged.ref("1-arm64")) == moved
+    assert head(merged.ref("1")) == merged.index
+    assert head(merged.at(merged.amd64)) == merged.amd64
+    pulls_everything(f"{merged.host}/{merged.repo}:1", tmp_path / "copy")
+
+
+def test_untag_sources_removes_nothing_unless_the_merged_tag_is_confirmed(
+    registry: RegistryServer, merged: Merged
+) -> None:
+    sources = [(merged.ref("1-amd64"), merged.amd64), (merged.ref("1-arm64"), merged.arm64)]
+    with pytest.raises(TagMovedError, match="no source tag was removed"):
+        untag_sources(None, sources, [(merged.ref("1"), merged.amd64)])
+    assert head(merged.ref("1-amd64")) == merged.amd64
+    assert head(merged.ref("1-arm64")) == merged.arm64
+
+
+def test_untag_sources_keeps_a_tag_another_index_needs(registry: RegistryServer, merged: Merged) -> None:
+    other = ocimerge.create([f"docker://{merged.host}/{merged.repo}:1-amd64"], tags=[str(merged.ref("amd-only"))])
+    outcomes = untag_sources(None, [(merged.ref("1-amd64"), merged.amd64)], [(merged.ref("1"), merged.index)])
+    assert [o.status for o in outcomes] == [UntagStatus.NEEDED]
+    assert f"{merged.repo}:amd-only" in outcomes[0].note
+    assert head(merged.ref("amd-only")) == other.index.descriptor.digest
+    assert head(merged.ref("1-amd64")) == merged.amd64
+
+
+# -- a registry that deletes nothing --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def no_delete_distribution() -> Iterator[RegistryServer]:
+    """Distribution as the suite starts it, restarted with ``storage.delete.enabled: false``."""
+    server = start_registry("anonymous")
+    server.stop()
+    config = server.root / "config.yml"
+    text = config.read_text()
+    assert "  delete:\n    enabled: true\n" in text
+    config.write_text(text.replace("  delete:\n    enabled: true\n", "  delete:\n    enabled: false\n"))
+    with open(server.log, "ab") as log:
+        server.process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    server._wait()
+    yield server
+    cleanup(server)
+
+
+def _refused_everywhere(
+    host: str, log: Callable[[], list[tuple[str, str, int]]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> str:
+    digest = push_image(host, "team/keep:1", Image(architecture="amd64"), tmp_path)
+    before = len(log())
+    with pytest.raises(DeleteUnsupportedError, match=r"storage\.delete\.enabled: true"):
+        untag(f"{host}/team/keep:1")
+    assert main(["untag", f"{host}/team/keep:1"]) == code_for(DeleteUnsupportedError) == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert head(Reference.parse(f"{host}/team/keep:1")) == digest
+    # nothing written: the refusal is learnt from a DELETE of a digest no manifest has
+    assert {m for m, _, _ in log()[before:]} <= {"GET", "HEAD", "DELETE"}
+    return err
+
+
+@pytest.mark.registry_backends("distribution", reason="restarts the Distribution binary with deletion off")
+def test_deletion_disabled_on_distribution_is_one_line(
+    no_delete_distribution: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _refused_everywhere(no_delete_distribution.host, no_delete_distribution.requests, tmp_path, capsys)
+    assert "(405 UNSUPPORTED) nor manifests by digest (405 UNSUPPORTED)" in err
+
+
+def test_deletion_disabled_in_process_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with InProcessRegistry(behaviour=Behaviour(deletion=False)) as reg:
+        err = _refused_everywhere(reg.host, reg.requests, tmp_path, capsys)
+    assert "405 UNSUPPORTED" in err
+
+
+def test_a_token_without_the_delete_action_is_one_auth_line(
+    token_registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[TAG-1] The token service grants alice pull and push, never delete: the DELETE is refused, saying so."""
+    options = RegistryOptions(username="alice", password=USERS["alice"])
+    archive = oci_layout([Image(architecture="amd64")]).write_tar(str(tmp_path / "a.tar"))
+    repo = unique("team/tok")
+    ocimerge.push(archive, [f"{token_registry.host}/{repo}:1"], registry_options=options)
+    with pytest.raises(AuthError) as raised:
+        untag(f"{token_registry.host}/{repo}:1", options)
+    assert "delete" in str(raised.value)
+    assert "\n" not in str(raised.value)
+    with Registry(token_registry.host, options) as client:
+        assert client.manifest_head(Reference.parse(f"{token_registry.host}/{repo}:1")) is not None
+
+
+# -- Registry.manifest_delete's translation, for answers the two backends never give -----------
+
+
+@pytest.mark.parametrize(
+    ("reference", "status", "body", "refused"),
+    [
+        ("reg.example/a:1", 405, b"", True),  # no body at all
+        ("reg.example/a:1", 400, b'{"errors":[{"code":"DIGEST_INVALID","message":"x"}]}', True),
+        (f"reg.example/a@{Digest.of(b'x')}", 400, b'{"errors":[{"code":"UNSUPPORTED","message":"x"}]}', True),
+        (f"reg.example/a@{Digest.of(b'x')}", 400, b'{"errors":[{"code":"DIGEST_INVALID","message":"x"}]}', False),
+        ("reg.example/a:1", 404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"x"}]}', False),
+    ],
+)
+def test_manifest_delete_refusals(reference: str, status: int, body: bytes, refused: bool) -> None:
+    """[TAG-2] 405, 400 UNSUPPORTED, and any 400 to a tag are refusals; other errors keep their class."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        return httpx.Response(status, content=body, headers={"Content-Type": "application/json"})
+
+    client = Registry("reg.example", transport=httpx.MockTransport(handle), credentials=Credentials("t"))
+    with client, pytest.raises(RegistryError) as raised:
+        client.manifest_delete(Reference.parse(reference))
+    assert isinstance(raised.value, DeleteUnsupportedError) is refused
+    assert raised.value.status == status
