@@ -333,6 +333,49 @@ def test_untag_sources_keeps_a_tag_another_index_needs(registry: RegistryServer,
     assert head(merged.ref("1-amd64")) == merged.amd64
 
 
+# -- create --untag-sources ---------------------------------------------------------------------
+
+
+def test_create_untag_sources_removes_the_per_arch_tags_once_merged(
+    registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = unique("team/app")
+    amd64 = push_image(registry.host, f"{repo}:1-amd64", Image(architecture="amd64"), tmp_path)
+    arm64 = push_image(registry.host, f"{repo}:1-arm64", Image(architecture="arm64", variant="v8"), tmp_path)
+    sources = [f"docker://{registry.host}/{repo}:1-amd64", f"docker://{registry.host}/{repo}:1-arm64"]
+    target = f"{registry.host}/{repo}:1"
+
+    # a dry run says what it would remove and removes nothing
+    assert main(["create", "--dry-run", "--untag-sources", "-t", target, *sources]) == 0
+    assert "would remove the source tag" in capsys.readouterr().err
+    assert head(Reference.parse(f"{registry.host}/{repo}:1-amd64")) == amd64
+
+    assert main(["create", "--json", "--untag-sources", "-t", target, *sources]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(u["reference"], u["status"]) for u in report["untagged"]] == [
+        (f"{registry.host}/{repo}:1-amd64", "removed"),
+        (f"{registry.host}/{repo}:1-arm64", "removed"),
+    ]
+    assert {u["how"] for u in report["untagged"]} == {expected_removal(registry).value}
+    with Registry(registry.host) as client:
+        assert client.tags(repo) == ("1",)
+    # the children stay: by digest, and through the merged index, which every client pulls whole
+    assert head(Reference(registry.host, repo, digest=amd64)) == amd64
+    assert head(Reference(registry.host, repo, digest=arm64)) == arm64
+    pulls_everything(target, tmp_path / "copy")
+
+
+def test_untag_sources_is_refused_without_a_tag_and_ignores_local_sources(
+    registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = oci_layout([Image(architecture="amd64")]).write_tar(str(tmp_path / "amd64.tar"))
+    assert main(["create", "--untag-sources", "-o", str(tmp_path / "out.tar"), archive]) == code_for(UsageError)
+    assert "--untag-sources needs -t" in capsys.readouterr().err
+    repo = unique("team/app")
+    assert main(["create", "--json", "--untag-sources", "-t", f"{registry.host}/{repo}:1", archive]) == 0
+    assert json.loads(capsys.readouterr().out)["untagged"] == []
+
+
 # -- a registry that deletes nothing --------------------------------------------------------------
 
 

@@ -56,6 +56,7 @@ from ocimerge.sinks.registry import (
     parse_target,
 )
 from ocimerge.sources import SourceKind, SourceSpec, Walk, as_spec, load, open_source
+from ocimerge.tagging import UntagOutcome, untag_sources
 
 __all__ = [
     "CreateOptions",
@@ -104,6 +105,8 @@ class CreateOptions:
     first, in its order, with their entry annotations, attestations and its index annotations;
     a platform it already holds is refused unless ``replace``, which puts the new image in the
     old one's place. A tag that does not exist yet is created, with a note.
+    ``untag_sources`` removes the tags of the registry sources once every merged tag is
+    confirmed, each only while it names what was read ([TAG-6]); not in a dry run.
     ``drop_annotations`` (with ``format=DOCKER`` only) drops the annotations a Docker list and
     Docker manifests cannot carry instead of refusing them, with a note per child ([CONVERT-2]).
 
@@ -130,6 +133,7 @@ class CreateOptions:
     append: bool = False
     replace: bool = False
     drop_annotations: bool = False
+    untag_sources: bool = False
 
     @property
     def push_options(self) -> PushOptions:
@@ -167,6 +171,7 @@ class CreateResult:
     pushed: tuple[PushResult, ...] = ()
     failed: tuple[PushFailure, ...] = ()
     referrers: tuple[Referrer, ...] = ()
+    untagged: tuple[UntagOutcome, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The result as ``--json`` prints it (and ``--metadata-file`` embeds it)."""
@@ -198,6 +203,7 @@ class CreateResult:
                 for t in ([f":{tag}" for tag in p.tags] or [""])
             ],
             "errors": [f.to_json() for f in self.failed],
+            "untagged": [u.to_json() for u in self.untagged],
         }
 
     def metadata(self, tags: Sequence[str]) -> dict[str, Any]:
@@ -326,10 +332,12 @@ def _scope_credentials(
 
 def _read_sources(
     specs: Sequence[SourceSpec], stack: contextlib.ExitStack, pool: RegistryPool, options: CreateOptions
-) -> tuple[list[ImageSet], list[str]]:
-    """Read every source (they stay open until ``stack`` ends); returns what was read, and notes."""
+) -> tuple[list[ImageSet], list[str], list[tuple[Reference, Digest]]]:
+    """Read every source (they stay open until ``stack`` ends); returns what was read, notes,
+    and each registry source given by tag with the digest it named ([TAG-6])."""
     loaded: list[ImageSet] = []
     notes: list[str] = []
+    tagged: list[tuple[Reference, Digest]] = []
     for spec in specs:
         try:
             source = stack.enter_context(open_source(spec, pool.get))
@@ -349,7 +357,9 @@ def _read_sources(
             skipped = ", ".join(str(d.platform or d.digest.short) for d in absent)
             notes.append(f"{found.source}: not in the source, skipped: {skipped}")
         loaded.append(found)
-    return loaded, notes
+        if (pair := _source_tag(spec, found)) is not None and pair not in tagged:
+            tagged.append(pair)
+    return loaded, notes, tagged
 
 
 def _push_notes(pushed: Sequence[PushResult]) -> tuple[str, ...]:
@@ -454,6 +464,8 @@ def _check_append(options: CreateOptions, targets: Sequence[Reference]) -> None:
         raise UsageError("--replace goes with --append: it replaces an entry of the index a tag already names")
     if options.append and not targets:
         raise UsageError("--append needs -t REGISTRY/REPO:TAG: it adds to the index that tag names now")
+    if options.untag_sources and not targets:
+        raise UsageError("--untag-sources needs -t REGISTRY/REPO:TAG: source tags go once the merged tag holds them")
     if options.drop_annotations and options.format is not IndexFormat.DOCKER:
         raise UsageError("--drop-annotations goes with --format docker: an OCI index carries every annotation")
 
@@ -533,7 +545,7 @@ def create(
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(RegistryPool(opts.registry_options))
         base, notes = _read_base(targets[0], stack, pool, opts) if opts.append else (None, [])
-        loaded, source_notes = _read_sources(specs, stack, pool, opts)
+        loaded, source_notes, tagged = _read_sources(specs, stack, pool, opts)
         notes.extend(source_notes)
         images = [i for found in loaded for i in found.images]
         if not images:
@@ -587,7 +599,29 @@ def create(
             referrers=tuple(referrers),
         )
         _raise_failures(result)
+        if opts.untag_sources:
+            result = _untag_sources(pool, tagged, result, dry_run=opts.dry_run)
         return result
+
+
+def _source_tag(spec: SourceSpec, found: ImageSet) -> tuple[Reference, Digest] | None:
+    """[TAG-6] A registry source given by tag, with the digest its tag named when read; else None."""
+    ref = spec.reference
+    if ref is None or ref.digest is not None or not ref.tag:
+        return None
+    return ref, found.root_document.descriptor.digest
+
+
+def _untag_sources(
+    pool: RegistryPool, sources: Sequence[tuple[Reference, Digest]], result: CreateResult, *, dry_run: bool
+) -> CreateResult:
+    """[TAG-6] ``--untag-sources`` after a push that reached every target: the outcomes as notes."""
+    if dry_run:
+        notes = tuple(f"would remove the source tag {ref} (--untag-sources)" for ref, _ in sources)
+        return attrs.evolve(result, notes=(*result.notes, *notes))
+    merged = [(Reference(p.registry, p.repository, tag=t), p.root.digest) for p in result.pushed for t in p.tags]
+    outcomes = untag_sources(pool, sources, merged)
+    return attrs.evolve(result, notes=(*result.notes, *(o.note for o in outcomes)), untagged=outcomes)
 
 
 def push(  # noqa: PLR0913 - the options value, and the walk's and the signature check's settings by name

@@ -154,6 +154,16 @@ class UntagOutcome:
     note: str
     result: UntagResult | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """As ``create --json`` lists it under ``untagged``."""
+        return {
+            "reference": str(self.reference),
+            "digest": str(self.digest),
+            "status": self.status.value,
+            "how": self.result.how.value if self.result is not None else None,
+            "note": self.note,
+        }
+
 
 # -- tag ------------------------------------------------------------------------------------
 

@@ -180,6 +180,7 @@ def _create_options(args: argparse.Namespace, annotations: Sequence[str], upload
         append=args.append,
         replace=args.replace,
         drop_annotations=args.drop_annotations,
+        untag_sources=args.untag_sources,
     )
 
 

@@ -255,6 +255,12 @@ def _create_destinations(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --append: a new image of a platform the tag holds replaces that entry (default: refuse)",
     )
+    # [TAG-6] the chore after merging per-arch tags, done only once the merged tag is confirmed
+    parser.add_argument(
+        "--untag-sources",
+        action="store_true",
+        help="after the push, remove the registry sources' tags (each only if it still names what was read)",
+    )
     parser.add_argument(
         "--tag-name", default="latest", metavar="TAG", help="the tag written in index.json (default latest)"
     )
