@@ -128,6 +128,12 @@ def test_imports_follow_the_layering(path: Path) -> None:
 
 PUBLIC_API = sorted(
     [
+        "TagResult",
+        "UntagOutcome",
+        "UntagResult",
+        "tag",
+        "untag",
+        "untag_sources",
         "Annotation",
         "ArchiveError",
         "Assembly",

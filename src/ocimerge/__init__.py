@@ -193,6 +193,26 @@ if TYPE_CHECKING:  # explicit re-exports (`X as X`), so type checkers see the la
         SourceKind as SourceKind,
     )
 
+    # the registry chores around a merge: more tags without moving blobs, tags removed safely
+    from ocimerge.tagging import (
+        TagResult as TagResult,
+    )
+    from ocimerge.tagging import (
+        UntagOutcome as UntagOutcome,
+    )
+    from ocimerge.tagging import (
+        UntagResult as UntagResult,
+    )
+    from ocimerge.tagging import (
+        tag as tag,
+    )
+    from ocimerge.tagging import (
+        untag as untag,
+    )
+    from ocimerge.tagging import (
+        untag_sources as untag_sources,
+    )
+
 
 # The one list of what the package exports lazily, by module. Everything but the errors is
 # imported on first use: `ocimerge --version` and a local merge never pay for the registry
@@ -231,6 +251,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     # from sources only the kind: reports and results name it, the readers stay internal
     "ocimerge.sources": ("SourceKind",),
+    "ocimerge.tagging": ("TagResult", "UntagOutcome", "UntagResult", "tag", "untag", "untag_sources"),
 }
 # name -> defining module, for __getattr__; every name appears under exactly one module
 _LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
