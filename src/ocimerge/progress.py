@@ -162,10 +162,10 @@ class _Tally:
         return (self.moved - moved) / (now - since)
 
     def eta(self) -> float | None:
-        """Seconds left at :meth:`rate`; None when the totals or the rate are not known."""
+        """Seconds left at :meth:`rate`; None when the totals or the rate are not known, or all is done."""
         rate = self.rate()
         left = self.planned_bytes - self.done_bytes
-        if not self.planned or not rate or left < 0:
+        if not self.planned or not rate or left <= 0:  # nothing left: no ETA to give
             return None
         return left / rate
 
