@@ -19,6 +19,7 @@ makes every terminal view draw its next frame below it.
 
 from __future__ import annotations
 
+import abc
 import collections
 import os
 import threading
@@ -189,7 +190,7 @@ class _Tally:
         return found
 
 
-class ProgressView:
+class ProgressView(abc.ABC):
     """What both views share: the lock, the totals, and the calls a command makes.
 
     Pass :meth:`on_event` as a command's ``on_event`` (any thread); call :meth:`finish` once
@@ -206,7 +207,7 @@ class ProgressView:
         self._finished = False
         _VIEWS.add(self)
 
-    def keep_above(self) -> None:
+    def keep_above(self) -> None:  # noqa: B027 - deliberately empty: only a terminal view redraws
         """[PUSH-5] Leave what is on the stream now in place (only a terminal view redraws)."""
 
     def on_event(self, event: PushEvent) -> None:
@@ -233,13 +234,13 @@ class ProgressView:
         self._out.write(text)
         self._out.flush()
 
+    @abc.abstractmethod
     def _after(self, event: PushEvent) -> None:
         """Write what ``event`` calls for (the caller holds the lock)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _final(self) -> None:
         """Write the last frame or summary (the caller holds the lock)."""
-        raise NotImplementedError
 
 
 def _terminal_size(out: TextIO) -> tuple[int, int]:
@@ -361,10 +362,9 @@ class PlainView(ProgressView):
 
     def _final(self) -> None:
         tally = self._tally
-        if not tally.done and not tally.planned:
+        if not tally.done:
             return  # nothing happened (a dry run, a failure before the first blob)
         elapsed = self._clock() - tally.started
         average = f", {human(int(tally.moved / elapsed))}/s" if elapsed > 0 and tally.moved else ""
         fields = tally.fields()
-        counts = fields[-1] if tally.done else "nothing done"
-        self._write(f"done: {counts}; {fields[0]}, {fields[1]} in {duration(elapsed)}{average}\n")
+        self._write(f"done: {fields[-1]}; {fields[0]}, {fields[1]} in {duration(elapsed)}{average}\n")
