@@ -307,13 +307,34 @@ def test_create_verify_and_bundle_report_their_blobs(
     verified = capsys.readouterr()
     assert sum(line.startswith("verified sha256:") for line in verified.err.splitlines()) == 2
     assert " OK; " in verified.out
-    bundled = str(tmp_path / "bundle")
+    bundled = str(tmp_path / "bundle.tar")
     assert main(["bundle", "--progress", "plain", "-o", bundled, f"oci-archive:{out}"]) == 0
     fetched = capsys.readouterr().err.splitlines()
     assert sum(line.startswith("fetched sha256:") for line in fetched) == 5
-    assert fetched[-1].startswith("done: fetched 5; 5/5 blobs")
+    # an archive is written from the staging afterwards: the same blobs again
+    assert sum(line.startswith("written sha256:") for line in fetched) == 5
+    assert fetched[-1].startswith("done: written 5, fetched 5; 10/10 blobs")
     assert main(["verify", "--progress", "quiet", out]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.registry_backends("inprocess")
+@pytest.mark.usefixtures("no_delay")
+def test_bundle_from_a_registry_and_its_restore_report_their_blobs(
+    registry: RegistryServer, archive: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[PROGRESS-1][PROGRESS-2] bundle fetches from a registry; push BUNDLE --to uploads."""
+    source = f"{registry.host}/{unique('source')}:1"
+    assert main(["push", "--progress", "quiet", archive, source]) == 0
+    bundled = str(tmp_path / "release")
+    assert main(["bundle", "-o", bundled, source]) == 0
+    fetched = capsys.readouterr().err.splitlines()
+    assert sum(line.startswith("fetched sha256:") for line in fetched) == 4  # two layers, config, manifest
+    assert main(["push", bundled, "--to", f"{registry.host}/{unique('mirror')}"]) == 0
+    restored = capsys.readouterr()
+    assert sum(line.startswith("uploaded sha256:") for line in restored.err.splitlines()) == 3
+    assert restored.err.splitlines()[-1].startswith("done: uploaded 3; 3/3 blobs")
+    assert "uploaded sha256" not in restored.out
 
 
 # -- a real pseudo-terminal --------------------------------------------------------------------

@@ -560,7 +560,8 @@ def bundle(  # noqa: PLR0913 - the sources, the output, and four keyword-only se
     ``UsageError`` (nothing to bundle, a name twice), ``OutputError``, ``InputError``
     (the lock and the registry disagree) and what reading a source raises. ``on_event`` is
     told of every blob, per image planned once its documents are read, then each fetched
-    (``FETCH``) or found staged already (``SKIP``) [PROGRESS-2].
+    (``FETCH``) or found staged already (``SKIP``); an archive's blobs again as it is written
+    from the staging (``WRITE``) [PROGRESS-2].
     """
     sink = parse_output(output, tag_name=None, force=force)
     items = _items(sources)
@@ -575,7 +576,7 @@ def bundle(  # noqa: PLR0913 - the sources, the output, and four keyword-only se
             entries = [BundleEntry(Descriptor(i.media_type, i.digest, i.size), i.reference) for i in images]
             # [CARRY-6] referrers after every image, as the layout sink lists them, each once
             entries.extend(BundleEntry(d, tag, image=False) for d, tag in referrer_entries(referrer_list))
-            staging.finish(entries, sink.path, archive=sink.archive, force=force)
+            staging.finish(entries, sink.path, archive=sink.archive, force=force, on_event=on_event)
         except BaseException as exc:
             if os.path.isdir(staging.path):  # [BUNDLE-5] read back by staged_by
                 with contextlib.suppress(AttributeError, TypeError):

@@ -247,17 +247,26 @@ class StagingLayout:
         """Every blob staged in this run, in the order added (each digest once)."""
         return tuple(self._added.values())
 
-    def finish(self, entries: Iterable[BundleEntry], output: str, *, archive: bool, force: bool = False) -> None:
+    def finish(
+        self,
+        entries: Iterable[BundleEntry],
+        output: str,
+        *,
+        archive: bool,
+        force: bool = False,
+        on_event: EventCallback | None = None,
+    ) -> None:
         """[BUNDLE-6] Write ``index.json`` and ``oci-layout`` and turn the staging into ``output``.
 
         A directory is renamed into place; an archive is written from the staged blobs (read
         and verified again, locally) to a temporary that is renamed, then the staging is
         removed. On failure the staging stays for the next run. The run's lock is held until
-        the staging is gone, so no other run can adopt it meanwhile.
+        the staging is gone, so no other run can adopt it meanwhile. ``on_event`` is told of
+        each blob the archive is written from ([PROGRESS-2]); a directory copies nothing.
         """
         index = bundle_index_json(entries)
         if archive:
-            write_archive(output, self.blobs, index, force=force)
+            write_archive(output, self.blobs, index, force=force, on_event=on_event)
             shutil.rmtree(self.path, ignore_errors=True)
             return
         claim_destination(output, force=force)

@@ -241,17 +241,21 @@ def move_into_place(directory: str, destination: str) -> None:
         raise OutputError(f"{destination}: cannot write ({exc.strerror or exc})") from None
 
 
-def write_archive(destination: str, blobs: Iterable[Blob], index: bytes, *, force: bool = False) -> int:
+def write_archive(
+    destination: str, blobs: Iterable[Blob], index: bytes, *, force: bool = False, on_event: EventCallback | None = None
+) -> int:
     """[SINK-1][SINK-4] An OCI archive of ``blobs`` (each digest once, in order) and the given
     ``index.json`` bytes, atomically; for writers that author their own ``index.json``.
 
     Returns the bytes of blob content written; raises :class:`OutputError` as
-    :func:`write_layout` does.
+    :func:`write_layout` does. ``on_event`` is told of each blob written ([PROGRESS-2]).
     """
     destination = os.path.abspath(destination)
     claim_destination(destination, force=force)
+    content = list(_unique(blobs))
+    plan(on_event, content)
     try:
-        return _write_tar(destination, list(_unique(blobs)), index)
+        return _write_tar(destination, content, index, on_event)
     except OSError as exc:
         raise OutputError(f"{destination}: cannot write ({exc.strerror or exc})") from None
 
