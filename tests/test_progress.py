@@ -233,6 +233,17 @@ def test_a_bad_environment_value_is_a_usage_error(monkeypatch: pytest.MonkeyPatc
         progress_mode(argparse.Namespace(progress=None, quiet=False))
 
 
+@pytest.mark.parametrize("name", ["OCIMERGE_PROGRESS_DELAY", "OCIMERGE_PROGRESS_INTERVAL"])
+def test_a_knob_that_is_not_seconds_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """[PROGRESS-5] The knobs take seconds; anything else names the variable."""
+    monkeypatch.setenv("OCIMERGE_PROGRESS", "plain")
+    monkeypatch.setenv(name, "soon")
+    assert main(["verify", str(tmp_path)]) == code_for(UsageError)
+    assert f"{name}=soon: expected seconds" in capsys.readouterr().err
+
+
 # -- the command line, stderr not a terminal ---------------------------------------------------
 
 
