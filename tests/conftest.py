@@ -114,3 +114,11 @@ def tls_registry(_registries: Registries, registry_backend: str) -> RegistryServ
 def token_registry(_registries: Registries, registry_backend: str) -> RegistryServer:
     """Bearer token auth (on Distribution from the test suite's token server)."""
     return _serving(_registries, "token", registry_backend)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """[PROGRESS-1] No progress unless a test asks: stderr not being a terminal, the default would
+    be plain lines, and a test that checks stderr checks its own lines. ``tests/test_progress.py``
+    unsets it where progress is the point (subprocesses inherit it through ``os.environ``)."""
+    monkeypatch.setenv("OCIMERGE_PROGRESS", "quiet")

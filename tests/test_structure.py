@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "ocimerge.text": 0,  # [SEC-5] printable(): pure text escaping
     "ocimerge.model": 0,
     "ocimerge.content": 1,
+    "ocimerge.events": 1,  # [PROGRESS-2] the blob events every command that moves blobs reports
     "ocimerge.sources": 2,
     "ocimerge.sinks": 2,
     "ocimerge.recompress": 2,

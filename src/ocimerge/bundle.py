@@ -23,6 +23,7 @@ import attrs
 
 from ocimerge.content import Blob, Image, ImageSet, Referrer
 from ocimerge.errors import DocumentError, InputError, OutputError, UsageError
+from ocimerge.events import BlobAction, EventCallback, PushEvent, PushEventKind, plan
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.lock import (
@@ -434,13 +435,25 @@ class _Run:
     kept: int = 0
     bytes: int = 0
     seen: set[Digest] = attrs.Factory(set)
+    on_event: EventCallback | None = None  # [PROGRESS-2] told of each blob fetched or kept
+
+    def expect(self, blobs: Sequence[Blob]) -> None:
+        """[PROGRESS-2] Plan the blobs of ``blobs`` that :meth:`add` will stage (each digest once)."""
+        fresh: dict[Digest, Blob] = {}
+        for blob in blobs:
+            if blob.digest not in self.seen:
+                fresh.setdefault(blob.digest, blob)
+        plan(self.on_event, fresh.values())
 
     def add(self, blob: Blob) -> None:
         if blob.digest in self.seen:  # [BUNDLE-3] stored once, however many images hold it
             return
         self.seen.add(blob.digest)
-        if self.staging.add(blob) == KEPT:
+        if self.staging.add(blob, self.on_event) == KEPT:
             self.kept += 1
+            if self.on_event is not None:  # [BUNDLE-5] staged by an earlier run: already there
+                size = blob.descriptor.size
+                self.on_event(PushEvent(PushEventKind.DONE, blob.digest, size, size, BlobAction.SKIP))
         else:
             self.written += 1
             self.bytes += blob.descriptor.size
@@ -485,7 +498,9 @@ def _bundle_one(item: _Item, loaded: ImageSet, run: _Run, notes: list[str]) -> t
             f"{item.name}: left behind {len(left)} referrer(s) of a document the bundle does not hold "
             f"(the index, filtered to the locked platforms, is a new digest): {named}"
         )
-    for blob in _blobs(images, indexes, root, referrers):
+    blobs = list(_blobs(images, indexes, root, referrers))
+    run.expect(blobs)
+    for blob in blobs:
         run.add(blob)
     name = item.name or _local_name(item.spec, loaded)
     platforms = tuple(i.platform for i in images)
@@ -523,13 +538,14 @@ def _stage_all(
     return images, referrer_list
 
 
-def bundle(
+def bundle(  # noqa: PLR0913 - the sources, the output, and four keyword-only settings
     sources: Lock | Sequence[str],
     output: str,
     *,
     registry_options: RegistryOptions | None = None,
     referrers: bool = True,
     force: bool = False,
+    on_event: EventCallback | None = None,
 ) -> BundleResult:
     """[BUNDLE-2] ``ocimerge bundle``: every image of ``sources`` in one OCI layout at ``output``.
 
@@ -543,14 +559,17 @@ def bundle(
     or failed run leaves it there, and the next run with the same output keeps every blob it
     finds verified there. [BUNDLE-6] An existing output needs ``force``. Raises
     ``UsageError`` (nothing to bundle, a name twice), ``OutputError``, ``InputError``
-    (the lock and the registry disagree) and what reading a source raises.
+    (the lock and the registry disagree) and what reading a source raises. ``on_event`` is
+    told of every blob, per image planned once its documents are read, then each fetched
+    (``FETCH``) or found staged already (``SKIP``); an archive's blobs again as it is written
+    from the staging (``WRITE``) [PROGRESS-2].
     """
     sink = parse_output(output, tag_name=None, force=force)
     items = _items(sources)
     claim_destination(sink.path, force=force)  # before anything is fetched
     with StagingLayout(staging_path(sink.path)) as staging:
         try:
-            run = _Run(staging)
+            run = _Run(staging, on_event=on_event)
             notes: list[str] = []
             if staging.resumed:
                 notes.append(f"continued the bundle staged in {staging.path}")
@@ -558,7 +577,7 @@ def bundle(
             entries = [BundleEntry(Descriptor(i.media_type, i.digest, i.size), i.reference) for i in images]
             # [CARRY-6] referrers after every image, as the layout sink lists them, each once
             entries.extend(BundleEntry(d, tag, image=False) for d, tag in referrer_entries(referrer_list))
-            staging.finish(entries, sink.path, archive=sink.archive, force=force)
+            staging.finish(entries, sink.path, archive=sink.archive, force=force, on_event=on_event)
         except BaseException as exc:
             if os.path.isdir(staging.path):  # [BUNDLE-5] read back by staged_by
                 with contextlib.suppress(AttributeError, TypeError):

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from ocimerge.content import Blob, Image, ImageSet, drain
+from ocimerge.content import Blob, Image, ImageSet, copy_verified
 from ocimerge.errors import (
     BlobMissingError,
     DigestMismatchError,
@@ -27,6 +27,7 @@ from ocimerge.errors import (
     UnsupportedMediaTypeError,
     UsageError,
 )
+from ocimerge.events import BlobAction, EventCallback, copy_reported, plan
 from ocimerge.model import mediatype as mt
 from ocimerge.model.annotations import REFERENCE_TYPE, attested_digest
 from ocimerge.model.descriptor import Descriptor
@@ -389,6 +390,7 @@ class _Tally:
     failed: dict[str, str] = attrs.Factory(dict)  # bad blob digest -> the image that read it first
     blobs: int = 0
     bytes: int = 0
+    on_event: EventCallback | None = None  # [PROGRESS-2] told of each blob re-hashed
 
     def image(self, image: Image) -> None:
         """Check one image: [VERIFY-3] first, then each blob not yet seen, read to the end.
@@ -397,7 +399,7 @@ class _Tally:
         blob (read once) gets a line of its own pointing to it, so every image is named.
         """
         self.problems.extend(_layer_problems(image))
-        for blob in [*image.layers, *(b for a in image.attestations for b in a.blobs)]:
+        for blob in _image_blobs(image):
             failed = self.failed.get(str(blob.digest))
             if failed is not None and failed != image.source:
                 self.problems.append(f"{image.source}: {image.platform}: blob {blob.digest} is bad (see {failed})")
@@ -418,21 +420,47 @@ class _Tally:
                 if problem is not None:
                     self.problems.append(problem)
 
+    def plan(self, entries: Iterable[ImageSet | OcimergeError]) -> None:
+        """[PROGRESS-2] Every blob :meth:`_blob` will read, each digest once, before the first is read."""
+        if self.on_event is None:
+            return
+        wanted: dict[str, Blob] = {}
+        for entry in entries:
+            if isinstance(entry, ImageSet):
+                blobs = [*(b for i in entry.images for b in _image_blobs(i))]
+                blobs += [b for r in entry.referrers for b in r.blobs]
+                wanted.update((str(b.digest), b) for b in blobs if _readable(b) and str(b.digest) not in wanted)
+        plan(self.on_event, wanted.values())
+
     def _blob(self, blob: Blob) -> str | None:
         """Read one blob to the end, once per digest; a failure is returned, a problem of that blob."""
         if str(blob.digest) in self.seen:
             return None
         self.seen.add(str(blob.digest))
         # [MEDIA-4] a foreign layer lives at its URLs, not in the source: nothing to check
-        if not blob.available and mt.is_foreign_layer(blob.descriptor.media_type):
+        if not _readable(blob):
             return None
         try:
-            self.bytes += drain(blob)
+            self.bytes += copy_reported(copy_verified, blob, _discard, self.on_event, BlobAction.VERIFY)
             self.blobs += 1
         # a registry failure on one blob is a problem of that blob; the rest still count
         except (DigestMismatchError, BlobMissingError, RegistryError) as exc:
             return str(exc)
         return None
+
+
+def _image_blobs(image: Image) -> list[Blob]:
+    """The blobs of ``image`` verify reads: its layers and its attestations' blobs."""
+    return [*image.layers, *(b for a in image.attestations for b in a.blobs)]
+
+
+def _readable(blob: Blob) -> bool:
+    """[MEDIA-4] False for a foreign layer the source lacks: it lives at its URLs, nothing to check."""
+    return blob.available or not mt.is_foreign_layer(blob.descriptor.media_type)
+
+
+def _discard(_chunk: memoryview) -> None:
+    """Where a re-hashed blob's bytes go: nowhere (the verified read is the point)."""
 
 
 def _about(image: Image, problem: str) -> str:
@@ -473,6 +501,7 @@ def verify(  # noqa: PLR0913 - the source, its registry options, and four keywor
     key: PublicKey | None = None,
     key_name: str = "the key",
     lock: Lock | None = None,
+    on_event: EventCallback | None = None,
 ) -> VerifyReport:
     """Re-read and re-hash every blob of every image in a source, and of their referrers;
     collect every problem.
@@ -487,7 +516,9 @@ def verify(  # noqa: PLR0913 - the source, its registry options, and four keywor
     with a selector is a ``UsageError``.
 
     A registry image (``docker://REF``) is downloaded blob by blob, streamed and hashed, never
-    stored. An entry that is not an image is noted, not counted as a problem.
+    stored. An entry that is not an image is noted, not counted as a problem. ``on_event`` is
+    told of every blob re-hashed ([PROGRESS-2]): all planned once the documents are read, then
+    each as it is read (``VERIFY``; a bad one is done without an action).
 
     Raises when the source cannot be opened, for a wrong question, and for registry failures
     while documents are read; every problem with blob content is in the report, so one run
@@ -495,9 +526,10 @@ def verify(  # noqa: PLR0913 - the source, its registry options, and four keywor
     """
     spec = as_spec(source)
     _whole(spec, lock)
-    tally = _Tally()
+    tally = _Tally(on_event=on_event)
     roots: list[Root] = []
     with _read(spec, options, Walk(referrers=referrers), roots if lock is not None else None) as entries:
+        tally.plan(entries)
         for result in entries:
             if isinstance(result, UnsupportedMediaTypeError):
                 tally.notes.append(f"not an image, not checked: {result}")

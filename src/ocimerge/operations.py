@@ -575,7 +575,7 @@ def create(
         # write locally first: it is atomic and private, while a push is visible once tagged
         written = None
         if output is not None and not opts.dry_run:
-            sink = parse_output(output, tag_name=opts.tag_name, force=opts.force)
+            sink = parse_output(output, tag_name=opts.tag_name, force=opts.force, on_event=opts.on_event)
             written = sink.publish(publication)
             if referrers:
                 # [CARRY-6] index.json lists them beside the image: a reader that takes "the one

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["printable"]
+__all__ = ["human", "printable"]
 
 # [SEC-5] C0 (newline and tab included: one error must stay one line), DEL, C1, and the
 # Unicode line and paragraph separators, which some terminals and log viewers break lines on,
@@ -40,3 +40,18 @@ def printable(text: object) -> str:
     x\\x0aocimerge: note: forged\\x9b2J é
     """
     return _CONTROL.sub(_escape, str(text))
+
+
+def human(size: int) -> str:
+    """A byte count for people: bytes as a whole number, larger sizes in binary units to a tenth.
+
+    >>> human(512), human(1536), human(5 * 1024**3)
+    ('512 B', '1.5 KiB', '5.0 GiB')
+    """
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        # GiB is the largest unit: a terabyte image reads as "1024.0 GiB", not a new unit
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover

@@ -29,12 +29,12 @@ from ocimerge.inspection import inspect, verify
 from ocimerge.model.assemble import Annotation, AttestationPolicy, IndexFormat
 from ocimerge.model.platform import Platform
 from ocimerge.operations import CreateOptions, CreateResult, PushSourceResult, create, partial_result, push
-from ocimerge.progress import ProgressView
+from ocimerge.progress import DELAY, FRAME_INTERVAL, SUMMARY_INTERVAL, PlainView, ProgressView, TerminalView
 from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.registry.transport import TLSOptions
 from ocimerge.restore import RestoreMap, partial_restore, restore
 from ocimerge.signatures import PrivateKey, PublicKey, load_private_key, load_public_key
-from ocimerge.sinks.registry import PushOptions
+from ocimerge.sinks.registry import PushEvent, PushOptions
 from ocimerge.sinks.replace import replace_file
 from ocimerge.specfile import expand_template, read_spec
 from ocimerge.text import printable
@@ -106,18 +106,61 @@ def _settled(call: Callable[[], _Result], kind: type[_Result]) -> tuple[_Result,
         return partial, exc
 
 
+#: [PROGRESS-1] ``--progress``'s values, and ``$OCIMERGE_PROGRESS``'s.
+_MODES = ("auto", "tty", "plain", "quiet")
+
+
+def progress_mode(args: argparse.Namespace) -> str:
+    """[PROGRESS-1] ``tty``, ``plain`` or ``quiet``: ``--progress``, else ``$OCIMERGE_PROGRESS``, else auto.
+
+    ``-q`` is quiet, and another ``--progress`` with it a UsageError. Auto is tty when stderr
+    is a terminal and ``$TERM`` is not ``dumb``, else plain; ``--json`` keeps that choice, since
+    progress goes to stderr only and the JSON on stdout is the same either way.
+    """
+    given = getattr(args, "progress", None)
+    if getattr(args, "quiet", False):
+        if given not in (None, "quiet"):
+            raise UsageError(f"-q and --progress {given} disagree: -q means --progress quiet; give one of the two")
+        return "quiet"
+    mode = given or os.environ.get("OCIMERGE_PROGRESS") or "auto"
+    if mode not in _MODES:
+        raise UsageError(f"OCIMERGE_PROGRESS={printable(mode)}: expected one of {', '.join(_MODES)}")
+    if mode == "auto":
+        return "tty" if sys.stderr.isatty() and os.environ.get("TERM") != "dumb" else "plain"
+    return mode
+
+
+def _seconds(name: str, default: float) -> float:
+    """[PROGRESS-5] A test and debugging knob: ``$OCIMERGE_PROGRESS_DELAY`` (seconds before a view
+    shows anything periodic, default 1) or ``$OCIMERGE_PROGRESS_INTERVAL`` (seconds between
+    frames or summaries); ``0`` draws at every event."""
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses NaN
+        raise UsageError(f"{name}={printable(text)}: expected seconds, e.g. 0 or 1.5")
+    return value
+
+
 def _progress(args: argparse.Namespace) -> ProgressView | None:
-    """Progress bars on stderr, only when it is a terminal and no one asked for quiet or JSON."""
-    # bars in a log file are noise (escape codes, a line per redraw): terminals only
-    if args.quiet or args.json or not sys.stderr.isatty():
+    """[PROGRESS-1] The view ``--progress`` asks for, on stderr (never stdout), or None for quiet."""
+    mode = progress_mode(args)
+    if mode == "quiet":
         return None
-    return ProgressView(sys.stderr)
+    delay = _seconds("OCIMERGE_PROGRESS_DELAY", DELAY)
+    if mode == "tty":
+        return TerminalView(sys.stderr, delay=delay, interval=_seconds("OCIMERGE_PROGRESS_INTERVAL", FRAME_INTERVAL))
+    return PlainView(sys.stderr, delay=delay, interval=_seconds("OCIMERGE_PROGRESS_INTERVAL", SUMMARY_INTERVAL))
 
 
 @contextlib.contextmanager
-def _progress_while(args: argparse.Namespace, *, wanted: bool = True) -> Iterator[ProgressView | None]:
+def _progress_while(args: argparse.Namespace) -> Iterator[ProgressView | None]:
     """A progress view (or None) for the block; its final state is drawn however the block ends."""
-    view = _progress(args) if wanted else None
+    view = _progress(args)
     try:
         yield view
     finally:
@@ -131,8 +174,13 @@ def _push_options(args: argparse.Namespace, view: ProgressView | None) -> PushOp
         registry=_registry_options(args),
         jobs=args.jobs,
         dry_run=args.dry_run,
-        on_event=view.on_event if view is not None else None,
+        on_event=_on_event(view),
     )
+
+
+def _on_event(view: ProgressView | None) -> Callable[[PushEvent], None] | None:
+    """The callback a library function reports its blobs to: ``view``'s, or None for none."""
+    return view.on_event if view is not None else None
 
 
 def _platforms(values: Sequence[str]) -> list[Platform]:
@@ -200,8 +248,8 @@ def run_create(args: argparse.Namespace) -> int:
     the summary) before the first failure is raised for ``main`` to report with its code.
     """
     sources, tags, annotations = _create_inputs(args)
-    # progress only when pushing: writing a file is local and quick enough to go unreported
-    with _progress_while(args, wanted=bool(tags)) as view:
+    # [PROGRESS-1] writing -o is reported as a push is: a gigabyte takes a while
+    with _progress_while(args) as view:
         # PushOptions is built even without -t, so a bad --jobs is refused before any work
         options = _create_options(args, annotations, _push_options(args, view))
         result, failure = _settled(lambda: create(sources, args.output, tags=tags, options=options), CreateResult)
@@ -394,14 +442,17 @@ def run_verify(args: argparse.Namespace) -> int:
     """``verify``: every problem found; the exit code is bad input's (3) when there is any."""
     if args.key and args.referrers == "none":
         raise UsageError("verify --key reads the signatures, which --referrers none does not look for")
-    report = verify(
-        args.source,
-        _registry_options(args),
-        referrers=args.referrers == "all",
-        key=_public_key(args),
-        key_name=args.key or "the key",
-        lock=read_lock(args.lock) if args.lock else None,
-    )
+    options, key, locked = _registry_options(args), _public_key(args), read_lock(args.lock) if args.lock else None
+    with _progress_while(args) as view:
+        report = verify(
+            args.source,
+            options,
+            referrers=args.referrers == "all",
+            key=key,
+            key_name=args.key or "the key",
+            lock=locked,
+            on_event=_on_event(view),
+        )
     if args.json:
         render.print_json(report.to_json(), sys.stdout)
     else:
@@ -427,14 +478,18 @@ def run_bundle(args: argparse.Namespace) -> int:
     if bool(args.lock) == bool(args.sources):
         raise UsageError("bundle takes --lock LOCK or SRC arguments (one of the two)")
     sources = read_lock(args.lock) if args.lock else list(args.sources)
+    options = _registry_options(args)
     try:
-        result = bundle(
-            sources,
-            args.output,
-            registry_options=_registry_options(args),
-            referrers=args.referrers == "all",
-            force=args.force,
-        )
+        # the view is finished before any note, so a note never lands inside its redrawn lines
+        with _progress_while(args) as view:
+            result = bundle(
+                sources,
+                args.output,
+                registry_options=options,
+                referrers=args.referrers == "all",
+                force=args.force,
+                on_event=_on_event(view),
+            )
     except (OcimergeError, KeyboardInterrupt) as exc:
         staged = staged_by(exc)
         if staged is not None:  # [BUNDLE-5] this run staged blobs: they are kept for the next

@@ -130,6 +130,18 @@ def _result_flags(parser: argparse.ArgumentParser, quiet: str = "the path writte
     )
 
 
+def _progress_flag(parser: argparse.ArgumentParser) -> None:
+    """[PROGRESS-1] ``--progress``, as buildx spells it: how progress is shown on stderr."""
+    parser.add_argument(
+        "--progress",
+        choices=["auto", "tty", "plain", "quiet"],
+        default=None,
+        help="progress on stderr: bars redrawn in place (tty), a line per blob and a summary every "
+        "few seconds (plain), or none (quiet); auto (the default, or $OCIMERGE_PROGRESS) is tty on a "
+        "terminal, else plain",
+    )
+
+
 def _referrer_flags(parser: argparse.ArgumentParser, *, types: bool = True) -> None:
     """[REFERRERS-9] Whether signatures, SBOMs and attestations attached to images are looked for."""
     group = parser.add_argument_group("referrers (signatures, SBOMs, attestations)")
@@ -305,6 +317,7 @@ def _add_create(subparsers: _Subparsers) -> None:
         "(password from $COSIGN_PASSWORD when it is encrypted)",
     )
     _result_flags(parser, "REGISTRY/REPO:TAG@DIGEST for each tag pushed (with -o alone: the index digest)")
+    _progress_flag(parser)
     _connection_flags(parser)
     _upload_flags(parser)
 
@@ -359,6 +372,7 @@ def _add_push(subparsers: _Subparsers) -> None:
     _result_flags(
         parser, "REGISTRY/REPO:TAG@DIGEST for each tag pushed (or restored, with --to); nothing for --dry-run"
     )
+    _progress_flag(parser)
     _connection_flags(parser)
     _upload_flags(parser)
 
@@ -405,6 +419,7 @@ def _add_verify(subparsers: _Subparsers) -> None:
     )
     _referrer_flags(parser, types=False)
     _key_flag(parser.add_argument_group("signatures"), "to check every image's signatures with, offline")
+    _progress_flag(parser)
     _connection_flags(parser)
 
 
@@ -451,6 +466,7 @@ def _add_bundle(subparsers: _Subparsers) -> None:
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     _referrer_flags(parser, types=False)
     _result_flags(parser)
+    _progress_flag(parser)
     _connection_flags(parser)
 
 

@@ -22,7 +22,7 @@ from ocimerge.doctor import DoctorReport
 from ocimerge.inspection import InspectReport, VerifyReport
 from ocimerge.operations import CreateResult
 from ocimerge.sinks.registry import BlobAction, PushFailure, PushResult
-from ocimerge.text import printable
+from ocimerge.text import human, printable
 
 __all__ = [
     "human",
@@ -38,21 +38,6 @@ __all__ = [
     "print_verify",
     "references",
 ]
-
-
-def human(size: int) -> str:
-    """A byte count for people: bytes as a whole number, larger sizes in binary units to a tenth.
-
-    >>> human(512), human(1536), human(5 * 1024**3)
-    ('512 B', '1.5 KiB', '5.0 GiB')
-    """
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        # GiB is the largest unit: a terabyte image reads as "1024.0 GiB", not a new unit
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
 
 
 def _table(rows: Sequence[Sequence[str]], out: TextIO, indent: str = "  ") -> None:

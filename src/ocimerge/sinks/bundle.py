@@ -27,6 +27,7 @@ import attrs
 
 from ocimerge.content import CHUNK_SIZE, Blob
 from ocimerge.errors import OutputError
+from ocimerge.events import BlobAction, EventCallback, copy_reported
 from ocimerge.model import mediatype as mt
 from ocimerge.model.annotations import CONTAINERD_NAME, REF_NAME
 from ocimerge.model.codec import encode_json
@@ -200,10 +201,11 @@ class StagingLayout:
         _attempt(where, "remove", lambda: os.unlink(name, dir_fd=self._blobs))  # a link itself, never its target
         return False
 
-    def add(self, blob: Blob) -> str:
+    def add(self, blob: Blob, on_event: EventCallback | None = None) -> str:
         """[BUNDLE-5] Stage ``blob``: :data:`KEPT` when it is there already (verified), else
         :data:`WRITTEN`, streamed to a temporary, verified, renamed into ``blobs/``.
-        ``OutputError`` naming the file when the disk refuses (full, no permission)."""
+        ``OutputError`` naming the file when the disk refuses (full, no permission).
+        ``on_event`` is told of the fetch as it goes (``FETCH``, [PROGRESS-2]); not of a kept blob."""
         if self.has(blob):
             self._added.setdefault(blob.digest, self._staged(blob.descriptor))
             return KEPT
@@ -216,7 +218,7 @@ class StagingLayout:
                 def write(data: bytes | bytearray | memoryview) -> object:
                     return _attempt(where, "write", lambda: out.write(data))
 
-                copy_verified(blob, write)
+                copy_reported(copy_verified, blob, write, on_event, BlobAction.FETCH)
                 _attempt(where, "write", out.flush)
                 _attempt(where, "write", lambda: os.fsync(out.fileno()))
             _attempt(
@@ -245,17 +247,26 @@ class StagingLayout:
         """Every blob staged in this run, in the order added (each digest once)."""
         return tuple(self._added.values())
 
-    def finish(self, entries: Iterable[BundleEntry], output: str, *, archive: bool, force: bool = False) -> None:
+    def finish(
+        self,
+        entries: Iterable[BundleEntry],
+        output: str,
+        *,
+        archive: bool,
+        force: bool = False,
+        on_event: EventCallback | None = None,
+    ) -> None:
         """[BUNDLE-6] Write ``index.json`` and ``oci-layout`` and turn the staging into ``output``.
 
         A directory is renamed into place; an archive is written from the staged blobs (read
         and verified again, locally) to a temporary that is renamed, then the staging is
         removed. On failure the staging stays for the next run. The run's lock is held until
-        the staging is gone, so no other run can adopt it meanwhile.
+        the staging is gone, so no other run can adopt it meanwhile. ``on_event`` is told of
+        each blob the archive is written from ([PROGRESS-2]); a directory copies nothing.
         """
         index = bundle_index_json(entries)
         if archive:
-            write_archive(output, self.blobs, index, force=force)
+            write_archive(output, self.blobs, index, force=force, on_event=on_event)
             shutil.rmtree(self.path, ignore_errors=True)
             return
         claim_destination(output, force=force)

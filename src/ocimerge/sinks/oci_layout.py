@@ -30,6 +30,7 @@ import attrs
 
 from ocimerge.content import Blob, Referrer
 from ocimerge.errors import OutputError
+from ocimerge.events import BlobAction, EventCallback, copy_reported, plan
 from ocimerge.model import mediatype as mt
 from ocimerge.model.annotations import REF_NAME
 from ocimerge.model.codec import encode_json
@@ -78,6 +79,8 @@ class LayoutSink:
     archive: bool
     tag_name: str | None = "latest"
     force: bool = False
+    #: [PROGRESS-2] told of each blob written (``WRITE``); None reports nothing
+    on_event: EventCallback | None = attrs.field(default=None, eq=False)
 
     def publish(self, publication: Publication) -> LayoutResult:
         """[SINK-1] Write the whole publication under a temporary name, then rename it.
@@ -101,22 +104,26 @@ class LayoutSink:
             roots=[(publication.root.descriptor, self.tag_name), *referrer_entries(referrers)],
             archive=self.archive,
             force=self.force,
+            on_event=self.on_event,
         )
         return LayoutResult(self.path, written)
 
 
-def parse_output(text: str, *, tag_name: str | None = "latest", force: bool = False) -> LayoutSink:
+def parse_output(
+    text: str, *, tag_name: str | None = "latest", force: bool = False, on_event: EventCallback | None = None
+) -> LayoutSink:
     """``-o OUT``: ``OUT.tar`` (``.tar.gz``, ``.tgz``, or ``oci-archive:OUT``) is an archive,
     ``oci:OUT`` or any other name a layout directory.
 
     The prefixes follow skopeo's transport names, so a user can copy the same target
-    string between the two tools; nothing is checked on disk here.
+    string between the two tools; nothing is checked on disk here. ``on_event`` is told of
+    each blob the sink writes ([PROGRESS-2]).
     """
     if text.startswith("oci:"):
-        return LayoutSink(text.removeprefix("oci:"), False, tag_name, force)
+        return LayoutSink(text.removeprefix("oci:"), False, tag_name, force, on_event)
     if text.startswith("oci-archive:"):
-        return LayoutSink(text.removeprefix("oci-archive:"), True, tag_name, force)
-    return LayoutSink(text, text.endswith((".tar", ".tar.gz", ".tgz")), tag_name, force)
+        return LayoutSink(text.removeprefix("oci-archive:"), True, tag_name, force, on_event)
+    return LayoutSink(text, text.endswith((".tar", ".tar.gz", ".tgz")), tag_name, force, on_event)
 
 
 def referrer_entries(referrers: Iterable[Referrer]) -> list[tuple[Descriptor, str | None]]:
@@ -185,12 +192,14 @@ def write_layout(  # noqa: PLR0913 - the layout's content by name; LayoutSink is
     roots: Iterable[tuple[Descriptor, str | None]],
     archive: bool,
     force: bool = False,
+    on_event: EventCallback | None = None,
 ) -> int:
     """Write a layout holding ``blobs`` and ``documents``, ``roots`` listed in ``index.json``.
 
     ``documents`` are written after ``blobs`` in the order given (children before the index).
     Returns the number of bytes of blob content written. Raises :class:`OutputError` when
-    ``destination`` exists and ``force`` is false, or cannot be written.
+    ``destination`` exists and ``force`` is false, or cannot be written. ``on_event`` is told
+    of every blob, planned before the first is written, then each as it is ([PROGRESS-2]).
     """
     destination = os.path.abspath(destination)
     _check_destination(destination, force=force)
@@ -201,10 +210,11 @@ def write_layout(  # noqa: PLR0913 - the layout's content by name; LayoutSink is
     # not after gigabytes have been copied
     content = list(_unique([*blobs, *_document_blobs(documents)]))
     index = index_json(roots)
+    plan(on_event, content)
     try:
         if archive:
-            return _write_tar(destination, content, index)
-        return _write_dir(destination, content, index)
+            return _write_tar(destination, content, index, on_event)
+        return _write_dir(destination, content, index, on_event)
     except OSError as exc:
         raise OutputError(f"{destination}: cannot write ({exc.strerror or exc})") from None
 
@@ -231,17 +241,21 @@ def move_into_place(directory: str, destination: str) -> None:
         raise OutputError(f"{destination}: cannot write ({exc.strerror or exc})") from None
 
 
-def write_archive(destination: str, blobs: Iterable[Blob], index: bytes, *, force: bool = False) -> int:
+def write_archive(
+    destination: str, blobs: Iterable[Blob], index: bytes, *, force: bool = False, on_event: EventCallback | None = None
+) -> int:
     """[SINK-1][SINK-4] An OCI archive of ``blobs`` (each digest once, in order) and the given
     ``index.json`` bytes, atomically; for writers that author their own ``index.json``.
 
     Returns the bytes of blob content written; raises :class:`OutputError` as
-    :func:`write_layout` does.
+    :func:`write_layout` does. ``on_event`` is told of each blob written ([PROGRESS-2]).
     """
     destination = os.path.abspath(destination)
     claim_destination(destination, force=force)
+    content = list(_unique(blobs))
+    plan(on_event, content)
     try:
-        return _write_tar(destination, list(_unique(blobs)), index)
+        return _write_tar(destination, content, index, on_event)
     except OSError as exc:
         raise OutputError(f"{destination}: cannot write ({exc.strerror or exc})") from None
 
@@ -302,7 +316,7 @@ def _blob_name(blob: Blob) -> str:
     return f"blobs/{blob.digest.algorithm}/{blob.digest.encoded}"
 
 
-def _write_dir(destination: str, content: list[Blob], index: bytes) -> int:
+def _write_dir(destination: str, content: list[Blob], index: bytes, on_event: EventCallback | None) -> int:
     """[SINK-1] The layout as a directory; the temporary is beside ``destination`` so the
     final rename stays on one file system and is atomic."""
     temp = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.", dir=os.path.dirname(destination))
@@ -314,7 +328,7 @@ def _write_dir(destination: str, content: list[Blob], index: bytes) -> int:
             path = os.path.join(temp, _blob_name(blob))
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
-                total += copy_verified(blob, f.write)
+                total += copy_reported(copy_verified, blob, f.write, on_event, BlobAction.WRITE)
         # [SINK-3] index.json last: a reader that sees it sees every blob it names
         with open(os.path.join(temp, "index.json"), "wb") as f:
             f.write(index)
@@ -392,18 +406,18 @@ def _tar_header(name: str, size: int, *, directory: bool = False) -> bytes:
     return info.tobuf(format=tarfile.PAX_FORMAT)
 
 
-def _write_member(out: BinaryIO, name: str, blob: Blob) -> int:
+def _write_member(out: BinaryIO, name: str, blob: Blob, on_event: EventCallback | None = None) -> int:
     """One member, streamed and verified; the header's size is the descriptor's, which the
     verified copy guarantees is the number of bytes that follow."""
     out.write(_tar_header(name, blob.descriptor.size))
-    written = copy_verified(blob, out.write)
+    written = copy_reported(copy_verified, blob, out.write, on_event, BlobAction.WRITE)
     padding = -written % tarfile.BLOCKSIZE
     if padding:
         out.write(b"\0" * padding)
     return written
 
 
-def _write_tar(destination: str, content: list[Blob], index: bytes) -> int:
+def _write_tar(destination: str, content: list[Blob], index: bytes, on_event: EventCallback | None = None) -> int:
     """[SINK-1] [SINK-3] The layout as a tar (gzipped as a whole by [SINK-5]).
 
     Written by hand rather than through ``tarfile.addfile`` so that each member goes
@@ -423,7 +437,7 @@ def _write_tar(destination: str, content: list[Blob], index: bytes) -> int:
             for directory in sorted({"blobs/", *(os.path.dirname(_blob_name(b)) + "/" for b in content)}):
                 out.write(_tar_header(directory, 0, directory=True))
             for blob in content:
-                total += _write_member(out, _blob_name(blob), blob)
+                total += _write_member(out, _blob_name(blob), blob, on_event)
             _write_member(out, "index.json", _bytes_blob(index))
             out.write(b"\0" * (tarfile.BLOCKSIZE * 2))  # end-of-archive marker
         # mkstemp creates 0600; give the archive the mode any other new file would get

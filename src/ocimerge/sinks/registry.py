@@ -31,7 +31,6 @@ them in the order above.
 
 from __future__ import annotations
 
-import enum
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -49,6 +48,8 @@ from ocimerge.errors import (
     RegistryError,
     UsageError,
 )
+from ocimerge.events import BlobAction, EventCallback, PushEvent, PushEventKind
+from ocimerge.events import plan as plan_events
 from ocimerge.model import mediatype as mt
 from ocimerge.model.codec import decode_json, encode_json
 from ocimerge.model.descriptor import Annotations, Descriptor
@@ -116,35 +117,6 @@ def uploads_in_flight() -> int:
     return _IN_FLIGHT.count
 
 
-class BlobAction(enum.Enum):
-    """[PUSH-1] What a push does with one blob."""
-
-    SKIP = "skip"  # the repository holds it already
-    MOUNT = "mount"  # another repository of the same registry holds it
-    UPLOAD = "upload"  # sent from a local source
-    COPY = "copy"  # streamed from another registry
-    FOREIGN = "foreign"  # a non-distributable layer: never pushed
-
-
-class PushEventKind(enum.Enum):
-    """[PUSH-3] The life of one blob in a push: started, bytes sent, finished."""
-
-    START = "start"
-    PROGRESS = "progress"
-    DONE = "done"
-
-
-@attrs.frozen
-class PushEvent:
-    """[PUSH-3] What happened to one blob; ``action`` is set on ``DONE``."""
-
-    kind: PushEventKind
-    digest: Digest
-    size: int
-    done: int = 0
-    action: BlobAction | None = None
-
-
 @attrs.frozen
 class BlobPlan:
     """What a push did (or, in a dry run, would do) with one blob.
@@ -170,7 +142,7 @@ class PushOptions:
     registry: RegistryOptions = attrs.field(factory=RegistryOptions)
     jobs: int = 4
     dry_run: bool = False
-    on_event: Callable[[PushEvent], None] | None = attrs.field(default=None, eq=False)
+    on_event: EventCallback | None = attrs.field(default=None, eq=False)
     #: [RESUME-1] where interrupted uploads are kept for the next run; None keeps nothing
     journal: UploadJournal | None = attrs.field(factory=default_journal, eq=False)
 
@@ -393,6 +365,8 @@ class _BlobPush:
         registry, repository = self.destination.registry, self.destination.repository
         digest, size = plan.digest, plan.size
         if plan.action not in (BlobAction.MOUNT, BlobAction.UPLOAD, BlobAction.COPY):
+            if plan.action is BlobAction.FOREIGN:  # [PROGRESS-2] planned like any blob, so done like any
+                self.options.emit(PushEvent(PushEventKind.DONE, digest, size, size, plan.action))
             return plan
         checkpoint = self._checkpoint(blob)
         resuming = checkpoint is not None and checkpoint.resume is not None
@@ -463,6 +437,8 @@ def push_blobs(
     waited for up to :data:`STOP_GRACE` seconds, and the interrupt is raised again.
     """
     push = _BlobPush(destination, options)
+    if not options.dry_run:  # [PROGRESS-2] the totals, before the first HEAD
+        plan_events(options.on_event, blobs)
     pool = ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="ocimerge-push")
     futures: list[Future[BlobPlan]] = []
     try:
