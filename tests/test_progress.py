@@ -225,6 +225,10 @@ def test_the_mode_from_the_flag_the_environment_and_the_terminal(
     assert progress_mode(argparse.Namespace(progress=given, quiet=False)) == expected
     # -q is quiet whatever the environment says
     assert progress_mode(argparse.Namespace(progress=None, quiet=True)) == "quiet"
+    # a dry run moves nothing: quiet unless --progress asks, which it then gets
+    assert progress_mode(argparse.Namespace(progress=None, quiet=False, dry_run=True)) == "quiet"
+    if given is not None:
+        assert progress_mode(argparse.Namespace(progress=given, quiet=False, dry_run=True)) == expected
 
 
 def test_a_bad_environment_value_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:

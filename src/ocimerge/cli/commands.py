@@ -115,13 +115,16 @@ def progress_mode(args: argparse.Namespace) -> str:
 
     ``-q`` is quiet, and another ``--progress`` with it a UsageError. Auto is tty when stderr
     is a terminal and ``$TERM`` is not ``dumb``, else plain; ``--json`` keeps that choice, since
-    progress goes to stderr only and the JSON on stdout is the same either way.
+    progress goes to stderr only and the JSON on stdout is the same either way. A dry run
+    without ``--progress`` is quiet.
     """
     given = getattr(args, "progress", None)
     if getattr(args, "quiet", False):
         if given not in (None, "quiet"):
             raise UsageError(f"-q and --progress {given} disagree: -q means --progress quiet; give one of the two")
         return "quiet"
+    if given is None and getattr(args, "dry_run", False):
+        return "quiet"  # a dry run moves no blob: its plan on stderr is the whole story
     mode = given or os.environ.get("OCIMERGE_PROGRESS") or "auto"
     if mode not in _MODES:
         raise UsageError(f"OCIMERGE_PROGRESS={printable(mode)}: expected one of {', '.join(_MODES)}")
