@@ -22,6 +22,7 @@ from ocimerge.cli import main
 from ocimerge.cli.exits import code_for
 from ocimerge.errors import PlatformConflictError, UsageError
 from ocimerge.model.annotations import REFERENCE_DIGEST
+from ocimerge.model.manifest import decode_manifest_or_index
 from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.sinks.registry import BlobAction
 from registries import USERS, RegistryServer
@@ -267,3 +268,86 @@ def test_append_with_token_auth_uploads_only_the_new_image(token_registry: Regis
     uploaded = {p.digest for p in pushed.blobs if p.action is BlobAction.UPLOAD}
     assert uploaded == {ocimerge.Digest.parse(d) for d in ARM64.blobs if d != ARM64.digest}
     assert [str(m.descriptor.digest) for m in result.assembly.manifests] == [AMD64.digest, ARM64.digest]
+
+
+# -- review fixes: what an append cannot carry, and a tag that moves while it runs ---------------
+
+
+def _put(client: Registry, repository: str, raw: bytes, media_type: str, ref: str) -> str:
+    """PUT the document ``raw`` under ``ref`` (a tag or its digest); its digest."""
+    digest = ocimerge.Digest.of(raw)
+    value = decode_manifest_or_index(raw, media_type=media_type, where="test document")
+    document = ocimerge.Document.reached(
+        raw, value, ocimerge.Descriptor(media_type, digest, len(raw)), where="test document"
+    )
+    if ref == "@":
+        target = ocimerge.Reference(client.host, repository, digest=digest)
+    else:
+        target = ocimerge.Reference(client.host, repository, tag=ref)
+    client.manifest_put(target, document)
+    return str(digest)
+
+
+def test_append_refuses_an_index_with_entries_it_cannot_carry(
+    registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tag holding an image and a Helm chart: an append would drop the chart, so it refuses."""
+    reference = tag(registry)
+    publish(reference, archive(tmp_path, AMD64))
+    parsed = ocimerge.Reference.parse(reference)
+    helm_config = b"{}"
+    chart = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.cncf.helm.config.v1+json",
+                "digest": str(ocimerge.Digest.of(helm_config)),
+                "size": len(helm_config),
+            },
+            "layers": [],
+        }
+    ).encode()
+    _, index = stored(reference)
+    with Registry(parsed.registry) as client:
+        client.upload(
+            parsed.repository,
+            ocimerge.Blob.from_bytes(
+                ocimerge.Descriptor("application/vnd.cncf.helm.config.v1+json", ocimerge.Digest.of(helm_config), 2),
+                helm_config,
+                "helm config",
+            ),
+        )
+        chart_digest = _put(client, parsed.repository, chart, "application/vnd.oci.image.manifest.v1+json", "@")
+        index["manifests"].append(
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": chart_digest, "size": len(chart)}
+        )
+        _put(client, parsed.repository, json.dumps(index).encode(), index["mediaType"], parsed.tag or "1")
+    before, _ = stored(reference)
+
+    assert main(["create", "--append", "-t", reference, archive(tmp_path, ARM64)]) == code_for(ocimerge.InputError)
+    err = capsys.readouterr().err
+    assert "--append cannot carry" in err
+    assert chart_digest.split(":")[1][:12] in err
+    assert err.count("\n") == 1
+    assert stored(reference)[0] == before  # the tag, chart and all, is as it was
+
+
+def test_append_does_not_overwrite_a_tag_pushed_while_it_ran(registry: RegistryServer, tmp_path: Path) -> None:
+    """[INDEX-9] Someone pushes to the tag after the append read it: the append tags nothing."""
+    reference = tag(registry)
+    publish(reference, archive(tmp_path, AMD64))
+    meanwhile = archive(tmp_path, ARM)
+    pushed_meanwhile: list[str] = []
+
+    def someone_pushes(_event: ocimerge.PushEvent) -> None:
+        if not pushed_meanwhile:  # once, when our push starts moving blobs
+            pushed_meanwhile.append(str(ocimerge.push(meanwhile, [reference]).root.digest))
+
+    with pytest.raises(ocimerge.TagMovedError, match="someone pushed since; no tag was written") as raised:
+        ocimerge.create([archive(tmp_path, ARM64)], tags=[reference], append=True, on_event=someone_pushes)
+    assert pushed_meanwhile
+    assert stored(reference)[0] == pushed_meanwhile[0]  # their push stands
+    partial = ocimerge.partial_result(raised.value)
+    assert partial is not None
+    assert [f.repository for f in partial.failed] == [ocimerge.Reference.parse(reference).repository]

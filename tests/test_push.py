@@ -454,7 +454,11 @@ def test_readme_library_example_runs(registry: RegistryServer, tmp_path: Path) -
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     [code] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "import ocimerge" in block]
-    for arch, image in (("amd64", Image()), ("arm64", Image(architecture="arm64"))):
+    for arch, image in (
+        ("amd64", Image()),
+        ("arm64", Image(architecture="arm64")),
+        ("riscv64", Image(architecture="riscv64")),
+    ):
         oci_layout([image]).write_tar(str(tmp_path / f"app-{arch}.tar"))
     private, public = make_key("ecdsa")  # the example signs with cosign.key, checks with cosign.pub
     (tmp_path / "cosign.key").write_bytes(private)
@@ -470,6 +474,9 @@ def test_readme_library_example_runs(registry: RegistryServer, tmp_path: Path) -
     with Registry(registry.host) as client:
         assert client.manifest_head(ocimerge.Reference.parse(f"{client.host}/team/app:1.0")) is not None
         assert client.manifest_head(ocimerge.Reference.parse(f"{client.host}/team/app:1.0-archive")) is not None
+        # the append added riscv64 to what team/app:1.0 held
+        index = json.loads(client.manifest_get(ocimerge.Reference.parse(f"{client.host}/team/app:1.0")).raw)
+        assert sorted(e["platform"]["architecture"] for e in index["manifests"]) == ["amd64", "arm64", "riscv64"]
 
 
 def test_relative_locations_and_chunks(relative_registry: RegistryServer, tmp_path: Path) -> None:

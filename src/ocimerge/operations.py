@@ -23,8 +23,8 @@ from typing import Any
 import attrs
 
 from ocimerge.content import FOUND_AS_ATTESTATION, Image, ImageSet, Referrer
-from ocimerge.errors import OcimergeError, SourceNotFoundError, UsageError
-from ocimerge.model.annotations import REFERENCE_TYPE
+from ocimerge.errors import InputError, OcimergeError, SourceNotFoundError, UsageError
+from ocimerge.model.annotations import REFERENCE_TYPE, is_attestation
 from ocimerge.model.assemble import (
     Annotation,
     Assembly,
@@ -485,7 +485,38 @@ def _read_base(
     except SourceNotFoundError:
         return None, [f"{target} does not exist yet; creating it (--append)"]
     found = load(spec, source, attrs.evolve(options.walk, platforms=()))
-    return found, [f"{found.source}: {n}" for n in found.notes]
+    if left := _uncarried(found, keep_attestations=options.walk.attestations):
+        listed = ", ".join(f"{e.digest.short} ({e.media_type})" for e in left[:5])
+        more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+        raise InputError(
+            f"{target} holds entries --append cannot carry into the new index: {listed}{more} "
+            "(nested indexes, artifacts, unknown types); merge without --append, listing its images "
+            "as sources, or remove those entries first"
+        )
+    notes = [f"{found.source}: {n}" for n in found.notes]
+    if not options.walk.attestations and any(_attestation_entries(found)):
+        notes.append(f"{target}: its attestations are dropped (--attestations drop)")
+    return found, notes
+
+
+def _attestation_entries(found: ImageSet) -> list[Descriptor]:
+    """The attestation entries of ``found``'s root index (none for a single manifest)."""
+    root = found.document.value if found.document is not None else None
+    return [e for e in root.manifests if is_attestation(e)] if isinstance(root, ImageIndex) else []
+
+
+def _uncarried(found: ImageSet, *, keep_attestations: bool) -> list[Descriptor]:
+    """[INDEX-9] Entries of the tag's index that an append would lose: neither an image read
+    nor one of its attestations (attestations are let go when they are being dropped anyway).
+
+    The walk flattens nested indexes and skips artifacts with only a note; an append must keep
+    every entry the tag had, so those are refused rather than silently left out.
+    """
+    root = found.document.value if found.document is not None else None
+    if not isinstance(root, ImageIndex):
+        return []
+    kept = {i.digest for i in found.images} | {a.entry.digest for i in found.images for a in i.attestations}
+    return [e for e in root.manifests if e.digest not in kept and (keep_attestations or not is_attestation(e))]
 
 
 def _appended(
@@ -585,7 +616,9 @@ def create(
                     f"{len(referrers)} referrer(s) stored beside the image in {output}; other tools name "
                     f"the image by its tag, e.g. skopeo's {transport}:{written.path}:{opts.tag_name}"
                 )
-        outcomes = RegistrySink(targets, pool, opts.push_options).publish(publication) if targets else ()
+        # [INDEX-9] an appended tag is written only while it names what was read
+        guard = {targets[0]: base.root_document.descriptor.digest if base is not None else None} if opts.append else {}
+        outcomes = RegistrySink(targets, pool, opts.push_options, guard).publish(publication) if targets else ()
         pushed, failed = _split(outcomes)
         result = CreateResult(
             index=assembly.index,
@@ -616,11 +649,20 @@ def _untag_sources(
     pool: RegistryPool, sources: Sequence[tuple[Reference, Digest]], result: CreateResult, *, dry_run: bool
 ) -> CreateResult:
     """[TAG-6] ``--untag-sources`` after a push that reached every target: the outcomes as notes."""
-    if dry_run:
-        notes = tuple(f"would remove the source tag {ref} (--untag-sources)" for ref, _ in sources)
-        return attrs.evolve(result, notes=(*result.notes, *notes))
     merged = [(Reference(p.registry, p.repository, tag=t), p.root.digest) for p in result.pushed for t in p.tags]
-    outcomes = untag_sources(pool, sources, merged)
+    if dry_run:
+        targets = {str(ref) for ref, _ in merged}
+        notes = tuple(
+            f"would remove the source tag {ref} (--untag-sources)" for ref, _ in sources if str(ref) not in targets
+        )
+        return attrs.evolve(result, notes=(*result.notes, *notes))
+    try:
+        outcomes = untag_sources(pool, sources, merged)
+    except OcimergeError as exc:
+        # [MSG-4] the merged tags are published whatever happened to the source tags: the
+        # result (references, --json, the metadata file) is still reported, then the error
+        setattr(exc, _PARTIAL, result)
+        raise
     return attrs.evolve(result, notes=(*result.notes, *(o.note for o in outcomes)), untagged=outcomes)
 
 

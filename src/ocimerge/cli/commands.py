@@ -258,7 +258,8 @@ def run_create(args: argparse.Namespace) -> int:
         result, failure = _settled(lambda: create(sources, args.output, tags=tags, options=options), CreateResult)
     # notes after the progress view is finished, so they never land inside its redrawn lines
     render.print_notes(result.notes, quiet=args.quiet)
-    if args.metadata_file and not args.dry_run and failure is None:
+    # every target pushed (a failure after that, removing source tags, leaves the result true)
+    if args.metadata_file and not args.dry_run and (failure is None or not result.failed):
         write_metadata(args.metadata_file, result, tags)
     # stdout carries exactly one thing: the JSON, the document (--dry-run), the result (-q), or
     # the summary; the rest goes to stderr, so `X=$(ocimerge create …)` captures only that

@@ -46,6 +46,7 @@ from ocimerge.errors import (
     InputError,
     OcimergeError,
     RegistryError,
+    TagMovedError,
     UsageError,
 )
 from ocimerge.events import BlobAction, EventCallback, PushEvent, PushEventKind
@@ -286,13 +287,15 @@ class Destination:
     """One repository a push goes to: its registry client, the tags to write, mount sources.
 
     ``mount_from`` maps a blob digest to another repository of the same registry that holds
-    it [PUSH-4].
+    it [PUSH-4]. ``expected`` maps a tag to the digest it must still name when it is written
+    (None: it must not exist), for a read-modify-write such as ``--append`` ([INDEX-9]).
     """
 
     registry: Registry = attrs.field(eq=False)
     target: Reference
     tags: tuple[str, ...] = ()
     mount_from: Mapping[Digest, str] = attrs.field(factory=dict, eq=False)
+    expected: Mapping[str, Digest | None] = attrs.field(factory=dict, eq=False)
 
     @property
     def repository(self) -> str:
@@ -511,14 +514,35 @@ def put_documents(
     return pushed, skipped
 
 
-def put_tags(registry: Registry, target: Reference, root: Document[Any], tags: Sequence[str]) -> tuple[str, ...]:
-    """[PUSH-2] Point each tag at the root, last of all; a tag already there is left alone."""
+def put_tags(
+    registry: Registry,
+    target: Reference,
+    root: Document[Any],
+    tags: Sequence[str],
+    expected: Mapping[str, Digest | None] | None = None,
+) -> tuple[str, ...]:
+    """[PUSH-2] Point each tag at the root, last of all; a tag already there is left alone.
+
+    [INDEX-9] A tag in ``expected`` must still name that digest (None: must not exist), read
+    just before the first tag is written: otherwise :class:`TagMovedError` and no tag is
+    written, so an append never overwrites an entry someone pushed since it read the tag.
+    """
+    current = {tag: registry.manifest_head(attrs.evolve(target, tag=tag, digest=None)) for tag in tags}
+    for tag, wanted in (expected or {}).items():
+        found = current.get(tag)
+        now = found.digest if found is not None else None
+        if tag in current and now not in (wanted, root.descriptor.digest):
+            raise TagMovedError(
+                f"{target.registry}/{target.repository}:{tag} names {now or 'nothing'} now, not "
+                f"{wanted or 'nothing'} as when --append read it: someone pushed since; no tag was "
+                f"written (the new index {root.descriptor.digest} is stored untagged); run again to "
+                "append to what it names now"
+            )
     for tag in tags:
-        tagged = attrs.evolve(target, tag=tag, digest=None)
+        found = current[tag]
         # an identical PUT would still count as a push (registry notifications, audit logs)
-        current = registry.manifest_head(tagged)
-        if current is None or current.digest != root.descriptor.digest:
-            registry.manifest_put(tagged, root)
+        if found is None or found.digest != root.descriptor.digest:
+            registry.manifest_put(attrs.evolve(target, tag=tag, digest=None), root)
     return tuple(tags)
 
 
@@ -547,7 +571,7 @@ def push_repository(destination: Destination, publication: Publication, options:
     # sees a tag whose signature is not there yet
     carried, carry_notes = put_referrers(registry, target, publication.referrers, dry_run=options.dry_run)
     if not options.dry_run:
-        written = put_tags(registry, target, publication.root, destination.tags)
+        written = put_tags(registry, target, publication.root, destination.tags, destination.expected)
     return PushResult(
         registry=registry.host,
         repository=repository,
@@ -811,6 +835,8 @@ class RegistrySink:
     targets: tuple[Reference, ...]
     pool: RegistryPool = attrs.field(eq=False)
     options: PushOptions = attrs.field(factory=PushOptions)
+    #: [INDEX-9] target -> the digest its tag must still name when written (None: absent)
+    expected: Mapping[Reference, Digest | None] = attrs.field(factory=dict, eq=False)
 
     def publish(self, publication: Publication) -> tuple[PushOutcome, ...]:
         """Push to each repository in turn, the tags of each written last; one outcome each.
@@ -834,7 +860,14 @@ class RegistrySink:
             first = first_repository.get(host)
             mount_from = _mount_sources(publication, host, repository, first if first != repository else None)
             try:
-                destination = Destination(self.pool.get(host), Reference(host, repository), tuple(tags), mount_from)
+                expected = {
+                    t.tag: d
+                    for t, d in self.expected.items()
+                    if t.registry == host and t.repository == repository and t.tag
+                }
+                destination = Destination(
+                    self.pool.get(host), Reference(host, repository), tuple(tags), mount_from, expected
+                )
                 outcomes.append(push_repository(destination, publication, self.options))
             except OcimergeError as exc:
                 outcomes.append(PushFailure(host, repository, tuple(tags), exc))
