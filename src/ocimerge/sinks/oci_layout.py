@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import secrets
 import shutil
 import signal
 import stat
@@ -319,8 +320,9 @@ def _blob_name(blob: Blob) -> str:
 def _write_dir(destination: str, content: list[Blob], index: bytes, on_event: EventCallback | None) -> int:
     """[SINK-1] The layout as a directory; the temporary is beside ``destination`` so the
     final rename stays on one file system and is atomic."""
-    temp = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.", dir=os.path.dirname(destination))
+    temp = _temporary_name(destination)
     try:
+        os.mkdir(temp, 0o700)  # inside the try: a signal right after it still removes it [SEC-6]
         total = 0
         with open(os.path.join(temp, "oci-layout"), "wb") as f:
             f.write(LAYOUT_HEADER)
@@ -332,14 +334,30 @@ def _write_dir(destination: str, content: list[Blob], index: bytes, on_event: Ev
         # [SINK-3] index.json last: a reader that sees it sees every blob it names
         with open(os.path.join(temp, "index.json"), "wb") as f:
             f.write(index)
-        # [SEC-6] mkdtemp creates 0700; give the layout the mode `mkdir` would (its subdirectories
+        # [SEC-6] created 0700; give the layout the mode `mkdir` would (its subdirectories
         # and files were created with the umask's modes already)
         os.chmod(temp, 0o777 & ~_umask())
         _replace(temp, destination)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
+    except BaseException as exc:
+        if not _not_ours(exc, temp):
+            shutil.rmtree(temp, ignore_errors=True)
         raise
     return total
+
+
+def _temporary_name(destination: str) -> str:
+    """A fresh hidden name beside ``destination`` (same file system, so the rename is atomic).
+
+    The caller creates it exclusively inside its ``try``: with ``tempfile.mkstemp`` the file
+    exists a moment before its name is known to the clean-up, and a SIGTERM in that moment
+    (a CI timeout) left it behind ([SEC-6]).
+    """
+    return os.path.join(os.path.dirname(destination), f".{os.path.basename(destination)}.{secrets.token_hex(6)}")
+
+
+def _not_ours(exc: BaseException, temp: str) -> bool:
+    """Whether ``exc`` says ``temp`` already existed: someone else's, never to be removed."""
+    return isinstance(exc, FileExistsError) and exc.filename == temp
 
 
 def _replace(temp: str, destination: str) -> None:
@@ -424,8 +442,10 @@ def _write_tar(destination: str, content: list[Blob], index: bytes, on_event: Ev
     through :func:`copy_verified` (threaded hashing, [VERIFY-2]) and every header is
     exactly [SINK-4]'s.
     """
-    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(destination)}.", dir=os.path.dirname(destination))
+    temp = _temporary_name(destination)
     try:
+        # inside the try: a signal the moment the file exists still removes it [SEC-6]
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
         total = 0
         with contextlib.ExitStack() as files:
             out: BinaryIO = files.enter_context(os.fdopen(fd, "wb"))
@@ -440,12 +460,13 @@ def _write_tar(destination: str, content: list[Blob], index: bytes, on_event: Ev
                 total += _write_member(out, _blob_name(blob), blob, on_event)
             _write_member(out, "index.json", _bytes_blob(index))
             out.write(b"\0" * (tarfile.BLOCKSIZE * 2))  # end-of-archive marker
-        # mkstemp creates 0600; give the archive the mode any other new file would get
+        # created 0600; give the archive the mode any other new file would get
         os.chmod(temp, 0o644 & ~_umask())
         _replace(temp, destination)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+    except BaseException as exc:
+        if not _not_ours(exc, temp):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
         raise
     return total
 
