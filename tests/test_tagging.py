@@ -258,6 +258,7 @@ def test_untag_q_prints_nothing_and_json_says_how(
         "digest": str(merged.index),
         "how": expected_removal(registry).value,
         "neededBy": [],
+        "manifestRestored": False,
     }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ocimerge.cli import login as login_cli
 from ocimerge.cli.exits import EXIT_OK
-from ocimerge.errors import UsageError
+from ocimerge.errors import OcimergeError, UsageError
 from ocimerge.registry.options import RegistryOptions
 from ocimerge.registry.transport import TLSOptions
 from ocimerge.tagging import Removal, UntagResult, tag, untag
@@ -129,20 +129,42 @@ def _line(result: UntagResult) -> str:
 
 
 def run_untag(args: argparse.Namespace) -> int:
-    """``untag``: each REF in turn, reported as it goes; the first refusal ends the run."""
+    """``untag``: each REF in turn, reported as it goes; the first error ends the run.
+
+    Tags removed before that error are reported all the same: on stdout as they go, and with
+    ``--json`` the document lists them with an ``errors`` entry before the error line.
+    """
     options = _options(args)
-    results = []
+    results: list[UntagResult] = []
     for reference in args.references:
-        result = untag(reference, options, force=args.force, dry_run=args.dry_run)
+        try:
+            result = untag(reference, options, force=args.force, dry_run=args.dry_run)
+        except OcimergeError as exc:
+            if args.json:
+                _print_untagged(args, results, [{"reference": reference, "error": printable(str(exc))}])
+            raise
         results.append(result)
         if not args.quiet and not args.json:
             print(_line(result), flush=True)
-        if result.needed_by:
-            listed = ", ".join(result.needed_by)
-            _note(args, f"{result.reference} was the last tag of {result.digest}, which {listed} lists")
+        _notes(args, result)
     if args.json:
-        print(json.dumps({"untagged": [r.to_json() for r in results], "dryRun": args.dry_run}, indent=2))
+        _print_untagged(args, results, [])
     return EXIT_OK
+
+
+def _notes(args: argparse.Namespace, result: UntagResult) -> None:
+    if result.needed_by:
+        listed = ", ".join(result.needed_by)
+        _note(args, f"{result.reference} was the last tag of {result.digest}, which {listed} lists")
+    if result.manifest_restored:
+        _note(args, f"{result.reference.registry} deleted {result.digest} with the tag; it was put back by digest")
+
+
+def _print_untagged(args: argparse.Namespace, results: list[UntagResult], errors: list[dict[str, str]]) -> None:
+    document: dict[str, Any] = {"untagged": [r.to_json() for r in results], "dryRun": args.dry_run}
+    if errors:
+        document["errors"] = errors
+    print(json.dumps(document, indent=2), flush=True)
 
 
 #: The subcommands this module adds, for ``cli/commands.py``'s table.
