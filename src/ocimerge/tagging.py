@@ -546,7 +546,16 @@ def _via_placeholder(
     try:
         registry.manifest_delete(attrs.evolve(ref, tag=None, digest=stand_in.descriptor.digest))
     except OcimergeError as exc:
-        _restore(registry, ref, original, stand_in.descriptor.digest, exc)
+        if _still_tagged(registry, ref):  # else the DELETE went through and its answer was lost
+            _restore(registry, ref, original, stand_in.descriptor.digest, exc)
+
+
+def _still_tagged(registry: Registry, ref: Reference) -> bool:
+    """Whether the tag still exists (True too when that cannot be read: then it is restored)."""
+    try:
+        return registry.manifest_head(ref) is not None
+    except OcimergeError:
+        return True
 
 
 def _restore(registry: Registry, ref: Reference, original: Document[Any], stand_in: Digest, why: OcimergeError) -> None:
