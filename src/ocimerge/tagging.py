@@ -310,9 +310,12 @@ def untag(  # noqa: PLR0913 - the request's settings, keyword-only
     when ``expected`` is given and the tag names another digest [TAG-4];
     :class:`TagNeededError` when it is the last tag of a manifest that an index tagged in the
     repository lists (an index whose digest is in ``allowed`` does not count), or the
-    repository has more than :data:`MAX_CHECKED_TAGS` tags, unless ``force`` [TAG-3];
-    :class:`DeleteUnsupportedError` when the registry deletes neither tags nor manifests
-    [TAG-2]. ``dry_run`` makes every check and removes nothing.
+    repository has more than :data:`MAX_CHECKED_TAGS` tags, unless ``force`` (with which no
+    failure of that check refuses) [TAG-3]; :class:`DeleteUnsupportedError` when the registry
+    deletes neither tags nor manifests [TAG-2]; :class:`RegistryError` when the placeholder
+    path fails after moving the tag (the tag is put back, else the message says how) or a
+    manifest the registry deleted with its tag cannot be put back. ``dry_run`` makes every
+    check and removes nothing.
     """
     request = _Untag(_as_tag(reference), expected, force, frozenset(allowed), dry_run)
     with RegistryPool(options) as pool:
