@@ -24,6 +24,7 @@ from ocimerge.cli import main
 from ocimerge.cli.exits import code_for
 from ocimerge.errors import (
     AuthError,
+    BlobMissingError,
     DeleteUnsupportedError,
     RegistryError,
     SourceNotFoundError,
@@ -37,7 +38,9 @@ from ocimerge.model.manifest import Document, decode_manifest_or_index
 from ocimerge.model.mediatype import OCI_INDEX
 from ocimerge.model.reference import Reference
 from ocimerge.registry.api import Registry, RegistryOptions
+from ocimerge.registry.challenge import Scope
 from ocimerge.registry.credentials import Credentials
+from ocimerge.registry.transport import RetryPolicy
 from ocimerge.tagging import Removal, UntagStatus, tag, untag, untag_sources
 from ocimerge.testing import Behaviour
 from ocimerge.testing import Registry as InProcessRegistry
@@ -258,6 +261,7 @@ def test_untag_q_prints_nothing_and_json_says_how(
         "digest": str(merged.index),
         "how": expected_removal(registry).value,
         "neededBy": [],
+        "manifestRestored": False,
     }
 
 
@@ -467,3 +471,262 @@ def test_manifest_delete_refusals(reference: str, status: int, body: bytes, refu
         client.manifest_delete(Reference.parse(reference))
     assert isinstance(raised.value, DeleteUnsupportedError) is refused
     assert raised.value.status == status
+
+
+# -- review fixes: failures half way, races, --force, odd answers ---------------------------------
+
+#: one attempt per request: the faults below fail a request once and for all, and fast
+ONCE = RegistryOptions(retry=RetryPolicy(attempts=1))
+
+
+def _refuse_tag_delete(reg: InProcessRegistry, tag_name: str) -> None:
+    """The in-process registry answers this tag's DELETE 405, as a registry without tag deletes."""
+    reg.faults.fail("DELETE", f"/manifests/{tag_name}", 405)
+
+
+def _fail_after_the_stand_in(
+    monkeypatch: pytest.MonkeyPatch, reg: InProcessRegistry, tag_name: str, failure: str
+) -> list[Digest]:
+    """Arm faults when the stand-in is put to the tag: its DELETE fails (and then the restore PUT)."""
+    stand_ins: list[Digest] = []
+    original_put = Registry.manifest_put
+
+    def put(self: Registry, reference: Reference, document: Document[object]) -> Descriptor:
+        answer = original_put(self, reference, document)
+        if reference.tag == tag_name and tagging.PLACEHOLDER_TYPE.encode() in document.raw:
+            stand_ins.append(document.descriptor.digest)
+            if failure == "answer lost":  # the DELETE is carried out, its answer never arrives
+                reg.faults.drop_after("DELETE", str(document.descriptor.digest), 0)
+            else:
+                reg.faults.fail("DELETE", str(document.descriptor.digest), 500)
+            if failure == "restore fails too":
+                reg.faults.fail("PUT", f"/manifests/{tag_name}", 500)
+        return answer
+
+    monkeypatch.setattr(Registry, "manifest_put", put)
+    return stand_ins
+
+
+@pytest.mark.parametrize("failure", ["500", "restore fails too", "answer lost"])
+def test_a_placeholder_delete_failing_puts_the_tag_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """[TAG-2] The stand-in's DELETE fails: the tag names the original again, or the error says how to get there."""
+    with InProcessRegistry() as reg:
+        digest = push_image(reg.host, "team/ph:doomed", Image(architecture="amd64"), tmp_path)
+        _refuse_tag_delete(reg, "doomed")
+        stand_ins = _fail_after_the_stand_in(monkeypatch, reg, "doomed", failure)
+        if failure == "answer lost":  # the tag went with the stand-in: that is success
+            assert untag(f"{reg.host}/team/ph:doomed", ONCE).how is Removal.PLACEHOLDER
+            assert head(Reference.parse(f"{reg.host}/team/ph:doomed")) is None
+            assert head(Reference(reg.host, "team/ph", digest=digest)) == digest
+            return
+        with pytest.raises(RegistryError) as raised:
+            untag(f"{reg.host}/team/ph:doomed", ONCE)
+        message = str(raised.value)
+        assert "\n" not in message
+        now = head(Reference.parse(f"{reg.host}/team/ph:doomed"))
+        if failure == "500":
+            assert "the tag was restored" in message
+            assert now == digest
+            return
+        [stand_in] = stand_ins
+        assert now == stand_in
+        assert f"now names placeholder {stand_in}" in message
+        advice = f"`ocimerge tag {reg.host}/team/ph@{digest} doomed`"
+        assert advice in message
+        monkeypatch.undo()
+        assert main(advice.strip("`").split()[1:]) == 0  # the advice works
+        assert head(Reference.parse(f"{reg.host}/team/ph:doomed")) == digest
+
+
+def test_a_push_between_the_check_and_the_delete_is_kept(
+    registry: RegistryServer, merged: Merged, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[TAG-4] The tag is read again right before the DELETE: a push landing after the first HEAD stays."""
+    tag(str(merged.ref("1")), ["racy"])
+    original_get = Registry.manifest_get
+    pushed: list[bool] = []
+
+    def get(self: Registry, reference: Reference) -> Document[object]:
+        document = original_get(self, reference)
+        if reference.digest == merged.index and not pushed:
+            pushed.append(True)  # someone pushes amd64 to racy while untag reads the index
+            tag(str(merged.ref("1-amd64")), ["racy"])
+        return document  # type: ignore[return-value]
+
+    monkeypatch.setattr(Registry, "manifest_get", get)
+    with pytest.raises(TagMovedError, match="someone pushed since"):
+        untag(str(merged.ref("racy")))
+    assert pushed
+    assert head(merged.ref("racy")) == merged.amd64
+
+
+def test_force_gets_past_the_index_cap_and_a_refused_tag_list(
+    registry: RegistryServer, merged: Merged, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[TAG-3] With --force no failure of the check refuses: the tag goes."""
+    monkeypatch.setattr(tagging, "MAX_CHECKED_INDEXES", 0)
+    with pytest.raises(TagNeededError, match="more than 0 indexes to read"):
+        untag(str(merged.ref("1-amd64")))
+    result = untag(str(merged.ref("1-amd64")), force=True)
+    assert (result.how, result.needed_by) == (expected_removal(registry), ())
+    assert head(merged.ref("1-amd64")) is None
+    assert head(merged.at(merged.amd64)) == merged.amd64
+
+
+def test_force_gets_past_a_registry_refusing_the_tag_list(tmp_path: Path) -> None:
+    with InProcessRegistry() as reg:
+        digest = push_image(reg.host, "team/f:1", Image(architecture="amd64"), tmp_path)
+        reg.faults.fail("GET", "/tags/list", 403, times=2)
+        with pytest.raises(AuthError):
+            untag(f"{reg.host}/team/f:1", ONCE)
+        assert untag(f"{reg.host}/team/f:1", ONCE, force=True).how is Removal.DELETED
+        assert head(Reference.parse(f"{reg.host}/team/f:1")) is None
+        assert head(Reference(reg.host, "team/f", digest=digest)) == digest
+
+
+def test_a_bodyless_404_to_the_probe_means_deletes_are_served(tmp_path: Path) -> None:
+    """[TAG-2] Any 404 to the DELETE of a digest nobody has is "served", not only MANIFEST_UNKNOWN."""
+    with InProcessRegistry(behaviour=Behaviour(json_errors=False)) as reg:
+        digest = push_image(reg.host, "team/p:old", Image(architecture="amd64"), tmp_path)
+        _refuse_tag_delete(reg, "old")
+        reg.faults.fail("DELETE", "/manifests/sha256:", 404)  # the probe of nothing: plain text, no code
+        assert untag(f"{reg.host}/team/p:old", ONCE).how is Removal.PLACEHOLDER
+        assert head(Reference.parse(f"{reg.host}/team/p:old")) is None
+        assert head(Reference(reg.host, "team/p", digest=digest)) == digest
+        with Registry(reg.host) as client:
+            assert client.tags("team/p") == ()
+
+
+def test_a_tag_delete_answered_404_is_gone_for_untag_sources(tmp_path: Path) -> None:
+    """[TAG-6] The tag went between the HEAD and the DELETE (404 NAME_UNKNOWN): gone, not an abort."""
+    with InProcessRegistry() as reg:
+        digest = push_image(reg.host, "team/g:1-amd64", Image(architecture="amd64"), tmp_path)
+        reg.faults.fail("DELETE", "/manifests/1-amd64", 404)
+        ref = Reference.parse(f"{reg.host}/team/g:1-amd64")
+        [outcome] = untag_sources(ONCE, [(ref, digest)], [])
+        assert outcome.status is UntagStatus.GONE
+        reg.faults.fail("DELETE", "/manifests/1-amd64", 404)
+        with pytest.raises(SourceNotFoundError, match="the DELETE answered 404"):
+            untag(ref, ONCE)
+
+
+def test_untag_sources_advice_names_untag_not_create_force(registry: RegistryServer, merged: Merged) -> None:
+    """[TAG-6] create --force overwrites -o: the note points at ocimerge untag --force."""
+    ocimerge.create([f"docker://{merged.host}/{merged.repo}:1-amd64"], tags=[str(merged.ref("amd-only"))])
+    [outcome] = untag_sources(None, [(merged.ref("1-amd64"), merged.amd64)], [(merged.ref("1"), merged.index)])
+    assert outcome.status is UntagStatus.NEEDED
+    assert f"run `ocimerge untag --force {merged.ref('1-amd64')}` to remove it anyway" in outcome.note
+    assert "pass --force" not in outcome.note
+
+
+def test_untag_reports_what_it_removed_before_an_error(
+    registry: RegistryServer, merged: Merged, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json prints the removed tags and an errors entry, then the error line; plain mode the lines."""
+    tag(str(merged.ref("1")), ["a", "b"])
+    argv = ["untag", "--json", str(merged.ref("a")), str(merged.ref("nosuch"))]
+    assert main(argv) == code_for(SourceNotFoundError)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert [u["reference"] for u in report["untagged"]] == [str(merged.ref("a"))]
+    [error] = report["errors"]
+    assert error["reference"] == str(merged.ref("nosuch"))
+    assert "no such tag" in error["error"]
+    assert captured.err.count("\n") == 1
+    assert main(["untag", str(merged.ref("b")), str(merged.ref("nosuch"))]) == code_for(SourceNotFoundError)
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"untagged {merged.ref('b')} (")
+    assert captured.err.startswith("ocimerge: error: ")
+
+
+def _proxy(reg: InProcessRegistry, change: Callable[[httpx.Request, httpx.Client], httpx.Response]) -> Registry:
+    """A client whose requests go to ``reg`` through ``change``: a registry answering differently."""
+    upstream = httpx.Client(base_url=reg.url)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return change(request, upstream)
+
+    return Registry(reg.host, ONCE, transport=httpx.MockTransport(handle))
+
+
+def _forward(request: httpx.Request, upstream: httpx.Client) -> httpx.Response:
+    url = request.url.copy_with(scheme=upstream.base_url.scheme)
+    answer = upstream.send(httpx.Request(request.method, url, headers=request.headers, content=request.read()))
+    return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+
+def test_a_head_without_content_type_is_read_to_know_if_it_is_an_index(tmp_path: Path) -> None:
+    """[TAG-3] HEAD answers without Content-Type (manifest_head would say image manifest): the tag is read."""
+    with InProcessRegistry() as reg:  # behind a proxy dropping the header
+        repo = "team/ct"
+        push_image(reg.host, f"{repo}:1-amd64", Image(architecture="amd64"), tmp_path)
+        ocimerge.create([f"docker://{reg.host}/{repo}:1-amd64"], tags=[f"{reg.host}/{repo}:1"])
+
+        def no_type(request: httpx.Request, upstream: httpx.Client) -> httpx.Response:
+            answer = _forward(request, upstream)
+            if request.method == "HEAD":
+                del answer.headers["content-type"]
+            return answer
+
+        with _proxy(reg, no_type) as client:
+            request = tagging._Untag(Reference.parse(f"{reg.host}/{repo}:1-amd64"))
+            with pytest.raises(TagNeededError, match=f"the index at {repo}:1 lists"):
+                tagging._untag(client, request)
+
+
+@pytest.mark.parametrize("put_back_fails", [False, True])
+def test_a_registry_deleting_the_manifest_with_its_tag_gets_it_back(put_back_fails: bool, tmp_path: Path) -> None:
+    """[TAG-1] Old zot deleted the manifest on a tag DELETE: it is put back by digest, or the error names it."""
+    with InProcessRegistry() as reg:
+        repo = "team/zot"
+        digest = push_image(reg.host, f"{repo}:old", Image(architecture="amd64"), tmp_path)
+        push_image(reg.host, f"{repo}:other", Image(architecture="arm64"), tmp_path)  # the repository stays
+
+        def like_old_zot(request: httpx.Request, upstream: httpx.Client) -> httpx.Response:
+            answer = _forward(request, upstream)
+            if request.method == "DELETE" and request.url.path.endswith("/manifests/old") and answer.is_success:
+                upstream.delete(f"/v2/{repo}/manifests/{digest}")
+                if put_back_fails:
+                    reg.faults.fail("PUT", f"/manifests/{digest}", 500)
+            return answer
+
+        with _proxy(reg, like_old_zot) as client:
+            request = tagging._Untag(Reference.parse(f"{reg.host}/{repo}:old"))
+            if put_back_fails:
+                with pytest.raises(RegistryError, match=f"deleted the manifest {digest} along with the tag old"):
+                    tagging._untag(client, request)
+                return
+            result = tagging._untag(client, request)
+        assert (result.how, result.manifest_restored) == (Removal.DELETED, True)
+        assert result.to_json()["manifestRestored"] is True
+        assert head(Reference(reg.host, repo, digest=digest)) == digest
+        assert head(Reference.parse(f"{reg.host}/{repo}:old")) is None
+
+
+def test_tag_refuses_an_index_whose_child_is_missing(registry: RegistryServer, merged: Merged) -> None:
+    """[TAG-5] A tag never names an index whose children are missing."""
+    with Registry(registry.host) as client:
+        client.want(Scope.repository(merged.repo, "pull", "push", "delete"))
+        client.manifest_delete(merged.at(merged.arm64))  # by digest: the child (and its tag) go
+    with pytest.raises(BlobMissingError, match=f"names {merged.arm64}, which is not in the repository"):
+        tag(str(merged.ref("1")), ["broken"])
+    assert head(merged.ref("broken")) is None
+
+
+def test_a_tag_list_repeating_itself_under_fresh_links_is_bounded() -> None:
+    """[SEC-8] With limit=, at most limit // 1000 + 10 pages are asked for."""
+    pages = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        pages.append(request.url)
+        link = f'</v2/a/tags/list?n=1000&last=x{len(pages)}>; rel="next"'
+        return httpx.Response(200, json={"name": "a", "tags": ["x"]}, headers={"Link": link})
+
+    client = Registry("reg.example", transport=httpx.MockTransport(handle), credentials=Credentials("t"))
+    with client, pytest.raises(RegistryError, match="runs past 10 pages with 1 tags known"):
+        client.tags("a", limit=5)
+    assert len(pages) == 10

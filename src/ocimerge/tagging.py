@@ -31,8 +31,11 @@ import attrs
 
 from ocimerge.content import Blob
 from ocimerge.errors import (
+    BlobMissingError,
     DeleteUnsupportedError,
-    ManifestUnknownError,
+    OcimergeError,
+    RegistryError,
+    RemoteError,
     SourceNotFoundError,
     TagMovedError,
     TagNeededError,
@@ -43,12 +46,13 @@ from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
 from ocimerge.model.manifest import Document, ImageIndex, decode_manifest_or_index
 from ocimerge.model.reference import Reference
-from ocimerge.registry.api import Registry, RegistryOptions, RegistryPool
+from ocimerge.registry.api import MANIFEST_ACCEPT, Registry, RegistryOptions, RegistryPool
 from ocimerge.registry.challenge import Scope
 from ocimerge.sinks.core import Publication
 from ocimerge.sinks.registry import BlobAction, PushFailure, PushOptions, PushResult, RegistrySink
 from ocimerge.sources import as_spec, load, open_source
 from ocimerge.sources.walk import EVERYTHING
+from ocimerge.text import printable
 
 __all__ = [
     "MAX_CHECKED_TAGS",
@@ -71,6 +75,8 @@ PLACEHOLDER_TYPE = "application/vnd.ocimerge.placeholder.v1"
 _INDEXES = frozenset({mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST})
 _EMPTY = b"{}"
 _EMPTY_DESCRIPTOR = Descriptor(mt.OCI_EMPTY, Digest.of(_EMPTY), len(_EMPTY))
+#: [TAG-3] The advice of a TagNeededError; untag_sources words it for ``create``'s user [TAG-6].
+_PASS_FORCE = "pass --force to remove the tag anyway (the manifest stays)"
 
 
 # -- results --------------------------------------------------------------------------------
@@ -115,13 +121,16 @@ class UntagResult:
     """What :func:`untag` did: the tag, the digest it named (the manifest stays), and how.
 
     ``needed_by`` lists the ``REPO:TAG`` of indexes that list the digest, when it was the
-    last tag and ``force`` (or an allowed index) let it go anyway.
+    last tag and ``force`` (or an allowed index) let it go anyway. ``manifest_restored``: the
+    registry deleted the manifest along with the tag (old zot did) and it was put back by
+    digest, its exact bytes [TAG-1].
     """
 
     reference: Reference
     digest: Digest
     how: Removal
     needed_by: tuple[str, ...] = ()
+    manifest_restored: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The result as ``untag --json`` prints it (one entry of its list)."""
@@ -130,6 +139,7 @@ class UntagResult:
             "digest": str(self.digest),
             "how": self.how.value,
             "neededBy": list(self.needed_by),
+            "manifestRestored": self.manifest_restored,
         }
 
 
@@ -236,11 +246,25 @@ def tag(
 
 
 def _same_repository(registry: Registry, source: Reference, targets: Sequence[Reference], dry_run: bool) -> Descriptor:
-    """[TAG-5] GET the root once (verified), PUT its exact bytes under each tag; no blob moves."""
+    """[TAG-5] GET the root once (verified), PUT its exact bytes under each tag; no blob moves.
+
+    An index's children are HEADed first: a tag never names an index whose children are
+    missing (:class:`BlobMissingError`, as ``push`` refuses it).
+    """
     try:
         document = registry.manifest_get(source)
-    except ManifestUnknownError as exc:
+    except RegistryError as exc:
+        if exc.status != 404:
+            raise
         raise SourceNotFoundError(f"{source}: no such tag or digest in {registry.host}") from exc
+    if isinstance(document.value, ImageIndex):
+        for child in document.value.manifests:
+            if registry.manifest_head(attrs.evolve(source, tag=None, digest=child.digest)) is None:
+                raise BlobMissingError(
+                    f"{registry.host}/{source.repository}: the index {document.descriptor.digest} names "
+                    f"{child.digest}, which is not in the repository; refusing to tag an index whose children "
+                    "are missing"
+                )
     for target in targets:
         if not dry_run:
             registry.manifest_put(target, document)
@@ -286,9 +310,12 @@ def untag(  # noqa: PLR0913 - the request's settings, keyword-only
     when ``expected`` is given and the tag names another digest [TAG-4];
     :class:`TagNeededError` when it is the last tag of a manifest that an index tagged in the
     repository lists (an index whose digest is in ``allowed`` does not count), or the
-    repository has more than :data:`MAX_CHECKED_TAGS` tags, unless ``force`` [TAG-3];
-    :class:`DeleteUnsupportedError` when the registry deletes neither tags nor manifests
-    [TAG-2]. ``dry_run`` makes every check and removes nothing.
+    repository has more than :data:`MAX_CHECKED_TAGS` tags, unless ``force`` (with which no
+    failure of that check refuses) [TAG-3]; :class:`DeleteUnsupportedError` when the registry
+    deletes neither tags nor manifests [TAG-2]; :class:`RegistryError` when the placeholder
+    path fails after moving the tag (the tag is put back, else the message says how) or a
+    manifest the registry deleted with its tag cannot be put back. ``dry_run`` makes every
+    check and removes nothing.
     """
     request = _Untag(_as_tag(reference), expected, force, frozenset(allowed), dry_run)
     with RegistryPool(options) as pool:
@@ -298,18 +325,45 @@ def untag(  # noqa: PLR0913 - the request's settings, keyword-only
 def _untag(registry: Registry, request: _Untag) -> UntagResult:
     ref = request.reference
     digest = _current(registry, ref, request.expected)
-    needed_by = _needers(registry, ref, digest, request)
+    needed_by = (
+        _forced_needers(registry, ref, digest, request) if request.force else _needers(registry, ref, digest, request)
+    )
     if request.dry_run:
         return UntagResult(ref, digest, Removal.DRY_RUN, needed_by)
     # [TAG-1] Distribution's token auth wants the delete action for a DELETE (pull, push for
     # the fallback's PUTs): asked for only now, so checks and dry runs never ask for it
     registry.want(Scope.repository(ref.repository, "pull", "push", "delete"))
+    # the exact bytes the tag names, verified: what the placeholder path puts back when it
+    # fails half way, and what a registry that deletes the manifest with its tag gets again
+    original = registry.manifest_get(attrs.evolve(ref, tag=None, digest=digest))
+    _current(registry, ref, digest)  # [TAG-4] read again right before the DELETE
     try:
         registry.manifest_delete(ref)  # [TAG-1] the spec's tag delete
     except DeleteUnsupportedError as refused:
-        _via_placeholder(registry, ref, digest, refused)
+        _via_placeholder(registry, ref, original, refused)
         return UntagResult(ref, digest, Removal.PLACEHOLDER, needed_by)
-    return UntagResult(ref, digest, Removal.DELETED, needed_by)
+    except RegistryError as exc:
+        if exc.status != 404:
+            raise
+        # someone removed the tag between the HEAD and the DELETE
+        raise SourceNotFoundError(f"{ref}: the tag went meanwhile (the DELETE answered 404)") from exc
+    restored = _keep_manifest(registry, ref, original)
+    return UntagResult(ref, digest, Removal.DELETED, needed_by, restored)
+
+
+def _keep_manifest(registry: Registry, ref: Reference, original: Document[Any]) -> bool:
+    """[TAG-1] After a tag DELETE, the manifest must still be there; put it back if not (old zot)."""
+    by_digest = attrs.evolve(ref, tag=None, digest=original.descriptor.digest)
+    if registry.manifest_head(by_digest) is not None:
+        return False
+    try:
+        registry.manifest_put(by_digest, original)
+    except OcimergeError as exc:
+        raise RegistryError(
+            f"{registry.host} deleted the manifest {by_digest.digest} along with the tag {ref.tag} and putting it "
+            f"back failed ({exc}): push the image {by_digest.digest} to {ref.name} again"
+        ) from exc
+    return True
 
 
 def _current(registry: Registry, ref: Reference, expected: Digest | None) -> Digest:
@@ -325,32 +379,62 @@ def _current(registry: Registry, ref: Reference, expected: Digest | None) -> Dig
     return found.digest
 
 
+def _forced_needers(registry: Registry, ref: Reference, digest: Digest, request: _Untag) -> tuple[str, ...]:
+    """[TAG-3] With ``force`` the check only informs: any failure of it (a cap, a registry
+    refusing the tag list) means "no needers known", never a refusal."""
+    try:
+        return _needers(registry, ref, digest, request)
+    except (TagNeededError, RemoteError):
+        return ()
+
+
+def _head(registry: Registry, ref: Reference) -> tuple[Digest, str] | None:
+    """[TAG-3] A tag's digest and served media type (``""`` when the HEAD named none), or None.
+
+    :meth:`Registry.manifest_head` assumes an image manifest when ``Content-Type`` is absent;
+    the check must not take an index for one, so it reads the header itself.
+    """
+    response = registry.request(
+        "HEAD",
+        f"/v2/{ref.repository}/manifests/{ref.tag}",
+        kind="HEAD manifest",
+        what=f"HEAD manifest {ref.tag} in {ref.repository}",
+        ok=(404,),
+        headers={"Accept": MANIFEST_ACCEPT},
+    )
+    if response.status_code == 404:
+        return None
+    header = response.headers.get("docker-content-digest")
+    if not header:  # optional in distribution-spec v1.1: the GET says both
+        found = registry.manifest_get(ref).descriptor
+        return found.digest, found.media_type
+    return Digest.parse(header), (response.headers.get("content-type") or "").split(";")[0].strip()
+
+
 def _needers(registry: Registry, ref: Reference, digest: Digest, request: _Untag) -> tuple[str, ...]:
     """[TAG-3] The tags of indexes needing ``digest`` when ``ref`` is its last tag (raising unless forced)."""
     repo = ref.repository
     tags = registry.tags(repo, limit=MAX_CHECKED_TAGS)
     if len(tags) > MAX_CHECKED_TAGS:
-        if request.force:
-            return ()
         raise TagNeededError(
             f"{ref.name} has more than {MAX_CHECKED_TAGS} tags: cannot check whether an index needs "
-            f"{ref}; pass --force to remove the tag anyway (the manifest stays)"
+            f"{ref}; {_PASS_FORCE}"
         )
-    heads = {t: registry.manifest_head(attrs.evolve(ref, tag=t)) for t in tags if t != ref.tag}
-    if any(h is not None and h.digest == digest for h in heads.values()):
+    heads = {t: _head(registry, attrs.evolve(ref, tag=t)) for t in tags if t != ref.tag}
+    if any(h is not None and h[0] == digest for h in heads.values()):
         return ()  # another tag keeps the manifest tagged
     reader = _IndexReader(registry, ref)
     needers = tuple(
         f"{repo}:{t}"
         for t, h in heads.items()
-        if h is not None and h.media_type in _INDEXES and h.digest not in request.allowed
-        if reader.lists(h.digest, digest)
+        # no media type: read it to know (a GET of a manifest lists nothing)
+        if h is not None and (h[1] in _INDEXES or not h[1]) and h[0] not in request.allowed
+        if reader.lists(h[0], digest)
     )
     if needers and not request.force:
         raise TagNeededError(
             f"{ref} is the last tag of {digest} which the index at {needers[0]} lists; clean-up jobs "
-            f"that delete untagged manifests would break {needers[0]}; pass --force to remove the tag "
-            "anyway (the manifest stays)"
+            f"that delete untagged manifests would break {needers[0]}; {_PASS_FORCE}"
         )
     return needers
 
@@ -367,8 +451,8 @@ class _IndexReader:
         if index not in self.children:
             if len(self.children) >= MAX_CHECKED_INDEXES:
                 raise TagNeededError(
-                    f"{self.ref.name}: more than {MAX_CHECKED_INDEXES} indexes to read to check "
-                    f"{self.ref.tag}; pass --force to remove the tag anyway (the manifest stays)"
+                    f"{self.ref.name}: more than {MAX_CHECKED_INDEXES} indexes to read to check {self.ref.tag}; "
+                    + _PASS_FORCE
                 )
             self.children[index] = ()  # a cycle ends here
             value = self.registry.manifest_get(attrs.evolve(self.ref, tag=None, digest=index)).value
@@ -430,18 +514,22 @@ def _deletes_nothing(registry: Registry, ref: Reference, refused: DeleteUnsuppor
         raise DeleteUnsupportedError(
             _refusal(registry, ref, refused, exc), status=exc.status, url=exc.url, answered=exc.answered
         ) from exc
-    except ManifestUnknownError:
-        return
+    except RegistryError as exc:
+        if exc.status != 404:  # any 404, with or without MANIFEST_UNKNOWN in a body
+            raise
 
 
-def _via_placeholder(registry: Registry, ref: Reference, digest: Digest, refused: DeleteUnsupportedError) -> None:
-    """[TAG-2] Remove ``ref`` without touching ``digest``: probes, then regclient's method.
+def _via_placeholder(
+    registry: Registry, ref: Reference, original: Document[Any], refused: DeleteUnsupportedError
+) -> None:
+    """[TAG-2] Remove ``ref`` without touching ``original`` (what it names): probes, then regclient's method.
 
     A DELETE of a digest nobody has shows, writing nothing, a registry that refuses every
     delete; then a throwaway pushed by digest and deleted shows that the registry really
     deletes manifests; only then is a second throwaway put to the tag (which then names it
     alone) and deleted by digest, which takes the tag with it. [TAG-4] The tag is read again
-    just before it is moved, so a push in between is not undone.
+    just before it is moved, so a push in between is not undone. Anything failing once the
+    tag was moved puts ``original``'s bytes back under it and raises, saying so.
     """
     _deletes_nothing(registry, ref, refused)
     repo = ref.repository
@@ -455,10 +543,39 @@ def _via_placeholder(registry: Registry, ref: Reference, digest: Digest, refused
     except DeleteUnsupportedError as exc:
         message = _refusal(registry, ref, refused, exc) + f" (the untagged probe manifest {probe_ref.digest} stays)"
         raise DeleteUnsupportedError(message, status=exc.status, url=exc.url, answered=exc.answered) from exc
-    _current(registry, ref, digest)
+    _current(registry, ref, original.descriptor.digest)
     stand_in = _placeholder(f"stand-in for {ref.tag}")
     registry.manifest_put(ref, stand_in)
-    registry.manifest_delete(attrs.evolve(ref, tag=None, digest=stand_in.descriptor.digest))
+    try:
+        registry.manifest_delete(attrs.evolve(ref, tag=None, digest=stand_in.descriptor.digest))
+    except OcimergeError as exc:
+        if _still_tagged(registry, ref):  # else the DELETE went through and its answer was lost
+            _restore(registry, ref, original, stand_in.descriptor.digest, exc)
+
+
+def _still_tagged(registry: Registry, ref: Reference) -> bool:
+    """Whether the tag still exists (True too when that cannot be read: then it is restored)."""
+    try:
+        return registry.manifest_head(ref) is not None
+    except OcimergeError:
+        return True
+
+
+def _restore(registry: Registry, ref: Reference, original: Document[Any], stand_in: Digest, why: OcimergeError) -> None:
+    """[TAG-2] The stand-in's DELETE failed: put the original bytes back under the tag, then raise."""
+    digest = original.descriptor.digest
+    try:
+        registry.manifest_put(ref, original)
+    except OcimergeError as exc:
+        raise RegistryError(
+            f"{ref}: deleting the placeholder {stand_in} failed ({printable(str(why))}) and so did putting "
+            f"{digest} back ({printable(str(exc))}); {ref} now names placeholder {stand_in}; restore it with "
+            f"`ocimerge tag {ref.name}@{digest} {ref.tag}`"
+        ) from exc
+    raise RegistryError(
+        f"{ref}: deleting the placeholder {stand_in} failed ({printable(str(why))}); the tag was restored "
+        f"to {digest} (nothing removed; the untagged placeholder may stay)"
+    ) from why
 
 
 # -- [TAG-6] untag_sources ------------------------------------------------------------------
@@ -485,7 +602,9 @@ def _one_source(
     except TagMovedError as exc:
         return UntagOutcome(ref, digest, UntagStatus.MOVED, f"kept {ref}: {exc}")
     except TagNeededError as exc:
-        return UntagOutcome(ref, digest, UntagStatus.NEEDED, f"kept {ref}: {exc}")
+        # [TAG-6] create --force means overwrite -o: the way past the check is untag's own
+        note = str(exc).replace(_PASS_FORCE, f"run `ocimerge untag --force {ref}` to remove it anyway")
+        return UntagOutcome(ref, digest, UntagStatus.NEEDED, f"kept {ref}: {note}")
     except SourceNotFoundError:
         return UntagOutcome(ref, digest, UntagStatus.GONE, f"{ref} is gone already")
     return UntagOutcome(ref, digest, UntagStatus.REMOVED, f"removed the tag {ref} ({result.how.value})", result)

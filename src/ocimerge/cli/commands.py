@@ -19,9 +19,9 @@ from typing import TypeVar
 
 from ocimerge.bundle import bundle, lock, read_lock, staged_by
 from ocimerge.cli import render
+from ocimerge.cli.connection import debug_options, password_from_stdin, tls_options
 from ocimerge.cli.exits import EXIT_OK, code_for, exit_code
 from ocimerge.cli.login import COMMANDS as LOGIN_COMMANDS
-from ocimerge.cli.login import debug_options
 from ocimerge.cli.tagging import COMMANDS as TAGGING_COMMANDS
 from ocimerge.doctor import diagnose, parse_target
 from ocimerge.errors import InputError, OcimergeError, UsageError
@@ -31,7 +31,6 @@ from ocimerge.model.platform import Platform
 from ocimerge.operations import CreateOptions, CreateResult, PushSourceResult, create, partial_result, push
 from ocimerge.progress import DELAY, FRAME_INTERVAL, SUMMARY_INTERVAL, PlainView, ProgressView, TerminalView
 from ocimerge.registry.api import Registry, RegistryOptions
-from ocimerge.registry.transport import TLSOptions
 from ocimerge.restore import RestoreMap, partial_restore, restore
 from ocimerge.signatures import PrivateKey, PublicKey, load_private_key, load_public_key
 from ocimerge.sinks.registry import PushEvent, PushOptions
@@ -40,21 +39,6 @@ from ocimerge.specfile import expand_template, read_spec
 from ocimerge.text import printable
 
 __all__ = ["COMMANDS", "write_metadata"]
-
-
-def _password(args: argparse.Namespace) -> str | None:
-    """The password from stdin when ``--password-stdin`` asks for it; never from an argument."""
-    if args.password_stdin:
-        if not args.username:
-            raise UsageError("--password-stdin needs --username")
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise UsageError("--password-stdin: nothing on stdin")
-        return password
-    if args.username:
-        # a password flag would leak into shell history and `ps`: stdin is the only way in
-        raise UsageError("--username needs --password-stdin (passwords never go on the command line)")
-    return None
 
 
 def _public_key(args: argparse.Namespace) -> PublicKey | None:
@@ -73,7 +57,7 @@ def _sign_key(args: argparse.Namespace) -> PrivateKey | None:
 def _registry_options(args: argparse.Namespace) -> RegistryOptions:
     """The connection flags (and the upload flags, where the command has them) as registry options."""
     # TLS settings apply to every registry of the run; credentials are scoped by the library
-    tls = TLSOptions(ca_file=args.ca_file, insecure=args.insecure, plain_http=args.plain_http)
+    tls = tls_options(args)
     # inspect and verify upload nothing, so they have no upload flags at all
     given = vars(args)
     return debug_options(
@@ -81,7 +65,7 @@ def _registry_options(args: argparse.Namespace) -> RegistryOptions:
         RegistryOptions(
             tls=tls,
             username=args.username,
-            password=_password(args),
+            password=password_from_stdin(args),
             chunk_size=given.get("chunk_size"),
             max_request_size=given.get("max_request_size"),
             mounts=not given.get("no_mount", False),

@@ -13,8 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import attrs
-
+from ocimerge.cli.connection import add_debug_flag, add_tls_flags, debug_options, write_debug
 from ocimerge.cli.exits import EXIT_OK
 from ocimerge.errors import UsageError
 from ocimerge.registry.login import login, logout, registry_host
@@ -27,33 +26,9 @@ __all__ = ["COMMANDS", "add_debug_flag", "add_parsers", "debug_options", "write_
 _FORMAT = argparse.RawDescriptionHelpFormatter
 
 
-def write_debug(line: str) -> None:
-    """[CRED-6] One ``--debug`` line on stderr (the line is already redacted and escaped)."""
-    sys.stderr.write(f"ocimerge: debug: {line}\n")
-    sys.stderr.flush()
-
-
-def add_debug_flag(parser: argparse.ArgumentParser) -> None:
-    """[CRED-6] ``--debug``: log each HTTP request and answer to stderr, secrets redacted."""
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="log each HTTP request and answer to stderr (method, URL, status, some headers; no secrets)",
-    )
-
-
-def debug_options(args: argparse.Namespace, options: RegistryOptions) -> RegistryOptions:
-    """[CRED-6] ``options`` with :func:`write_debug` as their debug log when ``--debug`` was given."""
-    if getattr(args, "debug", False):
-        return attrs.evolve(options, debug=write_debug)
-    return options
-
-
 def _connection(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("registry connection")
-    group.add_argument("--ca-file", metavar="FILE", help="trust this CA bundle for registry TLS")
-    group.add_argument("--insecure", action="store_true", help="do not verify registry TLS certificates")
-    group.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
+    add_tls_flags(group)  # its own --username and password prompt: not add_connection_flags
     add_debug_flag(parser)
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 from ocimerge._version import __version__
 from ocimerge.cli import login as login_cli
 from ocimerge.cli import tagging as tagging_cli
+from ocimerge.cli.connection import add_connection_flags
 from ocimerge.cli.exits import code_for
 from ocimerge.errors import UsageError
 from ocimerge.model.assemble import AttestationPolicy, IndexFormat
@@ -86,19 +87,6 @@ def parse_size(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError("the chunk size must be positive")
     return value
-
-
-def _connection_flags(parser: argparse.ArgumentParser) -> None:
-    """How to reach and authenticate to registries: every command may read or write one."""
-    group = parser.add_argument_group("registry connection")
-    group.add_argument("--username", metavar="USER", help="registry user (with --password-stdin)")
-    # no --password: a secret in argv shows in `ps` and in shell history
-    group.add_argument("--password-stdin", action="store_true", help="read the password or token from stdin")
-    group.add_argument("--ca-file", metavar="FILE", help="trust this CA bundle for registry TLS")
-    # --insecure keeps TLS but trusts any certificate; --plain-http drops TLS (docker's split)
-    group.add_argument("--insecure", action="store_true", help="do not verify registry TLS certificates")
-    group.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
-    login_cli.add_debug_flag(parser)  # [CRED-6] every command that reaches a registry can show it
 
 
 def _upload_flags(parser: argparse.ArgumentParser) -> None:
@@ -318,7 +306,7 @@ def _add_create(subparsers: _Subparsers) -> None:
     )
     _result_flags(parser, "REGISTRY/REPO:TAG@DIGEST for each tag pushed (with -o alone: the index digest)")
     _progress_flag(parser)
-    _connection_flags(parser)
+    add_connection_flags(parser)
     _upload_flags(parser)
 
 
@@ -373,7 +361,7 @@ def _add_push(subparsers: _Subparsers) -> None:
         parser, "REGISTRY/REPO:TAG@DIGEST for each tag pushed (or restored, with --to); nothing for --dry-run"
     )
     _progress_flag(parser)
-    _connection_flags(parser)
+    add_connection_flags(parser)
     _upload_flags(parser)
 
 
@@ -393,7 +381,7 @@ def _add_inspect(subparsers: _Subparsers) -> None:
     parser.add_argument("--raw", action="store_true", help="print the exact stored bytes of a registry image")
     parser.add_argument("--lock", metavar="LOCK", help="also list what this lock pins but the bundle lacks")
     _referrer_flags(parser, types=False)
-    _connection_flags(parser)
+    add_connection_flags(parser)
 
 
 def _add_verify(subparsers: _Subparsers) -> None:
@@ -420,7 +408,7 @@ def _add_verify(subparsers: _Subparsers) -> None:
     _referrer_flags(parser, types=False)
     _key_flag(parser.add_argument_group("signatures"), "to check every image's signatures with, offline")
     _progress_flag(parser)
-    _connection_flags(parser)
+    add_connection_flags(parser)
 
 
 def _add_lock(subparsers: _Subparsers) -> None:
@@ -441,7 +429,7 @@ def _add_lock(subparsers: _Subparsers) -> None:
     parser.add_argument("images", metavar="IMAGES.txt")
     parser.add_argument("-o", "--output", required=True, metavar="LOCK", help="the lock file to write (replaced)")
     _result_flags(parser)
-    _connection_flags(parser)
+    add_connection_flags(parser)
 
 
 def _add_bundle(subparsers: _Subparsers) -> None:
@@ -467,7 +455,7 @@ def _add_bundle(subparsers: _Subparsers) -> None:
     _referrer_flags(parser, types=False)
     _result_flags(parser)
     _progress_flag(parser)
-    _connection_flags(parser)
+    add_connection_flags(parser)
 
 
 def _add_doctor(subparsers: _Subparsers) -> None:
@@ -491,7 +479,7 @@ def _add_doctor(subparsers: _Subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     # GET and HEAD only: for a registry where even a scratch repository is not welcome
     parser.add_argument("--read-only", action="store_true", help="send no writes; the write probes are skipped")
-    _connection_flags(parser)
+    add_connection_flags(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

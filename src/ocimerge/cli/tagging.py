@@ -1,8 +1,8 @@
 """``ocimerge tag SRC NEWTAG...`` and ``ocimerge untag REF... [--force]`` ([TAG-1] .. [TAG-5]).
 
 The integrator registers :func:`add_parsers` in ``cli/parser.py`` and :data:`COMMANDS` in
-``cli/commands.py``. The connection flags are the other commands' (this module cannot import
-``parser``, which imports it), read into :class:`RegistryOptions` the same way.
+``cli/commands.py``. The connection flags are the other commands' (``cli/connection.py``), read
+into :class:`RegistryOptions` the same way.
 """
 
 from __future__ import annotations
@@ -13,28 +13,15 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ocimerge.cli import login as login_cli
+from ocimerge.cli.connection import add_connection_flags, registry_options
 from ocimerge.cli.exits import EXIT_OK
-from ocimerge.errors import UsageError
-from ocimerge.registry.options import RegistryOptions
-from ocimerge.registry.transport import TLSOptions
+from ocimerge.errors import OcimergeError
 from ocimerge.tagging import Removal, UntagResult, tag, untag
 from ocimerge.text import printable
 
 __all__ = ["COMMANDS", "add_parsers"]
 
 _FORMAT = argparse.RawDescriptionHelpFormatter
-
-
-def _connection(parser: argparse.ArgumentParser) -> None:
-    """The connection flags of every registry command (``parser._connection_flags``'s)."""
-    group = parser.add_argument_group("registry connection")
-    group.add_argument("--username", metavar="USER", help="registry user (with --password-stdin)")
-    group.add_argument("--password-stdin", action="store_true", help="read the password or token from stdin")
-    group.add_argument("--ca-file", metavar="FILE", help="trust this CA bundle for registry TLS")
-    group.add_argument("--insecure", action="store_true", help="do not verify registry TLS certificates")
-    group.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
-    login_cli.add_debug_flag(parser)
 
 
 def _outputs(parser: argparse.ArgumentParser, quiet: str) -> None:
@@ -59,7 +46,7 @@ def add_parsers(subparsers: Any) -> None:
     parser.add_argument("source", metavar="SRC")
     parser.add_argument("new_tags", metavar="NEWTAG", nargs="+")
     _outputs(parser, "only REGISTRY/REPO:TAG@DIGEST per new tag")
-    _connection(parser)
+    add_connection_flags(parser)
     parser = subparsers.add_parser(
         "untag",
         help="remove tags from a registry; the manifests stay",
@@ -78,26 +65,7 @@ def add_parsers(subparsers: Any) -> None:
         "--force", action="store_true", help="remove a tag even when an index needs its manifest (which stays)"
     )
     _outputs(parser, "nothing on success")
-    _connection(parser)
-
-
-def _password(args: argparse.Namespace) -> str | None:
-    """The password from stdin when ``--password-stdin`` asks for it; never from an argument."""
-    if args.password_stdin:
-        if not args.username:
-            raise UsageError("--password-stdin needs --username")
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise UsageError("--password-stdin: nothing on stdin")
-        return password
-    if args.username:
-        raise UsageError("--username needs --password-stdin (passwords never go on the command line)")
-    return None
-
-
-def _options(args: argparse.Namespace) -> RegistryOptions:
-    tls = TLSOptions(ca_file=args.ca_file, insecure=args.insecure, plain_http=args.plain_http)
-    return login_cli.debug_options(args, RegistryOptions(tls=tls, username=args.username, password=_password(args)))
+    add_connection_flags(parser)
 
 
 def _note(args: argparse.Namespace, text: str) -> None:
@@ -107,7 +75,7 @@ def _note(args: argparse.Namespace, text: str) -> None:
 
 def run_tag(args: argparse.Namespace) -> int:
     """``tag``: one line per new tag, ``REGISTRY/REPO:TAG@DIGEST`` (``-q``: only that)."""
-    result = tag(args.source, args.new_tags, _options(args), dry_run=args.dry_run)
+    result = tag(args.source, args.new_tags, registry_options(args), dry_run=args.dry_run)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return EXIT_OK
@@ -129,20 +97,42 @@ def _line(result: UntagResult) -> str:
 
 
 def run_untag(args: argparse.Namespace) -> int:
-    """``untag``: each REF in turn, reported as it goes; the first refusal ends the run."""
-    options = _options(args)
-    results = []
+    """``untag``: each REF in turn, reported as it goes; the first error ends the run.
+
+    Tags removed before that error are reported all the same: on stdout as they go, and with
+    ``--json`` the document lists them with an ``errors`` entry before the error line.
+    """
+    options = registry_options(args)
+    results: list[UntagResult] = []
     for reference in args.references:
-        result = untag(reference, options, force=args.force, dry_run=args.dry_run)
+        try:
+            result = untag(reference, options, force=args.force, dry_run=args.dry_run)
+        except OcimergeError as exc:
+            if args.json:
+                _print_untagged(args, results, [{"reference": reference, "error": printable(str(exc))}])
+            raise
         results.append(result)
         if not args.quiet and not args.json:
             print(_line(result), flush=True)
-        if result.needed_by:
-            listed = ", ".join(result.needed_by)
-            _note(args, f"{result.reference} was the last tag of {result.digest}, which {listed} lists")
+        _notes(args, result)
     if args.json:
-        print(json.dumps({"untagged": [r.to_json() for r in results], "dryRun": args.dry_run}, indent=2))
+        _print_untagged(args, results, [])
     return EXIT_OK
+
+
+def _notes(args: argparse.Namespace, result: UntagResult) -> None:
+    if result.needed_by:
+        listed = ", ".join(result.needed_by)
+        _note(args, f"{result.reference} was the last tag of {result.digest}, which {listed} lists")
+    if result.manifest_restored:
+        _note(args, f"{result.reference.registry} deleted {result.digest} with the tag; it was put back by digest")
+
+
+def _print_untagged(args: argparse.Namespace, results: list[UntagResult], errors: list[dict[str, str]]) -> None:
+    document: dict[str, Any] = {"untagged": [r.to_json() for r in results], "dryRun": args.dry_run}
+    if errors:
+        document["errors"] = errors
+    print(json.dumps(document, indent=2), flush=True)
 
 
 #: The subcommands this module adds, for ``cli/commands.py``'s table.

@@ -443,7 +443,9 @@ class Registry:
         """[API-8] Every tag of ``repository``, following pagination until no new link.
 
         With ``limit``, paging stops once more than ``limit`` tags are known (the answer is
-        then longer than ``limit``, not complete): for callers that give up past a size.
+        then longer than ``limit``, not complete): for callers that give up past a size. It
+        also bounds the pages to ``limit // TAGS_PAGE + 10``: a registry repeating tags under
+        fresh ``next`` links gets no more requests than that (a :class:`RegistryError`).
 
         [SEC-8] A link already followed (the first page's included) ends the list, and more
         than ``MAX_TAG_PAGES`` pages is a :class:`RegistryError`: a registry cannot keep us
@@ -452,7 +454,8 @@ class Registry:
         build = self._request("GET", f"/v2/{repository}/tags/list", params={"n": str(TAGS_PAGE)})
         found: dict[str, None] = {}
         seen: set[str] = set()
-        for _page in range(MAX_TAG_PAGES):
+        pages = MAX_TAG_PAGES if limit is None else min(MAX_TAG_PAGES, limit // TAGS_PAGE + 10)
+        for _page in range(pages):
             response = self._send(Outgoing(build, "GET tags", f"list tags of {repository}"))
             seen.add(str(response.request.url))
             for tag in self._tag_page(response, repository):
@@ -462,7 +465,9 @@ class Registry:
             if following is None or following in seen or (limit is not None and len(found) > limit):
                 return tuple(found)  # the last page, or a registry repeating itself
             build = self._request("GET", following)
-        raise RegistryError(f"{self.host}: the tag list of {repository} runs past {MAX_TAG_PAGES} pages")
+        raise RegistryError(
+            f"{self.host}: the tag list of {repository} runs past {pages} pages with {len(found)} tags known"
+        )
 
     def _tag_page(self, response: httpx.Response, repository: str) -> list[str]:
         """The tags one page of a tag list names; a page that is not a JSON object is refused."""
