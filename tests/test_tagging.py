@@ -540,6 +540,27 @@ def test_a_placeholder_delete_failing_puts_the_tag_back(
         assert head(Reference.parse(f"{reg.host}/team/ph:doomed")) == digest
 
 
+def test_ctrl_c_while_the_tag_names_the_stand_in_puts_it_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """[TAG-2] An interrupt in the one moment the tag names the stand-in: the tag names the original again."""
+    with InProcessRegistry() as reg:
+        digest = push_image(reg.host, "team/ph:interrupted", Image(architecture="amd64"), tmp_path)
+        _refuse_tag_delete(reg, "interrupted")
+        original_delete = Registry.manifest_delete
+
+        def delete(self: Registry, reference: Reference) -> None:
+            if (
+                reference.digest is not None
+                and head(Reference.parse(f"{reg.host}/team/ph:interrupted")) == reference.digest
+            ):
+                raise KeyboardInterrupt  # the stand-in's own DELETE: Ctrl-C arrives now
+            original_delete(self, reference)
+
+        monkeypatch.setattr(Registry, "manifest_delete", delete)
+        with pytest.raises(KeyboardInterrupt):
+            untag(f"{reg.host}/team/ph:interrupted", ONCE)
+        assert head(Reference.parse(f"{reg.host}/team/ph:interrupted")) == digest
+
+
 def test_a_push_between_the_check_and_the_delete_is_kept(
     registry: RegistryServer, merged: Merged, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,6 +20,7 @@ once every merged tag is confirmed, skipping a tag that moved and never removing
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import json
@@ -551,6 +552,12 @@ def _via_placeholder(
     except OcimergeError as exc:
         if _still_tagged(registry, ref):  # else the DELETE went through and its answer was lost
             _restore(registry, ref, original, stand_in.descriptor.digest, exc)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM in the one moment the tag names the stand-in: put it back, then stop
+        with contextlib.suppress(OcimergeError):
+            if _still_tagged(registry, ref):
+                registry.manifest_put(ref, original)
+        raise
 
 
 def _still_tagged(registry: Registry, ref: Reference) -> bool:
