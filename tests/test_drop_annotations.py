@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from imagebuilder import Image, oci_layout
 from ocimerge.cli import main
 from ocimerge.cli.exits import code_for
-from ocimerge.errors import ConversionError
+from ocimerge.errors import ConversionError, UsageError
 from ocimerge.model import mediatype as mt
 from ocimerge.model.assemble import Annotation, Base, Child, IndexFormat, assemble, docker_losses, to_docker_manifest
 from ocimerge.model.descriptor import Descriptor
@@ -175,3 +176,16 @@ def test_the_command_line_on_a_real_estargz_image(tmp_path: Path, capsys: pytest
     assert listed["mediaType"] == mt.DOCKER_MANIFEST_LIST
     assert image["mediaType"] == mt.DOCKER_MANIFEST
     assert all("annotations" not in layer for layer in image["layers"])
+
+
+def test_drop_annotations_refuses_an_annotation_asked_for_in_the_same_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[CONVERT-2] Asking to add an annotation and to drop what a Docker list cannot carry disagree."""
+    archive = oci_layout([Image()]).write_tar(str(tmp_path / "amd64.tar"))
+    args = ["create", "--format", "docker", "--drop-annotations", "-o", str(tmp_path / "out.tar")]
+    assert main([*args, "--annotation", "index:org.example=1", archive]) == code_for(UsageError)
+    assert "--drop-annotations and --annotation org.example disagree" in capsys.readouterr().err
+    assert main([*args, "--annotations-from-labels", archive]) == code_for(UsageError)
+    assert "--drop-annotations and --annotations-from-labels disagree" in capsys.readouterr().err
+    assert not (tmp_path / "out.tar").exists()

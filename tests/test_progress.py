@@ -304,6 +304,17 @@ def test_quiet_with_another_progress_is_a_usage_error(archive: str, capsys: pyte
     """[PROGRESS-1] -q means quiet: -q --progress plain is refused before any work."""
     assert main(["push", "-q", "--progress", "plain", archive, "127.0.0.1:9/x:1"]) == code_for(UsageError)
     assert "-q and --progress plain disagree" in capsys.readouterr().err
+    # auto is the default: saying it beside -q is no disagreement (-q wins), as quiet is not
+    assert progress_mode(argparse.Namespace(progress="auto", quiet=True)) == "quiet"
+
+
+def test_a_stopped_run_says_stopped_not_done() -> None:
+    """[PROGRESS-4] An error or Ctrl-C ends the log with stopped:, never done: above the error."""
+    clock, out = FakeClock(), io.StringIO()
+    view = PlainView(out, clock=clock, delay=0, interval=60)
+    feed_push(view, clock)
+    view.finish(stopped=True)
+    assert out.getvalue().splitlines()[-1].startswith("stopped: uploaded 1, mounted 1, already there 1; 3/3 blobs")
 
 
 @pytest.mark.usefixtures("no_delay")

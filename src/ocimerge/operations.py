@@ -468,6 +468,12 @@ def _check_append(options: CreateOptions, targets: Sequence[Reference]) -> None:
         raise UsageError("--untag-sources needs -t REGISTRY/REPO:TAG: source tags go once the merged tag holds them")
     if options.drop_annotations and options.format is not IndexFormat.DOCKER:
         raise UsageError("--drop-annotations goes with --format docker: an OCI index carries every annotation")
+    if options.drop_annotations and (options.annotations or options.annotations_from_labels):
+        asked = f"--annotation {options.annotations[0].key}" if options.annotations else "--annotations-from-labels"
+        raise UsageError(
+            f"--drop-annotations and {asked} disagree: a Docker list cannot carry the annotation asked for; "
+            "drop one of the two, or use --format oci"
+        )
 
 
 def _read_base(

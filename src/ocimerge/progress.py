@@ -205,6 +205,7 @@ class ProgressView(abc.ABC):
         self._lock = threading.Lock()
         self._tally = _Tally(clock)
         self._finished = False
+        self._stopped = False
         _VIEWS.add(self)
 
     def keep_above(self) -> None:  # noqa: B027 - deliberately empty: only a terminal view redraws
@@ -216,12 +217,17 @@ class ProgressView(abc.ABC):
             self._tally.count(event)
             self._after(event)
 
-    def finish(self) -> None:
-        """Write the final state (no blob in flight); a second call writes nothing."""
+    def finish(self, *, stopped: bool = False) -> None:
+        """Write the final state (no blob in flight); a second call writes nothing.
+
+        ``stopped``: the run ended by an error or an interrupt, so the plain view's last line
+        says ``stopped:`` rather than ``done:`` ([PROGRESS-4]).
+        """
         with self._lock:
             if self._finished:
                 return
             self._finished = True
+            self._stopped = stopped
             self._tally.active.clear()
             self._final()
 
@@ -367,4 +373,5 @@ class PlainView(ProgressView):
         elapsed = self._clock() - tally.started
         average = f", {human(int(tally.moved / elapsed))}/s" if elapsed > 0 and tally.moved else ""
         fields = tally.fields()
-        self._write(f"done: {fields[-1]}; {fields[0]}, {fields[1]} in {duration(elapsed)}{average}\n")
+        word = "stopped" if self._stopped else "done"
+        self._write(f"{word}: {fields[-1]}; {fields[0]}, {fields[1]} in {duration(elapsed)}{average}\n")

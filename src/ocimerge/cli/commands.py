@@ -104,7 +104,7 @@ def progress_mode(args: argparse.Namespace) -> str:
     """
     given = getattr(args, "progress", None)
     if getattr(args, "quiet", False):
-        if given not in (None, "quiet"):
+        if given not in (None, "quiet", "auto"):
             raise UsageError(f"-q and --progress {given} disagree: -q means --progress quiet; give one of the two")
         return "quiet"
     if given is None and getattr(args, "dry_run", False):
@@ -150,9 +150,12 @@ def _progress_while(args: argparse.Namespace) -> Iterator[ProgressView | None]:
     view = _progress(args)
     try:
         yield view
-    finally:
-        if view is not None:
-            view.finish()
+    except BaseException:
+        if view is not None:  # an error or Ctrl-C: the last line says stopped, not done
+            view.finish(stopped=True)
+        raise
+    if view is not None:
+        view.finish()
 
 
 def _push_options(args: argparse.Namespace, view: ProgressView | None) -> PushOptions:
