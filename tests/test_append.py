@@ -351,3 +351,28 @@ def test_append_does_not_overwrite_a_tag_pushed_while_it_ran(registry: RegistryS
     partial = ocimerge.partial_result(raised.value)
     assert partial is not None
     assert [f.repository for f in partial.failed] == [ocimerge.Reference.parse(reference).repository]
+
+
+def test_the_summary_table_lists_images_in_the_index_order(
+    registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The table after an append is the index as written: the tag's entries first, not re-sorted."""
+    reference = tag(registry)
+    publish(reference, archive(tmp_path, ARM64))
+    capsys.readouterr()
+    assert main(["create", "--append", "-t", reference, archive(tmp_path, AMD64)]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split()[0] for line in out.splitlines() if line.strip().startswith("linux/")]
+    _, index = stored(reference)
+    assert rows == [p for p, _, _ in images_of(index)] == ["linux/arm64/v8", "linux/amd64"]
+
+
+def test_appending_an_oci_image_to_a_docker_list_says_the_format_changes(
+    registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reference = tag(registry)
+    assert main(["create", "-q", "--format", "docker", "-t", reference, archive(tmp_path, AMD64)]) == 0
+    capsys.readouterr()
+    assert main(["create", "--append", "-t", reference, archive(tmp_path, ARM64)]) == 0
+    assert "was a Docker manifest list; the new index is an OCI index" in capsys.readouterr().err
+    assert stored(reference)[1]["mediaType"] == "application/vnd.oci.image.index.v1+json"

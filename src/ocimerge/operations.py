@@ -24,6 +24,7 @@ import attrs
 
 from ocimerge.content import FOUND_AS_ATTESTATION, Image, ImageSet, Referrer
 from ocimerge.errors import InputError, OcimergeError, SourceNotFoundError, UsageError
+from ocimerge.model import mediatype as mt
 from ocimerge.model.annotations import REFERENCE_TYPE, is_attestation
 from ocimerge.model.assemble import (
     Annotation,
@@ -505,6 +506,18 @@ def _read_base(
     return found, notes
 
 
+def _format_change(base: ImageSet | None, assembly: Assembly, targets: Sequence[Reference]) -> list[str]:
+    """[INDEX-9] A note when an append turns the tag's Docker manifest list into an OCI index."""
+    if base is None or base.document is None or base.document.descriptor.media_type != mt.DOCKER_MANIFEST_LIST:
+        return []
+    if assembly.index.descriptor.media_type == mt.DOCKER_MANIFEST_LIST:
+        return []
+    return [
+        f"{targets[0]} was a Docker manifest list; the new index is an OCI index (an image added is OCI, "
+        "or annotations ask for it); pass --format docker to keep a Docker list"
+    ]
+
+
 def _attestation_entries(found: ImageSet) -> list[Descriptor]:
     """The attestation entries of ``found``'s root index (none for a single manifest)."""
     root = found.document.value if found.document is not None else None
@@ -598,6 +611,7 @@ def create(
             spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="ocimerge-gzip-"))
             images = [gzip_image(i, spool) for i in images]
         assembly = _assemble(images, opts, rebased)
+        notes.extend(_format_change(base, assembly, targets))
         referrers, carry_notes = _carried(loaded, images, assembly)
         notes.extend(carry_notes)
         if opts.sign_key is not None:

@@ -140,12 +140,12 @@ def print_dry_run(result: CreateResult, out: TextIO, err: TextIO | None) -> None
 
 
 def print_create(result: CreateResult, out: TextIO) -> None:
-    """``create``: where it was written, the index, a row per image by platform, then the pushes."""
+    """``create``: where it was written, the index, a row per image in index order, then the pushes."""
     index = result.index
     rows = [["PLATFORM", "DIGEST", "SOURCE"]]
-    # images and manifests are parallel; sorting the pairs keeps each image with its manifest
-    pairs = sorted(zip(result.images, result.assembly.manifests, strict=True), key=lambda p: p[0].platform.key)
-    for image, manifest in pairs:
+    # images and manifests are parallel and in the index's order: sorted by platform [INDEX-2],
+    # except that an append keeps the tag's entries first [INDEX-9]; the table shows the truth
+    for image, manifest in zip(result.images, result.assembly.manifests, strict=True):
         rows.append([str(image.platform), str(manifest.descriptor.digest), image.source])
     if result.output:  # None when only pushed
         out.write(f"Wrote {printable(result.output)}\n")
