@@ -658,11 +658,17 @@ def create(
 
 
 def _source_tag(spec: SourceSpec, found: ImageSet) -> tuple[Reference, Digest] | None:
-    """[TAG-6] A registry source given by tag, with the digest its tag named when read; else None."""
+    """[TAG-6] A registry source, with the digest read for it; None for a local source.
+
+    A source given by tag is its tag and the digest it named when read; one pinned as
+    ``TAG@DIGEST`` is its tag and that digest (removed only while the tag names it); one
+    given by digest alone is kept as it is, for ``untag_sources`` to report as no tag.
+    """
     ref = spec.reference
-    if ref is None or ref.digest is not None or not ref.tag:
+    if ref is None:
         return None
-    return ref, found.root_document.descriptor.digest
+    digest = found.root_document.descriptor.digest
+    return (attrs.evolve(ref, digest=None), digest) if ref.tag else (ref, digest)
 
 
 def _untag_sources(
@@ -670,10 +676,15 @@ def _untag_sources(
 ) -> CreateResult:
     """[TAG-6] ``--untag-sources`` after a push that reached every target: the outcomes as notes."""
     merged = [(Reference(p.registry, p.repository, tag=t), p.root.digest) for p in result.pushed for t in p.tags]
+    if not sources:
+        note = "--untag-sources: no source is a registry tag; nothing to remove"
+        return attrs.evolve(result, notes=(*result.notes, note))
     if dry_run:
         targets = {str(ref) for ref, _ in merged}
         notes = tuple(
-            f"would remove the source tag {ref} (--untag-sources)" for ref, _ in sources if str(ref) not in targets
+            f"would remove the source tag {ref} (--untag-sources)"
+            for ref, _ in sources
+            if ref.digest is None and str(ref) not in targets
         )
         return attrs.evolve(result, notes=(*result.notes, *notes))
     try:
