@@ -183,3 +183,20 @@ def test_every_command_json_is_one_document(registry: RegistryServer, tmp_path: 
 
 def unique_prefix(to: str) -> str:
     return f"{to}-{uuid.uuid4().hex[:4]}"
+
+
+def test_json_on_a_failure_is_still_one_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--json promises one document on stdout: a failure before any result is that document."""
+    from ocimerge.cli import main
+    from ocimerge.cli.exits import code_for
+    from ocimerge.errors import SourceNotFoundError
+
+    missing = str(tmp_path / "nonexist.tar")
+    for argv in (["create", "--json", "-o", str(tmp_path / "out.tar"), missing], ["verify", "--json", missing]):
+        code = main(argv)
+        assert code == code_for(SourceNotFoundError)
+        captured = capsys.readouterr()
+        document = one_json_document(captured.out)
+        assert document == {"error": "SourceNotFoundError", "message": document["message"], "exitCode": code}
+        assert "nonexist.tar" in str(document["message"])
+        assert captured.err.count("\n") == 1  # and the one error line on stderr, as without --json

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 
 from ocimerge import progress
+from ocimerge.cli import render
 from ocimerge.cli.commands import COMMANDS
 from ocimerge.cli.exits import EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, exit_code
 from ocimerge.cli.parser import build_parser
@@ -149,12 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     once on stderr what stops, a second aborts at once ([PUSH-5]).
     """
     args = build_parser().parse_args(argv)
+    render.forget_json()
     # the handlers stay in place while an interrupt is reported, so a second one aborts then too
     with _signals_as_interrupt():
         try:
             return COMMANDS[args.command](args)
         except OcimergeError as exc:
-            return _report_error(exc)
+            code = _report_error(exc)
+            if getattr(args, "json", False):  # --json: one document on stdout, failures too
+                render.print_json_error(exc, code, sys.stdout)
+            return code
         except KeyboardInterrupt as exc:
             code = _report_interrupt(exc)
             if threading.current_thread() is threading.main_thread():

@@ -52,6 +52,10 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO, indent: str = "  ") -> No
         out.write(indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
+#: Whether this process printed a JSON document yet: ``--json`` promises exactly one.
+_JSON_STATE = {"printed": False}
+
+
 def print_json(payload: Any, out: TextIO) -> None:
     """Write ``payload`` as indented JSON, one document ending in a newline.
 
@@ -59,6 +63,21 @@ def print_json(payload: Any, out: TextIO) -> None:
     DEL and C1 included, so outside text inside the JSON cannot drive a terminal either.
     """
     out.write(json.dumps(payload, indent=2, ensure_ascii=True) + "\n")
+    _JSON_STATE["printed"] = True
+
+
+def print_json_error(error: BaseException, code: int, out: TextIO) -> None:
+    """``--json`` when a command failed before it had a result to print: the error as the one
+    document, with the field names a failed target has in ``errors`` (``error`` the class,
+    ``message``, ``exitCode``). Nothing when a document was printed already ([MSG-4])."""
+    if _JSON_STATE["printed"]:
+        return
+    print_json({"error": type(error).__name__, "message": str(error), "exitCode": code}, out)
+
+
+def forget_json() -> None:
+    """Start a command afresh (``main`` called twice in one process, as tests do)."""
+    _JSON_STATE["printed"] = False
 
 
 def print_notes(notes: Sequence[str], *, quiet: bool) -> None:
