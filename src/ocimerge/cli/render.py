@@ -109,18 +109,32 @@ def _push_line(result: PushResult) -> str:
     The verb first (scripts grep for "Pushed"), then each tag as a reference one can copy
     (``REGISTRY/REPO:TAG@DIGEST``, space-separated), then the counts in parentheses.
     """
-    verb = "Would push" if result.dry_run else "Pushed"
+    dry = result.dry_run
+    verb = "Would push" if dry else "Pushed"
     where = printable(" ".join(references(result)))
-    return (
-        f"{verb} {where} ("
-        f"{result.count(BlobAction.UPLOAD)} blobs uploaded, {result.count(BlobAction.COPY)} copied from "
-        f"another registry ({human(result.bytes_uploaded)}), {result.count(BlobAction.MOUNT)} mounted, "
-        f"{result.count(BlobAction.SKIP)} already there; "
-        f"{result.manifests_pushed} manifests pushed, {result.manifests_skipped} already there"
-        # [REFERRERS-10] said only when there were some: a plain image's line stays as it was
-        + (f"; {result.referrers_pushed} referrers (signatures, SBOMs) attached" if result.referrers_pushed else "")
-        + ")\n"
+    sent = f"{human(result.bytes_uploaded)} {'to send' if dry else 'sent'}"
+    counts = [
+        f"{_count(result.count(BlobAction.UPLOAD), 'blob')} {'to upload' if dry else 'uploaded'}",
+        f"{result.count(BlobAction.COPY)} {'to copy' if dry else 'copied'} from another registry ({sent})",
+        f"{result.count(BlobAction.MOUNT)} {'to mount' if dry else 'mounted'}",
+        f"{result.count(BlobAction.SKIP)} already there",
+    ]
+    manifests = (
+        f"{_count(result.manifests_pushed, 'manifest')} {'to push' if dry else 'pushed'}, "
+        f"{result.manifests_skipped} already there"
     )
+    # [REFERRERS-10] said only when there were some: a plain image's line stays as it was
+    referrers = f"; {result.referrers_pushed} referrers (signatures, SBOMs) attached" if result.referrers_pushed else ""
+    return f"{verb} {where} ({', '.join(counts)}; {manifests}{referrers})\n"
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless one.
+
+    >>> _count(1, "blob"), _count(2, "blob")
+    ('1 blob', '2 blobs')
+    """
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def print_pushes(results: Sequence[PushResult], out: TextIO) -> None:
