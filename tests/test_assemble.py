@@ -121,6 +121,16 @@ def test_same_normalised_platform_twice_is_a_conflict(a: str, b: str) -> None:
         assemble([child(a), Child("other.tar", manifest("other"), Platform.parse(b))])
 
 
+def test_the_same_image_from_two_sources_says_so() -> None:
+    """[INDEX-3] Not "two images of one platform" (nor the zstd hint): one image, given twice."""
+    one = child("linux/amd64")
+    with pytest.raises(
+        PlatformConflictError,
+        match=r"the same image \w+ \(linux/amd64\) comes from a\.tar and from b\.tar; give it once",
+    ):
+        assemble([attrs.evolve(one, source="a.tar"), attrs.evolve(one, source="b.tar")])
+
+
 def test_unknown_platform_cannot_be_an_entry() -> None:
     with pytest.raises(ModelError, match="no platform"):
         assemble([Child("x.tar", manifest("x"), Platform("unknown", "unknown"))])

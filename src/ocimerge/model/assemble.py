@@ -316,6 +316,11 @@ def _check_platforms(children: Sequence[Child]) -> frozenset[int]:
         group = seen.setdefault(child.platform, [])
         for j in group:
             other = children[j]
+            if other.manifest.descriptor.digest == child.manifest.descriptor.digest:
+                raise PlatformConflictError(
+                    f"the same image {child.manifest.descriptor.digest.short} ({child.platform.normalized()}) "
+                    f"comes from {other.source} and from {child.source}; give it once"
+                )
             if not _is_compression_variant(child, other):
                 raise PlatformConflictError(
                     f"two sources are {child.platform.normalized()}: {other.source} "
