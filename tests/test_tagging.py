@@ -112,6 +112,13 @@ def writes(server: RegistryServer, before: int) -> list[tuple[str, str, int]]:
     return [r for r in server.requests()[before:] if r[0] not in ("GET", "HEAD")]
 
 
+def removal_words(server: RegistryServer) -> str:
+    """How untag's line says the tag went (the placeholder path in words, not jargon)."""
+    if server.is_distribution:
+        return "registry refused tag deletes; moved onto a throwaway manifest and deleted that"
+    return "deleted"
+
+
 def expected_removal(server: RegistryServer) -> Removal:
     # Distribution 2.8 answers a tag DELETE 400 DIGEST_INVALID; the in-process registry removes it
     return Removal.PLACEHOLDER if server.is_distribution else Removal.DELETED
@@ -196,7 +203,7 @@ def test_untag_refuses_the_last_tag_of_a_child_of_a_tagged_index(
     assert head(merged.ref("1-amd64")) == merged.amd64
     assert main(["untag", "--force", str(merged.ref("1-amd64"))]) == 0
     captured = capsys.readouterr()
-    assert captured.out.startswith(f"untagged {merged.ref('1-amd64')} ({expected_removal(registry).value})")
+    assert captured.out.startswith(f"untagged {merged.ref('1-amd64')} ({removal_words(registry)})")
     assert f"{merged.repo}:1 lists" in captured.err
     assert head(merged.ref("1-amd64")) is None
     assert head(merged.at(merged.amd64)) == merged.amd64
@@ -642,24 +649,92 @@ def test_untag_sources_advice_names_untag_not_create_force(registry: RegistrySer
     assert "pass --force" not in outcome.note
 
 
-def test_untag_reports_what_it_removed_before_an_error(
+def test_untag_checks_every_ref_before_removing_any(
     registry: RegistryServer, merged: Merged, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--json prints the removed tags and an errors entry, then the error line; plain mode the lines."""
+    """[TAG-8] One REF refused and none is removed; --json has one errors entry per problem."""
     tag(str(merged.ref("1")), ["a", "b"])
     argv = ["untag", "--json", str(merged.ref("a")), str(merged.ref("nosuch"))]
     assert main(argv) == code_for(SourceNotFoundError)
     captured = capsys.readouterr()
     report = json.loads(captured.out)
-    assert [u["reference"] for u in report["untagged"]] == [str(merged.ref("a"))]
-    [error] = report["errors"]
-    assert error["reference"] == str(merged.ref("nosuch"))
-    assert "no such tag" in error["error"]
-    assert captured.err.count("\n") == 1
-    assert main(["untag", str(merged.ref("b")), str(merged.ref("nosuch"))]) == code_for(SourceNotFoundError)
+    assert report["untagged"] == []
+    assert report["errors"] == [
+        {
+            "reference": str(merged.ref("nosuch")),
+            "error": "SourceNotFoundError",
+            "message": f"{merged.ref('nosuch')}: no such tag in {merged.host}/{merged.repo}",
+            "exitCode": 3,
+        }
+    ]
+    assert captured.err == f"ocimerge: error: {merged.ref('nosuch')}: no such tag in {merged.host}/{merged.repo}\n"
+    assert head(merged.ref("a")) == merged.index
+    # a needed tag after a removable one: nothing removed, then --force removes both
+    assert main(["untag", str(merged.ref("b")), str(merged.ref("1-amd64"))]) == code_for(TagNeededError)
     captured = capsys.readouterr()
-    assert captured.out.startswith(f"untagged {merged.ref('b')} (")
-    assert captured.err.startswith("ocimerge: error: ")
+    assert captured.out == ""
+    assert captured.err.startswith(f"ocimerge: error: {merged.ref('1-amd64')} is the last tag of {merged.amd64}")
+    assert "nothing was removed" in captured.err
+    assert (head(merged.ref("b")), head(merged.ref("1-amd64"))) == (merged.index, merged.amd64)
+    assert main(["untag", "--force", str(merged.ref("b")), str(merged.ref("1-amd64"))]) == 0
+    assert (head(merged.ref("b")), head(merged.ref("1-amd64"))) == (None, None)
+
+
+def test_untag_dry_run_lists_every_problem_and_dedupes(
+    registry: RegistryServer, merged: Merged, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[TAG-8] A dry run prints each problem (exit: the first one's); the same REF twice is one."""
+    tag(str(merged.ref("1")), ["a"])
+    refs = [str(merged.ref(t)) for t in ("nosuch", "a", "1-amd64", "a")]
+    assert main(["untag", "--dry-run", *refs]) == code_for(SourceNotFoundError)
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        f"would untag {merged.ref('a')} (it names {merged.index}; the manifest would stay)"
+    ]
+    errors = captured.err.splitlines()
+    assert len(errors) == 2, errors
+    assert errors[0].startswith(f"ocimerge: error: {merged.ref('nosuch')}: no such tag in ")
+    assert errors[1].startswith(f"ocimerge: error: {merged.ref('1-amd64')} is the last tag")
+    assert main(["untag", str(merged.ref("a")), str(merged.ref("a"))]) == 0
+    assert capsys.readouterr().out.count("untagged ") == 1
+    assert head(merged.ref("a")) is None
+    assert head(merged.ref("1-amd64")) == merged.amd64
+
+
+def test_untag_wants_an_explicit_tag(
+    registry: RegistryServer, merged: Merged, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A destructive command invents no :latest; an empty REF says so."""
+    tag(str(merged.ref("1")), ["latest"])
+    bare = f"{merged.host}/{merged.repo}"
+    assert main(["untag", bare]) == code_for(UsageError)
+    assert capsys.readouterr().err == (
+        f"ocimerge: error: untag needs REGISTRY/REPO:TAG; {bare} names no tag (write {bare}:latest for latest)\n"
+    )
+    assert head(merged.ref("latest")) == merged.index
+    with pytest.raises(UsageError, match="untag needs REGISTRY/REPO:TAG; got an empty reference"):
+        untag("")
+    assert main(["untag", str(merged.ref("latest"))]) == 0
+
+
+def test_refusals_name_up_to_three_indexes_and_a_dry_run_says_is(
+    registry: RegistryServer, merged: Merged, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[TAG-3] Every index needing the digest is named (up to three); a dry run's note is present tense."""
+    tag(str(merged.ref("1")), ["1b", "1c", "1d"])
+    with pytest.raises(TagNeededError) as caught:
+        untag(str(merged.ref("1-amd64")))
+    message = str(caught.value)
+    assert "which the indexes at " in message
+    named = message.split("which the indexes at ", 1)[1].split(" list;", 1)[0]
+    assert named.endswith(" and 1 more"), named  # four indexes: three named
+    names = named.removesuffix(" and 1 more").split(", ")
+    assert len(names) == 3
+    assert set(names) < {f"{merged.repo}:{t}" for t in ("1", "1b", "1c", "1d")}
+    assert main(["untag", "--dry-run", "--force", str(merged.ref("1-amd64"))]) == 0
+    err = capsys.readouterr().err
+    assert f"{merged.ref('1-amd64')} is the last tag of {merged.amd64}, which " in err
+    assert head(merged.ref("1-amd64")) == merged.amd64
 
 
 def _proxy(reg: InProcessRegistry, change: Callable[[httpx.Request, httpx.Client], httpx.Response]) -> Registry:
@@ -751,3 +826,72 @@ def test_a_tag_list_repeating_itself_under_fresh_links_is_bounded() -> None:
     with client, pytest.raises(RegistryError, match="runs past 10 pages with 1 tags known"):
         client.tags("a", limit=5)
     assert len(pages) == 10
+
+
+# -- tag onto an existing tag ([TAG-7]) -----------------------------------------------------------
+
+
+def test_tag_moving_the_last_tag_of_a_needed_manifest_is_refused_unless_forced(
+    registry: RegistryServer, merged: Merged, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[TAG-7] tag onto 1-amd64 would untag the amd64 manifest app:1 lists: the untag check applies."""
+    with pytest.raises(TagNeededError, match="pass --force to move the tag anyway"):
+        tag(str(merged.ref("1-arm64")), ["1-amd64"])
+    before = len(registry.requests())
+    assert main(["tag", str(merged.ref("1-arm64")), "1-amd64"]) == code_for(TagNeededError) == 5
+    err = capsys.readouterr().err
+    assert err.startswith(f"ocimerge: error: moving 1-amd64 from {merged.amd64} to {merged.arm64}: ")
+    assert f"the index at {merged.repo}:1 lists" in err
+    assert writes(registry, before) == []
+    assert head(merged.ref("1-amd64")) == merged.amd64
+    assert main(["tag", "--force", str(merged.ref("1-arm64")), "1-amd64"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"tagged {merged.host}/{merged.repo}:1-amd64@{merged.arm64}\n"
+    assert f"ocimerge: note: moved 1-amd64 from {merged.amd64} to {merged.arm64}\n" in captured.err
+    assert head(merged.ref("1-amd64")) == merged.arm64
+
+
+def test_tag_moving_a_tag_says_from_which_digest(
+    registry: RegistryServer, merged: Merged, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[TAG-7] A moved tag that is not needed moves; the note and --json's previous say from what."""
+    tag(str(merged.ref("1-amd64")), ["spare", "again"])  # 1-amd64 keeps the manifest tagged
+    assert main(["tag", "--dry-run", str(merged.ref("1-arm64")), "spare"]) == 0
+    assert f"note: would move spare from {merged.amd64} to {merged.arm64}" in capsys.readouterr().err
+    assert main(["tag", "--json", str(merged.ref("1-arm64")), "spare", "again", "new"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["previous"] == {
+        str(merged.ref("spare")): str(merged.amd64),
+        str(merged.ref("again")): str(merged.amd64),
+        str(merged.ref("new")): None,
+    }
+    assert head(merged.ref("spare")) == merged.arm64
+    assert main(["tag", str(merged.ref("1-arm64")), "spare"]) == 0  # already names it: nothing moved
+    assert "moved" not in capsys.readouterr().err
+
+
+def test_tag_json_errors_have_create_s_shape(
+    registry: RegistryServer, merged: Merged, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tag", "--json", str(merged.ref("nosuch")), "x"]) == code_for(SourceNotFoundError)
+    captured = capsys.readouterr()
+    [entry] = json.loads(captured.out)["errors"]
+    assert entry == {
+        "reference": str(merged.ref("nosuch")),
+        "error": "SourceNotFoundError",
+        "message": f"{merged.ref('nosuch')}: no such tag or digest in {merged.host}/{merged.repo}",
+        "exitCode": 3,
+    }
+    assert captured.err.count("\n") == 1
+
+
+def test_a_new_tag_without_a_host_is_docker_hub_s_and_the_refusal_says_so() -> None:
+    """[TAG-5] "stable/app:1" names docker.io: the message shows how to write it for SRC's registry."""
+    with pytest.raises(UsageError) as caught:
+        tag("127.0.0.1:5055/app:1", ["stable/app:1"])
+    assert str(caught.value) == (
+        "stable/app:1 names docker.io/stable/app:1; write 127.0.0.1:5055/stable/app:1 for this registry, "
+        "or a bare TAG for 127.0.0.1:5055/app's repository"
+    )
+    with pytest.raises(UsageError, match=r"is on another registry than 127\.0\.0\.1:5055: use ocimerge push"):
+        tag("127.0.0.1:5055/app:1", ["docker.io/stable/app:1"])

@@ -78,6 +78,8 @@ _EMPTY = b"{}"
 _EMPTY_DESCRIPTOR = Descriptor(mt.OCI_EMPTY, Digest.of(_EMPTY), len(_EMPTY))
 #: [TAG-3] The advice of a TagNeededError; untag_sources words it for ``create``'s user [TAG-6].
 _PASS_FORCE = "pass --force to remove the tag anyway (the manifest stays)"
+#: [TAG-7] The same advice for ``tag``, which would move the tag off the manifest.
+_PASS_FORCE_TAG = "pass --force to move the tag anyway (the manifest stays)"
 
 
 # -- results --------------------------------------------------------------------------------
@@ -96,14 +98,24 @@ class TagResult:
     tagged: tuple[Reference, ...]
     mounted: int = 0
     dry_run: bool = False
+    previous: tuple[Digest | None, ...] = ()
+
+    def moved(self) -> tuple[tuple[Reference, Digest], ...]:
+        """[TAG-7] Each new tag that named another digest before (moved off it), with that digest."""
+        return tuple((r, p) for r, p in zip(self.tagged, self.previous, strict=False) if p is not None)
 
     def to_json(self) -> dict[str, Any]:
-        """The result as ``tag --json`` prints it."""
+        """The result as ``tag --json`` prints it; ``previous`` maps each tag to the digest it named before."""
+        before = self.previous or (None,) * len(self.tagged)
         return {
             "source": str(self.source),
             "digest": str(self.root.digest),
             "mediaType": self.root.media_type,
             "references": [str(r) for r in self.tagged],
+            "previous": {
+                str(attrs.evolve(r, digest=None)): str(p) if p is not None else None
+                for r, p in zip(self.tagged, before, strict=True)
+            },
             "blobsMounted": self.mounted,
             "dryRun": self.dry_run,
         }
@@ -114,6 +126,7 @@ class Removal(enum.Enum):
 
     DELETED = "deleted"  # [TAG-1] the spec's DELETE of the tag
     PLACEHOLDER = "via placeholder"  # [TAG-2] moved onto a throwaway, which was deleted by digest
+    # (the CLI's line says that in words: "via placeholder" stays the JSON value)
     DRY_RUN = "dry run"  # nothing removed: it would have been
 
 
@@ -188,10 +201,23 @@ def _new_tag(text: str, source: Reference) -> Reference:
     if reference.digest is not None or reference.tag is None:
         raise UsageError(f"{text}: a new tag must be REGISTRY/REPO:TAG, not a digest (the digest is the content's)")
     if reference.registry != source.registry:
+        if not _names_a_registry(text):
+            # [TAG-5] "stable/app:1" is Docker Hub's; the user most likely meant SRC's registry
+            raise UsageError(
+                f"{text} names {reference}; write {source.registry}/{text} for this registry, "
+                f"or a bare TAG for {source.name}'s repository"
+            )
         raise UsageError(
             f"{text} is on another registry than {source.registry}: use ocimerge push docker://{source} {text}"
         )
     return reference
+
+
+def _names_a_registry(text: str) -> bool:
+    """Whether ``text`` starts with a registry host ([REF-2]: a first component with ``.``, ``:``
+    or ``localhost``), rather than meaning Docker Hub by naming none."""
+    first, slash, _ = text.removeprefix("docker://").partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
 
 
 def _cross_repository(
@@ -217,6 +243,7 @@ def tag(
     options: RegistryOptions | None = None,
     *,
     dry_run: bool = False,
+    force: bool = False,
 ) -> TagResult:
     """[TAG-5] Give the image at ``source`` (a registry tag or digest) each of ``new_tags``.
 
@@ -226,6 +253,11 @@ def tag(
     repository the image is pushed with its blobs mounted from the source's. Raises what
     reading or writing the registry raises (:class:`SourceNotFoundError` for a missing
     source). ``dry_run`` reads but writes nothing.
+
+    [TAG-7] A new tag that exists and names another digest is moved: before anything is
+    written, the digest it names now gets untag's last-tag check ([TAG-3]), a
+    :class:`TagNeededError` unless ``force``; the result's ``previous`` says what each tag
+    named before (None: it did not exist, or named the same image).
     """
     src = source if isinstance(source, Reference) else Reference.parse(source.removeprefix("docker://"))
     if not new_tags:
@@ -234,30 +266,56 @@ def tag(
     same = [t for t in targets if t.repository == src.repository]
     other = [t for t in targets if t.repository != src.repository]
     with RegistryPool(options) as pool:
-        root, mounted = None, 0
+        registry = pool.get(src.registry)
+        document = _read_source(registry, src)
+        previous = tuple(_previous(registry, t, document.descriptor.digest, force) for t in targets)
+        root, mounted = document.descriptor, 0
         if same:
-            root = _same_repository(pool.get(src.registry), src, same, dry_run)
+            _same_repository(registry, src, document, same, dry_run)
         if other:
             # the digest read above, so every new tag names the same image even if SRC moves meanwhile
-            pinned = src if root is None else attrs.evolve(src, tag=None, digest=root.digest)
+            pinned = attrs.evolve(src, tag=None, digest=root.digest)
             root, mounted = _cross_repository(pinned, other, pool, dry_run)
-    assert root is not None  # targets is not empty: one of the two branches ran
     tagged = tuple(attrs.evolve(t, digest=root.digest) for t in targets)
-    return TagResult(src, root, tagged, mounted, dry_run)
+    return TagResult(src, root, tagged, mounted, dry_run, previous)
 
 
-def _same_repository(registry: Registry, source: Reference, targets: Sequence[Reference], dry_run: bool) -> Descriptor:
-    """[TAG-5] GET the root once (verified), PUT its exact bytes under each tag; no blob moves.
+def _previous(registry: Registry, target: Reference, digest: Digest, force: bool) -> Digest | None:
+    """[TAG-7] The other digest ``target`` names now (None if none), after untag's [TAG-3] check on it."""
+    found = _head(registry, target)
+    if found is None or found[0] == digest:
+        return None
+    check = _Untag(target, force=force, allowed=frozenset({digest}))
+    if force:
+        _forced_needers(registry, target, found[0], check)
+        return found[0]
+    try:
+        _needers(registry, target, found[0], check)
+    except TagNeededError as exc:
+        raise TagNeededError(
+            f"moving {target.tag} from {found[0]} to {digest}: " + str(exc).replace(_PASS_FORCE, _PASS_FORCE_TAG)
+        ) from exc
+    return found[0]
+
+
+def _read_source(registry: Registry, source: Reference) -> Document[Any]:
+    """[TAG-5] The source's root document, read once and verified."""
+    try:
+        return registry.manifest_get(source)
+    except RegistryError as exc:
+        if exc.status != 404:
+            raise
+        raise SourceNotFoundError(f"{source}: no such tag or digest in {registry.host}/{source.repository}") from exc
+
+
+def _same_repository(
+    registry: Registry, source: Reference, document: Document[Any], targets: Sequence[Reference], dry_run: bool
+) -> None:
+    """[TAG-5] PUT the root's exact bytes (read once, verified) under each tag; no blob moves.
 
     An index's children are HEADed first: a tag never names an index whose children are
     missing (:class:`BlobMissingError`, as ``push`` refuses it).
     """
-    try:
-        document = registry.manifest_get(source)
-    except RegistryError as exc:
-        if exc.status != 404:
-            raise
-        raise SourceNotFoundError(f"{source}: no such tag or digest in {registry.host}") from exc
     if isinstance(document.value, ImageIndex):
         for child in document.value.manifests:
             if registry.manifest_head(attrs.evolve(source, tag=None, digest=child.digest)) is None:
@@ -269,7 +327,6 @@ def _same_repository(registry: Registry, source: Reference, targets: Sequence[Re
     for target in targets:
         if not dry_run:
             registry.manifest_put(target, document)
-    return document.descriptor
 
 
 # -- untag ----------------------------------------------------------------------------------
@@ -287,7 +344,16 @@ class _Untag:
 
 
 def _as_tag(reference: str | Reference) -> Reference:
-    ref = reference if isinstance(reference, Reference) else Reference.parse(reference.removeprefix("docker://"))
+    """[TAG-1] An untag REF: an explicit tag (a destructive command invents no ``:latest``)."""
+    if isinstance(reference, str) and not reference.strip():
+        raise UsageError("untag needs REGISTRY/REPO:TAG; got an empty reference")
+    ref = (
+        reference
+        if isinstance(reference, Reference)
+        else Reference.parse(reference.removeprefix("docker://"), default_tag=None)
+    )
+    if ref.tag is None and ref.digest is None:
+        raise UsageError(f"untag needs REGISTRY/REPO:TAG; {reference} names no tag (write {ref}:latest for latest)")
     if ref.digest is not None or not ref.tag:
         raise UsageError(
             f"{reference}: untag takes REGISTRY/REPO:TAG; a digest is no tag "
@@ -371,7 +437,7 @@ def _current(registry: Registry, ref: Reference, expected: Digest | None) -> Dig
     """The digest the tag names now; [TAG-4] it must be ``expected`` when that is given."""
     found = registry.manifest_head(ref)
     if found is None:
-        raise SourceNotFoundError(f"{ref}: no such tag in {registry.host}")
+        raise SourceNotFoundError(f"{ref}: no such tag in {registry.host}/{ref.repository}")
     if expected is not None and found.digest != expected:
         raise TagMovedError(
             f"{ref} names {found.digest} now, not {expected} as when it was read: "
@@ -434,10 +500,23 @@ def _needers(registry: Registry, ref: Reference, digest: Digest, request: _Untag
     )
     if needers and not request.force:
         raise TagNeededError(
-            f"{ref} is the last tag of {digest} which the index at {needers[0]} lists; clean-up jobs "
-            f"that delete untagged manifests would break {needers[0]}; {_PASS_FORCE}"
+            f"{ref} is the last tag of {digest} {_which_list(needers)}; clean-up jobs "
+            f"that delete untagged manifests would break {_first_three(needers)}; {_PASS_FORCE}"
         )
     return needers
+
+
+def _first_three(needers: Sequence[str]) -> str:
+    """[TAG-3] Up to three index tags, and how many more."""
+    more = f" and {len(needers) - 3} more" if len(needers) > 3 else ""
+    return ", ".join(needers[:3]) + more
+
+
+def _which_list(needers: Sequence[str]) -> str:
+    """[TAG-3] "which the index at A lists" or "which the indexes at A, B list" (up to three named)."""
+    if len(needers) == 1:
+        return f"which the index at {needers[0]} lists"
+    return f"which the indexes at {_first_three(needers)} list"
 
 
 class _IndexReader:
