@@ -69,3 +69,16 @@ def test_only_local_sources_say_there_is_nothing_to_remove(
     capsys.readouterr()
     assert main(["create", "--untag-sources", "-t", target, archive]) == 0
     assert "no source is a registry tag; nothing to remove" in capsys.readouterr().err
+
+
+def test_tag_and_untag_json_failures_are_one_document(
+    registry: RegistryServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The commands that print their own partial document on a failure print no second one."""
+    missing = f"{registry.host}/pinned/none-{uuid.uuid4().hex[:8]}:1"
+    for argv in (["untag", "--json", missing], ["tag", "--json", missing, "2"]):
+        assert main(argv) != 0
+        out = capsys.readouterr().out
+        document, end = json.JSONDecoder().raw_decode(out)
+        assert out[end:] == "\n", f"{argv[0]}: more than one document: {out!r}"
+        assert document["errors"][0]["exitCode"] == 3

@@ -8,11 +8,11 @@ into :class:`RegistryOptions` the same way.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from ocimerge.cli import render
 from ocimerge.cli.connection import add_connection_flags, registry_options
 from ocimerge.cli.exits import EXIT_OK, exit_code
 from ocimerge.errors import OcimergeError
@@ -102,10 +102,10 @@ def run_tag(args: argparse.Namespace) -> int:
     except OcimergeError as exc:
         if args.json:
             document = {"source": args.source, "references": [], "errors": [_error_entry(args.source, exc)]}
-            print(json.dumps(document, indent=2), flush=True)
+            render.print_json(document, sys.stdout)
         raise
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        render.print_json(result.to_json(), sys.stdout)
         return EXIT_OK
     verb = "would tag" if result.dry_run else "tagged"
     for reference in result.tagged:
@@ -213,7 +213,7 @@ def _print_untagged(args: argparse.Namespace, results: list[UntagResult], errors
     document: dict[str, Any] = {"untagged": [r.to_json() for r in results], "dryRun": args.dry_run}
     if errors:
         document["errors"] = errors
-    print(json.dumps(document, indent=2), flush=True)
+    render.print_json(document, sys.stdout)
 
 
 #: The subcommands this module adds, for ``cli/commands.py``'s table.
