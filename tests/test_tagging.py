@@ -44,7 +44,7 @@ from ocimerge.registry.transport import RetryPolicy
 from ocimerge.tagging import Removal, UntagStatus, tag, untag, untag_sources
 from ocimerge.testing import Behaviour
 from ocimerge.testing import Registry as InProcessRegistry
-from registries import REGISTRY_BINARY, USERS, RegistryServer, cleanup, start_registry
+from registries import USERS, RegistryServer, distribution_without_delete
 
 pytestmark = pytest.mark.registry_backends("distribution", "inprocess")
 
@@ -393,17 +393,8 @@ def test_untag_sources_is_refused_without_a_tag_and_ignores_local_sources(
 @pytest.fixture(scope="module")
 def no_delete_distribution() -> Iterator[RegistryServer]:
     """Distribution as the suite starts it, restarted with ``storage.delete.enabled: false``."""
-    server = start_registry("anonymous")
-    server.stop()
-    config = server.root / "config.yml"
-    text = config.read_text()
-    assert "  delete:\n    enabled: true\n" in text
-    config.write_text(text.replace("  delete:\n    enabled: true\n", "  delete:\n    enabled: false\n"))
-    with open(server.log, "ab") as log:
-        server.process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    server._wait()
-    yield server
-    cleanup(server)
+    with distribution_without_delete() as server:
+        yield server
 
 
 def _refused_everywhere(
@@ -754,7 +745,7 @@ def _forward(request: httpx.Request, upstream: httpx.Client) -> httpx.Response:
 
 
 def test_a_head_without_content_type_is_read_to_know_if_it_is_an_index(tmp_path: Path) -> None:
-    """[TAG-3] HEAD answers without Content-Type (manifest_head would say image manifest): the tag is read."""
+    """[TAG-3] HEAD answers without Content-Type: manifest_head reads the tag, so an index is seen as one."""
     with InProcessRegistry() as reg:  # behind a proxy dropping the header
         repo = "team/ct"
         push_image(reg.host, f"{repo}:1-amd64", Image(architecture="amd64"), tmp_path)

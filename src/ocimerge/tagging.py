@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import enum
-import json
 import uuid
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
@@ -45,9 +44,9 @@ from ocimerge.errors import (
 from ocimerge.model import mediatype as mt
 from ocimerge.model.descriptor import Descriptor
 from ocimerge.model.digest import Digest
-from ocimerge.model.manifest import Document, ImageIndex, decode_manifest_or_index
+from ocimerge.model.manifest import Document, ImageIndex, ImageManifest
 from ocimerge.model.reference import Reference
-from ocimerge.registry.api import MANIFEST_ACCEPT, Registry, RegistryOptions, RegistryPool
+from ocimerge.registry.api import Registry, RegistryOptions, RegistryPool
 from ocimerge.registry.challenge import Scope
 from ocimerge.sinks.core import Publication
 from ocimerge.sinks.registry import BlobAction, PushFailure, PushOptions, PushResult, RegistrySink
@@ -282,20 +281,21 @@ def tag(
 
 def _previous(registry: Registry, target: Reference, digest: Digest, force: bool) -> Digest | None:
     """[TAG-7] The other digest ``target`` names now (None if none), after untag's [TAG-3] check on it."""
-    found = _head(registry, target)
-    if found is None or found[0] == digest:
+    head = registry.manifest_head(target)
+    if head is None or head.digest == digest:
         return None
+    now = head.digest
     check = _Untag(target, force=force, allowed=frozenset({digest}))
     if force:
-        _forced_needers(registry, target, found[0], check)
-        return found[0]
+        _forced_needers(registry, target, now, check)
+        return now
     try:
-        _needers(registry, target, found[0], check)
+        _needers(registry, target, now, check)
     except TagNeededError as exc:
         raise TagNeededError(
-            f"moving {target.tag} from {found[0]} to {digest}: " + str(exc).replace(_PASS_FORCE, _PASS_FORCE_TAG)
+            f"moving {target.tag} from {now} to {digest}: " + str(exc).replace(_PASS_FORCE, _PASS_FORCE_TAG)
         ) from exc
-    return found[0]
+    return now
 
 
 def _read_source(registry: Registry, source: Reference) -> Document[Any]:
@@ -455,29 +455,6 @@ def _forced_needers(registry: Registry, ref: Reference, digest: Digest, request:
         return ()
 
 
-def _head(registry: Registry, ref: Reference) -> tuple[Digest, str] | None:
-    """[TAG-3] A tag's digest and served media type (``""`` when the HEAD named none), or None.
-
-    :meth:`Registry.manifest_head` assumes an image manifest when ``Content-Type`` is absent;
-    the check must not take an index for one, so it reads the header itself.
-    """
-    response = registry.request(
-        "HEAD",
-        f"/v2/{ref.repository}/manifests/{ref.tag}",
-        kind="HEAD manifest",
-        what=f"HEAD manifest {ref.tag} in {ref.repository}",
-        ok=(404,),
-        headers={"Accept": MANIFEST_ACCEPT},
-    )
-    if response.status_code == 404:
-        return None
-    header = response.headers.get("docker-content-digest")
-    if not header:  # optional in distribution-spec v1.1: the GET says both
-        found = registry.manifest_get(ref).descriptor
-        return found.digest, found.media_type
-    return Digest.parse(header), (response.headers.get("content-type") or "").split(";")[0].strip()
-
-
 def _needers(registry: Registry, ref: Reference, digest: Digest, request: _Untag) -> tuple[str, ...]:
     """[TAG-3] The tags of indexes needing ``digest`` when ``ref`` is its last tag (raising unless forced)."""
     repo = ref.repository
@@ -487,16 +464,16 @@ def _needers(registry: Registry, ref: Reference, digest: Digest, request: _Untag
             f"{ref.name} has more than {MAX_CHECKED_TAGS} tags: cannot check whether an index needs "
             f"{ref}; {_PASS_FORCE}"
         )
-    heads = {t: _head(registry, attrs.evolve(ref, tag=t)) for t in tags if t != ref.tag}
-    if any(h is not None and h[0] == digest for h in heads.values()):
+    # manifest_head learns a media type the HEAD did not send from the bytes: an index is an index
+    heads = {t: registry.manifest_head(attrs.evolve(ref, tag=t)) for t in tags if t != ref.tag}
+    if any(h is not None and h.digest == digest for h in heads.values()):
         return ()  # another tag keeps the manifest tagged
     reader = _IndexReader(registry, ref)
     needers = tuple(
         f"{repo}:{t}"
         for t, h in heads.items()
-        # no media type: read it to know (a GET of a manifest lists nothing)
-        if h is not None and (h[1] in _INDEXES or not h[1]) and h[0] not in request.allowed
-        if reader.lists(h[0], digest)
+        if h is not None and h.media_type in _INDEXES and h.digest not in request.allowed
+        if reader.lists(h.digest, digest)
     )
     if needers and not request.force:
         raise TagNeededError(
@@ -552,20 +529,17 @@ class _IndexReader:
 
 def _placeholder(purpose: str) -> Document[Any]:
     """A unique throwaway manifest: an empty OCI artifact, a random annotation making it unique."""
-    value = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "artifactType": PLACEHOLDER_TYPE,
-        "config": _EMPTY_DESCRIPTOR.to_json(),
-        "layers": [_EMPTY_DESCRIPTOR.to_json()],
-        "annotations": {
-            "org.opencontainers.image.created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    manifest = ImageManifest(
+        config=_EMPTY_DESCRIPTOR,
+        layers=(_EMPTY_DESCRIPTOR,),
+        artifact_type=PLACEHOLDER_TYPE,
+        annotations={
+            "org.opencontainers.image.created": created,
             "io.github.ocimerge.placeholder": f"{purpose} {uuid.uuid4()}",
         },
-    }
-    raw = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
-    parsed = decode_manifest_or_index(raw, media_type=mt.OCI_MANIFEST, where="placeholder manifest")
-    return Document.reached(raw, parsed, Descriptor(mt.OCI_MANIFEST, Digest.of(raw), len(raw)), where="placeholder")
+    )
+    return Document.author(manifest)  # [DOC-1] the one canonical encoder for what we author
 
 
 def _refusal(

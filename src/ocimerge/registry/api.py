@@ -340,10 +340,13 @@ class Registry:
         if response.status_code == 404:
             return None
         digest = response.headers.get("docker-content-digest")
-        if not digest:  # the header is optional in distribution-spec v1.1: learn it from the bytes
+        media_type = _media_type(response)
+        if not digest or not media_type:
+            # both are optional on a HEAD (distribution-spec v1.1; proxies drop Content-Type):
+            # learn them from the verified bytes rather than guess, since an index taken for an
+            # image manifest would hide its children from every check that asks
             return self.manifest_get(reference).descriptor
         length = response.headers.get("content-length") or "0"
-        media_type = _media_type(response) or mt.OCI_MANIFEST
         return Descriptor(media_type, Digest.parse(digest), int(length) if length.isdigit() else 0)
 
     def manifest_get(self, reference: Reference) -> Document[ImageManifest | ImageIndex]:
