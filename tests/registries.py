@@ -731,6 +731,27 @@ def cleanup(server: RegistryServer) -> None:
     shutil.rmtree(server.root, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def distribution_without_delete() -> Iterator[RegistryServer]:
+    """CNCF Distribution (the binary) as the suite starts it, restarted with
+    ``storage.delete.enabled: false``: every DELETE answered 405 ``UNSUPPORTED``."""
+    server = start_registry("anonymous", "binary")
+    try:
+        server.stop()
+        config = server.root / "config.yml"
+        text = config.read_text()
+        assert "  delete:\n    enabled: true\n" in text
+        config.write_text(text.replace("  delete:\n    enabled: true\n", "  delete:\n    enabled: false\n"))
+        with open(server.log, "ab") as log:
+            server.process = subprocess.Popen(
+                [REGISTRY_BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
+            )
+        server._wait()
+        yield server
+    finally:
+        cleanup(server)
+
+
 class Registries:
     """Test registries started on first use, one per (backend, mode), stopped together by :meth:`close`.
 

@@ -24,7 +24,14 @@ from ocimerge.errors import TransportError, UsageError
 from ocimerge.model.digest import Digest
 from ocimerge.registry.api import Registry, RegistryOptions
 from ocimerge.registry.transport import RetryPolicy, TLSOptions
-from registries import REGISTRY_BINARY, USERS, Fault, FaultProxy, RegistryServer, cleanup, free_port, start_registry
+from registries import (
+    USERS,
+    Fault,
+    FaultProxy,
+    RegistryServer,
+    distribution_without_delete,
+    free_port,
+)
 
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
 #: the request-size probe's cap in most tests (the default, 64 MiB, is run once through the CLI)
@@ -328,17 +335,8 @@ def test_cli_refuses_a_bad_target_with_the_usage_code(capsys: pytest.CaptureFixt
 @pytest.fixture(scope="module")
 def no_delete_registry() -> Iterator[RegistryServer]:
     """Distribution as the suite starts it, restarted with ``storage.delete.enabled: false``."""
-    server = start_registry("anonymous")
-    server.stop()
-    config = server.root / "config.yml"
-    text = config.read_text()
-    assert "  delete:\n    enabled: true\n" in text
-    config.write_text(text.replace("  delete:\n    enabled: true\n", "  delete:\n    enabled: false\n"))
-    with open(server.log, "ab") as log:
-        server.process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    server._wait()
-    yield server
-    cleanup(server)
+    with distribution_without_delete() as server:
+        yield server
 
 
 def test_deletion_disabled_is_no_and_what_is_left_is_named(no_delete_registry: RegistryServer) -> None:
